@@ -1,0 +1,55 @@
+"""The ``corral`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from corral import __version__
+from corral.cli.render import print_summary
+from corral.spec import Spec, SpecError, load_spec
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="corral")
+def cli() -> None:
+    """corral keeps a cloud control plane highly available."""
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--explain", is_flag=True, help="Also show every default that applies.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when the spec is valid.")
+def validate(spec_file: str, explain: bool, quiet: bool) -> None:
+    """Check SPEC_FILE. Exit 0 with a summary, or exit 1 with every problem found."""
+    try:
+        spec = load_spec(spec_file)
+    except SpecError as exc:
+        err = Console(stderr=True, highlight=False)
+        for issue in exc.issues:
+            err.print(str(issue), markup=False, soft_wrap=True)
+        err.print(f"{spec_file}: refused ({len(exc.issues)} problem(s))", soft_wrap=True)
+        sys.exit(1)
+    if not quiet:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console.width = max(console.width, 160)
+        print_summary(spec, console, explain=explain)
+        click.echo(f"{spec_file}: valid")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec (for editors and linters)."""
+    click.echo(json.dumps(Spec.model_json_schema(by_alias=True), indent=2))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Human-readable views of a spec (``corral validate``)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from corral.spec import Resource, Spec
+from corral.spec.durations import format_duration as fmt
+
+
+def placement_text(res: Resource) -> str:
+    place = res.on
+    parts = [f"role {r}" for r in place.required_roles()]
+    parts += [f"{k}={v}" for k, v in place.labels.items()]
+    if place.nodes:
+        parts.append("nodes " + ",".join(place.nodes))
+    if place.site:
+        parts.append(f"site {place.site}")
+    return ", ".join(parts) or "any node"
+
+
+def kind_text(res: Resource) -> str:
+    if res.process:
+        return f"process: {res.process.command}"
+    if res.systemd:
+        return f"systemd: {res.systemd.unit}"
+    if res.ocf:
+        return f"ocf: {res.ocf.agent}"
+    if res.vip:
+        return f"vip: {res.vip.address}"
+    if res.vip_set:
+        return "vip-set: " + ", ".join(str(a) for a in res.vip_set.addresses)
+    return "haproxy"
+
+
+def mode_text(res: Resource) -> str:
+    if res.kind == "vip-set":
+        return "one VIP per node"
+    text: str = res.mode
+    if res.instances:
+        text += f" x{res.instances}"
+    if res.mode == "promotable":
+        text += f", {res.promoted if res.promoted is not None else 1} promoted"
+    return text
+
+
+def extras_text(res: Resource, explain: bool) -> str:
+    out = []
+    for check in res.health:
+        target = check.http.url if check.http else check.tcp or check.exec
+        line = f"{check.kind} {target}"
+        if explain:
+            line += (
+                f" (every {fmt(check.interval)}, timeout {fmt(check.timeout)}, "
+                f"rise {check.rise}, fall {check.fall}, grace {fmt(check.grace)})"
+            )
+        out.append(line)
+    if res.balance:
+        out.append(f"balanced on {res.balance.via}:{res.balance.port}")
+    if res.with_:
+        out.append("with " + ", ".join(res.with_))
+    if res.apart:
+        out.append("apart from " + ", ".join(res.apart))
+    if res.dns:
+        out.append(f"dns {res.dns}")
+    if res.ticket:
+        out.append(f"ticket {res.ticket}")
+    if explain:
+        out.append(
+            f"stickiness {res.stickiness}; banned after {res.failure.migration_threshold} "
+            f"failure(s) for {fmt(res.failure.failure_timeout)}"
+        )
+    return "\n".join(out)
+
+
+def print_summary(spec: Spec, console: Console, *, explain: bool = False) -> None:
+    """One screen: cluster, timing, nodes, resources, ordering."""
+    timing = spec.effective_timing
+    store = (
+        "embedded etcd"
+        if spec.store.embedded
+        else "external etcd " + ", ".join(spec.store.etcd.endpoints if spec.store.etcd else [])
+    )
+    console.print(
+        f"[bold]cluster {spec.cluster}[/bold]: {len(spec.nodes)} nodes, "
+        f"{len(spec.resources)} resources; profile {spec.profile}; store: {store}"
+    )
+    console.print(
+        f"timing: lease {fmt(timing.lease_ttl)}, keepalive {fmt(timing.keepalive_interval)}, "
+        f"self-fence {fmt(timing.safety_margin)} before expiry; etcd heartbeat "
+        f"{fmt(timing.etcd_heartbeat)}, election {fmt(timing.etcd_election)}"
+    )
+    nodes = Table("node", "address", "kind", "roles", "site", box=None, header_style="bold")
+    for name, node in spec.nodes.items():
+        nodes.add_row(name, str(node.address), node.kind, ", ".join(node.roles), node.site or "")
+    console.print(nodes)
+    table = Table(
+        "resource", "what", "mode", "where", "checks and constraints", box=None, header_style="bold"
+    )
+    for name, res in spec.resources.items():
+        table.add_row(
+            name, kind_text(res), mode_text(res), placement_text(res), extras_text(res, explain)
+        )
+    console.print(table)
+    if spec.order:
+        console.print(
+            "order: "
+            + "; ".join(
+                f"{o.first} {'->' if o.kind == 'mandatory' else '~>'} {o.then}" for o in spec.order
+            )
+        )

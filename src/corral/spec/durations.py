@@ -1,0 +1,53 @@
+"""Durations as operators write them: ``500ms``, ``1s``, ``1.5s``, ``2m``, ``1h`` or a bare number
+of seconds. Parsed to ``float`` seconds; negative values are refused."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` in seconds.
+
+    Accepts an int/float (seconds) or a string with one unit (ms, s, m, h, d). Raises
+    ``ValueError`` with a message that shows the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _RE.match(value)
+        if not match:
+            raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
+    if seconds < 0:
+        raise ValueError(f"duration {value!r} is negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form of ``seconds`` (inverse of :func:`parse_duration`)."""
+    if seconds == 0:
+        return "0s"
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size) == int(seconds / size):
+            return f"{int(seconds / size)}{unit}"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:.3g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]

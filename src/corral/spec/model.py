@@ -1,0 +1,383 @@
+"""The cluster spec: pydantic models of what an operator writes in one YAML file.
+
+Contract:
+- Unknown keys are errors everywhere (``extra="forbid"``); models are frozen.
+- Shorthands keep the common case short: ``systemd: apache2.service``, ``process: "cmd"``,
+  ``vip: 198.18.0.100/24``, ``vip-set: [..]``, ``health: {http: URL}``, ``store: embedded``,
+  ``order: ["galera -> keystone"]``.
+- After validation every resource carries its *effective* values: a field the resource did not
+  set is taken from ``defaults`` (health timing, failure policy, stickiness), and ``mode`` is
+  resolved by kind. ``corral validate --explain`` prints them.
+- Cross-references (names, roles, cycles, subnets) are checked in :mod:`corral.spec.checks`,
+  not here, so that every problem is reported with its position at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from corral.spec.durations import Duration
+from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
+
+Mode = Literal["active-active", "active-passive", "promotable"]
+ResourceKind = Literal["process", "systemd", "ocf", "vip", "vip-set", "haproxy"]
+SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf")
+KINDS: tuple[ResourceKind, ...] = ("process", "systemd", "ocf", "vip", "vip-set", "haproxy")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _shorthand(field: str) -> BeforeValidator:
+    """Accept a bare scalar (or list) for a model whose main field is ``field``."""
+
+    def wrap(value: Any) -> Any:
+        if isinstance(value, str | list):
+            return {field: value}
+        return value
+
+    return BeforeValidator(wrap)
+
+
+# --- health checks -------------------------------------------------------------------------
+
+
+class HttpCheck(_Model):
+    """HTTP check: healthy when the answer has an expected status (and body substring)."""
+
+    url: str = Field(description="URL template; {node.address}, {node.name} are filled in")
+    status: list[int] = Field(default=[200], description="statuses that count as healthy")
+    body: str | None = Field(default=None, description="substring the body must contain")
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_scalar(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("status"), int):
+            return {**data, "status": [data["status"]]}
+        return data
+
+
+class HealthCheck(_Model):
+    """One functional health check. Exactly one of ``http``, ``tcp``, ``exec``.
+
+    ``exec`` follows the Nagios plugin convention: exit 0 OK, 1 WARNING (healthy, shown),
+    2 CRITICAL and 3 UNKNOWN (unhealthy). A check that does not finish within ``timeout`` fails.
+    A service turns healthy after ``rise`` successes in a row and unhealthy after ``fall``
+    failures in a row; failures during ``grace`` after a start do not count.
+    """
+
+    http: Annotated[HttpCheck | None, _shorthand("url")] = None
+    tcp: str | None = Field(default=None, description="host:port template")
+    exec: str | None = Field(default=None, description="command line (Nagios plugin semantics)")
+    interval: Duration = 1.0
+    timeout: Duration = 0.5
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=2, ge=1, le=100)
+    grace: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HealthCheck:
+        given = [k for k in ("http", "tcp", "exec") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a health check needs exactly one of http, tcp, exec"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.http else "tcp" if self.tcp else "exec"
+
+
+class HealthDefaults(_Model):
+    """Cluster-wide defaults for every health check's timing."""
+
+    interval: Duration = 1.0
+    timeout: Duration = 0.5
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=2, ge=1, le=100)
+    grace: Duration = 0.0
+
+
+class FailurePolicy(_Model):
+    """After ``migration_threshold`` failures on a node the resource is banned there until
+    ``failure_timeout`` has passed since the last failure (0 = never expires)."""
+
+    migration_threshold: int = Field(default=3, ge=1)
+    failure_timeout: Duration = 600.0
+
+
+class Defaults(_Model):
+    health: HealthDefaults = HealthDefaults()
+    failure: FailurePolicy = FailurePolicy()
+    stickiness: int = Field(default=100, ge=0, description="score bonus for staying put")
+
+
+# --- drivers and kinds ---------------------------------------------------------------------
+
+
+class ProcessDriver(_Model):
+    """A command corral supervises itself (own process group, logs to files)."""
+
+    command: str
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    user: str | None = None
+    stop_timeout: Duration = 10.0
+
+
+class SystemdDriver(_Model):
+    unit: str = Field(pattern=r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|target|mount)$")
+    stop_timeout: Duration = 90.0
+
+
+class OcfDriver(_Model):
+    """An OCF resource agent, ``provider:type`` (e.g. ``heartbeat:Dummy``)."""
+
+    agent: str = Field(pattern=r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
+    params: dict[str, str | int | float | bool] = {}
+    monitor_interval: Duration = 10.0
+
+
+class VipSpec(_Model):
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    interface: str | None = Field(default=None, description="default: the node's own interface")
+
+
+class VipSetSpec(_Model):
+    """One VIP per eligible node while there are enough nodes; survivors take the rest."""
+
+    addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = Field(min_length=1)
+    interface: str | None = None
+    fail_back: bool = Field(default=True, description="a VIP returns to its node on recovery")
+
+
+class HaproxySpec(_Model):
+    """HAProxy instances whose frontends come from the services' ``balance`` entries."""
+
+    stats_port: int = Field(default=8404, ge=1, le=65535)
+    maxconn: int = Field(default=4096, ge=1)
+
+
+class Balance(_Model):
+    """Put this active-active service behind HAProxy on ``port`` of the VIP(s) of ``via``."""
+
+    port: int = Field(ge=1, le=65535)
+    via: str = Field(description="a vip or vip-set resource")
+    backend_port: int | None = Field(default=None, ge=1, le=65535)
+    mode: Literal["http", "tcp"] = "http"
+
+
+class Placement(_Model):
+    """Where instances may run: nodes that have every listed role, label and site."""
+
+    role: str | None = None
+    roles: list[str] = []
+    labels: dict[str, str] = {}
+    nodes: list[str] = []
+    site: str | None = None
+
+    def required_roles(self) -> list[str]:
+        return ([self.role] if self.role else []) + list(self.roles)
+
+
+# --- constraints ---------------------------------------------------------------------------
+
+_ORDER_RE = re.compile(r"^\s*([^\s~>-][^\s]*)\s*(->|~>)\s*([^\s]+)\s*$")
+
+
+class Order(_Model):
+    """``first -> then``: start ``first`` before ``then``, stop in reverse (mandatory: ``then``
+    stops when ``first`` cannot run). ``first ~> then`` is optional: only orders the actions."""
+
+    first: str
+    then: str
+    kind: Literal["mandatory", "optional"] = "mandatory"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            match = _ORDER_RE.match(data)
+            if not match:
+                raise ValueError(
+                    f"cannot read order {data!r}: write 'first -> then' (mandatory) "
+                    "or 'first ~> then' (optional)"
+                )
+            kind = "mandatory" if match.group(2) == "->" else "optional"
+            return {"first": match.group(1), "then": match.group(3), "kind": kind}
+        return data
+
+
+class Resource(_Model):
+    """A resource: exactly one kind key, plus how and where it runs."""
+
+    process: Annotated[ProcessDriver | None, _shorthand("command")] = None
+    systemd: Annotated[SystemdDriver | None, _shorthand("unit")] = None
+    ocf: Annotated[OcfDriver | None, _shorthand("agent")] = None
+    vip: Annotated[VipSpec | None, _shorthand("address")] = None
+    vip_set: Annotated[VipSetSpec | None, _shorthand("addresses")] = Field(
+        default=None, alias="vip-set"
+    )
+    haproxy: HaproxySpec | None = None
+
+    mode: Mode = "active-active"
+    instances: int | None = Field(default=None, ge=1, description="default: every eligible node")
+    promoted: int | None = Field(default=None, ge=0, description="promotable: how many promoted")
+    max_per_node: int = Field(default=1, ge=1)
+    on: Placement = Placement()
+    prefer: dict[str, int] = Field(default={}, description="node name -> location score")
+    stickiness: int = Field(default=100, ge=0)
+    health: Annotated[
+        list[HealthCheck], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)
+    ] = []
+    failure: FailurePolicy = FailurePolicy()
+    balance: Balance | None = None
+    dns: str | None = Field(default=None, description="vip-set: name resolving to live VIPs")
+    with_: list[str] = Field(default=[], alias="with", description="run only beside these")
+    apart: list[str] = Field(default=[], description="never on a node running these")
+    ticket: str | None = Field(default=None, description="run only in the site holding it")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Resource:
+        given = [k for k in KINDS if getattr(self, k.replace("-", "_")) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a resource needs exactly one kind: "
+                + ", ".join(KINDS)
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> ResourceKind:
+        for k in KINDS:
+            if getattr(self, k.replace("-", "_")) is not None:
+                return k
+        raise AssertionError("validated resource without a kind")
+
+    @property
+    def exclusive(self) -> bool:
+        """True when an instance (or a promoted role) may run on one node only."""
+        return self.mode != "active-active" or self.kind in ("vip", "vip-set")
+
+
+# --- nodes, store, fencing -----------------------------------------------------------------
+
+
+class Node(_Model):
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    roles: list[str] = []
+    labels: dict[str, str] = {}
+    kind: Literal["core", "remote"] = Field(
+        default="core", description="core nodes run etcd voting members; remote run agents only"
+    )
+    site: str | None = None
+    fence: list[str] | None = Field(default=None, description="fence devices; default all")
+    attrs: dict[str, str] = Field(default={}, description="values for {node.<attr>} templates")
+
+
+class FenceDevice(_Model):
+    """A fence agent speaking the fence-agents stdin protocol (``fence_ipmilan``, ...)."""
+
+    agent: str
+    params: dict[str, str | int | float | bool] = {}
+
+
+class EmbeddedStore(_Model):
+    client_port: int = Field(default=2379, ge=1, le=65535)
+    peer_port: int = Field(default=2380, ge=1, le=65535)
+    data_dir: str = "/var/lib/corral/etcd"
+
+
+class ExternalEtcd(_Model):
+    endpoints: list[str] = Field(min_length=1)
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class Store(_Model):
+    embedded: EmbeddedStore | None = None
+    etcd: ExternalEtcd | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if data == "embedded":
+            return {"embedded": {}}
+        if isinstance(data, str):
+            raise ValueError(f"store must be 'embedded' or a mapping with 'etcd:', not {data!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _one(self) -> Store:
+        if (self.embedded is None) == (self.etcd is None):
+            raise ValueError("store needs exactly one of 'embedded' or 'etcd'")
+        return self
+
+
+# --- the spec ------------------------------------------------------------------------------
+
+
+class Spec(_Model):
+    """A whole cluster. Resources hold effective values after validation (see module doc)."""
+
+    cluster: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    profile: ProfileName = "lan"
+    timing: TimingOverrides = TimingOverrides()
+    store: Store = Store(embedded=EmbeddedStore())
+    nodes: dict[str, Node] = Field(min_length=1)
+    fencing: dict[str, FenceDevice] = {}
+    tickets: list[str] = []
+    defaults: Defaults = Defaults()
+    resources: dict[str, Resource] = {}
+    order: list[Order] = []
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Spec:
+        for name, res in list(self.resources.items()):
+            self.resources[name] = _resolve_resource(res, self.defaults)
+        return self
+
+    @property
+    def effective_timing(self) -> Timing:
+        return resolve_timing(self.profile, self.timing)
+
+    def core_nodes(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.kind == "core"]
+
+
+def _resolve_resource(res: Resource, defaults: Defaults) -> Resource:
+    """Fill what ``res`` left unset from ``defaults``; resolve ``mode`` by kind."""
+    update: dict[str, Any] = {}
+    if "stickiness" not in res.model_fields_set:
+        update["stickiness"] = defaults.stickiness
+    if "failure" not in res.model_fields_set:
+        update["failure"] = defaults.failure
+    else:
+        unset = {
+            k: getattr(defaults.failure, k)
+            for k in FailurePolicy.model_fields
+            if k not in res.failure.model_fields_set
+        }
+        update["failure"] = res.failure.model_copy(update=unset)
+    checks = []
+    for check in res.health:
+        unset = {
+            k: getattr(defaults.health, k)
+            for k in HealthDefaults.model_fields
+            if k not in check.model_fields_set
+        }
+        checks.append(check.model_copy(update=unset))
+    update["health"] = checks
+    if "mode" not in res.model_fields_set and res.kind == "vip":
+        update["mode"] = "active-passive"
+    return res.model_copy(update=update)

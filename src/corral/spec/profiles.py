@@ -1,0 +1,74 @@
+"""Timing profiles: every timing default of corral, derived from a few base figures.
+
+Formulas (why each default is what it is):
+
+- etcd: ``election_timeout = 10 x heartbeat_interval`` (etcd's own guidance: 5-10 round trips);
+  etcd grants no lease shorter than ``1.5 x election_timeout``.
+- ``lease_ttl >= 1.5 x election_timeout``: the node lease; an exclusive instance moves through
+  lease expiry no sooner than ``lease_ttl`` (+ up to 0.5 s, etcd's expiry check period) after the
+  holder's last keepalive (DESIGN.md rule 2).
+- ``keepalive_interval = lease_ttl / 5``: several renewals fit in one TTL, so one lost keepalive
+  does not cost the lease.
+- ``safety_margin = lease_ttl / 3``: an agent that has not renewed its lease for
+  ``lease_ttl - safety_margin`` stops its exclusive instances and drops its VIPs (rule 1), which
+  leaves ``safety_margin`` for the stop to finish before anyone else may take over.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from corral.spec.durations import Duration
+
+ProfileName = Literal["lan", "wan", "local"]
+
+
+class Timing(BaseModel):
+    """Resolved timing of a cluster (all seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    etcd_heartbeat: Duration = Field(description="etcd --heartbeat-interval")
+    etcd_election: Duration = Field(description="etcd --election-timeout, 10 x heartbeat")
+    lease_ttl: Duration = Field(description="node lease TTL, >= 1.5 x etcd_election")
+    keepalive_interval: Duration = Field(description="lease renewal period, lease_ttl / 5")
+    safety_margin: Duration = Field(description="self-fence this long before expiry, ttl / 3")
+
+
+class TimingOverrides(BaseModel):
+    """Per-field overrides of a profile, as written in the spec's ``timing:`` mapping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    etcd_heartbeat: Duration | None = None
+    etcd_election: Duration | None = None
+    lease_ttl: Duration | None = None
+    keepalive_interval: Duration | None = None
+    safety_margin: Duration | None = None
+
+
+_BASE_HEARTBEAT: dict[str, float] = {"local": 0.025, "lan": 0.05, "wan": 0.25}
+
+
+def profile_timing(profile: ProfileName) -> Timing:
+    """The defaults of ``profile``, derived from its etcd heartbeat by the formulas above."""
+    heartbeat = _BASE_HEARTBEAT[profile]
+    election = 10 * heartbeat
+    # Round the lease up to a whole 0.5 s above the etcd minimum: etcd checks expiry each 0.5 s.
+    lease = max(1.0, round((1.5 * election) * 2 + 0.4999) / 2)
+    return Timing(
+        etcd_heartbeat=heartbeat,
+        etcd_election=election,
+        lease_ttl=lease,
+        keepalive_interval=lease / 5,
+        safety_margin=lease / 3,
+    )
+
+
+def resolve_timing(profile: ProfileName, overrides: TimingOverrides) -> Timing:
+    """``profile``'s defaults with ``overrides`` applied (no consistency check: see checks)."""
+    base = profile_timing(profile).model_dump()
+    base.update({k: v for k, v in overrides.model_dump().items() if v is not None})
+    return Timing(**base)
