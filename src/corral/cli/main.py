@@ -10,6 +10,7 @@ from rich.console import Console
 
 from corral import __version__
 from corral.cli.render import print_summary
+from corral.cli.simulate import explain_cmd, simulate
 from corral.spec import Spec, SpecError, load_spec
 
 
@@ -45,6 +46,10 @@ def validate(spec_file: str, explain: bool, quiet: bool) -> None:
 def schema() -> None:
     """Print the JSON Schema of the spec (for editors and linters)."""
     click.echo(json.dumps(Spec.model_json_schema(by_alias=True), indent=2))
+
+
+cli.add_command(simulate)
+cli.add_command(explain_cmd)
 
 
 def main() -> None:

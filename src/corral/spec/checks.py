@@ -47,7 +47,10 @@ def _nodes(spec: Spec) -> Iterator[Problem]:
     for name, node in spec.nodes.items():
         addr = str(node.address)
         if addr in seen:
-            yield ("nodes", name, "address"), f"address {addr} is also the address of node {seen[addr]!r}"
+            yield (
+                ("nodes", name, "address"),
+                f"address {addr} is also the address of node {seen[addr]!r}",
+            )
         seen.setdefault(addr, name)
         for device in node.fence or []:
             if device not in spec.fencing:

@@ -51,19 +51,19 @@ def load_spec_text(text: str | bytes, file: str = "<spec>") -> Spec:
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(_pydantic_issues(exc, raw, positions, file)) from None
+        raise SpecError(pydantic_issues(exc, raw, positions, file)) from None
     problems = check_spec(spec)
     if problems:
-        raise SpecError([_issue(path, msg, positions, file) for path, msg in problems])
+        raise SpecError([issue_at(path, msg, positions, file) for path, msg in problems])
     return spec
 
 
-def _issue(path: Path, message: str, positions: Positions, file: str) -> SpecIssue:
+def issue_at(path: Path, message: str, positions: Positions, file: str) -> SpecIssue:
     line, column = positions.find(path)
     return SpecIssue(message, path, line, column, file)
 
 
-def _pydantic_issues(
+def pydantic_issues(
     exc: ValidationError, raw: dict[str, Any], positions: Positions, file: str
 ) -> list[SpecIssue]:
     issues: list[SpecIssue] = []
@@ -75,7 +75,7 @@ def _pydantic_issues(
         if (path, message) in seen:
             continue
         seen.add((path, message))
-        issues.append(_issue(path, message, positions, file))
+        issues.append(issue_at(path, message, positions, file))
     return issues
 
 

@@ -1,0 +1,324 @@
+"""Per-resource placement: the target instances of one resource, with reasons.
+
+Safety is enforced here (DESIGN.md rules 1-4), each rule at the line that names it:
+an exclusive instance that may still run on an unclean node blocks any new holder; without
+quorum nothing exclusive starts; what is in maintenance is left exactly as it is.
+"""
+
+from __future__ import annotations
+
+from corral.core.scheduler.model import Decision, Instance, Score
+from corral.core.scheduler.scores import Context, node_score, ranked
+
+
+class Placer:
+    """Decides resources one at a time, in dependency order, remembering where each went."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.placed: dict[str, set[str]] = {}
+        self.load: dict[str, int] = {}
+        self.scores: dict[str, dict[str, Score]] = {}
+
+    # --- entry ----------------------------------------------------------------------------
+
+    def decide(self, name: str) -> Decision:
+        ctx = self.ctx
+        res = ctx.spec.resources[name]
+        decision = Decision(name)
+        observed = ctx.observed.get(name, [])
+        if ctx.snap.maintenance.cluster or name in ctx.snap.maintenance.resources:
+            decision.target = [_keep(i) for i in observed if self._alive(i.node)]
+            decision.reasons.append("in maintenance: left as it is (nothing started or stopped)")
+            return self._record(decision)
+        frozen = [i for i in observed if self._alive(i.node) and ctx.frozen(name, i.node)]
+        for inst in frozen:
+            decision.reasons.append(f"{inst.key} in maintenance: left as it is")
+        missing = self._missing_dependencies(name)
+        if missing:
+            decision.target = [_keep(i) for i in frozen]
+            decision.reasons.append(
+                f"not running: needs {', '.join(missing)} first (mandatory order), "
+                "which has no instance"
+            )
+            return self._record(decision)
+        scores = {
+            node: node_score(ctx, name, node, with_nodes=self.placed, apart_nodes=self.placed)
+            for node in ctx.spec.nodes
+        }
+        for inst in frozen:  # rule 4: nothing else is placed where maintenance froze it
+            scores[inst.node] = Score(None, why="in maintenance here")
+        self.scores[name] = scores
+        if res.kind == "vip-set":
+            self._vip_set(decision, scores, frozen)
+        elif res.mode == "active-active":
+            self._active_active(decision, scores, frozen)
+        elif res.mode == "promotable":
+            self._promotable(decision, scores, frozen)
+        else:
+            self._exclusive(decision, scores, frozen)
+        return self._record(decision)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _alive(self, node: str) -> bool:
+        return self.ctx.snap.node(node).state != "offline"
+
+    def _record(self, decision: Decision) -> Decision:
+        self.placed[decision.resource] = {i.node for i in decision.target}
+        for inst in decision.target:
+            self.load[inst.node] = self.load.get(inst.node, 0) + inst.count
+        return decision
+
+    def _missing_dependencies(self, name: str) -> list[str]:
+        return [
+            o.first
+            for o in self.ctx.spec.order
+            if o.then == name and o.kind == "mandatory" and not self.placed.get(o.first)
+        ]
+
+    def _unclean_holders(self, name: str, *, promoted_only: bool = False) -> list[Instance]:
+        """Exclusive instances that may still run on an unclean node (rule 2 keeps them)."""
+        return [
+            i
+            for i in self.ctx.observed.get(name, [])
+            if self.ctx.snap.node(i.node).state == "unclean"
+            and (not promoted_only or i.role == "promoted")
+        ]
+
+    def _wait_text(self, node: str) -> str:
+        if self.ctx.spec.fencing and self.ctx.spec.nodes[node].fence != []:
+            return f"waiting for {node} to be fenced (it may still run it)"
+        return (
+            f"waiting for {node}'s lease to expire (no fence device is configured; "
+            "it may still run it)"
+        )
+
+    def _ranked(self, scores: dict[str, Score]) -> list[str]:
+        return ranked(scores, self.ctx.node_order, self.load)
+
+    def _why_not(self, scores: dict[str, Score]) -> str:
+        reasons = sorted({f"{n}: {s.why}" for n, s in scores.items() if s.total is None})
+        return "; ".join(reasons)
+
+    # --- modes ----------------------------------------------------------------------------
+
+    def _exclusive(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+        ctx = self.ctx
+        if frozen:
+            d.target = [_keep(frozen[0])]
+            return
+        held = self._unclean_holders(d.resource)
+        if held:  # rule 2: no second holder before the first is fenced or its lease expired
+            d.blocked.append(self._wait_text(held[0].node))
+            return
+        for res_name, node in sorted(ctx.snap.maintenance.instances):
+            if res_name == d.resource and ctx.snap.node(node).state != "online":
+                d.blocked.append(  # rule 4: not failed over from where maintenance holds it
+                    f"in maintenance on {node}, which is {ctx.snap.node(node).state}: not "
+                    "failed over; end the maintenance to recover it"
+                )
+                return
+        best = self._ranked(scores)
+        current = [i.node for i in ctx.observed.get(d.resource, []) if i.node in best]
+        if not ctx.snap.quorum:  # rule 3
+            if current:
+                d.target = [Instance(d.resource, current[0])]
+                d.reasons.append(f"stays on {current[0]} (no quorum: nothing exclusive moves)")
+            else:
+                d.blocked.append("no quorum: exclusive resources are not started")
+            return
+        if not best:
+            d.reasons.append("cannot run anywhere: " + self._why_not(scores))
+            return
+        node = best[0]
+        d.target = [Instance(d.resource, node)]
+        d.reasons.append(_why_here(node, scores, current))
+        if len(set(current)) > 1:
+            d.why_leave[""] = f"runs on one node at a time; kept on {node}"
+        elif current and current[0] != node and ctx.snap.moves.get(d.resource) == node:
+            d.why_leave[""] = f"an operator moved it to {node}"
+        elif current and current[0] != node:
+            d.why_leave[""] = (
+                f"{node} scores higher ({scores[node].total} vs {scores[current[0]].total})"
+            )
+
+    def _active_active(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+        """Every allowed node (or ``instances`` of them, at most ``max_per_node`` each).
+
+        Running instances on allowed nodes are kept first (stickiness per instance, so the plan
+        applied to its own result is stable); the rest go to the best-ranked nodes, spread.
+        """
+        res = self.ctx.spec.resources[d.resource]
+        per_node: dict[str, int] = {}
+        for inst in frozen:
+            per_node[inst.node] = per_node.get(inst.node, 0) + inst.count
+        best = self._ranked(scores)
+        fixed = sum(per_node.values())
+        wanted = (
+            res.instances if res.instances is not None else len(best) * res.max_per_node + fixed
+        )
+        total = fixed
+        running = {i.node: i.count for i in self.ctx.observed.get(d.resource, [])}
+        for node in best:  # keep what runs, best nodes first
+            keep = min(running.get(node, 0), res.max_per_node, wanted - total)
+            if keep > 0:
+                per_node[node] = keep
+                total += keep
+        for _round in range(res.max_per_node):  # then spread the rest, one per node per round
+            for node in best:
+                if total >= wanted:
+                    break
+                if per_node.get(node, 0) <= _round and per_node.get(node, 0) < res.max_per_node:
+                    per_node[node] = per_node.get(node, 0) + 1
+                    total += 1
+        frozen_nodes = {i.node for i in frozen}
+        d.target = [_keep(i) for i in frozen] + [
+            Instance(d.resource, node, count=count)
+            for node, count in sorted(per_node.items(), key=lambda kv: self.ctx.node_order[kv[0]])
+            if node not in frozen_nodes
+        ]
+        if total < wanted and res.instances is not None:
+            d.blocked.append(f"only {total} of {wanted} instances can run: {self._why_not(scores)}")
+        if not d.target:
+            d.reasons.append("cannot run anywhere: " + self._why_not(scores))
+        else:
+            nodes = ", ".join(
+                sorted({i.node for i in d.target}, key=self.ctx.node_order.__getitem__)
+            )
+            d.reasons.append(f"runs on {nodes}")
+
+    def _promotable(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+        ctx = self.ctx
+        res = ctx.spec.resources[d.resource]
+        self._active_active(d, scores, frozen)
+        limit = res.promoted if res.promoted is not None else 1
+        observed = {i.node: i for i in ctx.observed.get(d.resource, [])}
+        held = self._unclean_holders(d.resource, promoted_only=True)
+        for inst in held:
+            d.blocked.append(self._wait_text(inst.node) + " (promoted)")
+        slots = limit - len(held) - sum(1 for i in frozen if i.role == "promoted")
+        candidates = [i.node for i in d.target if i.node not in {f.node for f in frozen}]
+        if d.resource in ctx.snap.wait_for_all:
+            reported = [n for n in candidates if observed.get(n) and observed[n].score is not None]
+            if len(reported) < len(candidates) or not candidates:
+                d.blocked.append(
+                    f"promotion waits until all candidates report ({len(reported)} of "
+                    f"{len(candidates)} have)"
+                )
+                slots = 0
+        if not ctx.snap.quorum:  # rule 3: keep current promotions, make no new ones
+            keep = [n for n in candidates if observed.get(n) and observed[n].role == "promoted"]
+            candidates = keep
+            if slots > len(keep):
+                d.blocked.append("no quorum: no new promotion")
+
+        def promotion_key(node: str) -> tuple[int, int]:
+            inst = observed.get(node)
+            # location parts without instance stickiness: a fresh instance must not outrank the
+            # promoted one only because it now runs (that would flip on the next plan)
+            location = sum(v for label, v in scores[node].parts if label != "sticky")
+            value = location + (inst.score or 0 if inst else 0)
+            if inst is not None and inst.role == "promoted":
+                value += res.stickiness
+            return (-value, ctx.node_order[node])
+
+        chosen = sorted(candidates, key=promotion_key)[: max(slots, 0)]
+        d.target = [
+            Instance(
+                i.resource, i.node, role="promoted" if i.node in chosen else i.role, count=i.count
+            )
+            if i.node in candidates
+            else i
+            for i in d.target
+        ]
+        if chosen:
+            d.reasons.append("promoted on " + ", ".join(chosen) + " (highest promotion score)")
+
+    def _vip_set(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+        ctx = self.ctx
+        res = ctx.spec.resources[d.resource]
+        assert res.vip_set is not None
+        items = [str(a.ip) for a in res.vip_set.addresses]
+        homes = ctx.static_nodes(d.resource)
+        allowed = self._ranked(scores)
+        holders: dict[str, list[Instance]] = {}
+        for inst in ctx.observed.get(d.resource, []):
+            if inst.item and ctx.snap.node(inst.node).state != "offline":
+                holders.setdefault(inst.item, []).append(inst)
+        frozen_items = {i.item: i for i in frozen if i.item}
+        assign: dict[str, str] = {}
+        count: dict[str, int] = {}
+        cap = -(-len(items) // max(len(allowed), 1))
+        blocked: set[str] = set()
+        for item, kept in frozen_items.items():
+            assign[item] = kept.node
+        for item in items:
+            if item in assign:
+                continue
+            unclean = [
+                i.node for i in holders.get(item, []) if ctx.snap.node(i.node).state == "unclean"
+            ]
+            if unclean:
+                d.blocked.append(f"{item}: " + self._wait_text(unclean[0]))  # rule 2
+                blocked.add(item)
+            elif not ctx.snap.quorum and not any(i.node in allowed for i in holders.get(item, [])):
+                d.blocked.append(f"{item}: no quorum, not started")  # rule 3
+                blocked.add(item)
+        free = [i for i in items if i not in assign and i not in blocked]
+
+        def take(item: str, node: str) -> None:
+            assign[item] = node
+            count[node] = count.get(node, 0) + 1
+
+        for node in assign.values():
+            count[node] = count.get(node, 0) + 1
+        if res.vip_set.fail_back and ctx.snap.quorum:
+            for item in free:
+                home = homes[items.index(item) % len(homes)] if homes else None
+                if home in allowed and count.get(home, 0) < cap:
+                    take(item, home)
+                    d.why_leave[item] = f"returns to its home node {home} (fail_back)"
+        for item in free:  # stickiness: a VIP stays where it is while its node has room
+            for holder in holders.get(item, []):
+                if (
+                    item not in assign
+                    and holder.node in allowed
+                    and count.get(holder.node, 0) < cap
+                ):
+                    take(item, holder.node)
+        for item in free:
+            if item in assign:
+                continue
+            if not allowed:
+                d.reasons.append(f"{item} cannot run anywhere: " + self._why_not(scores))
+                continue
+            node = min(allowed, key=lambda n: (count.get(n, 0), ctx.node_order[n]))
+            take(item, node)
+            d.why_leave[item] = "spread: one VIP per node while there are enough nodes"
+        d.target = [
+            _keep(frozen_items[item])
+            if item in frozen_items
+            else Instance(d.resource, assign[item], item=item)
+            for item in items
+            if item in assign
+        ]
+        if d.target:
+            d.reasons.append(
+                "one VIP per node while there are enough nodes: "
+                + ", ".join(f"{i.item} on {i.node}" for i in d.target)
+            )
+
+
+def _keep(inst: Instance) -> Instance:
+    """An observed instance kept as the target, exactly as it is."""
+    return inst
+
+
+def _why_here(node: str, scores: dict[str, Score], current: list[str]) -> str:
+    score = scores[node]
+    if node in current:
+        return f"stays on {node} (score {score})"
+    others = [f"{n} {s.total}" for n, s in scores.items() if s.total is not None and n != node]
+    tail = f"; others: {', '.join(others)}" if others else ""
+    return f"placed on {node} (score {score}){tail}"

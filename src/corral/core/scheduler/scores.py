@@ -1,0 +1,153 @@
+"""Which nodes may hold a resource, and how much each is preferred.
+
+Every node gets a :class:`Score`: ``None`` (not allowed, with the reason) or an integer built
+from named parts, so ``corral explain`` can show exactly why a node won. Parts:
+
+- ``prefer``: the spec's location preference for the node;
+- ``sticky``: the resource's stickiness where an instance already runs (minimal disruption);
+- ``move``: an operator's ``move`` request (:data:`MOVE_SCORE`, beats any other preference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from corral.core.scheduler.model import Instance, Score, Snapshot
+from corral.spec import Resource, Spec
+
+MOVE_SCORE = 1_000_000
+
+
+class Context:
+    """The spec and snapshot with the lookups every placement step needs, computed once."""
+
+    def __init__(self, spec: Spec, snap: Snapshot) -> None:
+        self.spec = spec
+        self.snap = snap
+        self.node_order = {name: i for i, name in enumerate(spec.nodes)}
+        self.observed: dict[str, list[Instance]] = {}
+        known = [i for i in snap.instances if i.resource in spec.resources and i.node in spec.nodes]
+        # sorted so that nothing depends on the order agents happened to report in
+        for inst in sorted(known, key=lambda i: (self.node_order[i.node], i.item or "", i.role)):
+            self.observed.setdefault(inst.resource, []).append(inst)
+        self._static: dict[str, list[str]] = {}
+        self._static_sets: dict[str, set[str]] = {}
+
+    def static_nodes(self, name: str) -> list[str]:
+        """Nodes the spec allows for resource ``name`` (roles, labels, nodes, site), in order."""
+        if name not in self._static:
+            res = self.spec.resources[name]
+            place = res.on
+            roles = set(place.required_roles())
+            out = []
+            for node_name, node in self.spec.nodes.items():
+                if roles and not roles <= set(node.roles):
+                    continue
+                if any(node.labels.get(k) != v for k, v in place.labels.items()):
+                    continue
+                if place.nodes and node_name not in place.nodes:
+                    continue
+                if place.site is not None and node.site != place.site:
+                    continue
+                out.append(node_name)
+            self._static[name] = out
+        return self._static[name]
+
+    def static_set(self, name: str) -> set[str]:
+        if name not in self._static_sets:
+            self._static_sets[name] = set(self.static_nodes(name))
+        return self._static_sets[name]
+
+    def frozen(self, resource: str, node: str) -> bool:
+        """True when ``resource`` on ``node`` is in maintenance at any level (rule 4)."""
+        return self.snap.maintenance.covers(resource, node, self.snap.node(node))
+
+    def banned_by_failures(self, resource: str, node: str) -> str | None:
+        """The reason ``resource`` is banned from ``node`` by its failure policy, if it is."""
+        fail = self.snap.failures.get((resource, node))
+        if fail is None:
+            return None
+        policy = self.spec.resources[resource].failure
+        if fail.count < policy.migration_threshold:
+            return None
+        timeout = policy.failure_timeout
+        if timeout > 0 and self.snap.now - fail.last >= timeout:
+            return None
+        until = "until cleared" if timeout <= 0 else f"until t={fail.last + timeout:g}"
+        return (
+            f"{fail.count} failure(s) reached migration_threshold "
+            f"{policy.migration_threshold}, banned {until}"
+        )
+
+
+def static_reason(ctx: Context, res: Resource, node: str) -> str:
+    """Why the spec itself keeps ``res`` off ``node``."""
+    spec_node = ctx.spec.nodes[node]
+    missing = [r for r in res.on.required_roles() if r not in spec_node.roles]
+    if missing:
+        return "lacks role " + ", ".join(missing)
+    if res.on.nodes and node not in res.on.nodes:
+        return "not in the resource's node list"
+    if res.on.site is not None and spec_node.site != res.on.site:
+        return f"not in site {res.on.site}"
+    return "labels do not match"
+
+
+def node_score(
+    ctx: Context,
+    name: str,
+    node: str,
+    *,
+    with_nodes: dict[str, set[str]],
+    apart_nodes: dict[str, set[str]],
+) -> Score:
+    """Score of ``node`` for resource ``name``.
+
+    ``with_nodes``/``apart_nodes`` map the resources named in ``with``/``apart`` to the nodes
+    where they are placed in this plan (colocation is decided in dependency order).
+    """
+    res = ctx.spec.resources[name]
+    status = ctx.snap.node(node)
+    if status.state != "online":
+        return Score(None, why=f"node {status.state}")
+    if status.standby:
+        return Score(None, why="node in standby")
+    if ctx.frozen(name, node):  # rule 4: nothing is started where maintenance applies
+        return Score(None, why="in maintenance here")
+    if node not in ctx.static_set(name):
+        return Score(None, why=static_reason(ctx, res, node))
+    if res.ticket is not None:
+        holder = ctx.snap.tickets.get(res.ticket)
+        site = ctx.spec.nodes[node].site
+        if holder is None or holder != site:
+            return Score(None, why=f"site {site} does not hold ticket {res.ticket}")
+    if (name, node) in ctx.snap.bans:
+        return Score(None, why="banned by an operator")
+    banned = ctx.banned_by_failures(name, node)
+    if banned:
+        return Score(None, why=banned)
+    for other in res.with_:
+        if node not in with_nodes.get(other, set()):
+            return Score(None, why=f"{other} is not placed here (with)")
+    for other in res.apart:
+        if node in apart_nodes.get(other, set()):
+            return Score(None, why=f"{other} is placed here (apart)")
+    parts: list[tuple[str, int]] = []
+    if node in res.prefer:
+        parts.append(("prefer", res.prefer[node]))
+    if res.kind != "vip-set" and any(i.node == node for i in ctx.observed.get(name, ())):
+        # a vip-set's stickiness is per VIP, decided in placement
+        parts.append(("sticky", res.stickiness))
+    if ctx.snap.moves.get(name) == node:
+        parts.append(("move", MOVE_SCORE))
+    return Score(sum(v for _, v in parts), tuple(parts))
+
+
+def ranked(scores: dict[str, Score], order: dict[str, int], load: dict[str, int]) -> list[str]:
+    """Allowed nodes, best first: higher score, then fewer instances already placed (spread),
+    then spec order (determinism)."""
+    allowed: Iterable[str] = (n for n, s in scores.items() if s.total is not None)
+    return sorted(
+        allowed,
+        key=lambda n: (-(scores[n].total or 0), load.get(n, 0), order[n]),
+    )

@@ -1,0 +1,197 @@
+"""The state file: a cluster snapshot written by hand (``corral simulate``, golden tests) or
+dumped from the store. Parsed with the same positioned errors as the spec.
+
+Format (every section optional; nodes not listed are online)::
+
+    now: 1000                       # seconds, the clock of failure timestamps
+    quorum: true
+    nodes:
+      ctl2: unclean                 # online | unclean | offline
+      ctl3: {standby: true}         # or {state:, standby:, maintenance:, fenced:}
+    instances:                      # what agents report: RESOURCE[ITEM]@NODE
+      keystone@ctl1: started        # started | promoted | unhealthy | unknown
+      galera@ctl1: {role: promoted, score: 12}
+      api-vips[198.18.0.100]@ctl1: started
+    failures: {cinder-volume@ctl2: {count: 3, last: 990}}
+    maintenance: {cluster: false, nodes: [], resources: [], instances: [galera@ctl3]}
+    bans: [cinder-volume@ctl1]
+    moves: {cinder-volume: ctl3}
+    tickets: {db: dc1}              # ticket -> site that holds it
+    wait_for_all: [galera]          # promotable resources whose driver waits for all scores
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from corral.core.scheduler.model import (
+    FailCount,
+    Instance,
+    Maintenance,
+    NodeStatus,
+    Snapshot,
+)
+from corral.spec import Spec, SpecError, SpecIssue
+from corral.spec.loader import issue_at, pydantic_issues
+from corral.spec.yamlpos import Path, YamlProblem, load_yaml
+
+_KEY = re.compile(r"^([a-z0-9][a-z0-9_.-]*)(?:\[([^\]]+)\])?@([a-z0-9][a-z0-9_.-]*)$")
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Node(_M):
+    state: Literal["online", "unclean", "offline"] = "online"
+    standby: bool = False
+    maintenance: bool = False
+    fenced: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        return {"state": data} if isinstance(data, str) else data
+
+
+class _Inst(_M):
+    role: Literal["started", "promoted"] = "started"
+    health: Literal["healthy", "unhealthy", "unknown"] = "healthy"
+    score: int | None = None
+    count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        if data in ("started", "promoted"):
+            return {"role": data}
+        if data in ("unhealthy", "unknown", "healthy"):
+            return {"health": data}
+        return data
+
+
+class _Fail(_M):
+    count: int = Field(ge=0)
+    last: float = 0.0
+
+
+class _Maint(_M):
+    cluster: bool = False
+    nodes: list[str] = []
+    resources: list[str] = []
+    instances: list[str] = []
+
+
+class _State(_M):
+    now: float = 0.0
+    quorum: bool = True
+    nodes: dict[str, _Node] = {}
+    instances: dict[str, _Inst] = {}
+    failures: dict[str, _Fail] = {}
+    maintenance: _Maint = _Maint()
+    bans: list[str] = []
+    moves: dict[str, str] = {}
+    tickets: dict[str, str] = {}
+    wait_for_all: list[str] = []
+
+
+def load_state_text(text: str | bytes, spec: Spec, file: str = "<state>") -> Snapshot:
+    """Parse a state file against ``spec``; raise :class:`SpecError` naming every problem."""
+    try:
+        raw, positions = load_yaml(text) if text.strip() else ({}, None)
+    except YamlProblem as exc:
+        raise SpecError([SpecIssue(exc.message, (), exc.line, exc.column, file)]) from None
+    try:
+        state = _State.model_validate(raw)
+    except ValidationError as exc:
+        assert positions is not None
+        raise SpecError(pydantic_issues(exc, raw, positions, file)) from None
+    problems: list[tuple[Path, str]] = []
+    snap = _convert(state, spec, problems)
+    if problems:
+        assert positions is not None
+        raise SpecError([issue_at(path, msg, positions, file) for path, msg in problems])
+    return snap
+
+
+def load_state(path: str, spec: Spec) -> Snapshot:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(1 << 20)
+    except OSError as exc:
+        raise SpecError([SpecIssue(f"cannot read: {exc.strerror or exc}", file=path)]) from None
+    return load_state_text(data, spec, path)
+
+
+def _convert(state: _State, spec: Spec, problems: list[tuple[Path, str]]) -> Snapshot:
+    def node_ok(name: str, path: Path) -> bool:
+        if name not in spec.nodes:
+            problems.append((path, f"unknown node {name!r}"))
+            return False
+        return True
+
+    def res_ok(name: str, path: Path) -> bool:
+        if name not in spec.resources:
+            problems.append((path, f"unknown resource {name!r}"))
+            return False
+        return True
+
+    def pair(key: str, path: Path) -> tuple[str, str | None, str] | None:
+        match = _KEY.match(key)
+        if not match:
+            problems.append((path, f"{key!r}: write RESOURCE@NODE or RESOURCE[ITEM]@NODE"))
+            return None
+        res, item, node = match.groups()
+        if res_ok(res, path) and node_ok(node, path):
+            return res, item, node
+        return None
+
+    nodes = {
+        name: NodeStatus(n.state, n.standby, n.maintenance, n.fenced)
+        for name, n in state.nodes.items()
+        if node_ok(name, ("nodes", name))
+    }
+    instances = []
+    for key, inst in state.instances.items():
+        parsed = pair(key, ("instances", key))
+        if parsed:
+            res, item, node = parsed
+            instances.append(
+                Instance(res, node, inst.role, inst.health, item, inst.score, inst.count)
+            )
+    failures = {}
+    for key, fail in state.failures.items():
+        parsed = pair(key, ("failures", key))
+        if parsed:
+            failures[(parsed[0], parsed[2])] = FailCount(fail.count, fail.last)
+    m = state.maintenance
+    maint_pairs = [pair(k, ("maintenance", "instances", i)) for i, k in enumerate(m.instances)]
+    bans = [pair(k, ("bans", i)) for i, k in enumerate(state.bans)]
+    maintenance = Maintenance(
+        m.cluster,
+        frozenset(n for i, n in enumerate(m.nodes) if node_ok(n, ("maintenance", "nodes", i))),
+        frozenset(
+            r for i, r in enumerate(m.resources) if res_ok(r, ("maintenance", "resources", i))
+        ),
+        frozenset((p[0], p[2]) for p in maint_pairs if p),
+    )
+    for res, node in state.moves.items():
+        if res_ok(res, ("moves", res)):
+            node_ok(node, ("moves", res))
+    for i, res in enumerate(state.wait_for_all):
+        res_ok(res, ("wait_for_all", i))
+    return Snapshot(
+        now=state.now,
+        quorum=state.quorum,
+        nodes=nodes,
+        instances=tuple(instances),
+        failures=failures,
+        maintenance=maintenance,
+        bans=frozenset((p[0], p[2]) for p in bans if p),
+        moves=dict(state.moves),
+        tickets=dict(state.tickets),
+        wait_for_all=frozenset(state.wait_for_all),
+    )

@@ -1,0 +1,51 @@
+"""Golden scheduler cases: ``cases/<name>/input.yaml`` -> ``cases/<name>/expected.txt``.
+
+``input.yaml`` names a spec (``specs/<spec>.yaml``, or ``openstack`` for the shipped example),
+holds a state (the state-file format of ``corral simulate``) and optional ``inject`` faults (the
+simulate options). ``expected.txt`` is the transition summary plus the plan computed on the
+target state, which must be empty (minimal disruption). Regenerate with ``pytest --update``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corral.cli.simulate import inject
+from corral.core.scheduler import apply_plan, load_state_text, render_plan, schedule
+from corral.spec import Spec, load_spec
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+CASES = HERE / "cases"
+
+
+def spec_path(name: str) -> Path:
+    if name == "openstack":
+        return ROOT / "examples" / "openstack.yaml"
+    return HERE / "specs" / f"{name}.yaml"
+
+
+def run_case(case_dir: Path) -> tuple[str, Spec, Any]:
+    """Return (summary text, spec, snapshot after) for one case."""
+    text = (case_dir / "input.yaml").read_text()
+    note = text.splitlines()[0] if text.startswith("#") else ""
+    body = yaml.safe_load(text)
+    spec = load_spec(spec_path(body["spec"]))
+    snap = load_state_text(yaml.safe_dump(body.get("state") or {}), spec, str(case_dir))
+    faults = body.get("inject") or {}
+    snap = inject(
+        spec,
+        snap,
+        fail_nodes=tuple(faults.get("fail_nodes", ())),
+        fail_resources=tuple(faults.get("fail_resources", ())),
+    )
+    plan = schedule(spec, snap)
+    after = apply_plan(snap, plan)
+    again = schedule(spec, after)
+    tail = ["", "Plan on the target state"]
+    tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]
+    summary = render_plan(spec, snap, plan, after)
+    return (note + "\n" if note else "") + summary + "\n".join(tail) + "\n", spec, again
