@@ -14,12 +14,14 @@ No action is emitted for what is in maintenance (rule 4) or on a node that is no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Mapping
 
 from corral.core.scheduler.model import Action, ActionKind, Decision, Instance, Score
 from corral.core.scheduler.scores import Context
 
 Slot = tuple[str, str | None]  # (node, item)
+_PHASE = {"fence": 0, "demote": 1, "stop": 2, "start": 3, "move": 4, "restart": 5, "promote": 6}
 
 
 def resource_ranks(ctx: Context) -> dict[str, int]:
@@ -51,6 +53,21 @@ class ActionBuilder:
         self.down: list[Action] = []  # demote, stop
         self.up: list[Action] = []  # start, move, restart, promote
         self.fence_deps: dict[str, set[str]] = {}  # resource -> nodes fenced in this plan
+        spec = ctx.spec
+        self._first_of: dict[str, set[str]] = {}
+        self._then_of: dict[str, set[str]] = {}
+        for o in spec.order:
+            self._first_of.setdefault(o.then, set()).add(o.first)
+            self._then_of.setdefault(o.first, set()).add(o.then)
+        # resources whose actions may order this one's on the same node (with, apart)
+        self._related: dict[str, set[str]] = {}
+        for name, res in spec.resources.items():
+            for other in (*res.with_, *res.apart):
+                self._related.setdefault(name, set()).add(other)
+                self._related.setdefault(other, set()).add(name)
+        self._ordered = {
+            n: self._first_of.get(n, set()) | self._then_of.get(n, set()) for n in spec.resources
+        }
 
     def add(self, kind: ActionKind, res: str, node: str, reason: str, **kw: str | None) -> None:
         action = Action(0, kind, res, node, reason, to=kw.get("to"), item=kw.get("item"))
@@ -66,42 +83,34 @@ class ActionBuilder:
 
         Dependencies (edges) come first; among actions that are ready, fences go first, then
         demotes/stops (dependents first), then starts/moves/promotes (dependencies first).
+        Cost: candidate pairs come from indexes by resource and node, so a plan of thousands of
+        actions is linked in time proportional to its edges, not to actions squared.
         """
         actions = [*self.fences, *self.down, *self.up]
-        order = self.ctx.node_order
-        phase = {
-            "fence": 0,
-            "demote": 1,
-            "stop": 2,
-            "start": 3,
-            "move": 4,
-            "restart": 5,
-            "promote": 6,
-        }
-
-        def priority(a: Action) -> tuple[int, int, int, int, str]:
-            rank = self.ranks.get(a.resource, 0)
-            group = 0 if a.kind == "fence" else 1 if a.kind in ("stop", "demote") else 2
-            return (
-                group,
-                -rank if group == 1 else rank,
-                phase[a.kind],
-                order[a.node],
-                a.item or "",
-            )
-
-        deps = {
-            i: {j for j, b in enumerate(actions) if j != i and self._waits(a, b)}
-            for i, a in enumerate(actions)
-        }
+        deps = self._edges(actions)
+        keys = [self._priority(a) for a in actions]
+        waiting = [len(d) for d in deps]
+        unlocks: list[list[int]] = [[] for _ in actions]
+        for i, needs in enumerate(deps):
+            for j in needs:
+                unlocks[j].append(i)
+        ready = [(keys[i], i) for i in range(len(actions)) if not waiting[i]]
+        heapq.heapify(ready)
         placed: list[int] = []
-        done: set[int] = set()
-        pending = sorted(range(len(actions)), key=lambda i: priority(actions[i]))
-        while pending:
-            ready = next((i for i in pending if deps[i] <= done), pending[0])  # cycle: fall back
-            pending.remove(ready)
-            placed.append(ready)
-            done.add(ready)
+        done = [False] * len(actions)
+        while len(placed) < len(actions):
+            if not ready:  # a dependency cycle (cannot come from a valid spec): break it
+                rest = min((keys[i], i) for i in range(len(actions)) if not done[i])
+                ready.append(rest)
+            _, i = heapq.heappop(ready)
+            if done[i]:
+                continue
+            done[i] = True
+            placed.append(i)
+            for k in unlocks[i]:
+                waiting[k] -= 1
+                if waiting[k] == 0 and not done[k]:
+                    heapq.heappush(ready, (keys[k], k))
         new_id = {old: new for new, old in enumerate(placed)}
         return [
             Action(
@@ -117,6 +126,46 @@ class ActionBuilder:
             for old in placed
             for a in [actions[old]]
         ]
+
+    def _priority(self, a: Action) -> tuple[int, int, int, int, str]:
+        rank = self.ranks.get(a.resource, 0)
+        group = 0 if a.kind == "fence" else 1 if a.kind in ("stop", "demote") else 2
+        return (
+            group,
+            -rank if group == 1 else rank,
+            _PHASE[a.kind],
+            self.ctx.node_order[a.node],
+            a.item or "",
+        )
+
+    def _edges(self, actions: list[Action]) -> list[set[int]]:
+        """For each action, the indexes of the actions it waits for (see :meth:`_waits`)."""
+        by_res: dict[str, list[int]] = {}
+        by_res_node: dict[tuple[str, str], list[int]] = {}
+        fences: list[int] = []
+        for i, a in enumerate(actions):
+            if a.kind == "fence":
+                fences.append(i)
+                continue
+            by_res.setdefault(a.resource, []).append(i)
+            for node in {a.node, _lands(a)}:
+                by_res_node.setdefault((a.resource, node), []).append(i)
+        out: list[set[int]] = []
+        for i, a in enumerate(actions):
+            if a.kind == "fence":
+                out.append(set())
+                continue
+            candidates: list[int] = list(fences)
+            related = self._related.get(a.resource, set())
+            for node in {a.node, _lands(a)}:
+                for res in (a.resource, *related):
+                    candidates += by_res_node.get((res, node), ())
+            if self.ctx.spec.resources[a.resource].exclusive or a.kind == "promote":
+                candidates += by_res.get(a.resource, ())
+            for res in self._ordered.get(a.resource, ()):
+                candidates += by_res.get(res, ())
+            out.append({j for j in set(candidates) if j != i and self._waits(a, actions[j])})
+        return out
 
     def _waits(self, a: Action, b: Action) -> bool:
         """True when action ``a`` must wait for action ``b``."""
@@ -135,11 +184,13 @@ class ActionBuilder:
             return (
                 a.kind in ("start", "move") and b.kind == "stop" and (exclusive or b.node == a.node)
             )
-        first_of_a = {o.first for o in spec.order if o.then == a.resource}
-        then_of_a = {o.then for o in spec.order if o.first == a.resource}
-        if a.kind in up and b.kind in up and b.resource in first_of_a:
+        if a.kind in up and b.kind in up and b.resource in self._first_of.get(a.resource, ()):
             return True  # order: start the dependency first
-        if a.kind in down and b.kind in (*down, "move") and b.resource in then_of_a:
+        if (
+            a.kind in down
+            and b.kind in (*down, "move")
+            and b.resource in self._then_of.get(a.resource, ())
+        ):
             return True  # order: stop dependents first
         if (
             a.kind in ("start", "move")
@@ -161,7 +212,7 @@ def _lands(action: Action) -> str:
 
 
 def diff_resource(
-    ctx: Context, decision: Decision, scores: dict[str, Score], out: ActionBuilder
+    ctx: Context, decision: Decision, scores: Mapping[str, Score], out: ActionBuilder
 ) -> None:
     """Add the actions that turn what runs of one resource into ``decision.target``."""
     name = decision.resource
@@ -169,12 +220,15 @@ def diff_resource(
     observed = [i for i in ctx.observed.get(name, []) if ctx.snap.node(i.node).state == "online"]
     observed = [i for i in observed if not ctx.frozen(name, i.node)]
     target = [i for i in decision.target if not ctx.frozen(name, i.node)]
+    if _unchanged(observed, target):
+        return  # the common case on a large, healthy cluster: nothing to compare
     if res.exclusive and res.mode != "promotable":
         _diff_exclusive(decision, observed, target, scores, out)
     else:
         _diff_counted(decision, observed, target, scores, out)
+    kept_slots = {(t.node, t.item) for t in target}
     for inst in observed:
-        kept = any(t.node == inst.node and t.item == inst.item for t in target)
+        kept = (inst.node, inst.item) in kept_slots
         if kept and inst.health == "unhealthy":
             fails = ctx.snap.failures.get((name, inst.node))
             count = (
@@ -183,12 +237,26 @@ def diff_resource(
             out.add("restart", name, inst.node, f"unhealthy{count}", item=inst.item)
 
 
+def _unchanged(observed: list[Instance], target: list[Instance]) -> bool:
+    if len(observed) != len(target):
+        return False
+    for have, want in zip(observed, target, strict=True):
+        if (have.node, have.item, have.role, have.count) != (
+            want.node,
+            want.item,
+            want.role,
+            want.count,
+        ) or have.health == "unhealthy":
+            return False
+    return True
+
+
 def _by_slot(instances: Iterable[Instance]) -> dict[Slot, Instance]:
     return {(i.node, i.item): i for i in instances}
 
 
 def _gone_reason(
-    scores: dict[str, Score], node: str, decision: Decision, item: str | None = None
+    scores: Mapping[str, Score], node: str, decision: Decision, item: str | None = None
 ) -> str:
     """Why an instance leaves ``node``: the node is not allowed, the resource cannot run, or
     the placement prefers another node (``why_leave``)."""
@@ -204,7 +272,7 @@ def _diff_exclusive(
     decision: Decision,
     observed: list[Instance],
     target: list[Instance],
-    scores: dict[str, Score],
+    scores: Mapping[str, Score],
     out: ActionBuilder,
 ) -> None:
     """A/P resources, VIPs and vip-set members: one holder per item, so a change is a move."""
@@ -238,7 +306,7 @@ def _diff_counted(
     decision: Decision,
     observed: list[Instance],
     target: list[Instance],
-    scores: dict[str, Score],
+    scores: Mapping[str, Score],
     out: ActionBuilder,
 ) -> None:
     """Active-active and promotable: per node, start/stop the difference, then fix roles."""
@@ -266,6 +334,6 @@ def _diff_counted(
             out.add("promote", name, node, "highest promotion score")
 
 
-def _start_reason(scores: dict[str, Score], node: str) -> str:
+def _start_reason(scores: Mapping[str, Score], node: str) -> str:
     score = scores.get(node)
     return f"placed here (score {score})" if score is not None else "placed here"

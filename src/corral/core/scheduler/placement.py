@@ -7,8 +7,10 @@ quorum nothing exclusive starts; what is in maintenance is left exactly as it is
 
 from __future__ import annotations
 
+import heapq
+
 from corral.core.scheduler.model import Decision, Instance, Score
-from corral.core.scheduler.scores import Context, node_score, ranked
+from corral.core.scheduler.scores import Context, LazyScores, ranked
 
 
 class Placer:
@@ -18,7 +20,8 @@ class Placer:
         self.ctx = ctx
         self.placed: dict[str, set[str]] = {}
         self.load: dict[str, int] = {}
-        self.scores: dict[str, dict[str, Score]] = {}
+        self.scores: dict[str, LazyScores] = {}
+        self._heaps: dict[tuple[object, ...], list[tuple[int, int, str]]] = {}
 
     # --- entry ----------------------------------------------------------------------------
 
@@ -42,10 +45,7 @@ class Placer:
                 "which has no instance"
             )
             return self._record(decision)
-        scores = {
-            node: node_score(ctx, name, node, with_nodes=self.placed, apart_nodes=self.placed)
-            for node in ctx.spec.nodes
-        }
+        scores = LazyScores(ctx, name, self.placed)
         for inst in frozen:  # rule 4: nothing else is placed where maintenance froze it
             scores[inst.node] = Score(None, why="in maintenance here")
         self.scores[name] = scores
@@ -62,7 +62,7 @@ class Placer:
     # --- helpers --------------------------------------------------------------------------
 
     def _alive(self, node: str) -> bool:
-        return self.ctx.snap.node(node).state != "offline"
+        return self.ctx.status(node).state != "offline"
 
     def _record(self, decision: Decision) -> Decision:
         self.placed[decision.resource] = {i.node for i in decision.target}
@@ -94,16 +94,67 @@ class Placer:
             "it may still run it)"
         )
 
-    def _ranked(self, scores: dict[str, Score]) -> list[str]:
+    def _ranked(self, scores: LazyScores) -> list[str]:
         return ranked(scores, self.ctx.node_order, self.load)
 
-    def _why_not(self, scores: dict[str, Score]) -> str:
+    def _exclusive_candidates(self, name: str, scores: LazyScores) -> list[str]:
+        """Allowed nodes that can win an exclusive placement, best first.
+
+        Only nodes with a score other than 0 (preferences, where it runs, a move) and the
+        least-loaded other allowed node can win, so only those are scored: O(specials + log N)
+        per resource instead of O(N). Same result as ranking every node.
+        """
+        ctx = self.ctx
+        res = ctx.spec.resources[name]
+        if res.with_:  # only where its partners are: a small set
+            partners = set.intersection(*(self.placed.get(o, set()) for o in res.with_))
+            return ranked({n: scores[n] for n in partners}, ctx.node_order, self.load)
+        special = {n for n in res.prefer if n in ctx.node_order}
+        special |= {i.node for i in ctx.observed.get(name, [])}
+        if name in ctx.snap.moves and ctx.snap.moves[name] in ctx.node_order:
+            special.add(ctx.snap.moves[name])
+        pool = {n: scores[n] for n in special}
+        if not any((score.total or 0) > 0 for score in pool.values()):
+            # every other allowed node scores 0, so one of them can only win when no special
+            # node scores above 0
+            default = self._least_loaded(name, scores, special)
+            if default is not None:
+                pool[default] = scores[default]
+        return ranked(pool, ctx.node_order, self.load)
+
+    def _least_loaded(self, name: str, scores: LazyScores, skip: set[str]) -> str | None:
+        """The allowed node outside ``skip`` with the fewest instances (then spec order)."""
+        key = self.ctx.signature(name)
+        heap = self._heaps.get(key)
+        if heap is None:
+            order = self.ctx.node_order
+            heap = [(self.load.get(n, 0), order[n], n) for n in self.ctx.static_nodes(name)]
+            heapq.heapify(heap)
+            self._heaps[key] = heap
+        aside: list[tuple[int, int, str]] = []
+        found = None
+        while heap:
+            load, order_, node = heap[0]
+            current = self.load.get(node, 0)
+            if load != current:  # stale entry: loads only grow during a plan
+                heapq.heapreplace(heap, (current, order_, node))
+                continue
+            if node in skip or scores[node].total is None:
+                aside.append(heapq.heappop(heap))
+                continue
+            found = node
+            break
+        for entry in aside:
+            heapq.heappush(heap, entry)
+        return found
+
+    def _why_not(self, scores: LazyScores) -> str:
         reasons = sorted({f"{n}: {s.why}" for n, s in scores.items() if s.total is None})
         return "; ".join(reasons)
 
     # --- modes ----------------------------------------------------------------------------
 
-    def _exclusive(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+    def _exclusive(self, d: Decision, scores: LazyScores, frozen: list[Instance]) -> None:
         ctx = self.ctx
         if frozen:
             d.target = [_keep(frozen[0])]
@@ -119,7 +170,7 @@ class Placer:
                     "failed over; end the maintenance to recover it"
                 )
                 return
-        best = self._ranked(scores)
+        best = self._exclusive_candidates(d.resource, scores)
         current = [i.node for i in ctx.observed.get(d.resource, []) if i.node in best]
         if not ctx.snap.quorum:  # rule 3
             if current:
@@ -143,7 +194,7 @@ class Placer:
                 f"{node} scores higher ({scores[node].total} vs {scores[current[0]].total})"
             )
 
-    def _active_active(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+    def _active_active(self, d: Decision, scores: LazyScores, frozen: list[Instance]) -> None:
         """Every allowed node (or ``instances`` of them, at most ``max_per_node`` each).
 
         Running instances on allowed nodes are kept first (stickiness per instance, so the plan
@@ -188,7 +239,7 @@ class Placer:
             )
             d.reasons.append(f"runs on {nodes}")
 
-    def _promotable(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+    def _promotable(self, d: Decision, scores: LazyScores, frozen: list[Instance]) -> None:
         ctx = self.ctx
         res = ctx.spec.resources[d.resource]
         self._active_active(d, scores, frozen)
@@ -235,7 +286,7 @@ class Placer:
         if chosen:
             d.reasons.append("promoted on " + ", ".join(chosen) + " (highest promotion score)")
 
-    def _vip_set(self, d: Decision, scores: dict[str, Score], frozen: list[Instance]) -> None:
+    def _vip_set(self, d: Decision, scores: LazyScores, frozen: list[Instance]) -> None:
         ctx = self.ctx
         res = ctx.spec.resources[d.resource]
         assert res.vip_set is not None
@@ -315,10 +366,12 @@ def _keep(inst: Instance) -> Instance:
     return inst
 
 
-def _why_here(node: str, scores: dict[str, Score], current: list[str]) -> str:
+def _why_here(node: str, scores: LazyScores, current: list[str]) -> str:
     score = scores[node]
     if node in current:
         return f"stays on {node} (score {score})"
-    others = [f"{n} {s.total}" for n, s in scores.items() if s.total is not None and n != node]
-    tail = f"; others: {', '.join(others)}" if others else ""
+    others = [
+        f"{n} {s.total}" for n, s in scores.computed().items() if s.total is not None and n != node
+    ]
+    tail = f"; next best: {', '.join(others[:3])}" if others else ""
     return f"placed on {node} (score {score}){tail}"

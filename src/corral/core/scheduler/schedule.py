@@ -50,7 +50,7 @@ def schedule(spec: Spec, snap: Snapshot) -> Plan:
         decisions[name] = placer.decide(name)
     if not snap.maintenance.cluster:
         for name in sorted(spec.resources, key=ranks.__getitem__):
-            diff_resource(ctx, decisions[name], placer.scores.get(name, {}), builder)
+            diff_resource(ctx, decisions[name], placer.scores.get(name) or {}, builder)
     ordered = {name: decisions[name] for name in spec.resources}
     return Plan(ordered, builder.build(), notes)
 

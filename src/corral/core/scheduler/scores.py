@@ -10,9 +10,9 @@ from named parts, so ``corral explain`` can show exactly why a node won. Parts:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
-from corral.core.scheduler.model import Instance, Score, Snapshot
+from corral.core.scheduler.model import Instance, NodeStatus, Score, Snapshot
 from corral.spec import Resource, Spec
 
 MOVE_SCORE = 1_000_000
@@ -26,18 +26,61 @@ class Context:
         self.snap = snap
         self.node_order = {name: i for i, name in enumerate(spec.nodes)}
         self.observed: dict[str, list[Instance]] = {}
-        known = [i for i in snap.instances if i.resource in spec.resources and i.node in spec.nodes]
+        order = self.node_order
+        for inst in snap.instances:
+            if inst.node in order and inst.resource in spec.resources:
+                self.observed.setdefault(inst.resource, []).append(inst)
         # sorted so that nothing depends on the order agents happened to report in
-        for inst in sorted(known, key=lambda i: (self.node_order[i.node], i.item or "", i.role)):
-            self.observed.setdefault(inst.resource, []).append(inst)
-        self._static: dict[str, list[str]] = {}
-        self._static_sets: dict[str, set[str]] = {}
+        for group in self.observed.values():
+            if len(group) > 1:
+                group.sort(key=lambda i: (order[i.node], i.item or "", i.role))
+        # static eligibility is shared by every resource with the same `on:` (cost: one pass
+        # over the nodes per distinct placement, not per resource)
+        self._static: dict[tuple[object, ...], list[str]] = {}
+        self._static_sets: dict[tuple[object, ...], set[str]] = {}
+        self._default_status = NodeStatus()
+        m = snap.maintenance
+        self._any_maintenance = bool(
+            m.cluster
+            or m.nodes
+            or m.resources
+            or m.instances
+            or any(status.maintenance for status in snap.nodes.values())
+        )
+        self.kinds = {name: res.kind for name, res in spec.resources.items()}
+        self._observed_nodes: dict[str, set[str]] = {}
+        self._signatures: dict[str, tuple[object, ...]] = {}
+
+    def observed_nodes(self, name: str) -> set[str]:
+        """Nodes where ``name`` is reported running (any health, any state)."""
+        found = self._observed_nodes.get(name)
+        if found is None:
+            found = {i.node for i in self.observed.get(name, ())}
+            self._observed_nodes[name] = found
+        return found
+
+    def signature(self, name: str) -> tuple[object, ...]:
+        """Resources with equal signatures have the same statically eligible nodes."""
+        found = self._signatures.get(name)
+        if found is None:
+            found = self._signature(name)
+            self._signatures[name] = found
+        return found
+
+    def _signature(self, name: str) -> tuple[object, ...]:
+        place = self.spec.resources[name].on
+        return (
+            tuple(sorted(place.required_roles())),
+            tuple(sorted(place.labels.items())),
+            tuple(place.nodes),
+            place.site,
+        )
 
     def static_nodes(self, name: str) -> list[str]:
         """Nodes the spec allows for resource ``name`` (roles, labels, nodes, site), in order."""
-        if name not in self._static:
-            res = self.spec.resources[name]
-            place = res.on
+        key = self.signature(name)
+        if key not in self._static:
+            place = self.spec.resources[name].on
             roles = set(place.required_roles())
             out = []
             for node_name, node in self.spec.nodes.items():
@@ -50,17 +93,22 @@ class Context:
                 if place.site is not None and node.site != place.site:
                     continue
                 out.append(node_name)
-            self._static[name] = out
-        return self._static[name]
+            self._static[key] = out
+            self._static_sets[key] = set(out)
+        return self._static[key]
 
     def static_set(self, name: str) -> set[str]:
-        if name not in self._static_sets:
-            self._static_sets[name] = set(self.static_nodes(name))
-        return self._static_sets[name]
+        self.static_nodes(name)
+        return self._static_sets[self.signature(name)]
+
+    def status(self, node: str) -> NodeStatus:
+        return self.snap.nodes.get(node, self._default_status)
 
     def frozen(self, resource: str, node: str) -> bool:
         """True when ``resource`` on ``node`` is in maintenance at any level (rule 4)."""
-        return self.snap.maintenance.covers(resource, node, self.snap.node(node))
+        if not self._any_maintenance:
+            return False
+        return self.snap.maintenance.covers(resource, node, self.status(node))
 
     def banned_by_failures(self, resource: str, node: str) -> str | None:
         """The reason ``resource`` is banned from ``node`` by its failure policy, if it is."""
@@ -107,7 +155,7 @@ def node_score(
     where they are placed in this plan (colocation is decided in dependency order).
     """
     res = ctx.spec.resources[name]
-    status = ctx.snap.node(node)
+    status = ctx.status(node)
     if status.state != "online":
         return Score(None, why=f"node {status.state}")
     if status.standby:
@@ -135,7 +183,7 @@ def node_score(
     parts: list[tuple[str, int]] = []
     if node in res.prefer:
         parts.append(("prefer", res.prefer[node]))
-    if res.kind != "vip-set" and any(i.node == node for i in ctx.observed.get(name, ())):
+    if node in ctx.observed_nodes(name) and ctx.kinds[name] != "vip-set":
         # a vip-set's stickiness is per VIP, decided in placement
         parts.append(("sticky", res.stickiness))
     if ctx.snap.moves.get(name) == node:
@@ -143,7 +191,7 @@ def node_score(
     return Score(sum(v for _, v in parts), tuple(parts))
 
 
-def ranked(scores: dict[str, Score], order: dict[str, int], load: dict[str, int]) -> list[str]:
+def ranked(scores: Mapping[str, Score], order: dict[str, int], load: dict[str, int]) -> list[str]:
     """Allowed nodes, best first: higher score, then fewer instances already placed (spread),
     then spec order (determinism)."""
     allowed: Iterable[str] = (n for n, s in scores.items() if s.total is not None)
@@ -151,3 +199,42 @@ def ranked(scores: dict[str, Score], order: dict[str, int], load: dict[str, int]
         allowed,
         key=lambda n: (-(scores[n].total or 0), load.get(n, 0), order[n]),
     )
+
+
+class LazyScores(Mapping[str, Score]):
+    """Scores of one resource, computed per node on first use.
+
+    Placement of an exclusive resource on a large cluster looks at a handful of nodes (its
+    preferences, where it runs, the least-loaded other node), so it must not pay for all of
+    them; iteration (explanations, active-active) computes the rest in spec order.
+    """
+
+    def __init__(self, ctx: Context, name: str, placed: dict[str, set[str]]) -> None:
+        self._ctx = ctx
+        self._name = name
+        self._placed = placed
+        self._cache: dict[str, Score] = {}
+
+    def __getitem__(self, node: str) -> Score:
+        score = self._cache.get(node)
+        if score is None:
+            if node not in self._ctx.node_order:
+                raise KeyError(node)
+            score = node_score(
+                self._ctx, self._name, node, with_nodes=self._placed, apart_nodes=self._placed
+            )
+            self._cache[node] = score
+        return score
+
+    def __setitem__(self, node: str, score: Score) -> None:
+        self._cache[node] = score
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ctx.node_order)
+
+    def __len__(self) -> int:
+        return len(self._ctx.node_order)
+
+    def computed(self) -> dict[str, Score]:
+        """The scores computed so far (no new work)."""
+        return dict(self._cache)
