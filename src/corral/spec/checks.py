@@ -103,19 +103,7 @@ def _store(spec: Spec) -> Iterator[Problem]:
 
 
 def _eligible(spec: Spec, res: Resource) -> list[str]:
-    place = res.on
-    out = []
-    for name, node in spec.nodes.items():
-        if not set(place.required_roles()) <= set(node.roles):
-            continue
-        if any(node.labels.get(k) != v for k, v in place.labels.items()):
-            continue
-        if place.nodes and name not in place.nodes:
-            continue
-        if place.site is not None and node.site != place.site:
-            continue
-        out.append(name)
-    return out
+    return [name for name, node in spec.nodes.items() if res.on.allows(name, node)]
 
 
 def _resources(spec: Spec) -> Iterator[Problem]:

@@ -187,6 +187,16 @@ class Placement(_Model):
     def required_roles(self) -> list[str]:
         return ([self.role] if self.role else []) + list(self.roles)
 
+    def allows(self, name: str, node: Node) -> bool:
+        """True when node ``name`` has every role, label and site this placement asks for."""
+        if not set(self.required_roles()) <= set(node.roles):
+            return False
+        if any(node.labels.get(k) != v for k, v in self.labels.items()):
+            return False
+        if self.nodes and name not in self.nodes:
+            return False
+        return self.site is None or node.site == self.site
+
 
 # --- constraints ---------------------------------------------------------------------------
 

@@ -81,18 +81,7 @@ class Context:
         key = self.signature(name)
         if key not in self._static:
             place = self.spec.resources[name].on
-            roles = set(place.required_roles())
-            out = []
-            for node_name, node in self.spec.nodes.items():
-                if roles and not roles <= set(node.roles):
-                    continue
-                if any(node.labels.get(k) != v for k, v in place.labels.items()):
-                    continue
-                if place.nodes and node_name not in place.nodes:
-                    continue
-                if place.site is not None and node.site != place.site:
-                    continue
-                out.append(node_name)
+            out = [n for n, node in self.spec.nodes.items() if place.allows(n, node)]
             self._static[key] = out
             self._static_sets[key] = set(out)
         return self._static[key]
