@@ -7,7 +7,7 @@ import pytest
 
 from corral.core.clock import ManualClock
 from corral.store import MemoryStore, Store
-from tests.store.etcdlab import EtcdLab, etcd_lab
+from corral.store.lab import EtcdLab, etcd_lab
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from corral.store import EmbeddedError, EmbeddedEtcd, MemberConfig, StoreUnavailable
 from corral.store.etcd import EtcdStore
-from tests.store.etcdlab import EtcdLab, free_ports
+from corral.store.lab import EtcdLab, free_ports
 
 pytestmark = pytest.mark.etcd
 

@@ -9,7 +9,7 @@ import pytest
 
 from corral.core.clock import ManualClock
 from corral.store import LeaseNotFound, MemoryStore
-from tests.store.etcdlab import EtcdLab
+from corral.store.lab import EtcdLab
 
 
 async def test_memory_lease_expires_on_the_injected_clock() -> None:

@@ -1,5 +1,5 @@
-"""Real etcd members on loopback for tests and benchmarks: free ports, a temp dir, cleanup of
-every process started (by PID), even when the test fails."""
+"""A local etcd cluster on loopback (tests, benchmarks, ``corral demo``): free ports, one data
+directory per member, and cleanup of every process it started (by PID), also on failure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from corral.store import EmbeddedEtcd, EtcdStore, MemberConfig
+from corral.store.embedded import EmbeddedEtcd, MemberConfig
+from corral.store.etcd import EtcdStore
 
 
 def free_ports(count: int) -> list[int]:
@@ -51,9 +52,9 @@ class EtcdLab:
     def endpoints(self) -> list[str]:
         return [m.config.client_url for m in self.members]
 
-    def store(self, *members: int, timeout: float = 5.0) -> EtcdStore:
+    def store(self, *members: int, timeout: float = 5.0, attempt_timeout: float = 1.0) -> EtcdStore:
         chosen = [self.endpoints[i] for i in members] if members else self.endpoints
-        return EtcdStore(chosen, timeout=timeout)
+        return EtcdStore(chosen, timeout=timeout, attempt_timeout=attempt_timeout)
 
     async def start(self) -> None:
         for m in self.members:
