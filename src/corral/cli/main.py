@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from corral import __version__
+from corral.cli.demo import demo, demo_down
 from corral.cli.render import print_summary
 from corral.cli.simulate import explain_cmd, simulate
 from corral.spec import Spec, SpecError, load_spec
@@ -49,6 +50,8 @@ def schema() -> None:
 
 
 cli.add_command(simulate)
+cli.add_command(demo)
+cli.add_command(demo_down)
 cli.add_command(explain_cmd)
 
 
