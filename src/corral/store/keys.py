@@ -2,7 +2,7 @@
 
 ``spec`` · ``controller`` · ``nodes/<node>`` · ``assign/<resource>`` ·
 ``status/<node>/<resource>`` · ``admin/<what>`` · ``failcounts/<node>/<resource>`` ·
-``events/<seq>``. Names are validated so that no name can reach into another key's space.
+``events/<time_ns>-<node>``. Names are validated so that no name can reach into another key's space.
 """
 
 from __future__ import annotations
@@ -53,7 +53,16 @@ class Keys:
     def failcount(self, node: str, resource: str) -> bytes:
         return self._k("failcounts", _name("node", node), _name("resource", resource))
 
-    def event(self, seq: int) -> bytes:
-        if seq < 0:
-            raise ValueError("event sequence numbers are not negative")
-        return self._k("events", f"{seq:012d}")  # fixed width: key order is event order
+    def event_key(self, time_ns: int, node: str) -> bytes:
+        """Events are keyed by time then node: no shared counter to contend on, and key order
+        is time order (fixed width)."""
+        if time_ns < 0:
+            raise ValueError("event times are not negative")
+        return self._k("events", f"{time_ns:020d}-{_name('node', node)}")
+
+    def event_prefix(self) -> bytes:
+        return self._k("events", "")
+
+    def prefix(self, section: str) -> bytes:
+        """``nodes``, ``status``, ``assign``, ``failcounts``, ``admin`` or ``events`` + "/"."""
+        return self._k(_name("section", section), "")
