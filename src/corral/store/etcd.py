@@ -121,7 +121,9 @@ class EtcdStore:
             try:
                 client = await asyncio.wait_for(self._connected(), remaining)
                 return await asyncio.wait_for(fn(client), remaining)
-            except (*_CONNECTION_ERRORS, rpc.AioRpcError) as exc:
+            except (*_CONNECTION_ERRORS, rpc.AioRpcError, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                    raise
                 if isinstance(exc, rpc.AioRpcError) and exc.code() not in _RETRY_CODES:
                     raise
                 errors[name] = _describe(exc)
@@ -224,6 +226,14 @@ class EtcdStore:
                     yield item
             except aex.RevisionCompactedError as exc:
                 raise CompactedError(int(exc.compacted_revision)) from None
+            except asyncio.CancelledError:
+                if _cancelling():
+                    raise
+                # aetcd cancels its own watch tasks when a channel dies: a lost connection,
+                # not a request to stop
+                failures += 1
+                await self._rotate()
+                await asyncio.sleep(min(1.0, 0.05 * failures))
             except (*_CONNECTION_ERRORS, aex.ClientError) as exc:
                 failures += 1
                 log.info(
@@ -248,6 +258,13 @@ class EtcdStore:
                 await asyncio.wait_for(client.close(), 2.0)
             except Exception:
                 log.debug("closing etcd client failed", exc_info=True)
+
+
+def _cancelling() -> bool:
+    """True when the current task itself is being cancelled (a CancelledError from a library's
+    internal task, e.g. aetcd closing a dead channel, is not)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""The node agent: registration under a lease, controller election, reconcile, reporting."""

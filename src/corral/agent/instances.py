@@ -1,0 +1,90 @@
+"""One local resource instance: its driver, its health checks and their verdict (shell).
+
+The agent owns one :class:`LocalService` per resource running (or starting) on this node. A
+check loop per service runs its checks every ``interval`` with their ``timeout`` (a hung check
+fails at its timeout, and only one check of a kind is in flight), feeds the pure trackers, and
+tells the agent about every change of verdict through ``on_change``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from corral.core.clock import Clock
+from corral.core.health import CheckOutcome, HealthTracker
+from corral.drivers.base import Driver, NodeContext
+from corral.spec import HealthCheck
+
+Checker = Callable[[HealthCheck, NodeContext], Awaitable[CheckOutcome]]
+Verdict = Literal["starting", "healthy", "unhealthy"]
+
+
+@dataclass
+class LocalService:
+    name: str
+    driver: Driver
+    checks: list[HealthCheck]
+    role: Literal["started", "promoted"] = "started"
+    verdict: Verdict = "starting"
+    detail: str = ""
+    failed: bool = False
+    trackers: list[HealthTracker] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    def reset(self, now: float) -> None:
+        """A fresh start: no verdict yet, grace periods start now."""
+        self.trackers = [HealthTracker(c.rise, c.fall, c.grace, now) for c in self.checks]
+        self.verdict = "healthy" if not self.checks else "starting"
+        self.detail = "no health checks: running counts as healthy" if not self.checks else ""
+        self.failed = False
+
+    def _aggregate(self) -> tuple[Verdict, str]:
+        states = [t.state for t in self.trackers]
+        if any(s == "unhealthy" for s in states):
+            return "unhealthy", self.detail
+        if states and all(s == "healthy" for s in states):
+            return "healthy", ""
+        return "starting", self.detail
+
+    async def check_loop(
+        self,
+        node: NodeContext,
+        checker: Checker,
+        clock: Clock,
+        on_change: Callable[[LocalService], Awaitable[None]],
+    ) -> None:
+        """Run every check forever (until cancelled); call ``on_change`` on a new verdict."""
+        if not self.checks:
+            return
+        interval = min(c.interval for c in self.checks)
+        while True:
+            outcomes = await asyncio.gather(*(_bounded(checker, c, node) for c in self.checks))
+            now = clock.now()
+            for tracker, outcome in zip(self.trackers, outcomes, strict=True):
+                change = tracker.record(outcome, now)
+                if change is not None and change.new == "unhealthy":
+                    self.detail = change.reason
+            verdict, _ = self._aggregate()
+            if verdict != self.verdict:
+                self.verdict = verdict
+                await on_change(self)
+            await asyncio.sleep(interval)
+
+    async def stop_checks(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+
+async def _bounded(checker: Checker, check: HealthCheck, node: NodeContext) -> CheckOutcome:
+    """The checker with a hard bound: a checker that overruns its own timeout still fails."""
+    try:
+        return await asyncio.wait_for(checker(check, node), check.timeout + 1.0)
+    except TimeoutError:
+        return CheckOutcome("timeout", f"no answer within {check.timeout:g}s", check.timeout)

@@ -1,0 +1,483 @@
+"""The node agent (asyncio shell): lease, controller duty, local reconcile, reporting.
+
+Contract (DESIGN.md roles and rules):
+- The node is registered under a lease (``nodes/<node>``) renewed every ``keepalive_interval``.
+- Rule 1: exclusive instances run only while the lease is fresh: when ``lease_ttl -
+  safety_margin`` passes without a successful renewal, the agent stops them by itself, without
+  needing the store, and starts none until it holds a lease again.
+- One agent is the controller (:mod:`corral.agent.controller`); every agent reconciles its node
+  toward the assignments (:mod:`corral.core.reconcile`), restarts failed or unhealthy services in
+  place (with backoff), counts failures in ``failcounts/`` (the scheduler bans after the
+  threshold) and reports what runs in ``status/<node>/<resource>`` under its lease.
+- At start it adopts services already running (left by a previous agent) instead of restarting
+  them. A corrupt record, a dead store or a failing driver is logged as an event and retried; it
+  never stops the agent.
+- Spec changes come through the store's ``spec`` key; a spec that does not validate is refused
+  with an event and the running spec is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from corral.agent.controller import Controller, parse_assignment
+from corral.agent.guard import spawn as guard_spawn
+from corral.agent.guard import write_atomic
+from corral.agent.instances import Checker, LocalService
+from corral.agent.records import Event, dump, load
+from corral.core.clock import Clock, MonotonicClock
+from corral.core.reconcile import LocalAction, LocalInstance, reconcile
+from corral.core.scheduler.actions import resource_ranks
+from corral.core.scheduler.model import Snapshot
+from corral.core.scheduler.scores import Context
+from corral.drivers.base import Driver, DriverError, NodeContext
+from corral.spec import Resource, Spec, SpecError, load_spec_text
+from corral.spec.model import SERVICE_KINDS
+from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
+
+log = logging.getLogger(__name__)
+DriverFactory = Callable[[str, Resource, NodeContext], Driver]
+STATUS_POLL = 1.0  # seconds between driver status polls
+
+
+class Agent:
+    def __init__(
+        self,
+        spec: Spec,
+        node: str,
+        store: Store,
+        *,
+        state_dir: Path,
+        driver_factory: DriverFactory,
+        checker: Checker,
+        spec_text: str | None = None,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+        guard: bool = False,
+    ) -> None:
+        """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
+        real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC."""
+        if node not in spec.nodes:
+            raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
+        self.spec, self.node, self.store = spec, node, store
+        self.spec_text = spec_text
+        self.keys = Keys(spec.cluster)
+        self.clock = clock or MonotonicClock()
+        self.wall = wall
+        self.driver_factory, self.checker = driver_factory, checker
+        n = spec.nodes[node]
+        self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
+        self.services: dict[str, LocalService] = {}
+        self.lease: int | None = None
+        self.renewed_at = -math.inf
+        self.controller = Controller(store, self.keys, node, lambda: self.spec, wall)
+        self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
+        self._dirty = asyncio.Event()
+        self._published: dict[str, bytes] = {}
+        self._restarts: dict[str, list[float]] = {}
+        self._last_poll = 0.0
+        self._last_campaign = -math.inf
+        self._guard = guard
+
+    # --- timing -------------------------------------------------------------------------------
+
+    @property
+    def ttl(self) -> int:
+        return max(1, math.ceil(self.spec.effective_timing.lease_ttl))
+
+    def may_hold_exclusive(self) -> bool:
+        """Rule 1: True while the last renewal is younger than ``ttl - safety_margin``."""
+        timing = self.spec.effective_timing
+        age = self.clock.now() - self.renewed_at
+        return self.lease is not None and age < self.ttl - timing.safety_margin
+
+    # --- run ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled. Services keep running when the agent stops (they are adopted
+        by the next agent); exclusive ones are guarded by rule 1 only while an agent runs."""
+        if self._guard:
+            self._write_spec_copy()
+            guard_spawn(self.ctx.state_dir)
+        await self._adopt()
+        loops = [self._keepalive_loop, self._watch_loop, self._main_loop]
+        tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for svc in self.services.values():
+                await svc.stop_checks()
+
+    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop``; if it ever fails, say so and run it again (an agent never dies of a
+        surprise in one of its loops)."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                self._decide(f"{loop.__name__} was cancelled from inside; restarting it")
+            except Exception as exc:
+                log.exception("%s: %s failed", self.node, loop.__name__)
+                self._decide(f"{loop.__name__} failed ({exc!r}); restarting it")
+            await asyncio.sleep(0.5)
+
+    async def stop_services(self) -> None:
+        """Stop every local service (``corral agent --stop-on-exit``, tests)."""
+        for name in list(self.services):
+            await self._stop(name, "agent shutting down")
+
+    def _local_resources(self) -> dict[str, Resource]:
+        ctx = Context(self.spec, Snapshot())
+        return {
+            name: res
+            for name, res in self.spec.resources.items()
+            if res.kind in SERVICE_KINDS and self.node in ctx.static_set(name)
+        }
+
+    async def _adopt(self) -> None:
+        for name, res in self._local_resources().items():
+            try:
+                driver = self.driver_factory(name, res, self.ctx)
+                if await driver.adopt():
+                    svc = self._service(name, res, driver)
+                    self.services[name] = svc
+                    self._decide(f"adopted {name}: already running")
+            except DriverError as exc:
+                self._decide(f"cannot inspect {name}: {exc}")
+
+    # --- lease ----------------------------------------------------------------------------------
+
+    async def _keepalive_loop(self) -> None:
+        interval = self.spec.effective_timing.keepalive_interval
+        while True:
+            try:
+                if self.lease is None:
+                    await self._register()
+                else:
+                    await self.store.keepalive(self.lease)
+                    self.renewed_at = self.clock.now()
+                    self._update_guard()
+            except LeaseNotFound:
+                self.lease = None
+                self.controller.resign()
+                await self._event("lease", "node lease lost (expired): registering again")
+            except StoreError as exc:
+                self._decide(f"keepalive failed: {exc}")
+            await asyncio.sleep(interval)
+
+    async def _register(self) -> None:
+        lease = await self.store.grant(self.ttl)
+        self.lease, self.renewed_at = lease.id, self.clock.now()
+        await self.store.put(
+            self.keys.node(self.node),
+            dump(
+                {
+                    "address": self.ctx.address,
+                    "pid": os.getpid(),
+                    "since": self.wall(),
+                }
+            ),
+            lease=lease.id,
+        )
+        self._published.clear()
+        await self._load_spec_from_store()
+        self._dirty.set()
+        self._decide(f"registered under lease {lease.id:x} (ttl {lease.ttl}s)")
+
+    async def _load_spec_from_store(self) -> None:
+        kv = await self.store.get(self.keys.spec)
+        if kv is None and self.spec_text is not None:
+            await self.store.txn(
+                [Compare.missing(self.keys.spec)], [Put(self.keys.spec, self.spec_text.encode())]
+            )
+            return
+        if kv is not None and kv.value.decode(errors="replace") != self.spec_text:
+            await self._adopt_spec(kv.value)
+
+    async def _adopt_spec(self, raw: bytes) -> None:
+        text = raw.decode(errors="replace")
+        try:
+            spec = load_spec_text(text, "store:spec")
+        except SpecError as exc:
+            await self._event(
+                "spec",
+                f"refused the spec in the store, keeping the running one: "
+                f"{exc.issues[0]} ({len(exc.issues)} problem(s))",
+            )
+            return
+        if spec.cluster != self.spec.cluster or self.node not in spec.nodes:
+            await self._event(
+                "spec",
+                "refused the spec in the store: it is for another "
+                "cluster or does not name this node",
+            )
+            return
+        self.spec, self.spec_text = spec, text
+        self._write_spec_copy()
+        await self._event("spec", "running a new spec from the store")
+
+    # --- watch ----------------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                start = (await self.store.range(self.keys.spec)).revision + 1
+                async for event in self.store.watch(self.keys.root.encode(), start):
+                    if event.key == self.keys.spec and event.kind == "put":
+                        await self._adopt_spec(event.value)
+                    if event.key == self.keys.controller and event.kind == "delete":
+                        self._last_campaign = -math.inf
+                    if not event.key.startswith(self.keys.event_prefix()):
+                        self._dirty.set()
+            except StoreError as exc:
+                self._decide(f"watch lost: {exc}")
+            await asyncio.sleep(0.5)
+
+    # --- main loop ------------------------------------------------------------------------------
+
+    async def _main_loop(self) -> None:
+        period = min(1.0, self.spec.effective_timing.keepalive_interval)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), period)
+            self._dirty.clear()
+            await self._self_fence()
+            try:
+                await self._round()
+            except StoreError as exc:
+                self._decide(f"store unavailable, keeping what runs: {exc}")
+
+    async def _self_fence(self) -> None:
+        if self.may_hold_exclusive():
+            return
+        for name, svc in list(self.services.items()):
+            res = self.spec.resources.get(name)
+            if res is not None and res.exclusive:
+                await self._stop(name, "self-fence: node lease not renewed in time (rule 1)")
+                del svc
+
+    async def _round(self) -> None:
+        if self.lease is not None:
+            now = self.clock.now()
+            if not self.controller.active and now - self._last_campaign > 1.0:
+                self._last_campaign = now
+                await self.controller.campaign(self.lease)
+            if self.controller.active:
+                self._decide(await self.controller.step())
+        desired, frozen = await self._desired()
+        await self._poll_drivers()
+        ranks = resource_ranks(Context(self.spec, Snapshot()))
+        running = {
+            n: LocalInstance(role=s.role, health=s.verdict, failed=s.failed)
+            for n, s in self.services.items()
+        }
+        exclusive = {n for n, r in self.spec.resources.items() if r.exclusive}
+        actions = reconcile(
+            desired,
+            running,
+            may_hold_exclusive=self.may_hold_exclusive(),
+            exclusive=exclusive,
+            frozen=frozen,
+            rank=ranks,
+        )
+        for action in actions:
+            await self._apply(action)
+        self._update_guard()
+        await self._publish()
+
+    async def _desired(self) -> tuple[dict[str, str], set[str]]:
+        result = await self.store.range(self.keys.prefix("assign"))
+        desired: dict[str, str] = {}
+        for kv in result.kvs:
+            name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
+            res = self.spec.resources.get(name)
+            if res is None or res.kind not in SERVICE_KINDS:
+                continue  # VIPs and HAProxy are driven by the network layer (issue 5)
+            for node, role, _item in parse_assignment(kv.value):
+                if node == self.node:
+                    desired[name] = role
+        maint = await self.store.get(self.keys.admin("maintenance"))
+        frozen: set[str] = set()
+        value = load(maint.value) if maint is not None else None
+        if isinstance(value, dict):
+            if value.get("cluster") or self.node in value.get("nodes", []):
+                frozen = set(self.spec.resources)
+            frozen |= set(value.get("resources", []))
+            frozen |= {
+                p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + self.node)
+            }
+        return desired, frozen
+
+    async def _poll_drivers(self) -> None:
+        now = self.clock.now()
+        if now - self._last_poll < STATUS_POLL:
+            return
+        self._last_poll = now
+        for svc in self.services.values():
+            try:
+                status = await svc.driver.status()
+            except DriverError as exc:
+                status = None
+                svc.detail = str(exc)
+            if (status is None or status.state != "running") and not svc.failed:
+                svc.failed = True
+                svc.detail = status.detail if status else svc.detail
+                await self._event("failed", f"{svc.name} is not running: {svc.detail}", svc.name)
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def _service(self, name: str, res: Resource, driver: Driver) -> LocalService:
+        svc = LocalService(name, driver, list(res.health))
+        svc.reset(self.clock.now())
+        svc.task = asyncio.create_task(
+            svc.check_loop(self.ctx, self.checker, self.clock, self._on_verdict)
+        )
+        return svc
+
+    async def _on_verdict(self, svc: LocalService) -> None:
+        reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
+        await self._event("health", f"{svc.name} is {svc.verdict}{reason}", svc.name)
+        self._dirty.set()
+
+    async def _apply(self, action: LocalAction) -> None:
+        name = action.resource
+        if action.kind == "stop":
+            await self._stop(name, action.reason)
+        elif action.kind == "start":
+            await self._start(name, action.reason)
+        elif action.kind == "restart":
+            if not self._restart_due(name):
+                return
+            await self._count_failure(name, action.reason)
+            await self._stop(name, f"restart: {action.reason}")
+            await self._start(name, f"restart: {action.reason}")
+        elif action.kind in ("promote", "demote"):
+            svc = self.services.get(name)
+            if svc is None:
+                return
+            try:
+                await (svc.driver.promote() if action.kind == "promote" else svc.driver.demote())
+                svc.role = "promoted" if action.kind == "promote" else "started"
+                await self._event(action.kind, f"{name}: {action.reason}", name)
+            except DriverError as exc:
+                await self._event("failed", f"{action.kind} {name} failed: {exc}", name)
+
+    def _restart_due(self, name: str) -> bool:
+        """Restart backoff: 0, 1, 2, 4 ... up to 30 s between restarts of one service."""
+        now = self.clock.now()
+        recent = [t for t in self._restarts.get(name, []) if now - t < 300]
+        self._restarts[name] = recent
+        if recent and now - recent[-1] < min(30.0, 2.0 ** (len(recent) - 1)):
+            return False
+        recent.append(now)
+        return True
+
+    async def _start(self, name: str, reason: str) -> None:
+        res = self.spec.resources[name]
+        try:
+            driver = self.driver_factory(name, res, self.ctx)
+            await driver.start()
+        except DriverError as exc:
+            await self._count_failure(name, f"start failed: {exc}")
+            await self._event("failed", f"could not start {name}: {exc}", name)
+            return
+        self.services[name] = self._service(name, res, driver)
+        await self._event("start", f"started {name}: {reason}", name)
+
+    async def _stop(self, name: str, reason: str) -> None:
+        svc = self.services.pop(name, None)
+        if svc is None:
+            return
+        await svc.stop_checks()
+        try:
+            await svc.driver.stop()
+        except DriverError as exc:
+            await self._event("failed", f"stop of {name} failed: {exc}", name)
+        with contextlib.suppress(StoreError):
+            await self._event("stop", f"stopped {name}: {reason}", name)
+
+    async def _count_failure(self, name: str, reason: str) -> None:
+        key = self.keys.failcount(self.node, name)
+        with contextlib.suppress(StoreError):
+            kv = await self.store.get(key)
+            value = load(kv.value) if kv is not None else None
+            count = int(value.get("count", 0)) if isinstance(value, dict) else 0
+            await self.store.put(
+                key, dump({"count": count + 1, "last": self.wall(), "reason": reason})
+            )
+
+    async def _publish(self) -> None:
+        if self.lease is None:
+            return
+        for name, svc in self.services.items():
+            value = dump(
+                {
+                    "instances": [
+                        {
+                            "role": svc.role,
+                            "health": svc.verdict,
+                            "detail": svc.detail,
+                            "item": None,
+                        }
+                    ]
+                }
+            )
+            if self._published.get(name) != value:
+                await self.store.put(self.keys.status(self.node, name), value, lease=self.lease)
+                self._published[name] = value
+        for name in list(self._published):
+            if name not in self.services:
+                await self.store.delete(self.keys.status(self.node, name))
+                del self._published[name]
+
+    # --- guard -------------------------------------------------------------------------------
+
+    def _write_spec_copy(self) -> None:
+        if self._guard and self.spec_text is not None:
+            self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.ctx.state_dir / "spec.yaml").write_text(self.spec_text)
+
+    def _update_guard(self) -> None:
+        """Tell the guard until when exclusive services may run, and which run here."""
+        if not self._guard:
+            return
+        timing = self.spec.effective_timing
+        exclusive = sorted(
+            n
+            for n in self.services
+            if n in self.spec.resources and self.spec.resources[n].exclusive
+        )
+        write_atomic(
+            self.ctx.state_dir / "guard.json",
+            {
+                "node": self.node,
+                "deadline": self.renewed_at + self.ttl - timing.safety_margin,
+                "exclusive": exclusive,
+            },
+        )
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _decide(self, decision: str) -> None:
+        self.decisions = [*self.decisions[-99:], decision]
+        log.debug("%s: %s", self.node, decision)
+
+    async def _event(self, kind: str, reason: str, resource: str = "") -> None:
+        self._decide(f"{kind}: {reason}")
+        with contextlib.suppress(StoreError):
+            await self.store.put(
+                self.keys.event_key(time.time_ns(), self.node),
+                Event(self.wall(), self.node, resource, kind, reason).record(),
+            )

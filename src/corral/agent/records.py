@@ -1,0 +1,140 @@
+"""What agents and the controller write in the store, and the snapshot the scheduler reads.
+
+All values are JSON objects (readable with ``etcdctl get``). Keys: :class:`corral.store.Keys`.
+
+- ``nodes/<node>`` (under the node's lease): ``{"address", "pid", "since"}``; present = online.
+- ``status/<node>/<resource>`` (under the node's lease): ``{"instances": [{"item", "role",
+  "health", "detail", "score"}]}``: what runs there now.
+- ``assign/<resource>`` (controller): ``{"instances": [{"node", "role", "item"}], "by"}``.
+- ``failcounts/<node>/<resource>``: ``{"count", "last"}`` (wall-clock seconds, not leased:
+  failures outlive a restart of the agent).
+- ``admin/maintenance``, ``admin/standby``, ``admin/bans``, ``admin/moves``, ``admin/tickets``.
+- ``events/<time_ns>-<node>``: ``{"time", "node", "resource", "kind", "reason"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from corral.core.scheduler import FailCount, Instance, Maintenance, NodeStatus, Snapshot
+from corral.spec import Spec
+from corral.store import Keys, KeyValue
+
+
+def dump(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def load(raw: bytes) -> Any:
+    """Parse a record; a corrupt value reads as None (callers skip it, never crash)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    node: str
+    resource: str
+    kind: str
+    reason: str
+
+    def record(self) -> bytes:
+        return dump(self.__dict__)
+
+
+def _rel(keys: Keys, key: bytes) -> list[str]:
+    return key.decode(errors="replace")[len(keys.root) :].split("/")
+
+
+def snapshot_from_kvs(spec: Spec, keys: Keys, kvs: list[KeyValue], now: float) -> Snapshot:
+    """The scheduler's view of the cluster from one consistent range read of the cluster prefix.
+
+    Nodes with a key under ``nodes/`` are online; spec nodes without one are offline (their lease
+    expired: DESIGN.md rule 2 makes that safe, since agents self-fence before expiry). Records
+    naming unknown nodes or resources, or that do not parse, are ignored.
+    """
+    online: set[str] = set()
+    instances: list[Instance] = []
+    failures: dict[tuple[str, str], FailCount] = {}
+    admin: dict[str, Any] = {}
+    for kv in kvs:
+        parts = _rel(keys, kv.key)
+        value = load(kv.value)
+        if value is None:
+            continue
+        if parts[0] == "nodes" and len(parts) == 2 and parts[1] in spec.nodes:
+            online.add(parts[1])
+        elif parts[0] == "status" and len(parts) == 3:
+            instances += _instances(spec, parts[1], parts[2], value)
+        elif parts[0] == "failcounts" and len(parts) == 3 and isinstance(value, dict):
+            node, res = parts[1], parts[2]
+            if node in spec.nodes and res in spec.resources:
+                failures[(res, node)] = FailCount(
+                    int(value.get("count", 0)), float(value.get("last", 0.0))
+                )
+        elif parts[0] == "admin" and len(parts) == 2:
+            admin[parts[1]] = value
+    live = [i for i in instances if i.node in online]
+    return Snapshot(
+        now=now,
+        quorum=True,  # we read it through a linearizable range: the store has quorum
+        nodes={
+            n: NodeStatus(
+                state="online" if n in online else "offline",
+                standby=n in set(admin.get("standby", {}).get("nodes", [])),
+            )
+            for n in spec.nodes
+        },
+        instances=tuple(live),
+        failures=failures,
+        maintenance=_maintenance(admin.get("maintenance")),
+        bans=frozenset(_pairs(admin.get("bans", {}).get("instances", []))),
+        moves={k: v for k, v in admin.get("moves", {}).items() if isinstance(v, str)},
+        tickets={k: v for k, v in admin.get("tickets", {}).items() if isinstance(v, str)},
+    )
+
+
+def _instances(spec: Spec, node: str, res: str, value: Any) -> list[Instance]:
+    if node not in spec.nodes or res not in spec.resources or not isinstance(value, dict):
+        return []
+    out = []
+    for item in value.get("instances", []):
+        if not isinstance(item, dict):
+            continue
+        health = item.get("health", "unknown")
+        out.append(
+            Instance(
+                res,
+                node,
+                role="promoted" if item.get("role") == "promoted" else "started",
+                health=health if health in ("healthy", "unhealthy") else "unknown",
+                item=item.get("item"),
+                score=item.get("score") if isinstance(item.get("score"), int) else None,
+            )
+        )
+    return out
+
+
+def _pairs(values: Any) -> list[tuple[str, str]]:
+    out = []
+    for text in values if isinstance(values, list) else []:
+        res, _, node = str(text).partition("@")
+        if res and node:
+            out.append((res, node))
+    return out
+
+
+def _maintenance(value: Any) -> Maintenance:
+    if not isinstance(value, dict):
+        return Maintenance()
+    return Maintenance(
+        cluster=bool(value.get("cluster", False)),
+        nodes=frozenset(value.get("nodes", [])),
+        resources=frozenset(value.get("resources", [])),
+        instances=frozenset(_pairs(value.get("instances", []))),
+    )

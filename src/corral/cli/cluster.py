@@ -1,0 +1,268 @@
+"""Commands that talk to a running cluster through its store: ``agent``, ``status``,
+``events``, ``spec push``. They work from any node (or any machine that reaches etcd)."""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from corral.agent.controller import parse_assignment
+from corral.agent.records import load
+from corral.spec import Spec, SpecError, load_spec, load_spec_text
+from corral.store import EtcdStore, Keys, KeyValue
+
+ETCD_HELP = "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD)"
+
+
+def endpoints_for(spec: Spec | None, option: str | None) -> list[str]:
+    text = option or os.environ.get("CORRAL_ETCD")
+    if text:
+        return [e.strip() for e in text.split(",") if e.strip()]
+    if spec is None:
+        raise click.UsageError("no etcd endpoints: give --etcd or --spec")
+    if spec.store.etcd is not None:
+        return list(spec.store.etcd.endpoints)
+    assert spec.store.embedded is not None
+    port = spec.store.embedded.client_port
+    return [f"http://{spec.nodes[n].address}:{port}" for n in spec.core_nodes()]
+
+
+def _spec_or_exit(path: str) -> Spec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        raise SystemExit(1) from None
+
+
+@click.command()
+@click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--node", required=True, help="This node's name in the spec.")
+@click.option("--etcd", help=ETCD_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/var/lib/corral"),
+    show_default=True,
+)
+@click.option("-v", "--verbose", is_flag=True)
+def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose: bool) -> None:
+    """Run the node agent (until SIGTERM/SIGINT; services keep running for the next agent)."""
+    from corral.agent.node import Agent
+    from corral.drivers import make_driver
+    from corral.health.checks import run_check
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    for noisy in ("httpx", "httpcore", "grpc", "asyncio"):  # their debug lines drown ours
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
+    spec = _spec_or_exit(spec_file)
+    if node not in spec.nodes:
+        raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    spec_text = Path(spec_file).read_text()
+
+    async def main() -> None:
+        store = EtcdStore(endpoints_for(spec, etcd), timeout=2.0, attempt_timeout=0.5)
+        the_agent = Agent(
+            spec,
+            node,
+            store,
+            state_dir=state_dir,
+            driver_factory=make_driver,
+            checker=run_check,
+            spec_text=spec_text,
+            guard=True,
+        )
+        task = asyncio.create_task(the_agent.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def _read(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
+    store = EtcdStore(endpoints, timeout=3.0)
+    try:
+        keys = Keys(cluster)
+        return keys, (await store.range(keys.root.encode())).kvs
+    finally:
+        await store.close()
+
+
+def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
+    """Everything ``corral status`` shows, as plain data (also its ``--json``)."""
+    by = {kv.key.decode(errors="replace")[len(keys.root) :]: kv for kv in kvs}
+    controller = by.get("controller")
+    nodes = {n: ("online" if f"nodes/{n}" in by else "offline") for n in spec.nodes}
+    resources: dict[str, Any] = {}
+    for name, res in spec.resources.items():
+        assigned = by.get(f"assign/{name}")
+        running = []
+        for n in spec.nodes:
+            status = by.get(f"status/{n}/{name}")
+            value = load(status.value) if status is not None else None
+            for inst in (value or {}).get("instances", []) if isinstance(value, dict) else []:
+                running.append(
+                    {
+                        "node": n,
+                        "role": inst.get("role"),
+                        "health": inst.get("health"),
+                        "detail": inst.get("detail", ""),
+                    }
+                )
+        fails = {}
+        for n in spec.nodes:
+            fc = by.get(f"failcounts/{n}/{name}")
+            value = load(fc.value) if fc is not None else None
+            if isinstance(value, dict):
+                fails[n] = value.get("count", 0)
+        resources[name] = {
+            "kind": res.kind,
+            "mode": res.mode,
+            "assigned": [a[0] for a in parse_assignment(assigned.value)] if assigned else [],
+            "running": running,
+            "failcounts": fails,
+        }
+    events = [load(kv.value) for k, kv in sorted(by.items()) if k.startswith("events/")]
+    events = [e for e in events if isinstance(e, dict)]
+    return {
+        "cluster": spec.cluster,
+        "controller": controller.value.decode() if controller else None,
+        "nodes": nodes,
+        "resources": resources,
+        "last_events": events[-10:],
+    }
+
+
+def _render(view: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[bold]cluster {view['cluster']}[/bold]  controller: "
+        f"{view['controller'] or '[red]none[/red]'}"
+    )
+    console.print(
+        "nodes: "
+        + ", ".join(
+            f"{n} [{'green' if s == 'online' else 'red'}]{s}[/]" for n, s in view["nodes"].items()
+        )
+    )
+    table = Table(
+        "resource",
+        "mode",
+        "assigned",
+        "running (health)",
+        "failures",
+        box=None,
+        header_style="bold",
+    )
+    for name, r in view["resources"].items():
+        running = (
+            ", ".join(
+                f"{i['node']} {i['health']}" + (" promoted" if i["role"] == "promoted" else "")
+                for i in r["running"]
+            )
+            or "-"
+        )
+        fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
+        table.add_row(
+            name,
+            r["mode"] if r["kind"] != "vip-set" else "vip-set",
+            ", ".join(r["assigned"]) or "-",
+            running,
+            fails,
+        )
+    console.print(table)
+    for event in view["last_events"][-3:]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
+        console.print(f"{stamp} {event.get('node')}: {event.get('reason')}", markup=False)
+
+
+@click.command()
+@click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--etcd", help=ETCD_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None:
+    """Nodes, resources, where each instance runs and its health, the last events."""
+    spec = _spec_or_exit(spec_file)
+    endpoints = endpoints_for(spec, etcd)
+    console = Console(highlight=False)
+    while True:
+        try:
+            keys, kvs = asyncio.run(_read(endpoints, spec.cluster))
+        except Exception as exc:  # the store's errors name the endpoints
+            raise click.ClickException(f"cannot read the cluster state: {exc}") from None
+        view = cluster_view(spec, keys, kvs)
+        if as_json:
+            click.echo(json.dumps(view, indent=2))
+        else:
+            if watch:
+                console.clear()
+            _render(view, console)
+        if not watch:
+            return
+        time.sleep(1.0)
+
+
+@click.command()
+@click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--etcd", help=ETCD_HELP)
+@click.option("-n", "--last", default=30, show_default=True)
+def events(spec_file: str, etcd: str | None, last: int) -> None:
+    """The cluster's recent events, each with its reason."""
+    spec = _spec_or_exit(spec_file)
+    keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
+    for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
+        event = load(kv.value)
+        if isinstance(event, dict):
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", 0)))
+            click.echo(f"{stamp} {event.get('node')} {event.get('kind')}: {event.get('reason')}")
+
+
+@click.command(name="push")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--etcd", help=ETCD_HELP)
+def spec_push(spec_file: str, etcd: str | None) -> None:
+    """Validate SPEC_FILE and make it the cluster's running spec (agents pick it up)."""
+    spec = _spec_or_exit(spec_file)
+    text = Path(spec_file).read_text()
+    load_spec_text(text, spec_file)
+
+    async def push() -> None:
+        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+        try:
+            await store.put(Keys(spec.cluster).spec, text.encode())
+        finally:
+            await store.close()
+
+    asyncio.run(push())
+    click.echo(f"{spec_file}: pushed to cluster {spec.cluster}")
+
+
+@click.group(name="spec")
+def spec_group() -> None:
+    """Manage the cluster's running spec."""
+
+
+spec_group.add_command(spec_push)

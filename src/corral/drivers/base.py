@@ -1,0 +1,67 @@
+"""The driver interface: how the agent starts, stops and inspects one resource instance.
+
+A driver is a thin shell around a service manager (corral's own process supervisor, systemd,
+an OCF agent). Contract:
+
+- ``start()`` returns once the service manager reports the instance started (not necessarily
+  healthy: health checks decide that). It raises :class:`DriverError` with a readable reason
+  when the start fails; the instance is then stopped or failed, never half-started and ignored.
+- ``stop()`` stops gracefully, forces after the driver's stop timeout, and is idempotent (stopping
+  a stopped instance succeeds).
+- ``status()`` is cheap and never raises for a missing service: it reports ``stopped``.
+  ``failed`` means the manager knows it died (a non-zero exit, a failed unit, OCF rc 1-6).
+- ``adopt()`` is called once when the agent starts: it returns True when an instance this driver
+  manages is already running (left by a previous agent), so that the agent adopts it instead
+  of restarting it.
+- ``promote()`` / ``demote()`` exist for promotable resources; drivers without roles raise
+  :class:`DriverError`.
+Every driver is created by :func:`corral.drivers.make_driver` from the resource's spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+class DriverError(Exception):
+    """A driver action failed; the message says why (for events and ``corral status``)."""
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What a driver or check may know of the node it runs on (for ``{node.*}`` templates)."""
+
+    name: str
+    address: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    state_dir: Path = Path("/var/lib/corral")  # per-node state: pid files, logs
+
+    def render(self, template: str) -> str:
+        """Fill ``{node.name}``, ``{node.address}`` and ``{node.<attr>}``."""
+        out = template.replace("{node.name}", self.name).replace("{node.address}", self.address)
+        for key, value in self.attrs.items():
+            out = out.replace("{node." + key + "}", value)
+        return out
+
+
+@dataclass(frozen=True)
+class DriverStatus:
+    state: Literal["running", "stopped", "failed"]
+    detail: str = ""
+    promoted: bool = False
+
+
+class Driver(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def status(self) -> DriverStatus: ...
+
+    async def adopt(self) -> bool: ...
+
+    async def promote(self) -> None: ...
+
+    async def demote(self) -> None: ...

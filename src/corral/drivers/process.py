@@ -1,0 +1,382 @@
+"""corral's own process supervisor: one command per resource, in a session of its own.
+
+Contract (in addition to :mod:`corral.drivers.base`):
+
+- **How the command runs.** The rendered command (``{node.*}`` filled in by
+  :meth:`NodeContext.render`) runs as ``/bin/sh -c <command>``, so operators can use
+  redirections, ``$VARS`` and ``&&`` as in a Pacemaker ``anything`` resource. The unit corral
+  manages is the *process group* of that shell, not one pid: the shell is the group's leader
+  and its pid is the one recorded. Debian's ``sh`` (dash) does not ``exec`` the last command, so
+  write ``exec mydaemon --flag`` to make the daemon the leader itself. A command that
+  daemonizes (forks into a new session) escapes supervision, as under systemd ``Type=simple``.
+- **Environment.** Not the agent's: ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` are inherited;
+  ``HOME``, ``USER``, ``LOGNAME`` name the user the command runs as; ``CORRAL_RESOURCE`` and
+  ``CORRAL_NODE`` name the instance; then the spec's ``env`` (values rendered). ``cwd``
+  defaults to ``/``. ``user`` (needs a root agent) also sets the user's groups.
+- **Files.** stdout and stderr are appended to ``<state_dir>/logs/<name>.log``, with a line from
+  corral before each start and at each stop signal. ``<state_dir>/run/<name>.pid`` holds a
+  JSON record: pid, start time (``/proc/<pid>/stat`` field 22), boot id, wall-clock start and
+  command. It is written after the start and removed when corral sees the instance end.
+- **start()** is a no-op when the instance already runs. A command that exits non-zero within
+  ``settle`` seconds makes ``start()`` raise with its exit code and the log's last lines (a
+  typo'd command fails at once, not at the next status). Exiting 0 at once is not an error.
+- **stop()** sends SIGTERM then SIGCONT (so a SIGSTOPped process can act on the SIGTERM) to the
+  whole group, waits up to the spec's ``stop_timeout`` for every member to end, then SIGKILLs
+  the group and waits up to ``kill_timeout``; members still alive then raise DriverError.
+  Stopping a stopped instance succeeds. Afterwards ``status()`` is ``stopped``.
+- **status()**: ``running`` while the leader lives (a SIGSTOPped leader is running: hangs are
+  for health checks). When corral's own child ended: ``stopped`` after exit 0 or a stop by
+  corral, else ``failed`` with the exit code or signal in ``detail``. For an adopted process
+  (started by a previous agent) only ``/proc`` is known: it is running while a process with
+  the recorded pid *and* start time lives; when it is gone, ``failed`` with an unknown code.
+  A pid file from an earlier boot means ``stopped``.
+- **adopt()** returns True when the pid file names a live process of ours (same boot, pid,
+  start time, and that process leads its own session), never a recycled pid.
+
+Restart with backoff is the agent's job; the driver exposes ``exit_code``, ``pid`` and
+``started_at`` for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from corral.drivers import _files
+from corral.drivers._procfs import boot_id, group_members, read_stat
+from corral.drivers.base import DriverError, DriverStatus, NodeContext
+from corral.spec.model import ProcessDriver as ProcessSpec
+
+SHELL = "/bin/sh"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+POLL_INTERVAL = 0.05  # seconds between checks while a process group winds down
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    """What the pid file says about the instance a driver started."""
+
+    pid: int
+    start_time: int  # clock ticks after boot, /proc/<pid>/stat field 22
+    boot_id: str
+    started_at: float  # wall clock (seconds since the epoch), for operators and backoff
+    command: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> PidRecord:
+        """Parse a pid file; ValueError when it is not one of ours."""
+        try:
+            data = json.loads(text)
+            return cls(
+                pid=int(data["pid"]),
+                start_time=int(data["start_time"]),
+                boot_id=str(data["boot_id"]),
+                started_at=float(data["started_at"]),
+                command=str(data["command"]),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a corral pid file: {exc}") from exc
+
+
+def describe_exit(returncode: int) -> str:
+    """A person's reading of an exit status (negative: killed by that signal)."""
+    if returncode < 0:
+        return f"killed by signal {_signame(-returncode)}"
+    if 128 < returncode < 128 + signal.NSIG:
+        # The shell leader reports a child killed by signal N as 128 + N.
+        return f"exited with code {returncode} (the shell's code for {_signame(returncode - 128)})"
+    return f"exited with code {returncode}"
+
+
+def _signame(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # already gone
+    except PermissionError as exc:
+        raise DriverError(f"not allowed to signal process group {pgid}: {exc.strerror}") from exc
+
+
+async def _poll_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Our child's exit status once it has exited (reaping it), None after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for _ in range(int(timeout / POLL_INTERVAL) + 2):
+        returncode = proc.poll()
+        if returncode is not None or loop.time() >= deadline:
+            return returncode
+        await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - loop.time())))
+    return proc.poll()
+
+
+async def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    """True once no live process is left in group ``pgid``; False after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for _ in range(int(timeout / POLL_INTERVAL) + 2):
+        if not group_members(pgid):
+            return True
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(POLL_INTERVAL)
+    return not group_members(pgid)
+
+
+class ProcessSupervisor:
+    """Driver for ``process:`` resources (see the module docstring for the contract).
+
+    The child is a plain :class:`subprocess.Popen`, not an asyncio subprocess: asyncio kills a
+    child whose transport is closed or collected, so an agent that exits cleanly would take
+    its services down with it and a restarted agent would have nothing to adopt. A Popen child
+    outlives the agent; its exit status is collected by non-blocking ``poll()`` calls.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: ProcessSpec,
+        node: NodeContext,
+        *,
+        settle: float = 0.2,
+        kill_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.command = node.render(spec.command)
+        self.log_path = _files.log_path(node, name)
+        self.pid_path = _files.pid_path(node, name)
+        self.stop_timeout = spec.stop_timeout
+        self._spec = spec
+        self._node = node
+        self._settle = settle
+        self._kill_timeout = kill_timeout
+        self._proc: subprocess.Popen[bytes] | None = None  # our child, current or last
+        self._record: PidRecord | None = None  # the instance we own (child or adopted)
+        self._stopped_by_us = False
+
+    # --- what the agent may read ---------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The leader's pid of the current (or last child) instance, None when unknown."""
+        if self._record is not None:
+            return self._record.pid
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """Exit status of our last child (negative: signal); None while running or adopted."""
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def started_at(self) -> float | None:
+        """Wall-clock start of the instance we own, None when there is none."""
+        return None if self._record is None else self._record.started_at
+
+    # --- the Driver protocol --------------------------------------------------------------
+
+    async def start(self) -> None:
+        if (await self.status()).state == "running":
+            return
+        await self.stop()  # forget a dead instance, end members it left behind
+        proc = self._spawn()
+        self._proc, self._stopped_by_us = proc, False
+        stat = read_stat(proc.pid)
+        if stat is not None:  # it runs, or is a zombie we have not reaped: pid still ours
+            self._record = PidRecord(
+                proc.pid, stat.start_time, boot_id(), time.time(), self.command
+            )
+            _files.write_atomic(self.pid_path, self._record.to_json())
+        await self._check_settled(proc)
+
+    async def stop(self) -> None:
+        self._stopped_by_us = True
+        record = self._record or self._read_record()
+        if record is not None and record.boot_id == boot_id() and self._live_members(record):
+            await self._terminate(record.pid)
+        if self._proc is not None:
+            await _poll_exit(self._proc, self._kill_timeout)  # reap: no zombie left
+        self._record = None
+        self._forget_pid_file()
+
+    async def status(self) -> DriverStatus:
+        if self._proc is not None:
+            returncode = self._proc.poll()
+            if returncode is None:
+                return DriverStatus("running", f"pid {self._proc.pid}")
+            self._forget_pid_file()
+            if self._stopped_by_us:
+                return DriverStatus("stopped", f"stopped by corral ({describe_exit(returncode)})")
+            if returncode == 0:
+                return DriverStatus("stopped", describe_exit(0))
+            return DriverStatus("failed", describe_exit(returncode))
+        record = self._record or self._read_record()
+        if record is None:
+            return DriverStatus("stopped")
+        if record.boot_id != boot_id():
+            return DriverStatus("stopped", "pid file from an earlier boot")
+        if self._leader_alive(record):
+            return DriverStatus("running", f"pid {record.pid} (adopted)")
+        return DriverStatus(
+            "failed", f"pid {record.pid} ended while no agent watched it (exit code unknown)"
+        )
+
+    async def adopt(self) -> bool:
+        if self._proc is not None and self._proc.poll() is None:
+            return True
+        record = self._read_record()
+        if record is None:
+            return False
+        if record.boot_id != boot_id():
+            self._forget_pid_file()  # an earlier boot's pid names nothing of ours
+            return False
+        if not self._leader_alive(record):
+            return False  # keep the file: status() reports the death, stop() clears it
+        self._record, self._proc, self._stopped_by_us = record, None, False
+        return True
+
+    async def promote(self) -> None:
+        raise DriverError(f"{self.name}: a process resource has no promoted role")
+
+    async def demote(self) -> None:
+        raise DriverError(f"{self.name}: a process resource has no promoted role")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _environment(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """The command's environment, and the Popen user/group arguments (empty: as us)."""
+        env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        ids: dict[str, Any] = {}
+        user = self._spec.user
+        try:
+            pw = pwd.getpwnam(user) if user is not None else pwd.getpwuid(os.getuid())
+        except KeyError:
+            if user is not None:
+                raise DriverError(f"{self.name}: no such user {user!r}") from None
+            pw = None  # we run under a uid without a passwd entry (a container): no HOME
+        if pw is not None:
+            env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
+        if pw is not None and user is not None and (os.geteuid() == 0 or pw.pw_uid != os.getuid()):
+            # Not root and another user: Popen fails with EPERM, which start() reports.
+            groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": groups}
+        env.update(CORRAL_RESOURCE=self.name, CORRAL_NODE=self._node.name)
+        env.update({key: self._node.render(value) for key, value in self._spec.env.items()})
+        return env, ids
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Fork/exec the command (a few ms; synchronous on purpose, see the class note)."""
+        env, ids = self._environment()
+        cwd = self._node.render(self._spec.cwd) if self._spec.cwd else "/"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(
+                f"--- corral {_files.stamp()} {self.name}: starting: {self.command}\n".encode()
+            )
+            log.flush()
+            try:
+                return subprocess.Popen(
+                    [SHELL, "-c", self.command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                    **ids,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                what = str(exc)
+                if isinstance(exc, OSError) and exc.filename:
+                    what = f"{exc.strerror}: {exc.filename}"
+                raise DriverError(f"{self.name}: cannot start ({what})") from exc
+
+    async def _check_settled(self, proc: subprocess.Popen[bytes]) -> None:
+        """Raise when the fresh process exits non-zero within the settle time."""
+        returncode = await _poll_exit(proc, self._settle)
+        # The record stays: a leader that exited may have left members that stop() must end.
+        if returncode is not None and returncode != 0:
+            last = _files.tail(self.log_path, lines=3)
+            raise DriverError(
+                f"{self.name}: {describe_exit(returncode)} right after start"
+                + (f": {last}" if last else "")
+            )
+
+    async def _terminate(self, pgid: int) -> None:
+        """SIGTERM (+SIGCONT) the group, SIGKILL it after the stop timeout; see the contract."""
+        _files.append_log(self.log_path, f"--- corral {_files.stamp()} {self.name}: SIGTERM")
+        _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGCONT)
+        if await _wait_group_gone(pgid, self.stop_timeout):
+            return
+        _files.append_log(
+            self.log_path,
+            f"--- corral {_files.stamp()} {self.name}: still running "
+            f"{self.stop_timeout:g}s after SIGTERM: SIGKILL",
+        )
+        _signal_group(pgid, signal.SIGKILL)
+        if await _wait_group_gone(pgid, self._kill_timeout):
+            return
+        left = group_members(pgid)
+        raise DriverError(
+            f"{self.name}: processes {left} still alive {self._kill_timeout:g}s after SIGKILL"
+        )
+
+    def _live_members(self, record: PidRecord) -> list[int]:
+        """Live processes of the group this record started (empty when it has ended).
+
+        When the pid now names a process with another start time, the pid was recycled, which
+        the kernel does only once group ``pid`` is empty: nothing of ours is left. Otherwise the
+        kernel keeps the pid (as a group id) reserved while any member lives, so members of
+        group ``pid`` are ours. (The one blind spot: our group ended, a stranger got the pid,
+        made a group of its own and died, leaving members. Pids cycle through 4 million.)
+        """
+        stat = read_stat(record.pid)
+        if stat is not None and stat.start_time != record.start_time:
+            return []
+        return group_members(record.pid)
+
+    @staticmethod
+    def _leader_alive(record: PidRecord) -> bool:
+        stat = read_stat(record.pid)
+        return (
+            stat is not None
+            and stat.alive
+            and stat.start_time == record.start_time
+            and stat.session == record.pid
+        )
+
+    def _read_record(self) -> PidRecord | None:
+        try:
+            return PidRecord.from_json(self.pid_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            _files.append_log(
+                self.log_path, f"--- corral {_files.stamp()} ignoring {self.pid_path}: {exc}"
+            )
+            return None
+
+    def _forget_pid_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_path.unlink()

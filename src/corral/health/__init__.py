@@ -1,0 +1,1 @@
+"""Functional health checks (shell): http, tcp, exec with Nagios plugin semantics."""

@@ -1,0 +1,1 @@
+"""Labs: local clusters for the demo, the integration tests and the benchmarks."""

@@ -1,0 +1,144 @@
+"""Real agents (subprocesses) on loopback over a real 3-member etcd, for the agent tests and
+bench/failover_loopback.py. Each node gets its own 127.0.0.x address; services are small HTTP
+apps (tests/agent/app.py) started by the process driver. Everything started is stopped by PID
+(agents, their guards, the services they left, etcd), also when a test fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from corral.store.lab import EtcdLab, free_ports
+
+APP = Path(__file__).with_name("app.py")  # the stand-in HTTP service
+NODES = {"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
+
+
+def spec_text(base: Path, web_port: int, api_port: int) -> str:
+    py = sys.executable
+    check = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2"
+    web_cmd = f"{py} {APP} {{node.address}} {web_port} {base}/web-{{node.name}}.mode"
+    api_cmd = f"{py} {APP} {{node.address}} {api_port} {base}/api-{{node.name}}.mode"
+    return f"""
+cluster: agenttest
+profile: lan
+store: {{etcd: {{endpoints: [http://127.0.0.1:1]}}}}
+nodes:
+  n1: {{address: 127.0.0.11}}
+  n2: {{address: 127.0.0.12}}
+  n3: {{address: 127.0.0.13}}
+defaults:
+  failure: {{migration_threshold: 3, failure_timeout: 10m}}
+resources:
+  web:
+    process: {{command: "{web_cmd}", stop_timeout: 1s}}
+    health: {{http: "http://{{node.address}}:{web_port}/", {check}}}
+  api:
+    process: {{command: "{api_cmd}", stop_timeout: 1s}}
+    mode: active-passive
+    health: {{http: "http://{{node.address}}:{api_port}/", {check}}}
+"""
+
+
+def _pid_of(pidfile: Path) -> int | None:
+    """A pid from a guard pid file (a number) or a process-driver pid file (JSON)."""
+    try:
+        text = pidfile.read_text().strip()
+        return int(json.loads(text)["pid"]) if text.startswith("{") else int(text)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Cluster:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.etcd = EtcdLab(base / "etcd", 3)
+        self.web_port, self.api_port = free_ports(2)
+        self.spec_file = base / "spec.yaml"
+        self.spec_file.write_text(spec_text(base, self.web_port, self.api_port))
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def etcd_arg(self) -> str:
+        return ",".join(self.etcd.endpoints)
+
+    def state_dir(self, node: str) -> Path:
+        return self.base / "state" / node
+
+    async def start(self) -> None:
+        await self.etcd.start()
+        for node in NODES:
+            self.start_agent(node)
+
+    def start_agent(self, node: str) -> None:
+        self.state_dir(node).mkdir(parents=True, exist_ok=True)
+        with open(self.base / f"agent-{node}.log", "ab") as log:
+            self.agents[node] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "corral.cli.main",
+                    "agent",
+                    "--spec",
+                    str(self.spec_file),
+                    "--node",
+                    node,
+                    "--etcd",
+                    self.etcd_arg,
+                    "--state-dir",
+                    str(self.state_dir(node)),
+                    "-v",
+                ],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def kill_agent(self, node: str) -> None:
+        self.agents[node].send_signal(signal.SIGKILL)
+        self.agents[node].wait()
+
+    def serving(self, port: int) -> dict[str, str]:
+        """node -> body for every node whose service on ``port`` answers 200 right now."""
+        out = {}
+        for node, address in NODES.items():
+            try:
+                with urllib.request.urlopen(f"http://{address}:{port}/", timeout=0.3) as r:
+                    out[node] = r.read().decode()
+            except (OSError, urllib.error.URLError):
+                pass
+        return out
+
+    def service_pid(self, node: str, name: str) -> int | None:
+        """The pid (and process group) of a service, from the process driver's pid file."""
+        return _pid_of(self.state_dir(node) / "run" / f"{name}.pid")
+
+    async def stop(self) -> None:
+        for proc in self.agents.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        for node in NODES:  # the guards and the services the agents left running
+            pidfiles = [
+                self.state_dir(node) / "guard.pid",
+                *(self.state_dir(node) / "run").glob("*.pid"),
+            ]
+            for pidfile in pidfiles:
+                pid = _pid_of(pidfile)
+                if pid is None:
+                    continue
+                with contextlib.suppress(OSError):
+                    if pidfile.parent.name == "run":  # a service: its whole process group
+                        os.killpg(pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+        await self.etcd.stop()
+        await asyncio.sleep(0)
