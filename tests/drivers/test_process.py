@@ -327,7 +327,7 @@ def write_pid_file(d: ProcessSupervisor, pid: int, start_time: int, boot: str) -
 
 
 async def test_recycled_pid_is_never_adopted_nor_killed(make: Maker) -> None:
-    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)  # noqa: ASYNC220
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         stat = read_stat(stranger.pid)
         assert stat is not None
