@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.lab.loopback import Cluster
+from corral.store import EtcdStore, Keys
 
 INTERVAL, TIMEOUT, FALL, LEASE_TTL = 0.2, 0.3, 2, 1.0
 
@@ -44,8 +45,21 @@ async def until(check: Callable[[], bool], limit: float = 20.0) -> float:
     return time.monotonic() - start
 
 
-async def fresh(base: Path) -> Cluster:
-    c = Cluster(base)
+async def until_unhealthy(store: EtcdStore, node: str, limit: float = 20.0) -> float:
+    """Seconds until the agent of ``node`` reports web unhealthy (the detection itself, before
+    the restart that follows)."""
+    key = Keys("agenttest").status(node, "web")
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        kv = await store.get(key)
+        if kv is not None and b'"unhealthy"' in kv.value:
+            return time.monotonic() - start
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"web on {node} never reported unhealthy")
+
+
+async def fresh(base: Path, checks: str | None = None) -> Cluster:
+    c = Cluster(base) if checks is None else Cluster(base, checks)
     await c.start()
     await until(lambda: len(c.serving(c.web_port)) == 3 and len(c.serving(c.api_port)) == 1)
     await asyncio.sleep(1.0)
@@ -62,14 +76,17 @@ async def one_run(base: Path) -> dict[str, float]:
         out["crash_to_healthy_s"] = await until(
             lambda: c.service_pid("n1", "web") not in (None, pid) and "n1" in c.serving(c.web_port)
         )
-        pid = c.service_pid("n2", "web")
-        (c.base / "web-n2.mode").write_text("500")
-        out["http500_detected_s"] = await until(lambda: c.service_pid("n2", "web") != pid)
-        (c.base / "web-n2.mode").write_text("ok")
-        pid = c.service_pid("n3", "web")
-        assert pid is not None
-        os.killpg(pid, signal.SIGSTOP)
-        out["hang_detected_s"] = await until(lambda: c.service_pid("n3", "web") != pid)
+        store = EtcdStore(c.etcd.endpoints)
+        try:
+            (c.base / "web-n2.mode").write_text("500")
+            out["http500_detected_s"] = await until_unhealthy(store, "n2")
+            (c.base / "web-n2.mode").write_text("ok")
+            pid = c.service_pid("n3", "web")
+            assert pid is not None
+            os.killpg(pid, signal.SIGSTOP)
+            out["hang_detected_s"] = await until_unhealthy(store, "n3")
+        finally:
+            await store.close()
         await until(lambda: len(c.serving(c.web_port)) == 3)
         (holder,) = c.serving(c.api_port)
         c.kill_agent(holder)
@@ -89,7 +106,8 @@ async def one_run(base: Path) -> dict[str, float]:
 
 def agent_idle(base: Path) -> dict[str, float]:
     async def measure() -> dict[str, float]:
-        c = await fresh(base)
+        # the default check timing (every 1 s): an idle agent is measured as deployed
+        c = await fresh(base, "interval: 1s, timeout: 500ms, rise: 2, fall: 2")
         try:
             pid = c.agents["n1"].pid
             ticks = os.sysconf("SC_CLK_TCK")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -58,21 +59,61 @@ class LocalService:
         on_change: Callable[[LocalService], Awaitable[None]],
     ) -> None:
         """Run every check forever (until cancelled); call ``on_change`` on a new verdict."""
-        if not self.checks:
-            return
-        interval = min(c.interval for c in self.checks)
-        while True:
-            outcomes = await asyncio.gather(*(_bounded(checker, c, node) for c in self.checks))
-            now = clock.now()
-            for tracker, outcome in zip(self.trackers, outcomes, strict=True):
-                change = tracker.record(outcome, now)
-                if change is not None and change.new == "unhealthy":
-                    self.detail = change.reason
-            verdict, _ = self._aggregate()
-            if verdict != self.verdict:
-                self.verdict = verdict
-                await on_change(self)
-            await asyncio.sleep(interval)
+        await asyncio.gather(
+            *(
+                self._check_forever(i, check, node, checker, clock, on_change)
+                for i, check in enumerate(self.checks)
+            )
+        )
+
+    async def _check_forever(
+        self,
+        index: int,
+        check: HealthCheck,
+        node: NodeContext,
+        checker: Checker,
+        clock: Clock,
+        on_change: Callable[[LocalService], Awaitable[None]],
+    ) -> None:
+        """Start the check every ``interval`` on a fixed schedule, even while an earlier one
+        hangs (at most ``ceil(timeout / interval) + 1`` in flight), and judge results in start
+        order: a hang is detected within ``interval x fall + timeout``."""
+        in_flight: list[asyncio.Task[CheckOutcome]] = []
+        limit = math.ceil(check.timeout / check.interval) + 1 if check.interval > 0 else 1
+        next_start = clock.now()
+        try:
+            while True:
+                if len(in_flight) < limit:
+                    in_flight.append(asyncio.create_task(_bounded(checker, check, node)))
+                while in_flight and in_flight[0].done():
+                    await self._judge(index, in_flight.pop(0).result(), clock, on_change)
+                next_start += check.interval
+                delay = max(0.0, next_start - clock.now())
+                if in_flight:
+                    await asyncio.wait([in_flight[0]], timeout=delay)
+                    while in_flight and in_flight[0].done():
+                        await self._judge(index, in_flight.pop(0).result(), clock, on_change)
+                    delay = max(0.0, next_start - clock.now())
+                await asyncio.sleep(delay)
+                next_start = max(next_start, clock.now() - check.interval)  # no catch-up bursts
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _judge(
+        self,
+        index: int,
+        outcome: CheckOutcome,
+        clock: Clock,
+        on_change: Callable[[LocalService], Awaitable[None]],
+    ) -> None:
+        change = self.trackers[index].record(outcome, clock.now())
+        if change is not None and change.new == "unhealthy":
+            self.detail = change.reason
+        verdict, _ = self._aggregate()
+        if verdict != self.verdict:
+            self.verdict = verdict
+            await on_change(self)
 
     async def stop_checks(self) -> None:
         if self.task is not None:

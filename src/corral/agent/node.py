@@ -45,6 +45,7 @@ from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext], Driver]
 STATUS_POLL = 1.0  # seconds between driver status polls
+ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
 
 
 class Agent:
@@ -248,12 +249,19 @@ class Agent:
     # --- main loop ------------------------------------------------------------------------------
 
     async def _main_loop(self) -> None:
+        """Self-fence check every keepalive interval (no I/O); a full round (controller step,
+        assignments, reconcile, report) when something changed or once a second."""
         period = min(1.0, self.spec.effective_timing.keepalive_interval)
+        last_round = -math.inf
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), period)
-            self._dirty.clear()
             await self._self_fence()
+            now = self.clock.now()
+            if not self._dirty.is_set() and now - last_round < ROUND_EVERY:
+                continue
+            self._dirty.clear()
+            last_round = now
             try:
                 await self._round()
             except StoreError as exc:
@@ -348,6 +356,8 @@ class Agent:
 
     async def _on_verdict(self, svc: LocalService) -> None:
         reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
+        with contextlib.suppress(StoreError):
+            await self._publish()  # operators see the verdict before the agent acts on it
         await self._event("health", f"{svc.name} is {svc.verdict}{reason}", svc.name)
         self._dirty.set()
 

@@ -42,10 +42,10 @@ async def run_check(check: HealthCheck, node: NodeContext) -> CheckOutcome:
 async def _http(check: HealthCheck, node: NodeContext) -> tuple[CheckStatus, str]:
     assert check.http is not None
     url = node.render(check.http.url)
-    # A new client per check: a hung server cannot hold a pooled connection hostage.
     try:
-        async with httpx.AsyncClient(timeout=check.timeout, follow_redirects=False) as client:
-            response = await asyncio.wait_for(client.request(check.http.method, url), check.timeout)
+        response = await asyncio.wait_for(
+            _client().request(check.http.method, url, timeout=check.timeout), check.timeout
+        )
     except httpx.TimeoutException:
         raise TimeoutError from None
     except httpx.HTTPError as exc:
@@ -87,6 +87,21 @@ async def _exec(command: str, timeout: float) -> tuple[CheckStatus, str]:
     first = out.decode(errors="replace").strip().splitlines()[:1]
     code = proc.returncode if proc.returncode is not None else 3
     return _NAGIOS.get(code, "unknown"), (first[0] if first else f"exit {code}")
+
+
+_CLIENT: httpx.AsyncClient | None = None
+
+
+def _client() -> httpx.AsyncClient:
+    """One client for every HTTP check of the process: building one loads TLS settings, which
+    costs more than the check. No connection is kept between checks, so a hung server cannot
+    hold a pooled connection hostage and every check sees a fresh connect."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpx.AsyncClient(
+            follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0)
+        )
+    return _CLIENT
 
 
 def _short(exc: BaseException) -> str:

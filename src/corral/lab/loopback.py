@@ -22,9 +22,11 @@ APP = Path(__file__).with_name("app.py")  # the stand-in HTTP service
 NODES = {"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
 
 
-def spec_text(base: Path, web_port: int, api_port: int) -> str:
+FAST_CHECKS = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2"
+
+
+def spec_text(base: Path, web_port: int, api_port: int, check: str = FAST_CHECKS) -> str:
     py = sys.executable
-    check = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2"
     web_cmd = f"{py} {APP} {{node.address}} {web_port} {base}/web-{{node.name}}.mode"
     api_cmd = f"{py} {APP} {{node.address}} {api_port} {base}/api-{{node.name}}.mode"
     return f"""
@@ -58,12 +60,13 @@ def _pid_of(pidfile: Path) -> int | None:
 
 
 class Cluster:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, checks: str = FAST_CHECKS) -> None:
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.etcd = EtcdLab(base / "etcd", 3)
         self.web_port, self.api_port = free_ports(2)
         self.spec_file = base / "spec.yaml"
-        self.spec_file.write_text(spec_text(base, self.web_port, self.api_port))
+        self.spec_file.write_text(spec_text(base, self.web_port, self.api_port, checks))
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
