@@ -20,7 +20,8 @@ from rich.table import Table
 from corral.agent.controller import parse_assignment
 from corral.agent.records import load
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
-from corral.store import EtcdStore, Keys, KeyValue
+from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
+from corral.store.embedded import members_from_spec
 
 ETCD_HELP = "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD)"
 
@@ -77,6 +78,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
     spec_text = Path(spec_file).read_text()
 
     async def main() -> None:
+        member = await _embedded_member(spec, node, state_dir) if etcd is None else None
         store = EtcdStore(endpoints_for(spec, etcd), timeout=2.0, attempt_timeout=0.5)
         the_agent = Agent(
             spec,
@@ -98,8 +100,24 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             pass
         finally:
             await store.close()
+            # an embedded member keeps serving when the agent stops (its supervisor ends with
+            # the loop): the next agent adopts it, and the store does not lose a member
+            del member
 
     asyncio.run(main())
+
+
+async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEtcd | None:
+    """Start (or adopt) this core node's etcd member when the spec embeds the store."""
+    if spec.store.embedded is None or spec.nodes[node].kind != "core":
+        return None
+    member = EmbeddedEtcd(members_from_spec(spec, state_dir / "etcd")[node])
+    if await member.healthy():
+        logging.getLogger(__name__).info("adopting the etcd member already serving here")
+        return None
+    await member.start(wait=False)
+    member.supervise()
+    return member
 
 
 async def _read(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
