@@ -197,3 +197,18 @@ async def test_controller_is_replaced_within_a_lease_ttl(cluster: Cluster) -> No
     cluster.kill_agent(old)
     took = await until(lambda: controller() not in (None, old), "a new controller")
     assert took < 1.0 + 0.5 + 2.0  # lease TTL + etcd's expiry check + a campaign round
+
+
+async def test_failing_ap_service_moves_after_migration_threshold(cluster: Cluster) -> None:
+    (holder,) = cluster.serving(cluster.api_port)
+    (cluster.base / f"api-{holder}.mode").write_text("500")  # broken on that node only
+    await until(
+        lambda: any(n != holder for n in cluster.serving(cluster.api_port)),
+        "api moved after 3 failures",
+        30,
+    )
+    status = json.loads(corral(cluster, "status", "--json").stdout)
+    assert status["resources"]["api"]["failcounts"][holder] >= 3
+    events = corral(cluster, "events", "-n", "200").stdout
+    assert events.count("restart: its health checks fail") >= 2
+    assert "3 failure(s) reached migration_threshold 3" in events

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
 from corral.core.scheduler import schedule
+from corral.core.scheduler.scores import Context, node_score
 from corral.spec import Spec
 from corral.store import Compare, Delete, Keys, Put, Store
 
@@ -91,8 +92,21 @@ class Controller:
         for note in sorted(set(notes) - self._last_notes):
             ops.append(self._event_op("waiting", note))
         self._last_notes = set(notes)
+        ctx = Context(spec, snap)
+        placed = {n: {i.node for i in insts} for n, insts in assigned.items()}
         for name in changed:
-            reasons = "; ".join(plan.decisions[name].reasons + plan.decisions[name].blocked)
+            decision = plan.decisions[name]
+            running_on = {i.node for i in ctx.observed.get(name, [])}
+            # why it leaves the nodes it ran on: the score that excludes them, if any
+            left = [
+                f"{node}: {score.why}"
+                for node in sorted(running_on - placed[name])
+                if (
+                    score := node_score(ctx, name, node, with_nodes=placed, apart_nodes=placed)
+                ).total
+                is None
+            ]
+            reasons = "; ".join(left + decision.reasons + decision.blocked)
             where = ", ".join(f"{i.node}" for i in assigned[name]) or "nowhere"
             ops.append(self._event_op("assign", f"{name} -> {where}: {reasons}", name))
         if not ops:

@@ -48,6 +48,8 @@ async def _http(check: HealthCheck, node: NodeContext) -> tuple[CheckStatus, str
         )
     except httpx.TimeoutException:
         raise TimeoutError from None
+    except httpx.ConnectError:
+        return "critical", f"{url}: cannot connect (connection refused or unreachable)"
     except httpx.HTTPError as exc:
         return "critical", f"{url}: {_short(exc)}"
     if response.status_code not in check.http.status:
