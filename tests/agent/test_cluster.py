@@ -212,3 +212,29 @@ async def test_failing_ap_service_moves_after_migration_threshold(cluster: Clust
     events = corral(cluster, "events", "-n", "200").stdout
     assert events.count("restart: its health checks fail") >= 2
     assert "3 failure(s) reached migration_threshold 3" in events
+
+
+async def test_standby_drains_and_maintenance_freezes(cluster: Cluster) -> None:
+    (holder,) = cluster.serving(cluster.api_port)
+    assert corral(cluster, "standby", "on", holder).returncode == 0
+    await until(
+        lambda: (
+            holder not in cluster.serving(cluster.web_port)
+            and len(cluster.serving(cluster.api_port)) == 1
+            and holder not in cluster.serving(cluster.api_port)
+        ),
+        "holder drained",
+    )
+    assert corral(cluster, "standby", "off", holder).returncode == 0
+    await until(lambda: holder in cluster.serving(cluster.web_port), "web back on the node")
+    # maintenance of web on one node: a crash there is left alone until maintenance ends
+    node = next(n for n in NODES if n != holder)
+    assert corral(cluster, "maintenance", "on", "--instance", f"web@{node}").returncode == 0
+    await asyncio.sleep(1.5)
+    pid = cluster.service_pid(node, "web")
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    await asyncio.sleep(3)
+    assert node not in cluster.serving(cluster.web_port)
+    assert corral(cluster, "maintenance", "off", "--instance", f"web@{node}").returncode == 0
+    await until(lambda: node in cluster.serving(cluster.web_port), "web restarted after it")

@@ -39,7 +39,7 @@ def endpoints_for(spec: Spec | None, option: str | None) -> list[str]:
     return [f"http://{spec.nodes[n].address}:{port}" for n in spec.core_nodes()]
 
 
-def _spec_or_exit(path: str) -> Spec:
+def spec_or_exit(path: str) -> Spec:
     try:
         return load_spec(path)
     except SpecError as exc:
@@ -71,7 +71,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
     for noisy in ("httpx", "httpcore", "grpc", "asyncio"):  # their debug lines drown ours
         logging.getLogger(noisy).setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
-    spec = _spec_or_exit(spec_file)
+    spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ def _render(view: dict[str, Any], console: Console) -> None:
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None:
     """Nodes, resources, where each instance runs and its health, the last events."""
-    spec = _spec_or_exit(spec_file)
+    spec = spec_or_exit(spec_file)
     endpoints = endpoints_for(spec, etcd)
     console = Console(highlight=False)
     while True:
@@ -249,7 +249,7 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
 @click.option("-n", "--last", default=30, show_default=True)
 def events(spec_file: str, etcd: str | None, last: int) -> None:
     """The cluster's recent events, each with its reason."""
-    spec = _spec_or_exit(spec_file)
+    spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
         event = load(kv.value)
@@ -263,7 +263,7 @@ def events(spec_file: str, etcd: str | None, last: int) -> None:
 @click.option("--etcd", help=ETCD_HELP)
 def spec_push(spec_file: str, etcd: str | None) -> None:
     """Validate SPEC_FILE and make it the cluster's running spec (agents pick it up)."""
-    spec = _spec_or_exit(spec_file)
+    spec = spec_or_exit(spec_file)
     text = Path(spec_file).read_text()
     load_spec_text(text, spec_file)
 

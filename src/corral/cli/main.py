@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from corral import __version__
+from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.cluster import agent, events, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.render import print_summary
@@ -53,7 +54,7 @@ def schema() -> None:
 cli.add_command(simulate)
 cli.add_command(demo)
 cli.add_command(demo_down)
-for command in (agent, status, events, spec_group):
+for command in (agent, status, events, spec_group, *ADMIN_COMMANDS):
     cli.add_command(command)
 cli.add_command(explain_cmd)
 

@@ -1,0 +1,180 @@
+"""Administrative state: maintenance at every level, standby, bans, moves, failure cleanup.
+
+Each command edits one JSON record under ``admin/`` with a compare-and-swap loop (read, change,
+write if unchanged since the read), so two operators at once never lose an edit. The scheduler
+and the agents read these records (DESIGN.md rule 4 for maintenance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from corral.agent.records import dump, load
+from corral.cli.cluster import ETCD_HELP, spec_or_exit, endpoints_for
+from corral.spec import Spec
+from corral.store import Compare, EtcdStore, Keys, Put
+
+
+async def _edit(spec: Spec, etcd: str | None, name: str, change: Callable[[Any], Any]) -> Any:
+    store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+    key = Keys(spec.cluster).admin(name)
+    try:
+        for _ in range(20):
+            kv = await store.get(key)
+            value = load(kv.value) if kv is not None else None
+            new = change(value if isinstance(value, dict) else {})
+            guard = Compare.unchanged_since(key, kv.mod_revision) if kv else Compare.missing(key)
+            if (await store.txn([guard], [Put(key, dump(new))])).succeeded:
+                return new
+        raise click.ClickException(f"admin/{name} kept changing under us; try again")
+    finally:
+        await store.close()
+
+
+def _toggle(items: list[str], item: str, on: bool) -> list[str]:
+    rest = [i for i in items if i != item]
+    return sorted([*rest, item]) if on else rest
+
+
+def _pair(spec: Spec, text: str) -> str:
+    res, _, node = text.partition("@")
+    if res not in spec.resources or node not in spec.nodes:
+        raise click.BadParameter(f"{text!r}: write RESOURCE@NODE with names from the spec")
+    return text
+
+
+spec_option = click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
+etcd_option = click.option("--etcd", help=ETCD_HELP)
+
+
+@click.command()
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--cluster", "whole", is_flag=True, help="The whole cluster.")
+@click.option("--node", help="Everything on one node.")
+@click.option("--resource", help="One resource everywhere.")
+@click.option("--instance", metavar="RES@NODE", help="One resource on one node.")
+@spec_option
+@etcd_option
+def maintenance(
+    state: str,
+    whole: bool,
+    node: str | None,
+    resource: str | None,
+    instance: str | None,
+    spec_file: str,
+    etcd: str | None,
+) -> None:
+    """Put something in maintenance (nothing is started, stopped or moved there) or end it."""
+    spec = spec_or_exit(spec_file)
+    on = state == "on"
+    if sum(bool(x) for x in (whole, node, resource, instance)) != 1:
+        raise click.UsageError("name exactly one of --cluster, --node, --resource, --instance")
+    if node is not None and node not in spec.nodes:
+        raise click.BadParameter(f"unknown node {node!r}", param_hint="--node")
+    if resource is not None and resource not in spec.resources:
+        raise click.BadParameter(f"unknown resource {resource!r}", param_hint="--resource")
+    target = _pair(spec, instance) if instance else None
+
+    def change(value: dict[str, Any]) -> dict[str, Any]:
+        if whole:
+            value["cluster"] = on
+        for field, item in (("nodes", node), ("resources", resource), ("instances", target)):
+            if item is not None:
+                value[field] = _toggle(list(value.get(field, [])), item, on)
+        return value
+
+    asyncio.run(_edit(spec, etcd, "maintenance", change))
+    what = "cluster" if whole else node or resource or target
+    click.echo(f"maintenance {state}: {what}")
+
+
+@click.command()
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.argument("node")
+@spec_option
+@etcd_option
+def standby(state: str, node: str, spec_file: str, etcd: str | None) -> None:
+    """Drain NODE (standby on: its resources move away) or take it back."""
+    spec = spec_or_exit(spec_file)
+    if node not in spec.nodes:
+        raise click.BadParameter(f"unknown node {node!r}", param_hint="NODE")
+    asyncio.run(
+        _edit(
+            spec,
+            etcd,
+            "standby",
+            lambda v: {"nodes": _toggle(list(v.get("nodes", [])), node, state == "on")},
+        )
+    )
+    click.echo(f"standby {state}: {node}")
+
+
+@click.command()
+@click.argument("instance", metavar="RES@NODE")
+@click.option("--clear", is_flag=True, help="Lift the ban.")
+@spec_option
+@etcd_option
+def ban(instance: str, clear: bool, spec_file: str, etcd: str | None) -> None:
+    """Keep a resource off a node until the ban is cleared."""
+    spec = spec_or_exit(spec_file)
+    target = _pair(spec, instance)
+    asyncio.run(
+        _edit(
+            spec,
+            etcd,
+            "bans",
+            lambda v: {"instances": _toggle(list(v.get("instances", [])), target, not clear)},
+        )
+    )
+    click.echo(f"ban {'cleared' if clear else 'set'}: {target}")
+
+
+@click.command()
+@click.argument("resource")
+@click.argument("node", required=False)
+@click.option("--clear", is_flag=True, help="Forget the move request.")
+@spec_option
+@etcd_option
+def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str | None) -> None:
+    """Ask for RESOURCE to run on NODE (it stays there until --clear)."""
+    spec = spec_or_exit(spec_file)
+    if resource not in spec.resources:
+        raise click.BadParameter(f"unknown resource {resource!r}", param_hint="RESOURCE")
+    if not clear and (node is None or node not in spec.nodes):
+        raise click.BadParameter(f"name a node of the spec, not {node!r}", param_hint="NODE")
+
+    def change(value: dict[str, Any]) -> dict[str, Any]:
+        value.pop(resource, None)
+        if not clear:
+            value[resource] = node
+        return value
+
+    asyncio.run(_edit(spec, etcd, "moves", change))
+    click.echo(f"move {'cleared' if clear else f'{resource} -> {node}'}")
+
+
+@click.command()
+@click.argument("instance", metavar="RES@NODE")
+@spec_option
+@etcd_option
+def cleanup(instance: str, spec_file: str, etcd: str | None) -> None:
+    """Forget the failures of a resource on a node (lifts a ban by the failure policy)."""
+    spec = spec_or_exit(spec_file)
+    res, _, node = _pair(spec, instance).partition("@")
+
+    async def forget() -> None:
+        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+        try:
+            await store.delete(Keys(spec.cluster).failcount(node, res))
+        finally:
+            await store.close()
+
+    asyncio.run(forget())
+    click.echo(f"failures forgotten: {instance}")
+
+
+COMMANDS = (maintenance, standby, ban, move, cleanup)
