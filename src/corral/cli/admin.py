@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from corral.agent.records import dump, load
-from corral.cli.cluster import ETCD_HELP, spec_or_exit, endpoints_for
+from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
 from corral.spec import Spec
 from corral.store import Compare, EtcdStore, Keys, Put
 
