@@ -179,6 +179,7 @@ async def test_restarted_agent_adopts_its_running_services(cluster: Cluster) -> 
     node = next(n for n in NODES if n != holder)
     pid = cluster.service_pid(node, "web")
     cluster.kill_agent(node)
+    await asyncio.sleep(2.0)  # longer than the lease TTL: the node looks gone for a moment
     cluster.start_agent(node)
     log = cluster.base / f"agent-{node}.log"
     await until(lambda: "adopted web" in log.read_text(), "the new agent adopts web")

