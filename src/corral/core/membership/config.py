@@ -9,11 +9,17 @@ Derived figures:
 - probe period ``= probe_interval x (score + 1)`` and probe timeout
   ``= probe_timeout x (score + 1)``, where ``score`` is the local health awareness score in
   ``[0, awareness_max - 1]`` (Lifeguard LHA; always 0 with ``lifeguard=False``).
-- suspicion timeout, minimum ``= suspicion_mult x max(1, log10(N)) x probe_interval``;
-  maximum ``= suspicion_max_mult x minimum``. With Lifeguard a suspicion starts at the maximum and
-  shrinks toward the minimum as ``c`` independent confirmations arrive:
+- suspicion timeout. Let ``T = suspicion_mult x max(1, log10(N)) x probe_interval``: SWIM's
+  ``O(log N)`` allowance for a suspicion to reach the suspect and its refutation to come back.
+  Without Lifeguard the timeout is ``T``, fixed. With Lifeguard a suspicion starts at
+  ``max = suspicion_max_mult x T`` and shrinks as ``c`` independent confirmations arrive,
   ``max(min, max - (max - min) x log(c + 1) / log(k + 1))`` with
-  ``k = min(suspicion_confirmations, N - 2)``. Without Lifeguard it is the minimum, fixed.
+  ``k = min(suspicion_confirmations, N - 2)``, down to ``min = suspicion_mult x probe_interval``.
+  The minimum does not grow with ``N``: it applies only once ``k`` members have each seen the
+  member fail a full probe round themselves, which is evidence no dissemination delay can
+  produce; an unconfirmed suspicion still waits the full, ``log N``-scaled maximum. This keeps
+  the death verdict on a crashed member flat in ``N`` (simulated: N=1,000 within 1.15x of N=10)
+  with no false positive at 10% loss.
 - retransmit limit of a broadcast ``= retransmit_mult x ceil(log10(N + 1))``: the SWIM bound that
   makes an infection-style broadcast reach every member with high probability.
 - push-pull period ``= push_pull_interval x max(1, N / push_pull_scale)``: a push-pull carries
@@ -40,24 +46,32 @@ class MembershipConfig:
     """Time between two probes of this node (one protocol period), before awareness scaling."""
     probe_timeout: float = 0.04
     """Wait for a direct ack before asking ``indirect_checks`` helpers; a few LAN round trips."""
-    indirect_checks: int = 3
-    """``k`` of SWIM's ping-req: how many members probe a silent target on our behalf."""
+    indirect_checks: int = 4
+    """``k`` of SWIM's ping-req: how many members probe a silent target on our behalf. With
+    independent loss ``p`` per hop a probe fails with about ``(1-(1-p)^2) x (1-(1-p)^4)^k``:
+    at ``p = 10%`` going from 3 to 4 helpers cuts false suspicions by 2.7x (simulated)."""
     suspicion_mult: float = 2.0
-    """Minimum suspicion timeout in probe intervals, per decade of cluster size."""
+    """Suspicion timeout in probe intervals, per decade of cluster size (see ``T`` above)."""
     suspicion_max_mult: float = 4.0
-    """Lifeguard: a suspicion starts at this multiple of the minimum timeout."""
+    """Lifeguard: an unconfirmed suspicion waits this multiple of ``T``."""
     suspicion_confirmations: int = 3
     """Lifeguard: independent confirmations that bring a suspicion down to the minimum."""
-    retransmit_mult: int = 4
-    """Each broadcast rides on ``retransmit_mult x ceil(log10(N + 1))`` packets."""
+    retransmit_mult: int = 6
+    """Each broadcast rides on ``retransmit_mult x ceil(log10(N + 1))`` packets. A member misses
+    a broadcast with probability about ``exp(-retransmit_limit x (1 - loss))``; 6 rather than
+    memberlist's 4 is what took false positives at 10% loss to zero in the simulator."""
     gossip_interval: float = 0.05
     """Period of the gossip round that pushes pending broadcasts to ``gossip_nodes`` members."""
     gossip_nodes: int = 3
     """Fan-out of a gossip round."""
     gossip_to_dead: float = 10.0
     """Keep gossiping to a member this long after it died, so a wrongly declared node refutes."""
-    dead_reap: float = 30.0
-    """Forget a dead or departed member this long after its death (``>= gossip_to_dead``)."""
+    dead_reap: float = 300.0
+    """Forget a dead or departed member this long after its death (``>= gossip_to_dead``). A
+    partition that lasts longer heals only through a new join."""
+    reconnect_interval: float = 1.0
+    """Ping one random dead member this often; if it answers, exchange state with it. This is
+    what heals a partition once gossip to the dead has stopped."""
     push_pull_interval: float = 15.0
     """Anti-entropy: full state exchange with one random member, before scaling with ``N``."""
     push_pull_scale: int = 32
@@ -90,10 +104,10 @@ class MembershipConfig:
 
     def suspicion_bounds(self, n: int) -> tuple[float, float]:
         """``(minimum, maximum)`` suspicion timeout for a cluster of ``n`` live members."""
-        low = self.suspicion_mult * max(1.0, math.log10(max(n, 1))) * self.probe_interval
+        scaled = self.suspicion_mult * max(1.0, math.log10(max(n, 1))) * self.probe_interval
         if not self.lifeguard:
-            return low, low
-        return low, low * self.suspicion_max_mult
+            return scaled, scaled
+        return self.suspicion_mult * self.probe_interval, scaled * self.suspicion_max_mult
 
     def confirmations_wanted(self, n: int) -> int:
         """``k``: confirmations that bring a suspicion to its minimum (the accused and we cannot
@@ -132,7 +146,8 @@ _PROFILES: dict[str, MembershipConfig] = {
         gossip_interval=0.025,
         push_pull_interval=10.0,
         gossip_to_dead=5.0,
-        dead_reap=15.0,
+        dead_reap=120.0,
+        reconnect_interval=0.5,
         join_retry=0.5,
     ),
     # A data-centre LAN: detection of a crash well under a second (DESIGN.md), RTT ~1 ms.
@@ -146,7 +161,8 @@ _PROFILES: dict[str, MembershipConfig] = {
         gossip_interval=0.2,
         gossip_nodes=4,
         gossip_to_dead=30.0,
-        dead_reap=60.0,
+        dead_reap=900.0,
+        reconnect_interval=5.0,
         push_pull_interval=60.0,
         join_retry=3.0,
     ),

@@ -1,0 +1,240 @@
+"""Moving bytes: the :class:`Transport` interface and its asyncio UDP + TCP implementation.
+
+A transport knows nothing of the protocol: it sends opaque datagrams (best effort) and stream
+frames (push-pull, over TCP), and hands whatever arrives to one receiver callback. Sends never
+raise on network trouble (an unreachable peer is the protocol's business, not an exception);
+they count the failure instead. The in-memory twin is :mod:`corral.net.memory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+Receiver = Callable[[bytes, str, bool], None]
+"""``receiver(data, source_address, is_stream)``."""
+
+_LEN = struct.Struct(">I")
+
+
+@dataclass(slots=True)
+class TransportStats:
+    packets_out: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    bytes_in: int = 0
+    streams_out: int = 0
+    streams_in: int = 0
+    send_errors: int = 0
+    stream_errors: int = 0
+    rejected_streams: int = 0
+    """Connections refused (too many at once) or frames over the size limit."""
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Transport(Protocol):
+    """What :class:`corral.net.node.GossipNode` needs from the network."""
+
+    stats: TransportStats
+
+    @property
+    def address(self) -> str:
+        """``host:port`` this transport receives on (valid after :meth:`start`)."""
+        ...
+
+    async def start(self, receiver: Receiver) -> None: ...
+
+    def send_packet(self, addr: str, data: bytes) -> None:
+        """Send one datagram, best effort; returns at once."""
+        ...
+
+    def send_stream(self, addr: str, data: bytes) -> None:
+        """Deliver one frame over a stream in the background; returns at once."""
+        ...
+
+    async def close(self) -> None:
+        """Stop receiving and abandon pending stream sends. Idempotent."""
+        ...
+
+
+def split_address(addr: str) -> tuple[str, int]:
+    """``"127.0.0.1:7946"`` or ``"[::1]:7946"`` -> ``(host, port)``; ``ValueError`` if bad."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not host:port: {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        owner = self.owner
+        owner.stats.packets_in += 1
+        owner.stats.bytes_in += len(data)
+        if owner.receiver is not None:
+            owner.receiver(data, join_address(str(addr[0]), int(addr[1])), False)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a dead peer lands here on Linux: expected, not fatal.
+        self.owner.stats.send_errors += 1
+
+
+class UdpTransport:
+    """UDP for datagrams and TCP for stream frames, both on ``host:port``.
+
+    With ``port=0`` the OS picks a UDP port and TCP binds the same number (retried a few times
+    if that TCP port is taken). Stream frames are ``length:4 | data``; an incoming connection
+    delivers at most ``max_frames`` frames within ``stream_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_stream: int = 32 * 1024 * 1024,
+        stream_timeout: float = 5.0,
+        max_connections: int = 64,
+        max_frames: int = 16,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.max_stream = max_stream
+        self.stream_timeout = stream_timeout
+        self.max_connections = max_connections
+        self.max_frames = max_frames
+        self.stats = TransportStats()
+        self.receiver: Receiver | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open_conns = 0
+
+    @property
+    def address(self) -> str:
+        return join_address(self.host, self.port)
+
+    async def start(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        loop = asyncio.get_running_loop()
+        for attempt in range(8):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.host, self.port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._server = await asyncio.start_server(self._serve, self.host, port)
+            except OSError:
+                transport.close()
+                if self.port or attempt == 7:
+                    raise
+                continue
+            self._udp = transport
+            self.port = port
+            return
+
+    def send_packet(self, addr: str, data: bytes) -> None:
+        udp = self._udp
+        if udp is None:
+            return
+        try:
+            udp.sendto(data, split_address(addr))
+        except (OSError, ValueError):
+            self.stats.send_errors += 1
+            return
+        self.stats.packets_out += 1
+        self.stats.bytes_out += len(data)
+
+    def send_stream(self, addr: str, data: bytes) -> None:
+        if self._server is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._push(addr, data))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push(self, addr: str, data: bytes) -> None:
+        writer = None
+        try:
+            host, port = split_address(addr)
+            async with asyncio.timeout(self.stream_timeout):
+                _, writer = await asyncio.open_connection(host, port)
+                writer.write(_LEN.pack(len(data)) + data)
+                await writer.drain()
+            self.stats.streams_out += 1
+            self.stats.bytes_out += len(data) + _LEN.size
+        except (OSError, ValueError, TimeoutError):
+            self.stats.stream_errors += 1
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = join_address(str(peer[0]), int(peer[1])) if peer else "?"
+        if self._open_conns >= self.max_connections:
+            self.stats.rejected_streams += 1
+            writer.close()
+            return
+        self._open_conns += 1
+        try:
+            async with asyncio.timeout(self.stream_timeout):
+                for _ in range(self.max_frames):
+                    head = await reader.readexactly(_LEN.size)
+                    (size,) = _LEN.unpack(head)
+                    if size > self.max_stream:
+                        self.stats.rejected_streams += 1
+                        return
+                    data = await reader.readexactly(size)
+                    self.stats.streams_in += 1
+                    self.stats.bytes_in += size + _LEN.size
+                    if self.receiver is not None:
+                        self.receiver(data, source, True)
+        except (asyncio.IncompleteReadError, OSError, TimeoutError):
+            pass  # the peer closed (normal after one frame), died, or dawdled
+        finally:
+            self._open_conns -= 1
+            writer.close()
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._server is not None:
+            self._server.close()
+            server, self._server = self._server, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.receiver = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free for both UDP and TCP right now (tests and benchmarks)."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no free port")
