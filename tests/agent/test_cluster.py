@@ -239,3 +239,31 @@ async def test_standby_drains_and_maintenance_freezes(cluster: Cluster) -> None:
     assert node not in cluster.serving(cluster.web_port)
     assert corral(cluster, "maintenance", "off", "--instance", f"web@{node}").returncode == 0
     await until(lambda: node in cluster.serving(cluster.web_port), "web restarted after it")
+
+
+async def test_gossip_sees_a_killed_agent_within_a_second_or_so(cluster: Cluster) -> None:
+    def views() -> dict[str, list[dict[str, object]]]:
+        out = corral(cluster, "members", "--json").stdout
+        return json.loads(out) if out.strip() else {}
+
+    await until(
+        lambda: (
+            len(views()) == 3
+            and all(sum(m["state"] == "alive" for m in v) == 3 for v in views().values())
+        ),
+        "3 alive views",
+    )
+    table = corral(cluster, "members").stdout
+    assert "seen by n1" in table and "alive (inc" in table
+    cluster.kill_agent("n3")
+    start = time.monotonic()
+    # the survivors' views (published under their leases) hold n3 dead; n3's own is gone
+    await until(
+        lambda: all(
+            any(m["name"] == "n3" and m["state"] == "dead" for m in views().get(n, []))
+            for n in ("n1", "n2")
+        ),
+        "n3 dead in both survivors' views",
+        10,
+    )
+    assert time.monotonic() - start < 5  # includes two CLI round trips per poll

@@ -35,12 +35,14 @@ class Controller:
         node: str,
         spec: Callable[[], Spec],
         wall: Callable[[], float] = time.time,
+        lost: Callable[[], set[str]] = set,
     ) -> None:
         self._store = store
         self._keys = keys
         self._node = node
         self._spec = spec
         self._wall = wall
+        self._lost = lost  # nodes gossip holds dead (they become unclean while leased)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
 
@@ -72,7 +74,7 @@ class Controller:
             return "not the controller"
         spec = self._spec()
         result = await self._store.range(self._keys.root.encode())
-        snap = snapshot_from_kvs(spec, self._keys, result.kvs, self._wall())
+        snap = snapshot_from_kvs(spec, self._keys, result.kvs, self._wall(), self._lost())
         plan = schedule(spec, snap)
         assigned, notes = staged_assignments(spec, snap, plan)
         current = {

@@ -31,6 +31,7 @@ from corral.agent.controller import Controller, parse_assignment
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.guard import write_atomic
 from corral.agent.instances import Checker, LocalService
+from corral.agent.membership import AgentGossip
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, MonotonicClock
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -63,6 +64,7 @@ class Agent:
         clock: Clock | None = None,
         wall: Callable[[], float] = time.time,
         guard: bool = False,
+        gossip: bool = False,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
         real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC."""
@@ -79,7 +81,15 @@ class Agent:
         self.services: dict[str, LocalService] = {}
         self.lease: int | None = None
         self.renewed_at = -math.inf
-        self.controller = Controller(store, self.keys, node, lambda: self.spec, wall)
+        self.gossip = AgentGossip(spec, node, store, self.keys) if gossip else None
+        self.controller = Controller(
+            store,
+            self.keys,
+            node,
+            lambda: self.spec,
+            wall,
+            lost=self.gossip.lost if self.gossip is not None else set,
+        )
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
         self._dirty = asyncio.Event()
         self._published: dict[str, bytes] = {}
@@ -199,8 +209,22 @@ class Agent:
         )
         self._published.clear()
         await self._load_spec_from_store()
+        await self._start_gossip()
         self._dirty.set()
         self._decide(f"registered under lease {lease.id:x} (ttl {lease.ttl}s)")
+
+    async def _start_gossip(self) -> None:
+        if self.gossip is None or self.gossip.member is not None:
+            return
+        try:
+            await self.gossip.start()
+        except (OSError, StoreError, ValueError) as exc:
+            self.gossip.member = None
+            await self._event("gossip", f"cannot start gossip (retrying): {exc}")
+            return
+        assert self.gossip.member is not None
+        self.gossip.member.subscribe(lambda _change: self._dirty.set())
+        self._decide(f"gossip member bound to port {self.spec.gossip.port}")
 
     async def _load_spec_from_store(self) -> None:
         kv = await self.store.get(self.keys.spec)
@@ -312,6 +336,10 @@ class Agent:
             await self._apply(action)
         self._update_guard()
         await self._publish()
+        if self.gossip is not None:
+            if self.gossip.member is None and self.lease is not None:
+                await self._start_gossip()
+            await self.gossip.publish(self.lease)
 
     def _keep_adopted(self, name: str, exclusive: set[str]) -> bool:
         """An adopted active-active service is not stopped for want of an assignment while the

@@ -51,11 +51,15 @@ def _rel(keys: Keys, key: bytes) -> list[str]:
     return key.decode(errors="replace")[len(keys.root) :].split("/")
 
 
-def snapshot_from_kvs(spec: Spec, keys: Keys, kvs: list[KeyValue], now: float) -> Snapshot:
+def snapshot_from_kvs(
+    spec: Spec, keys: Keys, kvs: list[KeyValue], now: float, lost: set[str] | None = None
+) -> Snapshot:
     """The scheduler's view of the cluster from one consistent range read of the cluster prefix.
 
     Nodes with a key under ``nodes/`` are online; spec nodes without one are offline (their lease
-    expired: DESIGN.md rule 2 makes that safe, since agents self-fence before expiry). Records
+    expired: DESIGN.md rule 2 makes that safe, since agents self-fence before expiry). A node
+    with a live lease that gossip holds dead (``lost``) is ``unclean``: what it ran may still
+    run, so nothing exclusive moves before its lease expires or it is fenced. Records
     naming unknown nodes or resources, or that do not parse, are ignored.
     """
     online: set[str] = set()
@@ -85,7 +89,9 @@ def snapshot_from_kvs(spec: Spec, keys: Keys, kvs: list[KeyValue], now: float) -
         quorum=True,  # we read it through a linearizable range: the store has quorum
         nodes={
             n: NodeStatus(
-                state="online" if n in online else "offline",
+                state=("unclean" if n in (lost or set()) else "online")
+                if n in online
+                else "offline",
                 standby=n in set(admin.get("standby", {}).get("nodes", [])),
             )
             for n in spec.nodes

@@ -89,6 +89,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             checker=run_check,
             spec_text=spec_text,
             guard=True,
+            gossip=True,
         )
         task = asyncio.create_task(the_agent.run())
         loop = asyncio.get_running_loop()
@@ -256,6 +257,42 @@ def events(spec_file: str, etcd: str | None, last: int) -> None:
         if isinstance(event, dict):
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", 0)))
             click.echo(f"{stamp} {event.get('node')} {event.get('kind')}: {event.get('reason')}")
+
+
+@click.command()
+@click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--etcd", help=ETCD_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
+    """Gossip members as every agent sees them: state, incarnation, last seen."""
+    spec = spec_or_exit(spec_file)
+    keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
+    views: dict[str, list[dict[str, Any]]] = {}
+    prefix = keys.prefix("members")
+    for kv in kvs:
+        value = load(kv.value) if kv.key.startswith(prefix) else None
+        if isinstance(value, dict) and isinstance(value.get("view"), list):
+            views[kv.key.decode(errors="replace").rsplit("/", 1)[-1]] = value["view"]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        click.echo("no agent has published a gossip view (are the agents running?)")
+        return
+    reporters = sorted(views)
+    table = Table("member", *(f"seen by {r}" for r in reporters), box=None, header_style="bold")
+    for name in spec.nodes:
+        cells = []
+        for r in reporters:
+            row = next((m for m in views[r] if m.get("name") == name), None)
+            if row is None:
+                cells.append("-")
+            else:
+                seen = row.get("last_seen")
+                ago = f", {seen:.1f}s ago" if isinstance(seen, int | float) and seen > 0 else ""
+                cells.append(f"{row.get('state')} (inc {row.get('incarnation')}{ago})")
+        table.add_row(name, *cells)
+    Console(highlight=False).print(table)
 
 
 @click.command(name="push")

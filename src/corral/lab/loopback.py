@@ -25,7 +25,9 @@ NODES = {"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
 FAST_CHECKS = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2"
 
 
-def spec_text(base: Path, web_port: int, api_port: int, check: str = FAST_CHECKS) -> str:
+def spec_text(
+    base: Path, web_port: int, api_port: int, check: str = FAST_CHECKS, gossip_port: int = 7946
+) -> str:
     py = sys.executable
     web_cmd = f"{py} {APP} {{node.address}} {web_port} {base}/web-{{node.name}}.mode"
     api_cmd = f"{py} {APP} {{node.address}} {api_port} {base}/api-{{node.name}}.mode"
@@ -33,6 +35,7 @@ def spec_text(base: Path, web_port: int, api_port: int, check: str = FAST_CHECKS
 cluster: agenttest
 profile: lan
 store: {{etcd: {{endpoints: [http://127.0.0.1:1]}}}}
+gossip: {{port: {gossip_port}}}
 nodes:
   n1: {{address: 127.0.0.11}}
   n2: {{address: 127.0.0.12}}
@@ -64,9 +67,11 @@ class Cluster:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.etcd = EtcdLab(base / "etcd", 3)
-        self.web_port, self.api_port = free_ports(2)
+        self.web_port, self.api_port, self.gossip_port = free_ports(3)
         self.spec_file = base / "spec.yaml"
-        self.spec_file.write_text(spec_text(base, self.web_port, self.api_port, checks))
+        self.spec_file.write_text(
+            spec_text(base, self.web_port, self.api_port, checks, self.gossip_port)
+        )
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
     @property

@@ -337,6 +337,13 @@ class Store(_Model):
 # --- the spec ------------------------------------------------------------------------------
 
 
+class Gossip(_Model):
+    """Gossip membership (SWIM + Lifeguard) between the agents: UDP and TCP on ``port`` of
+    every node address. The encryption key is created in the store on first start."""
+
+    port: int = Field(default=7946, ge=1, le=65535)
+
+
 class Spec(_Model):
     """A whole cluster. Resources hold effective values after validation (see module doc)."""
 
@@ -344,6 +351,7 @@ class Spec(_Model):
     profile: ProfileName = "lan"
     timing: TimingOverrides = TimingOverrides()
     store: Store = Store(embedded=EmbeddedStore())
+    gossip: Gossip = Gossip()
     nodes: dict[str, Node] = Field(min_length=1)
     fencing: dict[str, FenceDevice] = {}
     tickets: list[str] = []

@@ -22,7 +22,17 @@ from __future__ import annotations
 import re
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-SECTIONS = ("spec", "controller", "nodes", "assign", "status", "admin", "failcounts", "events")
+SECTIONS = (
+    "spec",
+    "controller",
+    "nodes",
+    "assign",
+    "status",
+    "admin",
+    "failcounts",
+    "events",
+    "members",
+)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -88,6 +98,15 @@ class Keys:
         if time_ns < 0:
             raise ValueError("event times are not negative")
         return self._k("events", f"{time_ns:020d}-{check_name('node', node)}")
+
+    def members(self, node: str) -> bytes:
+        """``members/<node>``: that node's gossip view of the cluster (under its lease)."""
+        return self._k("members", check_name("node", node))
+
+    @property
+    def gossip_key(self) -> bytes:
+        """The cluster's gossip encryption keyring (base64 keys, one per line)."""
+        return self._k("gossip-key")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")
