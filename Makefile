@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages corral needs at run time or in its tests (installed only when missing).
-APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents
+APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic
 
 .PHONY: install test check demo demo-down bench clean system-packages
 

@@ -321,3 +321,24 @@ def spec_group() -> None:
 
 
 spec_group.add_command(spec_push)
+
+
+@click.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.argument("resource")
+@click.option("--node", required=True, help="Whose {node.*} values fill the check templates.")
+def check(spec_file: str, resource: str, node: str) -> None:
+    """Run RESOURCE's health checks once, as a Nagios/Sensu plugin (exit 0/1/2/3)."""
+    from corral.drivers.base import NodeContext
+    from corral.health.nagios import check_all
+
+    spec = spec_or_exit(spec_file)
+    if resource not in spec.resources:
+        raise click.BadParameter(f"unknown resource {resource!r}", param_hint="RESOURCE")
+    if node not in spec.nodes:
+        raise click.BadParameter(f"unknown node {node!r}", param_hint="--node")
+    n = spec.nodes[node]
+    ctx = NodeContext(node, str(n.address), dict(n.attrs))
+    code, line = asyncio.run(check_all(spec.resources[resource].health, ctx))
+    click.echo(line)
+    raise SystemExit(code)

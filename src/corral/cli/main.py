@@ -10,7 +10,7 @@ from rich.console import Console
 
 from corral import __version__
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
-from corral.cli.cluster import agent, events, members, spec_group, status
+from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.render import print_summary
 from corral.cli.simulate import explain_cmd, simulate
@@ -54,7 +54,7 @@ def schema() -> None:
 cli.add_command(simulate)
 cli.add_command(demo)
 cli.add_command(demo_down)
-for command in (agent, status, events, members, spec_group, *ADMIN_COMMANDS):
+for command in (agent, status, events, members, check, spec_group, *ADMIN_COMMANDS):
     cli.add_command(command)
 cli.add_command(explain_cmd)
 

@@ -1,30 +1,59 @@
 """Health verdicts from check results (pure): rise/fall with a start grace period.
 
-A state machine per check, in the style of h11: explicit states, one transition table.
+No I/O and no clock: every call takes ``now`` (seconds on the caller's monotonic clock).
 
-    state      result  condition                     next
-    starting   pass    passes in a row >= rise       healthy
-    starting   fail    fails in a row >= fall        unhealthy   (outside grace)
-    healthy    fail    fails in a row >= fall        unhealthy   (outside grace)
-    unhealthy  pass    passes in a row >= rise       healthy
+One :class:`HealthTracker` per check, an explicit state machine in the style of h11. Each
+result is first classified into an event, then the event is looked up in one table:
 
-Failures that happen within ``grace`` seconds of ``started_at`` do not count (a service that is
-still starting is not "failing"). ``record`` returns a :class:`Transition` only when the state
-changes, with a reason a person can read.
+    result                          counters                       event
+    passed                          passes += 1, fails = 0         "rise" if passes >= rise
+                                                                   else "pass"
+    failed, now < started_at+grace  passes = 0 (fails unchanged)   "ignored"
+    failed, otherwise               fails += 1, passes = 0         "fall" if fails >= fall
+                                                                   else "fail"
+
+    state      event   next          (every other pair keeps its state: see _TRANSITIONS)
+    starting   rise    healthy
+    starting   fall    unhealthy
+    healthy    fall    unhealthy
+    unhealthy  rise    healthy
+
+So the state changes only after ``rise`` passes in a row or ``fall`` counted failures in a row.
+A failure within the grace period breaks a run of passes (``rise`` means in a row) but never
+counts toward ``fall``: a service that is still starting is not failing. Hence a tracker is
+never ``unhealthy`` within the grace period of its (re)start. ``warning`` passes (Nagios:
+shown, not failing); ``critical``, ``unknown`` and ``timeout`` fail.
+
+:class:`InstanceHealth` aggregates the trackers of one instance's checks: ``unhealthy`` when
+any check is, ``healthy`` when all are (also when there are no checks: a running service without
+checks counts as healthy), ``starting`` otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 CheckStatus = Literal["ok", "warning", "critical", "unknown", "timeout"]
 HealthState = Literal["starting", "healthy", "unhealthy"]
+Event = Literal["pass", "rise", "fail", "fall", "ignored"]
+
+CHECK_STATUSES: tuple[CheckStatus, ...] = ("ok", "warning", "critical", "unknown", "timeout")
+
+# (state, event) -> next state. Pairs not listed keep the state (h11 style: one table).
+_TRANSITIONS: dict[tuple[HealthState, Event], HealthState] = {
+    ("starting", "rise"): "healthy",
+    ("starting", "fall"): "unhealthy",
+    ("healthy", "fall"): "unhealthy",
+    ("unhealthy", "rise"): "healthy",
+}
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check's result. ``warning`` passes (Nagios: shown, not failing)."""
+    """One check's result: ``status``, a one-line ``detail`` for people (e.g. ``HTTP 500 from
+    http://10.0.0.1:5000/v3``), and how long the check took in seconds."""
 
     status: CheckStatus
     detail: str
@@ -32,54 +61,170 @@ class CheckOutcome:
 
     @property
     def passed(self) -> bool:
+        """``ok`` and ``warning`` pass; ``critical``, ``unknown`` and ``timeout`` fail."""
         return self.status in ("ok", "warning")
 
 
 @dataclass(frozen=True)
 class Transition:
+    """A change of health state, with the reason a person reads in events and status."""
+
     old: HealthState
     new: HealthState
     reason: str
 
 
+class CheckTiming(Protocol):
+    """What a tracker needs of a check (a ``corral.spec.HealthCheck`` is one)."""
+
+    @property
+    def rise(self) -> int: ...
+    @property
+    def fall(self) -> int: ...
+    @property
+    def grace(self) -> float: ...
+
+
 class HealthTracker:
+    """Rise/fall state machine of one check (see the module docstring for the table).
+
+    ``rise`` and ``fall`` are at least 1; ``grace`` (seconds, >= 0) starts at ``started_at``
+    and again at every :meth:`restarted`. Attributes are readable; only the methods change them.
+    """
+
     def __init__(self, rise: int, fall: int, grace: float, started_at: float) -> None:
         if rise < 1 or fall < 1:
-            raise ValueError("rise and fall are at least 1")
+            raise ValueError(f"rise and fall are at least 1 (got rise {rise}, fall {fall})")
+        if grace < 0:
+            raise ValueError(f"grace cannot be negative (got {grace})")
         self.rise, self.fall, self.grace = rise, fall, grace
         self.started_at = started_at
         self.state: HealthState = "starting"
-        self.passes = 0
-        self.fails = 0
+        self.passes = 0  # passes in a row
+        self.fails = 0  # counted (outside grace) failures in a row
         self.last: CheckOutcome | None = None
+        self.reason = "no check result yet"
 
-    def restarted(self, now: float) -> None:
-        """A new start of the service: no verdict until checks say so, grace from now."""
+    def progress(self) -> str:
+        """Where a tracker without a verdict stands, for people."""
+        if self.last is None:
+            return self.reason  # no result yet (since the start or the restart)
+        if self.last.passed:
+            return f"{self.passes} of {self.rise} passes so far: {self.last.detail}"
+        return f"failing, {self.fails} of {self.fall} failures counted: {self.last.detail}"
+
+    def in_grace(self, now: float) -> bool:
+        """True while failures do not count: within ``grace`` seconds of the last start."""
+        return now - self.started_at < self.grace
+
+    def restarted(self, now: float) -> Transition | None:
+        """A new start of the service: no verdict until checks say so, grace from ``now``.
+
+        Returns the transition to ``starting`` when the state was another one."""
         self.started_at = now
-        self.state = "starting"
         self.passes = self.fails = 0
+        self.last = None
+        wait = "a passing check" if self.rise == 1 else f"{self.rise} passing checks in a row"
+        reason = f"restarted; waiting for {wait}"
+        return self._go("starting", reason, refresh=True)
 
     def record(self, outcome: CheckOutcome, now: float) -> Transition | None:
+        """Count one result taken at ``now``; a :class:`Transition` only when the state changes."""
         self.last = outcome
-        if outcome.passed:
-            self.passes, self.fails = self.passes + 1, 0
-            if self.state != "healthy" and self.passes >= self.rise:
-                return self._go(
-                    "healthy",
-                    f"{self.passes} passing check(s) in a row (rise {self.rise}): {outcome.detail}",
-                )
-            return None
-        self.passes = 0
-        if now - self.started_at < self.grace:
-            return None  # still starting: failures do not count yet
-        self.fails += 1
-        if self.state != "unhealthy" and self.fails >= self.fall:
-            return self._go(
-                "unhealthy",
-                f"{self.fails} failed check(s) in a row (fall {self.fall}): {outcome.detail}",
-            )
+        event = self._classify(outcome, now)
+        new = _TRANSITIONS.get((self.state, event), self.state)
+        if event == "rise":
+            # A pass keeps the reason fresh while healthy: status shows the latest detail.
+            reason = f"{self._in_a_row(self.passes, 'passed')} (rise {self.rise}): "
+            return self._go(new, reason + outcome.detail, refresh=self.state == "healthy")
+        if event == "fall":
+            reason = f"{self._in_a_row(self.fails, 'failed')} (fall {self.fall}): "
+            return self._go(new, reason + outcome.detail, refresh=self.state == "unhealthy")
         return None
 
-    def _go(self, new: HealthState, reason: str) -> Transition:
-        old, self.state = self.state, new
+    def _classify(self, outcome: CheckOutcome, now: float) -> Event:
+        """Update the counters for one result and name the event it is."""
+        if outcome.passed:
+            self.passes, self.fails = self.passes + 1, 0
+            return "rise" if self.passes >= self.rise else "pass"
+        self.passes = 0
+        if self.in_grace(now):
+            return "ignored"
+        self.fails += 1
+        return "fall" if self.fails >= self.fall else "fail"
+
+    @staticmethod
+    def _in_a_row(n: int, verb: str) -> str:
+        return f"1 {verb} check" if n == 1 else f"{n} {verb} checks in a row"
+
+    def _go(self, new: HealthState, reason: str, refresh: bool = False) -> Transition | None:
+        if new == self.state:
+            if refresh:
+                self.reason = reason
+            return None
+        old, self.state, self.reason = self.state, new, reason
         return Transition(old, new, reason)
+
+
+class InstanceHealth:
+    """The health of one instance from the trackers of all its checks (index = check index).
+
+    ``unhealthy`` when any check is (the reason is the first unhealthy check's), ``healthy``
+    when all are (or there are none), ``starting`` otherwise. :meth:`record` and
+    :meth:`restarted` return a :class:`Transition` of the aggregate only when it changes.
+    """
+
+    def __init__(self, trackers: Sequence[HealthTracker]) -> None:
+        self.trackers = list(trackers)
+        self.state: HealthState = self._state()
+
+    @classmethod
+    def create(cls, checks: Sequence[CheckTiming], started_at: float) -> InstanceHealth:
+        """One tracker per check (its rise, fall and grace), all started at ``started_at``."""
+        return cls([HealthTracker(c.rise, c.fall, c.grace, started_at) for c in checks])
+
+    def _state(self) -> HealthState:
+        states = [t.state for t in self.trackers]
+        if "unhealthy" in states:
+            return "unhealthy"
+        if all(s == "healthy" for s in states):
+            return "healthy"
+        return "starting"
+
+    @property
+    def reason(self) -> str:
+        """Why the instance is in its state, for people (a failing check's reason first)."""
+        if not self.trackers:
+            return "no health checks: running counts as healthy"
+        for i, tracker in enumerate(self.trackers):
+            if tracker.state == "unhealthy":
+                return self._label(i, tracker.reason)
+        if self.state == "healthy":
+            if len(self.trackers) == 1:
+                return self.trackers[0].reason
+            return f"all {len(self.trackers)} checks pass"
+        waiting = [i for i, t in enumerate(self.trackers) if t.state == "starting"]
+        return self._label(waiting[0], self.trackers[waiting[0]].progress()) + (
+            f" (and {len(waiting) - 1} more without a verdict)" if len(waiting) > 1 else ""
+        )
+
+    def _label(self, index: int, text: str) -> str:
+        return text if len(self.trackers) == 1 else f"check {index + 1}: {text}"
+
+    def record(self, index: int, outcome: CheckOutcome, now: float) -> Transition | None:
+        """Feed check ``index`` one result; the aggregate transition if the aggregate changed."""
+        self.trackers[index].record(outcome, now)
+        return self._update()
+
+    def restarted(self, now: float) -> Transition | None:
+        """Every check starts over (grace from ``now``); the aggregate transition, if any."""
+        for tracker in self.trackers:
+            tracker.restarted(now)
+        return self._update()
+
+    def _update(self) -> Transition | None:
+        new = self._state()
+        if new == self.state:
+            return None
+        old, self.state = self.state, new
+        return Transition(old, new, self.reason)
