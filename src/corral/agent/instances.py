@@ -1,9 +1,10 @@
 """One local resource instance: its driver, its health checks and their verdict (shell).
 
 The agent owns one :class:`LocalService` per resource running (or starting) on this node. A
-check loop per service runs its checks every ``interval`` with their ``timeout`` (a hung check
-fails at its timeout, and only one check of a kind is in flight), feeds the pure trackers, and
-tells the agent about every change of verdict through ``on_change``.
+check loop per service starts each check every ``interval`` on a fixed schedule (a hung check
+fails at its timeout; runs overlap while a target hangs), feeds the pure
+:class:`~corral.core.health.InstanceHealth`, and tells the agent about every change of verdict
+through ``on_change``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from corral.core.clock import Clock
-from corral.core.health import CheckOutcome, HealthTracker
+from corral.core.health import CheckOutcome, InstanceHealth
 from corral.drivers.base import Driver, NodeContext
 from corral.spec import HealthCheck
 
@@ -30,26 +31,20 @@ class LocalService:
     driver: Driver
     checks: list[HealthCheck]
     role: Literal["started", "promoted"] = "started"
-    verdict: Verdict = "starting"
     detail: str = ""
     failed: bool = False
-    trackers: list[HealthTracker] = field(default_factory=list)
+    health: InstanceHealth = field(default_factory=lambda: InstanceHealth([]))
     task: asyncio.Task[None] | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.health.state
 
     def reset(self, now: float) -> None:
         """A fresh start: no verdict yet, grace periods start now."""
-        self.trackers = [HealthTracker(c.rise, c.fall, c.grace, now) for c in self.checks]
-        self.verdict = "healthy" if not self.checks else "starting"
-        self.detail = "no health checks: running counts as healthy" if not self.checks else ""
+        self.health = InstanceHealth.create(self.checks, now)
+        self.detail = self.health.reason
         self.failed = False
-
-    def _aggregate(self) -> tuple[Verdict, str]:
-        states = [t.state for t in self.trackers]
-        if any(s == "unhealthy" for s in states):
-            return "unhealthy", self.detail
-        if states and all(s == "healthy" for s in states):
-            return "healthy", ""
-        return "starting", self.detail
 
     async def check_loop(
         self,
@@ -107,12 +102,9 @@ class LocalService:
         clock: Clock,
         on_change: Callable[[LocalService], Awaitable[None]],
     ) -> None:
-        change = self.trackers[index].record(outcome, clock.now())
-        if change is not None and change.new == "unhealthy":
+        change = self.health.record(index, outcome, clock.now())
+        if change is not None:
             self.detail = change.reason
-        verdict, _ = self._aggregate()
-        if verdict != self.verdict:
-            self.verdict = verdict
             await on_change(self)
 
     async def stop_checks(self) -> None:

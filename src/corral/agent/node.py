@@ -299,11 +299,10 @@ class Agent:
     async def _self_fence(self) -> None:
         if self.may_hold_exclusive():
             return
-        for name, svc in list(self.services.items()):
+        for name in list(self.services):
             res = self.spec.resources.get(name)
             if res is not None and res.exclusive:
                 await self._stop(name, "self-fence: node lease not renewed in time (rule 1)")
-                del svc
 
     async def _round(self) -> None:
         if self.lease is not None:

@@ -177,11 +177,9 @@ def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:
                 f"max_per_node {res.max_per_node}"
             ),
         )
-    if res.balance is not None:
-        if res.kind not in SERVICE_KINDS:
-            yield (*base, "balance"), f"only services can be balanced, not a {res.kind}"
-        elif res.mode == "active-passive" and res.kind in SERVICE_KINDS:
-            pass  # one backend at a time behind HAProxy is a valid, common set-up
+    if res.balance is not None and res.kind not in SERVICE_KINDS:
+        # (an active-passive service behind HAProxy, one backend at a time, is valid)
+        yield (*base, "balance"), f"only services can be balanced, not a {res.kind}"
 
 
 def _references(spec: Spec) -> Iterator[Problem]:

@@ -1,0 +1,42 @@
+"""Corrupt or foreign records in the store are skipped, never fatal to the controller/agent."""
+
+from __future__ import annotations
+
+from corral.agent.controller import parse_assignment
+from corral.agent.records import dump, snapshot_from_kvs
+from corral.spec import load_spec_text
+from corral.store import Keys, KeyValue
+
+SPEC = load_spec_text(
+    "cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n  n2: {address: 198.18.0.2, kind: remote}\n"
+    "resources:\n  web: {process: /bin/web}\n"
+)
+KEYS = Keys("t")
+
+
+def kv(key: bytes, value: bytes) -> KeyValue:
+    return KeyValue(key, value, 1, 1, 1)
+
+
+def test_corrupt_and_unknown_records_are_skipped() -> None:
+    kvs = [
+        kv(KEYS.node("n1"), dump({"address": "198.18.0.1"})),
+        kv(KEYS.node("n2"), b"\xff not json"),  # corrupt: not online
+        kv(KEYS.status("n1", "web"), dump({"instances": [{"health": "healthy"}, "junk"]})),
+        kv(KEYS.status("n1", "ghost"), dump({"instances": [{}]})),  # unknown resource
+        kv(KEYS.failcount("n1", "web"), dump({"count": 2, "last": 5})),
+        kv(KEYS.admin("maintenance"), dump(["not", "a", "mapping"])),
+    ]
+    snap = snapshot_from_kvs(SPEC, KEYS, kvs, now=10.0, lost={"n1"})
+    assert snap.node("n1").state == "unclean"  # leased, but gossip holds it dead
+    assert snap.node("n2").state == "offline"
+    assert [(i.resource, i.node, i.health) for i in snap.instances] == [("web", "n1", "healthy")]
+    assert snap.failures[("web", "n1")].count == 2
+    assert not snap.maintenance.cluster
+
+
+def test_assignment_parsing_tolerates_garbage() -> None:
+    assert parse_assignment(b"{") == []
+    assert parse_assignment(dump({"instances": [{"node": 3}, {"node": "n1"}]})) == [
+        ("n1", "started", None)
+    ]
