@@ -7,11 +7,18 @@ Contract:
   stages the assignments (:mod:`corral.core.assign`) and writes the changed ones in ONE
   transaction that compares the controller key's create revision with the one this controller
   won: a deposed controller's write fails (fencing token), and it learns it was deposed.
+- Fencing (DESIGN.md rule 2's fast path): when the plan fences an unclean node, ``step()`` runs
+  the node's fence devices in order until one succeeds, records ``fenced/<node>`` naming the
+  fenced registration (in a transaction comparing the controller key and that registration),
+  and plans again at once: that registration is offline from then on. A node whose fence
+  failed is not fenced again for ``FENCE_RETRY`` seconds; meanwhile its exclusive instances
+  wait for its lease to expire.
 - Every step returns a decision string (what it did), for logs and tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,11 +27,14 @@ from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
 from corral.core.scheduler import schedule
 from corral.core.scheduler.scores import Context, node_score
+from corral.drivers.base import DriverError, NodeContext
+from corral.drivers.fence import fence_node
 from corral.spec import Spec
-from corral.store import Compare, Delete, Keys, Put, Store
+from corral.store import Compare, Delete, Keys, KeyValue, Put, Store
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 1000
+FENCE_RETRY = 10.0  # seconds before a failed fence is tried again
 
 
 class Controller:
@@ -45,6 +55,7 @@ class Controller:
         self._lost = lost  # nodes gossip holds dead (they become unclean while leased)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
+        self._fence_failed: dict[str, float] = {}  # node -> wall time of its failed fence
 
     @property
     def active(self) -> bool:
@@ -74,8 +85,16 @@ class Controller:
             return "not the controller"
         spec = self._spec()
         result = await self._store.range(self._keys.root.encode())
-        snap = snapshot_from_kvs(spec, self._keys, result.kvs, self._wall(), self._lost())
+        now = self._wall()
+        failed = {n for n, t in self._fence_failed.items() if now - t < FENCE_RETRY}
+        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, self._lost(), failed)
         plan = schedule(spec, snap)
+        fences = [a.node for a in plan.actions if a.kind == "fence"]
+        if fences:
+            done = await asyncio.gather(*(self._fence(spec, n, result.kvs) for n in fences))
+            if any(done):
+                return "fenced " + ", ".join(n for n, ok in zip(fences, done, strict=True) if ok)
+            return "fencing failed: " + ", ".join(fences)
         assigned, notes = staged_assignments(spec, snap, plan)
         current = {
             kv.key: kv.value for kv in result.kvs if kv.key.startswith(self._keys.prefix("assign"))
@@ -123,6 +142,41 @@ class Controller:
         return f"wrote {len(changed)} assignment(s)" + (
             f": {', '.join(changed)}" if changed else ""
         )
+
+    async def _fence(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
+        """Fence ``node`` with its devices in order; record the fenced registration."""
+        key = self._keys.node(node)
+        token = self.token
+        revision = next((kv.create_revision for kv in kvs if kv.key == key), None)
+        if revision is None or token is None:
+            return False  # its lease expired meanwhile (offline without a fence), or deposed
+        target = spec.nodes[node]
+        ctx = NodeContext(node, str(target.address), dict(target.attrs))
+        devices = spec.fencing if target.fence is None else target.fence
+        errors = []
+        for name in devices:
+            device = spec.fencing[name]
+            try:
+                await fence_node(device, ctx)
+            except DriverError as exc:
+                errors.append(f"{name}: {exc}")
+                continue
+            record = dump({"revision": revision, "time": self._wall(), "device": name})
+            reason = f"{node} fenced by {name} ({device.action}): it was lost with a live lease"
+            fenced = await self._store.txn(
+                [
+                    Compare(self._keys.controller, "create_revision", "==", token),
+                    Compare(key, "create_revision", "==", revision),
+                ],
+                [Put(self._keys.fenced(node), record), self._event_op("fence", reason, "")],
+            )
+            self._fence_failed.pop(node, None)
+            return fenced.succeeded
+        self._fence_failed[node] = self._wall()
+        await self._event(
+            "fence", f"fencing {node} failed, waiting for its lease: {'; '.join(errors)}"
+        )
+        return False
 
     def _event_op(self, kind: str, reason: str, resource: str = "") -> Put:
         now = self._wall()

@@ -42,6 +42,7 @@ def _read(path: Path) -> dict[str, object]:
 
 
 async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> None:
+    from corral.agent.instances import split_key
     from corral.drivers import make_driver
     from corral.drivers.base import DriverError, NodeContext
     from corral.spec import SpecError, load_spec
@@ -55,15 +56,16 @@ async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> Non
     if n is None:
         return
     ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
-    for name in names:
+    for key in names:
+        name, item = split_key(key)
         res = spec.resources.get(name)
         if res is None:
             continue
         try:
-            await make_driver(name, res, ctx).stop()
-            _log(log, f"lease deadline passed: stopped exclusive {name} (rule 1)")
+            await make_driver(name, res, ctx, item).stop()
+            _log(log, f"lease deadline passed: stopped exclusive {key} (rule 1)")
         except DriverError as exc:
-            _log(log, f"lease deadline passed: stopping {name} failed: {exc}")
+            _log(log, f"lease deadline passed: stopping {key} failed: {exc}")
 
 
 def _log(path: Path, line: str) -> None:

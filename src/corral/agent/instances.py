@@ -25,20 +25,50 @@ Checker = Callable[[HealthCheck, NodeContext], Awaitable[CheckOutcome]]
 Verdict = Literal["starting", "healthy", "unhealthy"]
 
 
+def instance_key(resource: str, item: str | None) -> str:
+    """The local name of an instance: ``web``, or ``api-vips[198.18.0.100]`` for a set member."""
+    return f"{resource}[{item}]" if item else resource
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """The inverse of :func:`instance_key`."""
+    if key.endswith("]") and "[" in key:
+        resource, _, item = key[:-1].partition("[")
+        return resource, item
+    return key, None
+
+
 @dataclass
 class LocalService:
+    """``name`` is the instance key (:func:`instance_key`) of ``resource`` / ``item``."""
+
     name: str
     driver: Driver
     checks: list[HealthCheck]
+    resource: str = ""
+    item: str | None = None
+    draining: bool = False  # a planned stop is under way: load balancers take it out first
     role: Literal["started", "promoted"] = "started"
     detail: str = ""
     failed: bool = False
     health: InstanceHealth = field(default_factory=lambda: InstanceHealth([]))
     task: asyncio.Task[None] | None = None
 
+    def __post_init__(self) -> None:
+        if not self.resource:
+            self.resource, self.item = split_key(self.name)
+
     @property
     def verdict(self) -> Verdict:
         return self.health.state
+
+    @property
+    def reported_health(self) -> str:
+        """What the status record says: ``draining`` during a planned stop, ``unhealthy`` once
+        the service manager says it died, else the checks' verdict."""
+        if self.draining:
+            return "draining"
+        return "unhealthy" if self.failed else self.health.state
 
     def reset(self, now: float) -> None:
         """A fresh start: no verdict yet, grace periods start now."""

@@ -51,7 +51,7 @@ class AgentGossip:
         port = self.spec.gossip.port
         me = self.spec.nodes[self.node]
         seeds = [f"{n.address}:{port}" for name, n in self.spec.nodes.items() if name != self.node]
-        self.member = GossipNode.udp(
+        member = GossipNode.udp(
             self.node,
             f"{me.address}:{port}",
             keyring,
@@ -59,7 +59,8 @@ class AgentGossip:
             seeds=seeds,
             meta=NodeMeta(roles=tuple(me.roles), site=me.site or ""),
         )
-        await self.member.start()
+        await member.start()
+        self.member = member  # only once started: lost() and view() read a running member
 
     def lost(self) -> set[str]:
         """Nodes of the spec this member holds dead or left."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from corral.agent.controller import Controller, parse_assignment
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.guard import write_atomic
-from corral.agent.instances import Checker, LocalService
+from corral.agent.instances import Checker, LocalService, instance_key, split_key
 from corral.agent.membership import AgentGossip
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, MonotonicClock
@@ -40,11 +40,10 @@ from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.drivers.base import Driver, DriverError, NodeContext
 from corral.spec import Resource, Spec, SpecError, load_spec_text
-from corral.spec.model import SERVICE_KINDS
 from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
-DriverFactory = Callable[[str, Resource, NodeContext], Driver]
+DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 STATUS_POLL = 1.0  # seconds between driver status polls
 ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
@@ -152,25 +151,30 @@ class Agent:
         for name in list(self.services):
             await self._stop(name, "agent shutting down")
 
-    def _local_resources(self) -> dict[str, Resource]:
+    def _local_instances(self) -> dict[str, tuple[str, str | None]]:
+        """Every instance that may run here: instance key -> (resource, item)."""
         ctx = Context(self.spec, Snapshot())
-        return {
-            name: res
-            for name, res in self.spec.resources.items()
-            if res.kind in SERVICE_KINDS and self.node in ctx.static_set(name)
-        }
+        out: dict[str, tuple[str, str | None]] = {}
+        for name, res in self.spec.resources.items():
+            if self.node not in ctx.static_set(name):
+                continue
+            items = [str(a.ip) for a in res.vip_set.addresses] if res.vip_set else [None]
+            for item in items:
+                out[instance_key(name, item)] = (name, item)
+        return out
 
     async def _adopt(self) -> None:
-        for name, res in self._local_resources().items():
+        for key, (name, item) in self._local_instances().items():
+            res = self.spec.resources[name]
             try:
-                driver = self.driver_factory(name, res, self.ctx)
+                driver = self.driver_factory(name, res, self.ctx, item)
                 if await driver.adopt():
-                    svc = self._service(name, res, driver)
-                    self.services[name] = svc
-                    self._adopted.add(name)
-                    self._decide(f"adopted {name}: already running")
+                    svc = self._service(key, res, driver)
+                    self.services[key] = svc
+                    self._adopted.add(key)
+                    self._decide(f"adopted {key}: already running")
             except DriverError as exc:
-                self._decide(f"cannot inspect {name}: {exc}")
+                self._decide(f"cannot inspect {key}: {exc}")
 
     # --- lease ----------------------------------------------------------------------------------
 
@@ -299,10 +303,10 @@ class Agent:
     async def _self_fence(self) -> None:
         if self.may_hold_exclusive():
             return
-        for name in list(self.services):
-            res = self.spec.resources.get(name)
+        for key, svc in list(self.services.items()):
+            res = self.spec.resources.get(svc.resource)
             if res is not None and res.exclusive:
-                await self._stop(name, "self-fence: node lease not renewed in time (rule 1)")
+                await self._stop(key, "self-fence: node lease not renewed in time (rule 1)")
 
     async def _round(self) -> None:
         if self.lease is not None:
@@ -315,12 +319,15 @@ class Agent:
         desired, frozen = await self._desired()
         self._adopted -= set(desired)  # assigned again: an ordinary service from now on
         await self._poll_drivers()
-        ranks = resource_ranks(Context(self.spec, Snapshot()))
+        resource_rank = resource_ranks(Context(self.spec, Snapshot()))
+        keys = set(desired) | set(self.services)
+        ranks = {k: resource_rank.get(split_key(k)[0], 0) for k in keys}
         running = {
             n: LocalInstance(role=s.role, health=s.verdict, failed=s.failed)
             for n, s in self.services.items()
         }
-        exclusive = {n for n, r in self.spec.resources.items() if r.exclusive}
+        exclusive = {k for k in keys if self._exclusive(k)}
+        frozen = {k for k in keys if split_key(k)[0] in frozen}
         actions = reconcile(
             desired,
             running,
@@ -340,6 +347,10 @@ class Agent:
                 await self._start_gossip()
             await self.gossip.publish(self.lease)
 
+    def _exclusive(self, key: str) -> bool:
+        res = self.spec.resources.get(split_key(key)[0])
+        return res is not None and res.exclusive
+
     def _keep_adopted(self, name: str, exclusive: set[str]) -> bool:
         """An adopted active-active service is not stopped for want of an assignment while the
         controller may not have seen this agent's registration yet (a restart slower than the
@@ -354,12 +365,11 @@ class Agent:
         desired: dict[str, str] = {}
         for kv in result.kvs:
             name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
-            res = self.spec.resources.get(name)
-            if res is None or res.kind not in SERVICE_KINDS:
-                continue  # VIPs and HAProxy are driven by the network layer (issue 5)
-            for node, role, _item in parse_assignment(kv.value):
+            if name not in self.spec.resources:
+                continue
+            for node, role, item in parse_assignment(kv.value):
                 if node == self.node:
-                    desired[name] = role
+                    desired[instance_key(name, item)] = role
         maint = await self.store.get(self.keys.admin("maintenance"))
         frozen: set[str] = set()
         value = load(maint.value) if maint is not None else None
@@ -414,7 +424,7 @@ class Agent:
         elif action.kind == "restart":
             if not self._restart_due(name):
                 return
-            await self._count_failure(name, action.reason)
+            await self._count_failure(split_key(name)[0], action.reason)
             await self._stop(name, f"restart: {action.reason}")
             await self._start(name, f"restart: {action.reason}")
         elif action.kind in ("promote", "demote"):
@@ -424,9 +434,9 @@ class Agent:
             try:
                 await (svc.driver.promote() if action.kind == "promote" else svc.driver.demote())
                 svc.role = "promoted" if action.kind == "promote" else "started"
-                await self._event(action.kind, f"{name}: {action.reason}", name)
+                await self._event(action.kind, f"{name}: {action.reason}", svc.resource)
             except DriverError as exc:
-                await self._event("failed", f"{action.kind} {name} failed: {exc}", name)
+                await self._event("failed", f"{action.kind} {name} failed: {exc}", svc.resource)
 
     def _restart_due(self, name: str) -> bool:
         """Restart backoff: 0, 1, 2, 4 ... up to 30 s between restarts of one service."""
@@ -438,17 +448,18 @@ class Agent:
         recent.append(now)
         return True
 
-    async def _start(self, name: str, reason: str) -> None:
+    async def _start(self, key: str, reason: str) -> None:
+        name, item = split_key(key)
         res = self.spec.resources[name]
         try:
-            driver = self.driver_factory(name, res, self.ctx)
+            driver = self.driver_factory(name, res, self.ctx, item)
             await driver.start()
         except DriverError as exc:
             await self._count_failure(name, f"start failed: {exc}")
-            await self._event("failed", f"could not start {name}: {exc}", name)
+            await self._event("failed", f"could not start {key}: {exc}", name)
             return
-        self.services[name] = self._service(name, res, driver)
-        await self._event("start", f"started {name}: {reason}", name)
+        self.services[key] = self._service(key, res, driver)
+        await self._event("start", f"started {key}: {reason}", name)
 
     async def _stop(self, name: str, reason: str) -> None:
         svc = self.services.pop(name, None)
@@ -458,9 +469,9 @@ class Agent:
         try:
             await svc.driver.stop()
         except DriverError as exc:
-            await self._event("failed", f"stop of {name} failed: {exc}", name)
+            await self._event("failed", f"stop of {name} failed: {exc}", svc.resource)
         with contextlib.suppress(StoreError):
-            await self._event("stop", f"stopped {name}: {reason}", name)
+            await self._event("stop", f"stopped {name}: {reason}", svc.resource)
 
     async def _count_failure(self, name: str, reason: str) -> None:
         key = self.keys.failcount(self.node, name)
@@ -475,24 +486,23 @@ class Agent:
     async def _publish(self) -> None:
         if self.lease is None:
             return
-        for name, svc in self.services.items():
-            value = dump(
+        by_resource: dict[str, list[dict[str, object]]] = {}
+        for svc in sorted(self.services.values(), key=lambda s: s.name):
+            by_resource.setdefault(svc.resource, []).append(
                 {
-                    "instances": [
-                        {
-                            "role": svc.role,
-                            "health": svc.verdict,
-                            "detail": svc.detail,
-                            "item": None,
-                        }
-                    ]
+                    "role": svc.role,
+                    "health": svc.reported_health,
+                    "detail": svc.detail,
+                    "item": svc.item,
                 }
             )
+        for name, instances in by_resource.items():
+            value = dump({"instances": instances})
             if self._published.get(name) != value:
                 await self.store.put(self.keys.status(self.node, name), value, lease=self.lease)
                 self._published[name] = value
         for name in list(self._published):
-            if name not in self.services:
+            if name not in by_resource:
                 await self.store.delete(self.keys.status(self.node, name))
                 del self._published[name]
 
@@ -508,11 +518,7 @@ class Agent:
         if not self._guard:
             return
         timing = self.spec.effective_timing
-        exclusive = sorted(
-            n
-            for n in self.services
-            if n in self.spec.resources and self.spec.resources[n].exclusive
-        )
+        exclusive = sorted(k for k in self.services if self._exclusive(k))
         write_atomic(
             self.ctx.state_dir / "guard.json",
             {

@@ -10,6 +10,8 @@ All values are JSON objects (readable with ``etcdctl get``). Keys: :class:`corra
   failures outlive a restart of the agent).
 - ``admin/maintenance``, ``admin/standby``, ``admin/bans``, ``admin/moves``, ``admin/tickets``.
 - ``events/<time_ns>-<node>``: ``{"time", "node", "resource", "kind", "reason"}``.
+- ``fenced/<node>``: ``{"revision", "time", "device"}``: the registration (create revision of
+  ``nodes/<node>``) that a fence agent switched off; that registration counts as offline.
 """
 
 from __future__ import annotations
@@ -52,17 +54,27 @@ def _rel(keys: Keys, key: bytes) -> list[str]:
 
 
 def snapshot_from_kvs(
-    spec: Spec, keys: Keys, kvs: list[KeyValue], now: float, lost: set[str] | None = None
+    spec: Spec,
+    keys: Keys,
+    kvs: list[KeyValue],
+    now: float,
+    lost: set[str] | None = None,
+    fence_failed: set[str] | None = None,
 ) -> Snapshot:
     """The scheduler's view of the cluster from one consistent range read of the cluster prefix.
 
     Nodes with a key under ``nodes/`` are online; spec nodes without one are offline (their lease
     expired: DESIGN.md rule 2 makes that safe, since agents self-fence before expiry). A node
     with a live lease that gossip holds dead (``lost``) is ``unclean``: what it ran may still
-    run, so nothing exclusive moves before its lease expires or it is fenced. Records
-    naming unknown nodes or resources, or that do not parse, are ignored.
+    run, so nothing exclusive moves before its lease expires or it is fenced. A registration
+    named by a ``fenced/<node>`` record is offline (fenced); the node's next registration is
+    online again. ``fence_failed`` nodes are unclean ones whose fence failed: they are not
+    fenced again in this plan. Records naming unknown nodes or resources, or that do not
+    parse, are ignored.
     """
     online: set[str] = set()
+    registration: dict[str, int] = {}
+    fenced: dict[str, int] = {}
     instances: list[Instance] = []
     failures: dict[tuple[str, str], FailCount] = {}
     admin: dict[str, Any] = {}
@@ -73,6 +85,11 @@ def snapshot_from_kvs(
             continue
         if parts[0] == "nodes" and len(parts) == 2 and parts[1] in spec.nodes:
             online.add(parts[1])
+            registration[parts[1]] = kv.create_revision
+        elif parts[0] == "fenced" and len(parts) == 2 and isinstance(value, dict):
+            revision = value.get("revision")
+            if isinstance(revision, int):
+                fenced[parts[1]] = revision
         elif parts[0] == "status" and len(parts) == 3:
             instances += _instances(spec, parts[1], parts[2], value)
         elif parts[0] == "failcounts" and len(parts) == 3 and isinstance(value, dict):
@@ -83,7 +100,9 @@ def snapshot_from_kvs(
                 )
         elif parts[0] == "admin" and len(parts) == 2:
             admin[parts[1]] = value
+    online -= {n for n, rev in fenced.items() if registration.get(n) == rev}
     live = [i for i in instances if i.node in online]
+    standby = set(admin.get("standby", {}).get("nodes", []))
     return Snapshot(
         now=now,
         quorum=True,  # we read it through a linearizable range: the store has quorum
@@ -92,7 +111,9 @@ def snapshot_from_kvs(
                 state=("unclean" if n in (lost or set()) else "online")
                 if n in online
                 else "offline",
-                standby=n in set(admin.get("standby", {}).get("nodes", [])),
+                standby=n in standby,
+                fenced=n in fenced and registration.get(n) == fenced[n],
+                fence_failed=n in (fence_failed or set()),
             )
             for n in spec.nodes
         },

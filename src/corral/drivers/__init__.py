@@ -1,8 +1,8 @@
 """Drivers: process, systemd, OCF (see base.py for the contract every driver keeps).
 
 :func:`make_driver` is the one way the agent gets a driver for a resource instance on its node.
-The ``vip``, ``vip-set`` and ``haproxy`` kinds are network resources with drivers of their own
-(not here): asking this factory for one raises :class:`DriverError`.
+``vip`` and ``vip-set`` members get :class:`corral.drivers.vip.VipAddress`; ``haproxy`` is
+driven by the agent's load-balancer sync, which knows the whole spec.
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ def make_driver(
     name: str,
     res: Resource,
     node: NodeContext,
+    item: str | None = None,
     *,
     systemctl: Sequence[str] = ("systemctl",),
 ) -> Driver:
-    """The driver for resource ``name`` on ``node``; DriverError for a kind without one here.
+    """The driver for instance ``item`` (a vip-set member's IP, else None) of resource ``name``
+    on ``node``; DriverError for a kind without one here (``haproxy``: see
+    :mod:`corral.drivers.haproxy`, it needs the whole spec).
 
     ``systemctl`` is the command prefix of systemd drivers (tests reach a namespaced systemd
     with ``nsenter -t PID -m -p systemctl``). Creating a driver does no I/O: an OCF agent's
@@ -46,6 +49,15 @@ def make_driver(
         return SystemdUnit(name, res.systemd, systemctl=systemctl)
     if res.ocf is not None:
         return OcfAgent(name, res.ocf, node)
-    raise DriverError(
-        f"{name}: a {res.kind} resource is not driven by the process/systemd/ocf drivers"
-    )
+    if res.vip is not None:
+        from corral.drivers.vip import VipAddress
+
+        return VipAddress(name, res.vip.address, node, interface=res.vip.interface)
+    if res.vip_set is not None:
+        from corral.drivers.vip import VipAddress
+
+        address = next((a for a in res.vip_set.addresses if str(a.ip) == item), None)
+        if address is None:
+            raise DriverError(f"{name}: {item!r} is not one of the addresses of this vip-set")
+        return VipAddress(f"{name}[{item}]", address, node, interface=res.vip_set.interface)
+    raise DriverError(f"{name}: a {res.kind} resource is not driven by make_driver")

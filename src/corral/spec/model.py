@@ -295,10 +295,19 @@ class Node(_Model):
 
 
 class FenceDevice(_Model):
-    """A fence agent speaking the fence-agents stdin protocol (``fence_ipmilan``, ...)."""
+    """A fence agent speaking the fence-agents stdin protocol (``fence_ipmilan``, ...).
+
+    ``agent`` is the agent's name or a command line; it receives ``action=``, ``plug=<node>``
+    and every ``params`` entry (``{node.*}`` templates filled) as ``key=value`` lines on stdin,
+    and succeeds with exit status 0.
+    """
 
     agent: str
     params: dict[str, str | int | float | bool] = {}
+    action: Literal["off", "reboot"] = Field(
+        default="reboot", description="what fencing does to a lost node (Pacemaker's default)"
+    )
+    timeout: Duration = Field(default=20.0, description="the fence fails if not done by then")
 
 
 class EmbeddedStore(_Model):

@@ -9,6 +9,9 @@
 ``admin/<name>[/<name>...]``    maintenance, standby, tickets
 ``failcounts/<node>/<resource>`` failure counts
 ``events/<time_ns>-<node>``     the bounded event log
+``fenced/<node>``               a successful fence of one registration of a node
+``lb/<node>``                   the server states this node's HAProxy applied, leased
+``requests/<node>/<resource>``  an operator's request to one agent (rolling restart)
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -32,6 +35,9 @@ SECTIONS = (
     "failcounts",
     "events",
     "members",
+    "fenced",
+    "lb",
+    "requests",
 )
 
 
@@ -102,6 +108,18 @@ class Keys:
     def members(self, node: str) -> bytes:
         """``members/<node>``: that node's gossip view of the cluster (under its lease)."""
         return self._k("members", check_name("node", node))
+
+    def fenced(self, node: str) -> bytes:
+        """``fenced/<node>``: ``{"revision": create revision of the fenced registration}``."""
+        return self._k("fenced", check_name("node", node))
+
+    def lb(self, node: str) -> bytes:
+        """``lb/<node>``: the backend server states this node's HAProxy runs (under its lease)."""
+        return self._k("lb", check_name("node", node))
+
+    def request(self, node: str, resource: str) -> bytes:
+        """``requests/<node>/<resource>``: an operator request for one agent."""
+        return self._k("requests", check_name("node", node), check_name("resource", resource))
 
     @property
     def gossip_key(self) -> bytes:

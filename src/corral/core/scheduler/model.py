@@ -27,6 +27,7 @@ class NodeStatus:
     standby: bool = False
     maintenance: bool = False
     fenced: bool = False  # an unclean node whose fence succeeded is offline
+    fence_failed: bool = False  # its last fence failed: wait for its lease instead
 
 
 @dataclass(frozen=True)

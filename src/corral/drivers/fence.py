@@ -1,0 +1,75 @@
+"""Fencing through fence agents (shell): the fence-agents stdin protocol.
+
+A fence agent (``fence_ipmilan``, ``fence_virsh``, corral's lab device ``python -m
+corral.lab.fence``) reads ``key=value`` lines on stdin, among them ``action=off|on|reboot|status``
+and ``plug=<node>``, and exits 0 on success (``status``: 0 = on, 2 = off). Contract of
+:func:`fence_node`: it returns only when the agent reported success for the action; any other
+outcome (non-zero exit, timeout, the agent missing) raises :class:`DriverError` with the agent's
+own words, and a timed-out agent is killed. Parameters are templates (``{node.bmc}``) filled from
+the target node's attributes, never from the node running the fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import shutil
+from collections.abc import Mapping
+
+from corral.drivers.base import DriverError, NodeContext
+from corral.spec.model import FenceDevice
+
+
+def agent_command(agent: str) -> list[str]:
+    """The command line of a fence agent: a name found on PATH or in /usr/sbin, or a command."""
+    words = shlex.split(agent)
+    if not words:
+        raise DriverError("empty fence agent")
+    if len(words) == 1 and "/" not in words[0]:
+        found = shutil.which(words[0]) or shutil.which(words[0], path="/usr/sbin:/sbin")
+        if found is None:
+            raise DriverError(f"fence agent {words[0]!r} is not installed (not on PATH)")
+        return [found]
+    return words
+
+
+def stdin_text(action: str, target: NodeContext, params: Mapping[str, object]) -> str:
+    """The agent's stdin: ``action``, ``plug`` (the node name) and the templated parameters."""
+    lines = [f"action={action}", f"plug={target.name}"]
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\n" in text or "\n" in key:
+            raise DriverError(f"fence parameter {key!r} contains a newline")
+        lines.append(f"{key}={target.render(text)}")
+    return "\n".join(lines) + "\n"
+
+
+async def fence_node(device: FenceDevice, target: NodeContext, action: str | None = None) -> str:
+    """Run ``device`` against ``target``; return the agent's output on success."""
+    command = agent_command(device.agent)
+    text = stdin_text(action or device.action, target, device.params)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise DriverError(f"cannot run fence agent {command[0]}: {exc}") from exc
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(text.encode()), device.timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise DriverError(
+            f"fence agent {command[0]} did not finish within {device.timeout:g}s"
+        ) from None
+    said = out.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        tail = said.splitlines()[-1] if said else "no output"
+        raise DriverError(f"fence agent {command[0]} exited {proc.returncode}: {tail}")
+    return said
