@@ -1,4 +1,4 @@
-"""make_driver: one driver per service kind, a clear refusal for the network kinds."""
+"""make_driver: one driver per service kind and VIP kind; HAProxy is made by the agent."""
 
 from __future__ import annotations
 
@@ -57,15 +57,19 @@ def test_service_kinds(node: NodeContext) -> None:
     assert ocf.params == {"fake": "n1", "n": "3", "b": "true"}
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        {"vip": "198.18.0.100/24"},
-        {"vip-set": ["198.18.0.100/24", "198.18.0.101/24"]},
-        {"haproxy": {}},
-    ],
-)
-def test_network_kinds_are_not_ours(node: NodeContext, spec: dict[str, object]) -> None:
-    res = Resource.model_validate(spec)
-    with pytest.raises(DriverError, match=f"a {res.kind} resource is not driven by"):
-        make_driver("net", res, node)
+def test_vip_kinds_get_a_vip_driver(node: NodeContext) -> None:
+    from corral.drivers.vip import VipAddress
+
+    vip = make_driver("v", Resource.model_validate({"vip": "198.18.0.100/24"}), node)
+    assert isinstance(vip, VipAddress) and str(vip.ip) == "198.18.0.100"
+    vset = Resource.model_validate({"vip-set": ["198.18.0.100/24", "198.18.0.101/24"]})
+    member = make_driver("vs", vset, node, "198.18.0.101")
+    assert isinstance(member, VipAddress) and str(member.ip) == "198.18.0.101"
+    with pytest.raises(DriverError, match="not one of the addresses"):
+        make_driver("vs", vset, node, "198.18.0.199")
+
+
+def test_haproxy_is_not_made_here(node: NodeContext) -> None:
+    res = Resource.model_validate({"haproxy": {}})
+    with pytest.raises(DriverError, match="a haproxy resource is not driven by make_driver"):
+        make_driver("lb", res, node)
