@@ -18,7 +18,7 @@ import contextlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import dns.rcode
 
@@ -53,18 +53,21 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # A datagram endpoint's transport; asyncio's selector class does not subclass
+        # DatagramTransport, so isinstance() cannot say so.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         owner = self.owner
         reply = owner.respond(data, "udp")
         if reply is None:
             return
+        if self.transport is None:
+            owner.stats.drops += 1
+            return
         try:
-            assert self.transport is not None
             self.transport.sendto(reply, addr)
-        except (OSError, AssertionError):
+        except OSError:
             owner.stats.drops += 1
         else:
             owner.count_answer(reply)
