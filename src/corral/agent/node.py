@@ -31,6 +31,7 @@ from corral.agent.controller import Controller, parse_assignment
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.guard import write_atomic
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
+from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, MonotonicClock
@@ -40,13 +41,15 @@ from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.drivers.base import Driver, DriverError, NodeContext
 from corral.spec import Resource, Spec, SpecError, load_spec_text
-from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
+from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 STATUS_POLL = 1.0  # seconds between driver status polls
 ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
+DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
+DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
 
 
 class Agent:
@@ -89,6 +92,9 @@ class Agent:
             wall,
             lost=self.gossip.lost if self.gossip is not None else set,
         )
+        self.lb = LbDuty(store, self.keys, node)
+        self._requests_pending = True  # read requests/<node>/ at start and when it changes
+        self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
         self._dirty = asyncio.Event()
         self._published: dict[str, bytes] = {}
@@ -149,7 +155,7 @@ class Agent:
     async def stop_services(self) -> None:
         """Stop every local service (``corral agent --stop-on-exit``, tests)."""
         for name in list(self.services):
-            await self._stop(name, "agent shutting down")
+            await self._stop(name, "agent shutting down", planned=True)
 
     def _local_instances(self) -> dict[str, tuple[str, str | None]]:
         """Every instance that may run here: instance key -> (resource, item)."""
@@ -273,10 +279,13 @@ class Agent:
                         await self._adopt_spec(event.value)
                     if event.key == self.keys.controller and event.kind == "delete":
                         self._last_campaign = -math.inf
+                    if event.key.startswith(self._request_prefix) and event.kind == "put":
+                        self._requests_pending = True
                     if not event.key.startswith(self.keys.event_prefix()):
                         self._dirty.set()
             except StoreError as exc:
                 self._decide(f"watch lost: {exc}")
+                self._requests_pending = True  # a request may have come while we were away
             await asyncio.sleep(0.5)
 
     # --- main loop ------------------------------------------------------------------------------
@@ -340,6 +349,9 @@ class Agent:
             if action.kind == "stop" and self._keep_adopted(action.resource, exclusive):
                 continue
             await self._apply(action)
+        if self._requests_pending:
+            self._requests_pending = False
+            await self._requests()
         self._update_guard()
         await self._publish()
         if self.gossip is not None:
@@ -418,7 +430,7 @@ class Agent:
     async def _apply(self, action: LocalAction) -> None:
         name = action.resource
         if action.kind == "stop":
-            await self._stop(name, action.reason)
+            await self._stop(name, action.reason, planned=not action.reason.startswith("self-"))
         elif action.kind == "start":
             await self._start(name, action.reason)
         elif action.kind == "restart":
@@ -461,10 +473,17 @@ class Agent:
         self.services[key] = self._service(key, res, driver)
         await self._event("start", f"started {key}: {reason}", name)
 
-    async def _stop(self, name: str, reason: str) -> None:
-        svc = self.services.pop(name, None)
+    async def _stop(self, name: str, reason: str, *, planned: bool = False) -> None:
+        """Stop one instance. A ``planned`` stop of a balanced, healthy service drains it first:
+        its status says ``draining``, and the stop waits until every HAProxy has taken it out
+        of rotation (at most ``DRAIN_TIMEOUT``) and in-flight requests had ``DRAIN_GRACE``."""
+        svc = self.services.get(name)
         if svc is None:
             return
+        res = self.spec.resources.get(svc.resource)
+        if planned and res is not None and res.balance is not None and svc.verdict == "healthy":
+            await self._drain(svc)
+        self.services.pop(name, None)
         await svc.stop_checks()
         try:
             await svc.driver.stop()
@@ -472,6 +491,43 @@ class Agent:
             await self._event("failed", f"stop of {name} failed: {exc}", svc.resource)
         with contextlib.suppress(StoreError):
             await self._event("stop", f"stopped {name}: {reason}", svc.resource)
+
+    async def _drain(self, svc: LocalService) -> None:
+        svc.draining = True
+        try:
+            await self._publish()
+            if await self.lb.wait_drained(svc.resource, self.node, DRAIN_TIMEOUT):
+                await asyncio.sleep(DRAIN_GRACE)
+                self._decide(f"drained {svc.name} from every load balancer")
+            else:
+                await self._event(
+                    "drain",
+                    f"{svc.name}: not every load balancer confirmed the drain within "
+                    f"{DRAIN_TIMEOUT:g}s; stopping anyway",
+                    svc.resource,
+                )
+        except StoreError as exc:
+            self._decide(f"cannot drain {svc.name} (store: {exc}); stopping anyway")
+        finally:
+            svc.draining = False
+
+    async def _requests(self) -> None:
+        """Operator requests for this node (``requests/<node>/<resource>``): a restart of a
+        running instance, drained first, not counted as a failure; the request is deleted when
+        done (only that version of it: a newer request stays)."""
+        result = await self.store.range(self._request_prefix)
+        for kv in result.kvs:
+            name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
+            value = load(kv.value)
+            action = value.get("action") if isinstance(value, dict) else None
+            if action == "restart" and name in self.services:
+                await self._stop(name, "restart requested by an operator", planned=True)
+                await self._start(name, "restart requested by an operator")
+            elif action != "restart":
+                await self._event("request", f"ignored a malformed request for {name}", "")
+            await self.store.txn(
+                [Compare(kv.key, "mod_revision", "==", kv.mod_revision)], [Delete(kv.key)]
+            )
 
     async def _count_failure(self, name: str, reason: str) -> None:
         key = self.keys.failcount(self.node, name)

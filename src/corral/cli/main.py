@@ -13,6 +13,7 @@ from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.render import print_summary
+from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
 from corral.spec import Spec, SpecError, load_spec
 
@@ -57,6 +58,7 @@ cli.add_command(demo_down)
 for command in (agent, status, events, members, check, spec_group, *ADMIN_COMMANDS):
     cli.add_command(command)
 cli.add_command(explain_cmd)
+cli.add_command(resource_group)
 
 
 def main() -> None:

@@ -1,0 +1,112 @@
+"""The load-balancer duty of an agent (shell): keep this node's HAProxy in step with the store.
+
+Contract:
+- ``sync()`` reads the registrations, fence records and instance status from the store, adds
+  this agent's gossip view (a node gossip holds dead is out of rotation at once), computes every
+  server's state (:mod:`corral.core.lbstate`) and applies it through HAProxy's runtime API, no
+  reload. The configuration is rendered from the spec and applied (validated by ``haproxy -c``
+  first; a refused one leaves the running HAProxy untouched) only when the spec changed.
+  What it applied is published as ``lb/<node>`` under the node's lease, so that an agent
+  draining a backend knows when every HAProxy has taken it out.
+- ``wait_drained()`` is the other side: it returns once every HAProxy that reports (``lb/*``)
+  has the server out of rotation, or after its timeout (False).
+Every call returns a decision string or raises StoreError/DriverError to the agent's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Set
+from typing import Protocol
+
+from corral.agent.records import dump, load
+from corral.core.lbstate import Desired, desired_servers, drained
+from corral.spec import Spec
+from corral.store import Keys, Store
+
+
+class Balancer(Protocol):
+    """What the duty needs of an HAProxy driver."""
+
+    async def apply_config(self, text: str) -> bool: ...
+
+    async def set_servers(self, desired: Mapping[str, Mapping[str, str]]) -> None: ...
+
+
+class LbDuty:
+    def __init__(self, store: Store, keys: Keys, node: str) -> None:
+        self.store, self.keys, self.node = store, keys, node
+        self._config: str | None = None
+        self._applied: Desired | None = None
+        self._published: bytes | None = None
+
+    def forget(self) -> None:
+        """HAProxy (re)started: apply everything again."""
+        self._config = None
+        self._applied = None
+
+    async def view(self, spec: Spec) -> tuple[set[str], dict[tuple[str, str], str]]:
+        """(online nodes, (resource, node) -> reported health) from the store."""
+        nodes = await self.store.range(self.keys.prefix("nodes"))
+        fenced = await self.store.range(self.keys.prefix("fenced"))
+        status = await self.store.range(self.keys.prefix("status"))
+        registration = {self.keys.relative(kv.key)[1]: kv.create_revision for kv in nodes.kvs}
+        for kv in fenced.kvs:
+            value = load(kv.value)
+            node = self.keys.relative(kv.key)[1]
+            if isinstance(value, dict) and value.get("revision") == registration.get(node):
+                registration.pop(node, None)
+        health: dict[tuple[str, str], str] = {}
+        for kv in status.kvs:
+            parts = self.keys.relative(kv.key)
+            value = load(kv.value)
+            if len(parts) != 3 or not isinstance(value, dict):
+                continue
+            instances = value.get("instances")
+            if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+                health[(parts[2], parts[1])] = str(instances[0].get("health", "unknown"))
+        return set(registration) & set(spec.nodes), health
+
+    async def sync(
+        self,
+        spec: Spec,
+        balancer: Balancer,
+        render: str,
+        lease: int | None,
+        lost: Set[str],
+    ) -> str:
+        """Apply ``render`` (the config text for ``spec``) if it changed, then server states."""
+        said = []
+        if render != self._config:
+            reloaded = await balancer.apply_config(render)
+            self._config = render
+            self._applied = None
+            said.append("configuration reloaded" if reloaded else "configuration unchanged")
+        online, health = await self.view(spec)
+        desired = desired_servers(spec, online, health, lost)
+        if desired != self._applied:
+            await balancer.set_servers(desired)
+            self._applied = desired
+            said.append("server states applied")
+        value = dump({"servers": desired})
+        if lease is not None and value != self._published:
+            await self.store.put(self.keys.lb(self.node), value, lease=lease)
+            self._published = value
+        return "; ".join(said) or "load balancer in step"
+
+    async def wait_drained(self, backend: str, server: str, timeout: float) -> bool:
+        """True once every reporting HAProxy has ``server`` of ``backend`` out of rotation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await self.store.range(self.keys.prefix("lb"))
+            applied: dict[str, Mapping[str, Mapping[str, str]]] = {}
+            for kv in result.kvs:
+                value = load(kv.value)
+                if isinstance(value, dict) and isinstance(value.get("servers"), dict):
+                    applied[self.keys.relative(kv.key)[1]] = value["servers"]
+            if drained(applied, backend, server, set(applied)):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
