@@ -386,6 +386,8 @@ def test_good_names_and_bad_addresses() -> None:
         Zone({"api.cloud1.example": ["198.18.0.300"]})
     with pytest.raises(ValueError):
         Zone({"api.cloud1.example": ["198.18.0.1/24"]})
+    with pytest.raises(ValueError, match="scoped"):
+        Zone({"api.cloud1.example": ["fe80::1%eth0"]})
     with pytest.raises(ValueError, match="TTL"):
         Zone({}, ttl=-1)
 

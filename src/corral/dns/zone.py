@@ -127,6 +127,8 @@ class Zone:
             ips = merged.setdefault(_parse_name(text), [])
             for address in addresses:
                 ip = ipaddress.ip_address(address)
+                if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+                    raise ValueError(f"{address}: a scoped address cannot be a DNS record")
                 if ip not in ips:
                     ips.append(ip)
         self._ttl = ttl
