@@ -33,7 +33,6 @@ Needs ``CAP_NET_ADMIN`` (netlink) and ``CAP_NET_RAW`` (packet sockets).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any
@@ -65,6 +64,8 @@ class VipAddress:
         announce_count: int = 3,
         announce_interval: float = 0.2,
     ) -> None:
+        if probe_timeout < 0 or announce_interval < 0 or announce_count < 1:
+            raise ValueError("probe_timeout and announce_interval >= 0, announce_count >= 1")
         self.name = name
         self.address = address
         self.ip: IPv4Address | IPv6Address = address.ip
@@ -75,6 +76,7 @@ class VipAddress:
         self._node = node
         self._burst: asyncio.Task[None] | None = None
         self._burst_error: str | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- the Driver protocol --------------------------------------------------------------
 
@@ -83,32 +85,28 @@ class VipAddress:
             index, ifname = await self._link(ipr)
             if await self._prefix_present(ipr, index) is not None:
                 return
+            link = await self._open(ifname)
             try:
-                holder = await asyncio.to_thread(arp.probe, ifname, self.ip, self.probe_timeout)
-            except LinkError as exc:
-                raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
-            if holder is not None:
-                raise DriverError(
-                    f"{self.name}: {self.ip} is answered by {holder}: another host holds it;"
-                    " not taking it"
-                )
-            await self._add(ipr, index, ifname)
-            self._cancel_burst()
-            self._burst_error = None
-            try:
-                arp.announce(ifname, self.ip)
-            except LinkError as exc:
-                await self._delete(ipr, index, self.address.network.prefixlen)
-                raise DriverError(
-                    f"{self.name}: cannot announce {self.ip} ({exc}); address removed again"
-                ) from exc
-            if self.announce_count > 1:
-                self._burst = asyncio.create_task(
-                    self._announce_rest(ifname), name=f"vip-announce-{self.name}"
-                )
+                await self._probe(link)
+                await self._add(ipr, index, ifname)
+                self._stop_burst()
+                self._burst_error = None
+                try:
+                    arp.announce_on(link, self.ip)
+                except LinkError as exc:
+                    await self._delete(ipr, index, self.address.network.prefixlen)
+                    raise DriverError(
+                        f"{self.name}: cannot announce {self.ip} ({exc}); address removed again"
+                    ) from exc
+            except BaseException:
+                self._close_later(link)
+                raise
+        self._burst = asyncio.create_task(
+            self._announce_rest(link), name=f"vip-announce-{self.name}"
+        )
 
     async def stop(self) -> None:
-        await self._cancel_burst_and_wait()
+        self._stop_burst()
         async with AsyncIPRoute() as ipr:
             try:
                 index, _ = await self._link(ipr)
@@ -150,32 +148,55 @@ class VipAddress:
         """True while the background announcement burst runs."""
         return self._burst is not None and not self._burst.done()
 
-    async def _announce_rest(self, ifname: str) -> None:
-        """The rest of the burst. Each one is sent only while the address is still ours: an
-        address removed behind our back must not keep pulling traffic to this node."""
-        for _ in range(self.announce_count - 1):
-            await asyncio.sleep(self.announce_interval)
-            try:
+    async def _open(self, ifname: str) -> arp.LinkSocket:
+        try:  # in a thread: opening a packet socket may wait for an RCU grace period
+            return await asyncio.to_thread(arp.LinkSocket, ifname, arp.ethertype_for(self.ip))
+        except LinkError as exc:
+            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+
+    async def _probe(self, link: arp.LinkSocket) -> None:
+        """DriverError when another host answers for the address (see the contract)."""
+        try:
+            holder = await asyncio.to_thread(arp.probe_on, link, self.ip, self.probe_timeout)
+        except LinkError as exc:
+            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+        if holder is not None:
+            raise DriverError(
+                f"{self.name}: {self.ip} is answered by {holder}: another host holds it;"
+                " not taking it"
+            )
+
+    async def _announce_rest(self, link: arp.LinkSocket) -> None:
+        """The rest of the burst, on the socket the probe used; closes it at the end.
+
+        Each announcement is sent only while the address is still on the interface: one
+        removed behind our back must not keep pulling traffic to this node. A cancel (stop(),
+        a new start()) lands at an ``await``, so no announcement follows it.
+        """
+        try:
+            for _ in range(self.announce_count - 1):
+                await asyncio.sleep(self.announce_interval)
                 async with AsyncIPRoute() as ipr:
-                    index, ifname = await self._link(ipr)
+                    index, _ = await self._link(ipr)
                     if await self._prefix_present(ipr, index) is None:
                         return
-                arp.announce(ifname, self.ip)
-            except (LinkError, DriverError) as exc:
-                self._burst_error = str(exc)  # shown by status(); the address itself stays
-                return
+                arp.announce_on(link, self.ip)
+        except (LinkError, DriverError) as exc:
+            self._burst_error = str(exc)  # shown by status(); the address itself stays
+        finally:
+            self._close_later(link)
 
-    def _cancel_burst(self) -> None:
+    def _stop_burst(self) -> None:
+        """Cancel the burst; it sends nothing more (its socket closes in the background)."""
         if self._burst is not None:
             self._burst.cancel()
             self._burst = None
 
-    async def _cancel_burst_and_wait(self) -> None:
-        burst, self._burst = self._burst, None
-        if burst is not None:
-            burst.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await burst
+    def _close_later(self, link: arp.LinkSocket) -> None:
+        """Close ``link`` in a thread (``close`` waits for an RCU grace period, 10-30 ms)."""
+        task = asyncio.create_task(asyncio.to_thread(link.close))
+        self._closing.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._closing.discard)
 
     # --- netlink ----------------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ def solicited_node(ip: IPv6Address) -> IPv6Address:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -207,12 +207,19 @@ class LinkSocket:
 
     :meth:`frames` yields frames that arrive (never the ones this host sends) until a
     monotonic deadline. Errors are :class:`LinkError` naming the interface and the errno text.
+    :meth:`send` never blocks (non-blocking socket). Opening and :meth:`close` can block for an
+    RCU grace period (closing a packet socket calls ``synchronize_net``: 10-30 ms here), so
+    asyncio code opens and closes it in a thread and keeps it open across a probe and its burst.
     """
 
     def __init__(self, ifname: str, ethertype: int) -> None:
         self.ifname = ifname
+        self.ethertype = ethertype
         try:
-            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+            # Protocol 0 at creation, the ethertype at bind: a socket created with a protocol
+            # would receive from every interface until bound, and rebinding it makes the kernel
+            # wait for an RCU grace period (milliseconds).
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except OSError as exc:
             raise LinkError(f"{ifname}: cannot open a packet socket: {exc.strerror}") from exc
         try:
@@ -255,28 +262,37 @@ class LinkSocket:
                     yield frame
 
 
-def _ethertype(ip: IPv4Address | IPv6Address) -> int:
+def ethertype_for(ip: IPv4Address | IPv6Address) -> int:
+    """The ethertype that resolves ``ip``: ARP for IPv4, IPv6 (neighbour discovery) for IPv6."""
     return ETH_P_ARP if ip.version == 4 else ETH_P_IPV6
 
 
 def probe(
     ifname: str, ip: IPv4Address | IPv6Address, timeout: float, *, tries: int = 2
 ) -> str | None:
-    """The MAC of another host that holds (or probes for) ``ip`` on ``ifname``, None when none
-    answers within ``timeout`` seconds. ``tries`` probes are sent, spread over the window, so
-    that one lost frame does not hide a holder. Blocks for ``timeout`` when nobody answers
-    (returns at the first conflicting answer). LinkError when the interface is missing or down.
+    """:func:`probe_on` a socket opened for the occasion."""
+    with LinkSocket(ifname, ethertype_for(ip)) as link:
+        return probe_on(link, ip, timeout, tries=tries)
+
+
+def probe_on(
+    link: LinkSocket, ip: IPv4Address | IPv6Address, timeout: float, *, tries: int = 2
+) -> str | None:
+    """The MAC of another host that holds (or probes for) ``ip`` on ``link``'s interface, None
+    when none answers within ``timeout`` seconds. ``tries`` probes are sent, spread over the
+    window, so that one lost frame does not hide a holder. Blocks for ``timeout`` when nobody
+    answers (returns at the first conflicting answer). LinkError when the interface is missing
+    or down. ``link`` must be bound to ``ethertype_for(ip)``.
     """
-    with LinkSocket(ifname, _ethertype(ip)) as link:
-        frame = probe_v4(link.mac, ip) if isinstance(ip, IPv4Address) else probe_v6(link.mac, ip)
-        start = time.monotonic()
-        for i in range(tries):
-            link.send(frame)
-            deadline = start + timeout * (i + 1) / tries
-            for got in link.frames(deadline):
-                mac = _conflicting_mac(got, ip, link.mac)
-                if mac is not None:
-                    return mac
+    frame = probe_v4(link.mac, ip) if isinstance(ip, IPv4Address) else probe_v6(link.mac, ip)
+    start = time.monotonic()
+    for i in range(tries):
+        link.send(frame)
+        deadline = start + timeout * (i + 1) / tries
+        for got in link.frames(deadline):
+            mac = _conflicting_mac(got, ip, link.mac)
+            if mac is not None:
+                return mac
     return None
 
 
@@ -293,13 +309,19 @@ def _conflicting_mac(frame: bytes, ip: IPv4Address | IPv6Address, own: bytes) ->
 
 
 def announce(ifname: str, ip: IPv4Address | IPv6Address) -> None:
+    """:func:`announce_on` a socket opened for the occasion (blocks while it closes)."""
+    with LinkSocket(ifname, ethertype_for(ip)) as link:
+        announce_on(link, ip)
+
+
+def announce_on(link: LinkSocket, ip: IPv4Address | IPv6Address) -> None:
     """Send one gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6) for ``ip``
-    from ``ifname``'s MAC. LinkError when it cannot be sent (missing or down interface)."""
-    with LinkSocket(ifname, _ethertype(ip)) as link:
-        if isinstance(ip, IPv4Address):
-            link.send(announcement_v4(link.mac, ip))
-        else:
-            link.send(advert_v6(link.mac, ip))
+    from the interface's MAC; never blocks. LinkError when it cannot be sent (interface down
+    or gone)."""
+    if isinstance(ip, IPv4Address):
+        link.send(announcement_v4(link.mac, ip))
+    else:
+        link.send(advert_v6(link.mac, ip))
 
 
 def _ipv4_of(ifname: str) -> IPv4Address:
