@@ -1,0 +1,557 @@
+"""The network-namespace lab: one namespace per node on a bridge, a client, real agents, faults.
+
+Layout (``<id>`` is 6 hex digits of the lab directory's path, so two labs never share a name
+and ``down --force`` can find a lab's leftovers from its directory alone):
+
+- ``crl-<id>-switch``: holds bridge ``crlbr-<id>`` and the switch ends ``crl<id>s<i>`` of the
+  veth pairs (the host's root namespace is never touched);
+- ``crl-<id>-node-<node>``: ``lo`` and ``crl<id>n<i>`` with the node's spec address, prefix
+  length of the spec's VIP subnet that holds it (default /24); ``crl-<id>-client`` likewise
+  (``crl<id>nc``) with ``.250`` of the subnet, or its last free usable address;
+- node sysctls: ``ip_nonlocal_bind=1`` (HAProxy binds VIPs it does not hold yet),
+  ``arp_ignore=1`` (answer ARP only for addresses on the receiving interface: a node never
+  answers for a VIP it does not hold), ``arp_announce=2`` (ARP requests carry the interface's
+  own address, never a VIP that may move), IPv6 off on IPv4-only labs (quiet captures);
+- the lab directory: ``lab.json`` (the state: everything made, agent pids, power), ``spec.yaml``
+  (the stand-in spec), ``fence_lab`` (the fence agent), ``modes/``, ``nodes/<node>/`` (the
+  agent's state dir, ``agent.log``).
+
+Contract: ``Lab.up`` records each object in ``lab.json`` before creating it, so that ``down``
+after a crash at any point removes it; ``down`` kills every process of every lab namespace
+(``ip netns pids``, SIGKILL, until none is left), deletes the namespaces and the state file, and
+keeps logs; it is idempotent. Faults act on one node: see each method.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from corral.lab import netns
+from corral.lab.standins import StandinOptions, mode_dir, mode_file, rewrite
+from corral.spec import Spec, load_spec_text
+
+LAB_ROOT = Path("/run/corral-lab")
+STATEFUL = Path("/usr/lib/ocf/resource.d/pacemaker/Stateful")
+APP = Path(__file__).with_name("app.py")
+STATE = "lab.json"
+FENCE_SCRIPT = "fence_lab"
+Addr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked; the message says why (and shows agent logs)."""
+
+
+def lab_id(lab_dir: Path) -> str:
+    return hashlib.sha1(str(lab_dir.resolve()).encode()).hexdigest()[:6]
+
+
+def ns_prefix(lab_dir: Path) -> str:
+    """Every namespace of the lab in ``lab_dir`` starts with this."""
+    return f"crl-{lab_id(lab_dir)}-"
+
+
+# --- pure planning -------------------------------------------------------------------------
+
+
+def node_prefixlen(spec: Spec, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    """The prefix length of the first VIP subnet of ``spec`` holding ``address``, else 24."""
+    for res in spec.resources.values():
+        vips = [res.vip.address] if res.vip else list(res.vip_set.addresses) if res.vip_set else []
+        for vip in vips:
+            if address in vip.network:
+                return vip.network.prefixlen
+    return 24 if address.version == 4 else 64
+
+
+def client_addresses(node_cidrs: list[Addr], used: set[str]) -> list[Addr]:
+    """One client address per distinct node subnet: ``.250`` when the subnet has it free,
+    else its highest free usable address. Raises LabError when a subnet has none free."""
+    out: list[Addr] = []
+    for net in dict.fromkeys(c.network for c in node_cidrs):
+        taken = used | {str(c.ip) for c in node_cidrs}
+        hosts = [net.network_address + 250] if net.num_addresses > 252 else []
+        last = net.broadcast_address - 1 if net.version == 4 else net.broadcast_address
+        hosts += [last - i for i in range(min(256, net.num_addresses - 2))]
+        pick = next((h for h in hosts if h in net and str(h) not in taken), None)
+        if pick is None:
+            raise LabError(f"no free address for the client in {net}")
+        out.append(ipaddress.ip_interface(f"{pick}/{net.prefixlen}"))
+    return out
+
+
+def _vip_addresses(spec: Spec) -> set[str]:
+    found = set()
+    for res in spec.resources.values():
+        vips = [res.vip.address] if res.vip else list(res.vip_set.addresses) if res.vip_set else []
+        found |= {str(v.ip) for v in vips}
+    return found
+
+
+def plan(spec: Spec, lab_dir: Path, spec_path: Path) -> dict[str, Any]:
+    """The state record of a lab for ``spec`` (nodes already cut to the lab's), nothing made."""
+    ident = lab_id(lab_dir)
+    pre = f"crl-{ident}-"
+    nodes: dict[str, Any] = {}
+    cidrs: list[Addr] = []
+    for i, (name, node) in enumerate(spec.nodes.items()):
+        cidr = ipaddress.ip_interface(f"{node.address}/{node_prefixlen(spec, node.address)}")
+        cidrs.append(cidr)
+        nodes[name] = {
+            "ns": f"{pre}node-{name}",
+            "ifname": f"crl{ident}n{i}",
+            "switch_if": f"crl{ident}s{i}",
+            "address": str(cidr),
+            "state_dir": str(lab_dir / "nodes" / name),
+            "powered": False,
+            "agent_pid": None,
+        }
+    client = client_addresses(cidrs, _vip_addresses(spec))
+    return {
+        "version": 1,
+        "id": ident,
+        "cluster": spec.cluster,
+        "dir": str(lab_dir),
+        "spec": str(spec_path),
+        "switch_ns": f"{pre}switch",
+        "bridge": f"crlbr-{ident}",
+        "client": {
+            "ns": f"{pre}client",
+            "ifname": f"crl{ident}nc",
+            "switch_if": f"crl{ident}sc",
+            "addresses": [str(c) for c in client],
+        },
+        "nodes": nodes,
+        "ipv6": any(c.version == 6 for c in cidrs),
+        "created": time.time(),
+    }
+
+
+def node_sysctls(ipv6: bool) -> dict[str, str]:
+    values = {
+        "net.ipv4.ip_nonlocal_bind": "1",
+        "net.ipv4.conf.all.arp_ignore": "1",
+        "net.ipv4.conf.all.arp_announce": "2",
+    }
+    if not ipv6:
+        values["net.ipv6.conf.all.disable_ipv6"] = "1"
+        values["net.ipv6.conf.default.disable_ipv6"] = "1"
+    return values
+
+
+# --- the lab -------------------------------------------------------------------------------
+
+
+class Lab:
+    """A lab in ``lab_dir`` (see the module docstring). Creating the object does nothing."""
+
+    def __init__(self, lab_dir: Path, python: str = sys.executable) -> None:
+        self.dir = lab_dir.resolve()
+        self.python = python
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    # state file ----------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / STATE
+
+    def state(self) -> dict[str, Any]:
+        """The recorded state; LabError when there is no lab here."""
+        try:
+            data: dict[str, Any] = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            raise LabError(f"no lab in {self.dir} (no {STATE})") from None
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{self.state_path}: unreadable ({exc}); use down --force") from None
+        return data
+
+    @contextlib.contextmanager
+    def _edit(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write of the state under a lock (the fence agent writes it too)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "lab.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self.state()
+            yield data
+            self._write(data)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.state_path)
+
+    def node(self, name: str) -> dict[str, Any]:
+        nodes: dict[str, Any] = self.state()["nodes"]
+        if name not in nodes:
+            raise LabError(f"unknown node {name!r}; the lab has {', '.join(nodes)}")
+        record: dict[str, Any] = nodes[name]
+        return record
+
+    @property
+    def spec_file(self) -> Path:
+        return self.dir / "spec.yaml"
+
+    def log_path(self, node: str) -> Path:
+        return Path(self.node(node)["state_dir"]) / "agent.log"
+
+    # up ------------------------------------------------------------------------------------
+
+    @classmethod
+    def up(
+        cls,
+        spec_file: Path,
+        lab_dir: Path | None = None,
+        *,
+        nodes: int | None = None,
+        timeout: float = 60.0,
+        python: str = sys.executable,
+    ) -> Lab:
+        """Build the lab for ``spec_file`` and wait until every agent registered.
+
+        Raises LabError (after tearing down what it made; logs are kept) when the spec cannot
+        be rewritten, a lab already runs in the directory, or the cluster does not answer
+        within ``timeout`` seconds (the message holds the tails of the agent logs).
+        """
+        text = spec_file.read_text()
+        if lab_dir is None:
+            lab_dir = LAB_ROOT / load_spec_text(text, str(spec_file)).cluster
+        lab = cls(lab_dir, python)
+        if lab.state_path.exists():
+            raise LabError(f"a lab is up in {lab.dir}; run `corral lab down --dir {lab.dir}`")
+        try:
+            lab._build(spec_file, text, nodes)
+            for name in lab.state()["nodes"]:
+                lab._start_agent(name)
+            lab.wait_online(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                lab.down(force=True)
+            raise
+        return lab
+
+    def _build(self, spec_file: Path, text: str, nodes: int | None) -> None:
+        for sub in ("nodes", "modes", "etcd"):  # a previous run's etcd data is not this one's
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fence = self.dir / FENCE_SCRIPT
+        fence.write_text(f'#!/bin/sh\nexec {self.python} -m corral.lab.fence "$@"\n')
+        fence.chmod(0o755)
+        opts = StandinOptions(self.dir, self.python, str(APP), str(fence), nodes, STATEFUL.exists())
+        try:
+            rewritten = rewrite(text, opts, str(spec_file))
+        except ValueError as exc:  # SpecError is a ValueError too
+            raise LabError(f"{spec_file}: {exc}") from None
+        self.spec_file.write_text(rewritten.text)
+        spec = load_spec_text(rewritten.text, str(self.spec_file))
+        state = plan(spec, self.dir, self.spec_file)
+        state["notes"] = rewritten.notes
+        self._write(state)  # first: whatever is made below, down finds it
+        self._make_switch(state)
+        self._make_client(state)
+        mode_dir(self.dir).mkdir(parents=True, exist_ok=True)
+        for name in state["nodes"]:
+            self._make_node(state, name)
+
+    def _make_switch(self, state: dict[str, Any]) -> None:
+        netns.add_namespace(state["switch_ns"])
+        netns.add_bridge(state["switch_ns"], state["bridge"])
+
+    def _make_client(self, state: dict[str, Any]) -> None:
+        c = state["client"]
+        netns.add_namespace(c["ns"])
+        netns.add_veth(state["switch_ns"], c["switch_if"], c["ns"], c["ifname"], state["bridge"])
+        for cidr in c["addresses"]:
+            netns.add_address(c["ns"], c["ifname"], cidr)
+        netns.set_link(c["ns"], c["ifname"], up=True)
+
+    def _make_node(self, state: dict[str, Any], name: str) -> None:
+        n = state["nodes"][name]
+        netns.add_namespace(n["ns"])
+        netns.sysctl(n["ns"], node_sysctls(state["ipv6"]))
+        netns.add_veth(state["switch_ns"], n["switch_if"], n["ns"], n["ifname"], state["bridge"])
+        netns.add_address(n["ns"], n["ifname"], n["address"])
+        netns.set_link(n["ns"], n["ifname"], up=True)
+        Path(n["state_dir"]).mkdir(parents=True, exist_ok=True)
+        for res in load_spec_text(self.spec_file.read_text()).resources:
+            mode_file(self.dir, res, name).write_text("ok\n")
+
+    def _start_agent(self, name: str) -> int:
+        n = self.node(name)
+        argv = [self.python, "-m", "corral.cli.main", "agent", "--spec", str(self.spec_file)]
+        argv += ["--node", name, "--state-dir", n["state_dir"]]
+        with open(Path(n["state_dir"]) / "agent.log", "ab") as log:
+            log.write(f"--- corral lab: agent started {time.ctime()}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                netns.exec_argv(n["ns"], argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives a fence agent's process group
+            )
+        self._children.append(proc)
+        with self._edit() as state:
+            state["nodes"][name].update(agent_pid=proc.pid, powered=True)
+        return proc.pid
+
+    # the cluster, as seen from the client namespace -----------------------------------------
+
+    def registrations(self) -> dict[str, dict[str, Any]] | None:
+        """Node registrations in the store (``nodes/<node>`` records: address, agent pid),
+        read from the client namespace through etcd's JSON gateway; None when no member
+        answers (an etcd error answer counts as none: the next member is asked)."""
+        state = self.state()
+        root = f"/corral/{state['cluster']}/nodes/".encode()
+        end = root[:-1] + bytes([root[-1] + 1])
+        body = json.dumps(
+            {"key": base64.b64encode(root).decode(), "range_end": base64.b64encode(end).decode()}
+        )
+        spec = load_spec_text(self.spec_file.read_text())
+        port = spec.store.embedded.client_port if spec.store.embedded else 2379
+        for name in spec.core_nodes():
+            url = f"http://{spec.nodes[name].address}:{port}/v3/kv/range"
+            argv = ["curl", "-s", "-m", "1", "-X", "POST", url, "-d", body]
+            out = netns.run(netns.exec_argv(state["client"]["ns"], argv), check=False)
+            try:
+                answer = json.loads(out)
+                if "header" not in answer:
+                    continue
+                return {
+                    base64.b64decode(kv["key"])[len(root) :].decode(): json.loads(
+                        base64.b64decode(kv["value"])
+                    )
+                    for kv in answer.get("kvs", [])  # etcd leaves out empty fields
+                }
+            except (ValueError, KeyError, TypeError):
+                continue
+        return None
+
+    def online_nodes(self) -> set[str]:
+        return set(self.registrations() or {})
+
+    def wait_online(self, nodes: list[str] | None = None, timeout: float = 60.0) -> float:
+        """Wait until ``nodes`` (default: every powered-on node) are registered by the agents
+        this lab started (the record's pid is the agent's: a lease left by an agent that was
+        killed does not count); return the seconds it took. LabError with the agent logs'
+        tails after ``timeout``."""
+        state = self.state()
+        want = nodes or [n for n, rec in state["nodes"].items() if rec["powered"]]
+        start = time.monotonic()
+        while True:
+            # re-read: a fence agent may have power-cycled a node (new agent pid) meanwhile
+            pids = {n: rec["agent_pid"] for n, rec in self.state()["nodes"].items()}
+            found = self.registrations() or {}
+            missing = [n for n in want if n not in found or found[n].get("pid") != pids[n]]
+            if not missing:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise LabError(
+                    f"cluster {state['cluster']}: {', '.join(missing)} not registered after "
+                    f"{timeout:g}s\n" + self.log_tails()
+                )
+            time.sleep(0.3)
+
+    def log_tails(self, lines: int = 12) -> str:
+        out = []
+        for rec in self.state()["nodes"].values():
+            log = Path(rec["state_dir"]) / "agent.log"
+            try:
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                tail = ["(no log)"]
+            out.append(f"--- {log} (last {lines} lines)\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def cluster_status(self, timeout: float = 20.0) -> dict[str, Any]:
+        """``corral status --json`` run in the client namespace (what an operator sees)."""
+        argv = [self.python, "-m", "corral.cli.main", "status", "--spec", str(self.spec_file)]
+        proc = subprocess.run(
+            self.exec_argv("client", [*argv, "--json"]),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise LabError(f"corral status failed: {proc.stderr.strip()}")
+        view: dict[str, Any] = json.loads(proc.stdout)
+        return view
+
+    def exec_argv(self, target: str, argv: list[str]) -> list[str]:
+        """The command line running ``argv`` in node ``target``'s namespace, or the client's
+        when ``target`` is ``client`` (a node of that name wins)."""
+        state = self.state()
+        if target in state["nodes"]:
+            return netns.exec_argv(state["nodes"][target]["ns"], argv)
+        if target == "client":
+            return netns.exec_argv(state["client"]["ns"], argv)
+        raise LabError(f"unknown node {target!r}; the lab has {', '.join(state['nodes'])}, client")
+
+    # down ----------------------------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        """The lab's namespaces that exist: recorded ones and, by name pattern, any other."""
+        recorded: list[str] = []
+        with contextlib.suppress(LabError):
+            s = self.state()
+            recorded = [s["switch_ns"], s["client"]["ns"], *(n["ns"] for n in s["nodes"].values())]
+        found = set(netns.list_namespaces(ns_prefix(self.dir)))
+        return sorted(found | {ns for ns in recorded if netns.exists(ns)})
+
+    def down(self, force: bool = False) -> list[str]:
+        """Stop every process of the lab and delete its namespaces and state; return what was
+        removed. Without ``force`` an unreadable state file is an error; with it, the lab's
+        namespaces are found by name pattern. Idempotent: nothing left is not an error."""
+        try:
+            self.state()
+        except LabError as exc:
+            if not self.state_path.exists() and not netns.list_namespaces(ns_prefix(self.dir)):
+                return []
+            if not force:
+                raise LabError(f"{exc}; leftovers exist: use --force") from None
+        removed = []
+        for ns in self.namespaces():
+            killed = netns.kill_all(ns)
+            netns.delete_namespace(ns)
+            removed.append(f"{ns} ({len(killed)} process(es) killed)")
+        for child in self._children:
+            with contextlib.suppress(OSError):
+                child.wait(timeout=1)
+        self._children.clear()
+        for name in (STATE, "lab.tmp", "lab.lock"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+        return removed
+
+    # status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What the lab made and how it is now: per node power (recorded), link states of both
+        ends, addresses, netem, the agent pid (and whether it lives), processes in the ns."""
+        state = self.state()
+        sw = state["switch_ns"]
+        nodes = {}
+        for name, n in state["nodes"].items():
+            pid = n["agent_pid"]
+            nodes[name] = {
+                "namespace": n["ns"] if netns.exists(n["ns"]) else None,
+                "powered": n["powered"],
+                "link": netns.link_state(n["ns"], n["ifname"]),
+                "switch_port": netns.link_state(sw, n["switch_if"]),
+                "addresses": netns.addresses(n["ns"], n["ifname"]),
+                "netem": netns.netem_of(n["ns"], n["ifname"]),
+                "agent_pid": pid,
+                "agent_alive": pid is not None and pid in netns.pids(n["ns"]),
+                "processes": len(netns.pids(n["ns"])),
+            }
+        return {
+            "id": state["id"],
+            "cluster": state["cluster"],
+            "dir": state["dir"],
+            "spec": state["spec"],
+            "switch": {"namespace": sw, "bridge": state["bridge"], "exists": netns.exists(sw)},
+            "client": {"namespace": state["client"]["ns"], **state["client"]},
+            "nodes": nodes,
+            "notes": state.get("notes", []),
+        }
+
+    # faults --------------------------------------------------------------------------------
+
+    def power_off(self, node: str) -> list[int]:
+        """A power loss: the node's NIC goes down, every process in its namespace gets SIGKILL,
+        and every address but its own is removed (a machine that returns holds no VIP).
+        Returns the pids killed. Powering off a node that is off is fine."""
+        n = self.node(node)
+        with self._edit() as state:
+            state["nodes"][node].update(powered=False, agent_pid=None)
+        netns.set_link(n["ns"], n["ifname"], up=False)
+        killed = netns.kill_all(n["ns"])
+        self._reap()
+        netns.flush_addresses_except(n["ns"], n["ifname"], n["address"])
+        return killed
+
+    def power_on(self, node: str) -> int:
+        """NIC up and the agent started again (which starts its etcd member); returns the agent
+        pid. A node that is on keeps its agent (its pid is returned)."""
+        n = self.node(node)
+        if n["powered"] and n["agent_pid"] in netns.pids(n["ns"]):
+            return int(n["agent_pid"])
+        netns.set_link(n["ns"], n["ifname"], up=True)
+        return self._start_agent(node)
+
+    def cut_link(self, node: str) -> None:
+        """The switch port goes down: the node is isolated, its processes keep running."""
+        netns.set_link(self.state()["switch_ns"], self.node(node)["switch_if"], up=False)
+
+    def heal_link(self, node: str) -> None:
+        netns.set_link(self.state()["switch_ns"], self.node(node)["switch_if"], up=True)
+
+    def netem(self, node: str, *, loss: float = 0.0, delay: float = 0.0) -> None:
+        """Loss (percent) and delay (seconds) on both ends of the node's link, so each direction
+        sees them (a round trip gets twice ``delay``). Replaces earlier netem settings."""
+        n = self.node(node)
+        netns.set_netem(n["ns"], n["ifname"], loss=loss, delay=delay)
+        netns.set_netem(self.state()["switch_ns"], n["switch_if"], loss=loss, delay=delay)
+
+    def clear_netem(self, node: str) -> None:
+        n = self.node(node)
+        netns.clear_netem(n["ns"], n["ifname"])
+        netns.clear_netem(self.state()["switch_ns"], n["switch_if"])
+
+    def service_pid(self, node: str, resource: str) -> int | None:
+        """The pid (and process group) of a process-driver service, from its pid file."""
+        path = Path(self.node(node)["state_dir"]) / "run" / f"{resource}.pid"
+        try:
+            return int(json.loads(path.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def kill_service(self, node: str, resource: str) -> int:
+        """SIGKILL the service's process group (a crash); returns its pid."""
+        return self._signal_service(node, resource, signal.SIGKILL)
+
+    def malfunction(self, node: str, resource: str, mode: str) -> None:
+        """``500``: the stand-in answers 500; ``hang``: its process group is SIGSTOPped (answers
+        nothing, connections hang); ``ok``: SIGCONT and 200 again."""
+        if mode not in ("500", "hang", "ok"):
+            raise LabError(f"unknown mode {mode!r}: use 500, hang or ok")
+        self.node(node)
+        if mode == "hang":
+            self._signal_service(node, resource, signal.SIGSTOP)
+            return
+        if mode == "ok":
+            with contextlib.suppress(LabError):  # a service that is not running is fine
+                self._signal_service(node, resource, signal.SIGCONT)
+        path = mode_file(self.dir, resource, node)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{mode}\n")
+        os.replace(tmp, path)  # the app never reads a half-written mode
+
+    def _signal_service(self, node: str, resource: str, sig: signal.Signals) -> int:
+        pid = self.service_pid(node, resource)
+        if pid is None:
+            raise LabError(f"{resource} on {node}: no pid file (not running?)")
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            raise LabError(f"{resource} on {node}: pid {pid} is not running") from None
+        return pid
+
+    def _reap(self) -> None:
+        for child in list(self._children):
+            if child.poll() is not None:
+                self._children.remove(child)
