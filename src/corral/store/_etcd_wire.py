@@ -30,6 +30,11 @@ CHANNEL_OPTIONS: dict[str, Any] = {
 }
 
 
+class StreamEnded(Exception):
+    """A long-lived stream (the lease keepalive stream) ended or failed without a gRPC
+    status: a renewal on it may or may not have reached etcd."""
+
+
 class Failure(enum.Enum):
     NOT_SENT = "not sent"  # no member applied it: safe to send again, even a txn
     UNKNOWN = "unknown"  # may have been applied: only repeatable calls go again
@@ -51,7 +56,9 @@ def rpc_error(exc: BaseException) -> rpc.AioRpcError | None:
 
 
 def classify(exc: BaseException) -> Failure:
-    if isinstance(exc, TimeoutError | aex.WatchTimeoutError | aex.ConnectionTimeoutError):
+    if isinstance(
+        exc, TimeoutError | StreamEnded | aex.WatchTimeoutError | aex.ConnectionTimeoutError
+    ):
         return Failure.UNKNOWN
     error = rpc_error(exc)
     if error is None:

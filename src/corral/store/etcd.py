@@ -26,6 +26,7 @@ TLS and authentication are not supported yet (plain ``http://`` endpoints only).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -87,6 +88,7 @@ class EtcdStore:
         self._generation = 0  # bumped on every move to another endpoint
         self._client: aetcd.Client | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._ka_stream: _KeepAliveStream | None = None
         self._closed = False
 
     @property
@@ -246,20 +248,29 @@ class EtcdStore:
         return Lease(int(response.ID), int(response.TTL))
 
     async def keepalive(self, lease_id: int) -> int:
+        """See :mod:`corral.store.base`. Renewals of every lease share one long-lived
+        LeaseKeepAlive stream per connection (see :class:`_KeepAliveStream`): a renewal is one
+        message each way, not a new gRPC call. A renewal that fails or times out is re-sent,
+        like any repeatable call, on a fresh stream to the next endpoint."""
+
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            stream = client.leasestub.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
-                timeout=budget,
-                metadata=REQUIRE_LEADER,
-            )
-            async for reply in stream:
-                return reply
-            return None
+            return await self._keepalive_stream(client).renew(lease_id, budget)
 
         reply = await self._call("keepalive", attempt)
-        if reply is None or reply.TTL <= 0:
+        if reply.TTL <= 0:
             raise LeaseNotFound(f"lease {lease_id:x} not found (expired or revoked)")
         return int(reply.TTL)
+
+    def _keepalive_stream(self, client: aetcd.Client) -> _KeepAliveStream:
+        """The open keepalive stream on ``client``; a stream on an older client (the store
+        moved to another endpoint) or one that ended is closed and replaced."""
+        stream = self._ka_stream
+        if stream is not None and stream.client is client and not stream.ended:
+            return stream
+        if stream is not None:
+            stream.close()
+        stream = self._ka_stream = _KeepAliveStream(client)
+        return stream
 
     async def revoke(self, lease_id: int) -> None:
         async def attempt(client: aetcd.Client, budget: float) -> None:
@@ -357,6 +368,9 @@ class EtcdStore:
         """Close every connection (open watches end)."""
         self._closed = True
         client, self._client = self._client, None
+        if self._ka_stream is not None:
+            self._ka_stream.close()
+            self._ka_stream = None
         for task in list(self._retiring):
             task.cancel()  # closes its client now (see _retire)
         if client is not None:
@@ -373,3 +387,80 @@ def _refused(what: str, endpoint: str, exc: BaseException) -> StoreError:
     if "lease not found" in details:
         return LeaseNotFound(f"etcd {what}: lease not found (expired or revoked)")
     return StoreError(f"etcd {what} refused by {endpoint}: {wire.describe(exc)}")
+
+
+class _KeepAliveStream:
+    """One LeaseKeepAlive bidirectional stream on one connection, shared by every renewal.
+
+    etcd answers the requests of one stream in order (one goroutine reads a request, renews,
+    sends the reply), so replies are matched to waiters first-in first-out per lease ID. A
+    waiter that gives up (timeout, cancellation) keeps its place in the queue: the late reply
+    is dropped on it and the order stays right for the next renewal. When the stream fails or
+    ends, every waiter gets the error (:class:`~corral.store._etcd_wire.StreamEnded` or the
+    gRPC error) and the stream is ``ended``: the next renewal opens a new one.
+
+    Opening the stream does no I/O (gRPC starts the call lazily); it carries etcd's require-
+    leader flag, so a member that loses its leader ends it ("no leader") and the renewal moves
+    to another member.
+    """
+
+    def __init__(self, client: aetcd.Client) -> None:
+        self.client = client
+        self.ended = False
+        self._call: Any = client.leasestub.LeaseKeepAlive(metadata=REQUIRE_LEADER)
+        self._waiters: dict[int, collections.deque[asyncio.Future[Any]]] = {}
+        self._write_lock = asyncio.Lock()
+        self._reader = asyncio.create_task(self._read())
+
+    async def renew(self, lease_id: int, budget: float) -> Any:
+        """Send one renewal and wait up to ``budget`` seconds for its reply (a
+        ``LeaseKeepAliveResponse``; ``TTL <= 0`` means the lease is gone)."""
+        if self.ended:
+            raise wire.StreamEnded("keepalive stream already ended")
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(lease_id, collections.deque()).append(reply)
+        async with asyncio.timeout(budget):
+            try:
+                async with self._write_lock:  # gRPC allows one write in flight per call
+                    await self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+            except Exception as exc:
+                # e.g. InvalidStateError when the call just ended: a failure, not a refusal
+                error = exc if wire.rpc_error(exc) else wire.StreamEnded(wire.describe(exc))
+                reply.cancel()  # raised here, not through the future
+                self._fail(error)
+                raise error from exc
+            return await reply
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                reply = await self._call.read()
+                if not isinstance(reply, rpc.LeaseKeepAliveResponse):  # grpc's EOF marker
+                    raise wire.StreamEnded("keepalive stream ended by the server")
+                queue = self._waiters.get(int(reply.ID))
+                if queue:
+                    waiter = queue.popleft()
+                    if not waiter.done():  # else its caller gave up: drop the late reply
+                        waiter.set_result(reply)
+                    if not queue:
+                        del self._waiters[int(reply.ID)]
+        except asyncio.CancelledError:
+            self._fail(wire.StreamEnded("keepalive stream closed"))
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the stream: every waiter gets ``exc``, the gRPC call is cancelled."""
+        self.ended = True
+        waiters, self._waiters = self._waiters, {}
+        for queue in waiters.values():
+            for waiter in queue:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        self._call.cancel()
+
+    def close(self) -> None:
+        """Cancel the stream (no I/O to wait for); waiters get :class:`StreamEnded`."""
+        self._fail(wire.StreamEnded("keepalive stream closed"))
+        self._reader.cancel()
