@@ -213,6 +213,19 @@ CASES: list[tuple[str, str, str, int]] = [
         "dns names the VIPs of a vip-set",
         9,
     ),
+    (
+        "dns-bad-name",
+        "resources:\n  v:\n    vip-set: [198.18.0.100/24]\n    dns: 'api..example'\n",
+        "not a DNS name: A DNS label is empty",
+        9,
+    ),
+    (
+        "dns-name-twice",
+        "resources:\n  v:\n    vip-set: [198.18.0.100/24]\n    dns: api.example\n"
+        "  w:\n    vip-set: [198.18.0.101/24]\n    dns: API.example.\n",
+        "is already the name of v",
+        12,
+    ),
 ]
 
 

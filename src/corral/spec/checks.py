@@ -109,6 +109,7 @@ def _eligible(spec: Spec, res: Resource) -> list[str]:
 def _resources(spec: Spec) -> Iterator[Problem]:
     roles = {r for node in spec.nodes.values() for r in node.roles}
     sites = {node.site for node in spec.nodes.values() if node.site}
+    dns_names: dict[str, str] = {}  # DNS name -> the vip-set that has it
     for name, res in spec.resources.items():
         base: Path = ("resources", name)
         for role in res.on.required_roles():
@@ -129,6 +130,17 @@ def _resources(spec: Spec) -> Iterator[Problem]:
             yield (*base, "ticket"), _unknown("ticket", res.ticket, spec.tickets)
         if res.dns is not None and res.kind != "vip-set":
             yield (*base, "dns"), "dns names the VIPs of a vip-set; this resource is not one"
+        elif res.dns is not None:
+            from corral.dns.zone import name_problem
+
+            problem = name_problem(res.dns)
+            if problem is not None:
+                yield (*base, "dns"), problem
+            elif res.dns.lower().rstrip(".") in dns_names:
+                other = dns_names[res.dns.lower().rstrip(".")]
+                yield (*base, "dns"), f"{res.dns} is already the name of {other}"
+            else:
+                dns_names[res.dns.lower().rstrip(".")] = name
         for check_idx, check in enumerate(res.health):
             if check.timeout > 0 and check.interval > 0 and check.timeout > check.interval * 10:
                 yield (

@@ -353,6 +353,13 @@ class Gossip(_Model):
     port: int = Field(default=7946, ge=1, le=65535)
 
 
+class DnsService(_Model):
+    """The agents' authoritative DNS responder for vip-set names (``dns:`` on a vip-set): every
+    node that may hold the set's VIPs answers on UDP and TCP ``port`` of its address."""
+
+    port: int = Field(default=53, ge=1, le=65535)
+
+
 class Spec(_Model):
     """A whole cluster. Resources hold effective values after validation (see module doc)."""
 
@@ -361,6 +368,7 @@ class Spec(_Model):
     timing: TimingOverrides = TimingOverrides()
     store: Store = Store(embedded=EmbeddedStore())
     gossip: Gossip = Gossip()
+    dns: DnsService = DnsService()
     nodes: dict[str, Node] = Field(min_length=1)
     fencing: dict[str, FenceDevice] = {}
     tickets: list[str] = []
