@@ -7,11 +7,12 @@ checks what a user of the VIP would see: who answers ARP, and where its neighbou
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
 import statistics
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
@@ -89,6 +90,38 @@ async def test_start_refuses_an_address_another_host_answers_for(lab: Lab) -> No
     run("ip", "-n", lab.c.ns, "addr", "add", f"{VIP}/24", "dev", lab.c.ifname)
     assert f"answered by {lab.c.mac}" in await b.fails("start")
     assert VIP not in lab.b.addresses()
+
+
+async def test_concurrent_starts_never_make_two_holders(lab: Lab) -> None:
+    a = await lab.wa.make("vip", f"{VIP}/24", probe_timeout=0.2)
+    b = await lab.wb.make("vip", f"{VIP}/24", probe_timeout=0.2)
+    for _ in range(3):
+        results = await asyncio.gather(a.call("start"), b.call("start"))
+        holders = [r for r in results if r["ok"]]
+        assert len(holders) <= 1, results
+        for refused, other in ((results[0], lab.b), (results[1], lab.a)):
+            if not refused["ok"]:
+                assert other.mac in refused["message"], refused  # backed off for the other
+        expected = {lab.a.mac} if results[0]["ok"] else {lab.b.mac} if results[1]["ok"] else set()
+        assert await lab.wc.who_has(VIP, count=2) == expected
+        await a.ok("stop")
+        await b.ok("stop")
+
+
+async def test_a_failed_announcement_shows_in_status(lab: Lab) -> None:
+    a = await lab.wa.make("vip", f"{VIP}/24", announce_count=3, announce_interval=0.2)
+    await a.ok("start")
+    run("ip", "-n", lab.a.ns, "link", "set", lab.a.ifname, "down")  # the address stays on it
+    await eventually(
+        lambda: _not(a.announcing()), timeout=2, interval=0.05, what="burst stopped by the error"
+    )
+    status = await a.ok("status")
+    assert status["state"] == "running", status
+    assert "announcement failed" in status["detail"] and "down" in status["detail"], status
+
+
+async def _not(value: Awaitable[bool]) -> bool:
+    return not await value
 
 
 async def test_announcement_burst_timing_and_cancellation(lab: Lab) -> None:
@@ -229,27 +262,36 @@ def test_arp_frames_round_trip_and_conflict_rules() -> None:
     assert len(arp.probe_v4(MAC_A, ip)) == arp.MIN_FRAME
     garp = arp.parse_arp(arp.announcement_v4(MAC_B, ip))
     assert garp is not None and garp.sender_ip == garp.target_ip == ip
-    assert arp.conflict_v4(garp, ip, own_mac=MAC_A)  # B announces our address
-    assert not arp.conflict_v4(garp, ip, own_mac=MAC_B)  # our own frame
+    holder = arp.Conflict("02:00:00:64:00:02", probing=False)
+    assert arp.conflict_v4(garp, ip, own_mac=MAC_A) == holder  # B announces our address
+    assert arp.conflict_v4(garp, ip, own_mac=MAC_B) is None  # our own frame
     other_probe = arp.parse_arp(arp.probe_v4(MAC_B, ip))
-    assert other_probe is not None and arp.conflict_v4(other_probe, ip, own_mac=MAC_A)
+    assert other_probe is not None
+    assert arp.conflict_v4(other_probe, ip, own_mac=MAC_A) == arp.Conflict(holder.mac, True)
     unrelated = arp.parse_arp(arp.probe_v4(MAC_B, IPv4Address("198.18.64.101")))
-    assert unrelated is not None and not arp.conflict_v4(unrelated, ip, own_mac=MAC_A)
+    assert unrelated is not None and arp.conflict_v4(unrelated, ip, own_mac=MAC_A) is None
+    asking = arp.parse_arp(arp.arp_frame(1, MAC_B, IPv4Address("198.18.64.2"), ip))
+    assert asking is not None and arp.conflict_v4(asking, ip, own_mac=MAC_A) is None
     assert arp.parse_arp(b"\x00" * 20) is None
     assert arp.parse_arp(arp.advert_v6(MAC_A, IPv6Address(VIP6))) is None
 
 
-def test_neighbour_advert_checksum_and_parse() -> None:
+def test_neighbour_discovery_frames_checksum_and_conflict_rules() -> None:
     ip = IPv6Address(VIP6)
     frame = arp.advert_v6(MAC_B, ip)
     icmp = frame[14 + 40 : 14 + 40 + 32]
     pseudo = ip.packed + arp.ALL_NODES.packed + (32).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
     assert arp._checksum(pseudo + icmp) == 0  # a correct checksum sums to zero
     assert frame[:6] == bytes.fromhex("333300000001")
-    assert arp.parse_advert(frame) == arp.NeighbourAdvert(ip, MAC_B)
-    assert arp.conflict_v6(arp.NeighbourAdvert(ip, MAC_B), ip, own_mac=MAC_A)
-    assert not arp.conflict_v6(arp.NeighbourAdvert(ip, MAC_A), ip, own_mac=MAC_A)
+    advert = arp.parse_nd(frame)
+    assert advert == arp.NdMessage(arp.ND_NA, ip, ip, MAC_B)
+    assert arp.conflict_v6(advert, ip, own_mac=MAC_A) == arp.Conflict("02:00:00:64:00:02", False)
+    assert arp.conflict_v6(advert, ip, own_mac=MAC_B) is None
     assert str(arp.solicited_node(ip)) == "ff02::1:ff00:100"
-    probe = arp.probe_v6(MAC_A, ip)
+    probe = arp.probe_v6(MAC_B, ip)
     assert probe[:6] == bytes.fromhex("3333ff000100")
-    assert arp.parse_advert(probe) is None  # a solicitation is not an advertisement
+    dad = arp.parse_nd(probe)
+    assert dad == arp.NdMessage(arp.ND_NS, IPv6Address("::"), ip, MAC_B)
+    assert arp.conflict_v6(dad, ip, own_mac=MAC_A) == arp.Conflict("02:00:00:64:00:02", True)
+    assert arp.parse_nd(arp.probe_v4(MAC_A, IPv4Address(VIP))) is None
+    assert arp.parse_nd(frame[:60]) is None  # truncated

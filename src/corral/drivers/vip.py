@@ -10,14 +10,16 @@ Contract (in addition to :mod:`corral.drivers.base`):
   length: it is the address that answers ARP). Otherwise it probes for the address (IPv4: an
   RFC 5227 ARP probe from 0.0.0.0; IPv6: a duplicate-address-detection solicitation from ::)
   for ``probe_timeout`` seconds, and refuses with DriverError naming the MAC that answers when
-  any other host holds (or probes for) the address - the duplicate-address refusal: two
-  holders of one VIP are worse than none. Then it adds the address (IPv6 with ``nodad``: the
-  probe was our DAD, and the kernel's own would keep the address tentative for a second) and
-  sends the first announcement (gratuitous ARP / unsolicited neighbour advertisement with
-  Override) before it returns; ``announce_count - 1`` more follow ``announce_interval`` apart in
-  a background task. When the first announcement cannot be sent (interface down) the address
-  is removed again and start() raises: never half-started. The probe window dominates the time
-  start() takes (a few ms beyond ``probe_timeout``).
+  any other host holds the address - the duplicate-address refusal: two holders of one VIP
+  are worse than none. Another host probing for it in the same window is refused too (both
+  sides back off, RFC 5227 2.1.1; the controller's next round picks one). Then it adds the
+  address (IPv6 with ``nodad``: the probe was our DAD, and the kernel's own would keep the
+  address tentative for a second) and sends the first announcement (gratuitous ARP /
+  unsolicited neighbour advertisement with Override) before it returns; the other
+  ``announce_count - 1`` follow ``announce_interval`` apart in a background task. When the
+  first announcement cannot be sent (interface down) the address is removed again and
+  start() raises: never half-started. The probe window dominates the time start() takes
+  (about 3 ms beyond ``probe_timeout`` here).
 - **stop()** cancels a running announcement burst first (a late announcement would pull the
   neighbours back from the node that took over), then removes the address. Absent address or
   missing interface: success (nothing of ours answers ARP).
@@ -157,12 +159,17 @@ class VipAddress:
     async def _probe(self, link: arp.LinkSocket) -> None:
         """DriverError when another host answers for the address (see the contract)."""
         try:
-            holder = await asyncio.to_thread(arp.probe_on, link, self.ip, self.probe_timeout)
+            conflict = await asyncio.to_thread(arp.probe_on, link, self.ip, self.probe_timeout)
         except LinkError as exc:
             raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
-        if holder is not None:
+        if conflict is not None and conflict.probing:
             raise DriverError(
-                f"{self.name}: {self.ip} is answered by {holder}: another host holds it;"
+                f"{self.name}: {conflict.mac} probes for {self.ip} at the same moment;"
+                " not taking it (both back off)"
+            )
+        if conflict is not None:
+            raise DriverError(
+                f"{self.name}: {self.ip} is answered by {conflict.mac}: another host holds it;"
                 " not taking it"
             )
 

@@ -71,11 +71,24 @@ class ArpPacket:
 
 
 @dataclass(frozen=True)
-class NeighbourAdvert:
-    """An ICMPv6 neighbour advertisement: who claims ``target`` (the option's MAC, else L2 src)."""
+class NdMessage:
+    """An ICMPv6 neighbour solicitation (135) or advertisement (136) about ``target``; ``mac``
+    is the link-layer address option's (target's for an NA, source's for an NS), else the
+    Ethernet source."""
 
+    kind: int
+    source: IPv6Address
     target: IPv6Address
     mac: bytes
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Another host on the link wants the address: it holds it (answers for it, announces it),
+    or it probes for it at this very moment (then both sides back off: RFC 5227 2.1.1)."""
+
+    mac: str
+    probing: bool
 
 
 def _pad(frame: bytes) -> bytes:
@@ -119,17 +132,17 @@ def probe_v4(src_mac: bytes, ip: IPv4Address) -> bytes:
     return arp_frame(ARP_REQUEST, src_mac, UNSPECIFIED_V4, ip)
 
 
-def conflict_v4(packet: ArpPacket, ip: IPv4Address, own_mac: bytes) -> bool:
+def conflict_v4(packet: ArpPacket, ip: IPv4Address, own_mac: bytes) -> Conflict | None:
     """RFC 5227 section 2.1.1: another host uses ``ip`` (any ARP packet with it as sender), or
     probes for it at the same moment (sender 0.0.0.0, target ``ip``). Our own frames never count.
     """
     if packet.sender_mac == own_mac:
-        return False
+        return None
     if packet.sender_ip == ip:
-        return True
-    return (
-        packet.op == ARP_REQUEST and packet.sender_ip == UNSPECIFIED_V4 and packet.target_ip == ip
-    )
+        return Conflict(format_mac(packet.sender_mac), probing=False)
+    if packet.op == ARP_REQUEST and packet.sender_ip == UNSPECIFIED_V4 and packet.target_ip == ip:
+        return Conflict(format_mac(packet.sender_mac), probing=True)
+    return None
 
 
 def _multicast_mac(ip: IPv6Address) -> bytes:
@@ -172,31 +185,40 @@ def probe_v6(src_mac: bytes, ip: IPv6Address) -> bytes:
     return _icmpv6_frame(src_mac, UNSPECIFIED_V6, solicited_node(ip), body)
 
 
-def parse_advert(frame: bytes) -> NeighbourAdvert | None:
-    """The neighbour advertisement in ``frame`` (IPv6 without extension headers); else None."""
+def parse_nd(frame: bytes) -> NdMessage | None:
+    """The NS or NA in ``frame`` (IPv6 without extension headers, hop limit 255); else None."""
     offset = _ETH.size + _IPV6.size
     if len(frame) < offset + 24:
         return None
     _, src_mac, ethertype = _ETH.unpack_from(frame)
-    _, _, next_header, hop_limit, _, _ = _IPV6.unpack_from(frame, _ETH.size)
+    _, _, next_header, hop_limit, source, _ = _IPV6.unpack_from(frame, _ETH.size)
     if ethertype != ETH_P_IPV6 or next_header != ICMPV6 or hop_limit != 255:
         return None
-    if frame[offset] != ND_NA or frame[offset + 1] != 0:
+    kind = frame[offset]
+    if kind not in (ND_NS, ND_NA) or frame[offset + 1] != 0:
         return None
     target = IPv6Address(frame[offset + 8 : offset + 24])
     mac = src_mac
+    wanted = 2 if kind == ND_NA else 1  # target / source link-layer address option
     opt = offset + 24
     while opt + 8 <= len(frame) and frame[opt + 1] > 0:
-        if frame[opt] == 2 and frame[opt + 1] == 1:  # target link-layer address
+        if frame[opt] == wanted and frame[opt + 1] == 1:
             mac = frame[opt + 2 : opt + 8]
             break
         opt += 8 * frame[opt + 1]
-    return NeighbourAdvert(target, mac)
+    return NdMessage(kind, IPv6Address(source), target, mac)
 
 
-def conflict_v6(advert: NeighbourAdvert, ip: IPv6Address, own_mac: bytes) -> bool:
-    """Another host advertises ``ip`` (the answer to our DAD solicitation, or its own NA)."""
-    return advert.target == ip and advert.mac != own_mac
+def conflict_v6(message: NdMessage, ip: IPv6Address, own_mac: bytes) -> Conflict | None:
+    """Another host advertises ``ip`` (the answer to our DAD solicitation, or its own NA), or
+    runs duplicate address detection for it (an NS from :: for ``ip``). Our own never count."""
+    if message.target != ip or message.mac == own_mac:
+        return None
+    if message.kind == ND_NA:
+        return Conflict(format_mac(message.mac), probing=False)
+    if message.source == UNSPECIFIED_V6:
+        return Conflict(format_mac(message.mac), probing=True)
+    return None  # an address resolution request: somebody looks for the holder
 
 
 # --- I/O: the packet socket ----------------------------------------------------------------------
@@ -269,7 +291,7 @@ def ethertype_for(ip: IPv4Address | IPv6Address) -> int:
 
 def probe(
     ifname: str, ip: IPv4Address | IPv6Address, timeout: float, *, tries: int = 2
-) -> str | None:
+) -> Conflict | None:
     """:func:`probe_on` a socket opened for the occasion."""
     with LinkSocket(ifname, ethertype_for(ip)) as link:
         return probe_on(link, ip, timeout, tries=tries)
@@ -277,12 +299,14 @@ def probe(
 
 def probe_on(
     link: LinkSocket, ip: IPv4Address | IPv6Address, timeout: float, *, tries: int = 2
-) -> str | None:
-    """The MAC of another host that holds (or probes for) ``ip`` on ``link``'s interface, None
+) -> Conflict | None:
+    """The first other host that holds (or probes for) ``ip`` on ``link``'s interface, None
     when none answers within ``timeout`` seconds. ``tries`` probes are sent, spread over the
-    window, so that one lost frame does not hide a holder. Blocks for ``timeout`` when nobody
-    answers (returns at the first conflicting answer). LinkError when the interface is missing
-    or down. ``link`` must be bound to ``ethertype_for(ip)``.
+    window, so that one lost frame does not hide a holder, and so that a host whose probe
+    window ended just before ours began (and which adds the address a few ms later, unheard
+    by us) answers our later probe instead of becoming a second holder. Blocks for
+    ``timeout`` when nobody answers (returns at the first conflict). LinkError when the
+    interface is missing or down. ``link`` must be bound to ``ethertype_for(ip)``.
     """
     frame = probe_v4(link.mac, ip) if isinstance(ip, IPv4Address) else probe_v6(link.mac, ip)
     start = time.monotonic()
@@ -290,22 +314,18 @@ def probe_on(
         link.send(frame)
         deadline = start + timeout * (i + 1) / tries
         for got in link.frames(deadline):
-            mac = _conflicting_mac(got, ip, link.mac)
-            if mac is not None:
-                return mac
+            conflict = _conflict(got, ip, link.mac)
+            if conflict is not None:
+                return conflict
     return None
 
 
-def _conflicting_mac(frame: bytes, ip: IPv4Address | IPv6Address, own: bytes) -> str | None:
+def _conflict(frame: bytes, ip: IPv4Address | IPv6Address, own: bytes) -> Conflict | None:
     if isinstance(ip, IPv4Address):
         packet = parse_arp(frame)
-        if packet is not None and conflict_v4(packet, ip, own):
-            return format_mac(packet.sender_mac)
-        return None
-    advert = parse_advert(frame)
-    if advert is not None and conflict_v6(advert, ip, own):
-        return format_mac(advert.mac)
-    return None
+        return None if packet is None else conflict_v4(packet, ip, own)
+    message = parse_nd(frame)
+    return None if message is None else conflict_v6(message, ip, own)
 
 
 def announce(ifname: str, ip: IPv4Address | IPv6Address) -> None:
