@@ -169,6 +169,17 @@ async def test_idempotence_adopt_and_roles(lab: Lab) -> None:
     assert VIP not in lab.a.addresses()
 
 
+async def test_a_cancelled_start_leaves_no_address(lab: Lab) -> None:
+    a = await lab.wa.make("vip", f"{VIP}/24", probe_timeout=1.0)
+    answer = await lab.wa.request(op="cancel_start", id="vip", after=0.2)
+    assert answer["value"] == "cancelled", answer
+    assert answer["elapsed"] < 1.5, answer  # waited for the probe thread, not more
+    assert VIP not in lab.a.addresses()
+    assert await lab.wc.who_has(VIP) == set()
+    await a.ok("start")  # the driver is still usable
+    assert await lab.wc.who_has(VIP) == {lab.a.mac}
+
+
 async def test_missing_interface_is_a_clear_error(lab: Lab) -> None:
     named = await lab.wa.make("vip", f"{VIP}/24", interface="cvt-nope")
     for method in ("start", "status"):

@@ -7,6 +7,7 @@ per line on stdin, one JSON answer per line on stdout.
 - ``{"op": "make", "id": ..., "address": "198.18.64.100/24", "node_address": ..., **kwargs}``
 - ``{"op": "call", "id": ..., "method": "start"}`` -> ``{"ok": true, "value": ..., "elapsed": s}``
   or ``{"ok": false, "error": "DriverError", "message": ...}``
+- ``{"op": "cancel_start", "id": ..., "after": s}`` -> "cancelled" or "finished"
 - ``{"op": "who_has", "ifname": ..., "ip": ..., "timeout": s, "count": n}`` -> sorted MACs
 - ``{"op": "watch_announcements", "ifname": ..., "ip": ..., "duration": s}`` starts listening
   for gratuitous ARPs in the background; ``{"op": "watch_result", "ip": ...}`` waits for the
@@ -55,6 +56,15 @@ async def handle(req: dict[str, Any], drivers: dict[str, VipAddress]) -> Any:
         if isinstance(value, DriverStatus):
             return {"state": value.state, "detail": value.detail}
         return value
+    if op == "cancel_start":  # start(), cancelled after ``after`` seconds (an agent shutdown)
+        task = asyncio.create_task(drivers[req["id"]].start())
+        await asyncio.sleep(req["after"])
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "finished"
     if op == "announcing":
         return drivers[req["id"]].announcing
     if op == "watch_announcements":

@@ -87,7 +87,7 @@ class VipAddress:
             index, ifname = await self._link(ipr)
             if await self._prefix_present(ipr, index) is not None:
                 return
-            link = await self._open(ifname)
+            link = self._open(ifname)
             try:
                 await self._probe(link)
                 await self._add(ipr, index, ifname)
@@ -150,16 +150,29 @@ class VipAddress:
         """True while the background announcement burst runs."""
         return self._burst is not None and not self._burst.done()
 
-    async def _open(self, ifname: str) -> arp.LinkSocket:
-        try:  # in a thread: opening a packet socket may wait for an RCU grace period
-            return await asyncio.to_thread(arp.LinkSocket, ifname, arp.ethertype_for(self.ip))
+    def _open(self, ifname: str) -> arp.LinkSocket:
+        """The packet socket for probe and burst (opening takes microseconds: a socket made
+        with protocol 0 and bound once never waits for the kernel's RCU grace period)."""
+        try:
+            return arp.LinkSocket(ifname, arp.ethertype_for(self.ip))
         except LinkError as exc:
             raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
 
     async def _probe(self, link: arp.LinkSocket) -> None:
-        """DriverError when another host answers for the address (see the contract)."""
+        """DriverError when another host answers for the address (see the contract).
+
+        The probe blocks a thread for ``probe_timeout``. A cancel of start() waits for that
+        thread to end before it propagates: the caller then closes ``link``, and a socket
+        closed under a thread could have its fd number reused by another socket meanwhile.
+        """
+        thread = asyncio.ensure_future(
+            asyncio.to_thread(arp.probe_on, link, self.ip, self.probe_timeout)
+        )
         try:
-            conflict = await asyncio.to_thread(arp.probe_on, link, self.ip, self.probe_timeout)
+            conflict = await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            await asyncio.wait([thread])
+            raise
         except LinkError as exc:
             raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
         if conflict is not None and conflict.probing:
