@@ -17,8 +17,6 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-pytest.importorskip("pyroute2", reason="the VIP driver needs pyroute2 (netlink)")
-
 from corral.net import arp
 
 from .helpers import eventually
