@@ -18,12 +18,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Set
+from dataclasses import dataclass
 from typing import Protocol
 
 from corral.agent.records import dump, load
 from corral.core.lbstate import Desired, desired_servers, drained
 from corral.spec import Spec
 from corral.store import Keys, Store
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What load balancers and the DNS responder need of the store, read in one go."""
+
+    online: set[str]  # live, unfenced registrations
+    health: dict[tuple[str, str], str]  # (resource, node) -> reported health
+    live: dict[str, list[str]]  # vip-set -> members (IPs) held on online nodes
 
 
 class Balancer(Protocol):
@@ -46,8 +56,8 @@ class LbDuty:
         self._config = None
         self._applied = None
 
-    async def view(self, spec: Spec) -> tuple[set[str], dict[tuple[str, str], str]]:
-        """(online nodes, (resource, node) -> reported health) from the store."""
+    async def view(self, spec: Spec) -> ClusterView:
+        """Online nodes, reported health and live vip-set members, from the store."""
         nodes = await self.store.range(self.keys.prefix("nodes"))
         fenced = await self.store.range(self.keys.prefix("fenced"))
         status = await self.store.range(self.keys.prefix("status"))
@@ -57,16 +67,22 @@ class LbDuty:
             node = self.keys.relative(kv.key)[1]
             if isinstance(value, dict) and value.get("revision") == registration.get(node):
                 registration.pop(node, None)
+        online = set(registration) & set(spec.nodes)
         health: dict[tuple[str, str], str] = {}
+        live: dict[str, list[str]] = {}
         for kv in status.kvs:
             parts = self.keys.relative(kv.key)
             value = load(kv.value)
             if len(parts) != 3 or not isinstance(value, dict):
                 continue
-            instances = value.get("instances")
-            if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+            instances = [i for i in value.get("instances") or [] if isinstance(i, dict)]
+            if instances:
                 health[(parts[2], parts[1])] = str(instances[0].get("health", "unknown"))
-        return set(registration) & set(spec.nodes), health
+            if parts[1] in online:
+                live.setdefault(parts[2], []).extend(
+                    str(i["item"]) for i in instances if i.get("item")
+                )
+        return ClusterView(online, health, live)
 
     async def sync(
         self,
@@ -75,6 +91,7 @@ class LbDuty:
         render: str,
         lease: int | None,
         lost: Set[str],
+        view: ClusterView,
     ) -> str:
         """Apply ``render`` (the config text for ``spec``) if it changed, then server states."""
         said = []
@@ -83,8 +100,7 @@ class LbDuty:
             self._config = render
             self._applied = None
             said.append("configuration reloaded" if reloaded else "configuration unchanged")
-        online, health = await self.view(spec)
-        desired = desired_servers(spec, online, health, lost)
+        desired = desired_servers(spec, view.online, view.health, lost)
         if desired != self._applied:
             await balancer.set_servers(desired)
             self._applied = desired

@@ -14,6 +14,8 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import logging
 
@@ -44,9 +46,19 @@ class AgentGossip:
     def __init__(self, spec: Spec, node: str, store: Store, keys: Keys) -> None:
         self.spec, self.node, self.store, self.keys = spec, node, store, keys
         self.member: GossipNode | None = None
+        self._lock = asyncio.Lock()
         self._published: bytes | None = None
 
-    async def start(self, on_change: object = None) -> None:
+    async def start(self) -> bool:
+        """Start the member once (concurrent calls wait for the first); True when this call
+        started it. On failure nothing stays bound and the next call tries again."""
+        async with self._lock:
+            if self.member is not None:
+                return False
+            await self._start()
+            return True
+
+    async def _start(self) -> None:
         keyring = await cluster_keyring(self.store, self.keys)
         port = self.spec.gossip.port
         me = self.spec.nodes[self.node]
@@ -59,7 +71,11 @@ class AgentGossip:
             seeds=seeds,
             meta=NodeMeta(roles=tuple(me.roles), site=me.site or ""),
         )
-        await member.start()
+        try:
+            await member.start()
+        except BaseException:
+            await member.transport.close()
+            raise
         self.member = member  # only once started: lost() and view() read a running member
 
     def lost(self) -> set[str]:

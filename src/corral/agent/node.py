@@ -33,6 +33,7 @@ from corral.agent.guard import write_atomic
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
+from corral.agent.network import NetworkDuties
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, MonotonicClock
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -50,6 +51,7 @@ ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
+NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
 
 
 class Agent:
@@ -93,6 +95,9 @@ class Agent:
             lost=self.gossip.lost if self.gossip is not None else set,
         )
         self.lb = LbDuty(store, self.keys, node)
+        self.network = NetworkDuties(state_dir)
+        self._last_network = -math.inf
+        self._gossip_error: str | None = None
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
@@ -173,7 +178,7 @@ class Agent:
         for key, (name, item) in self._local_instances().items():
             res = self.spec.resources[name]
             try:
-                driver = self.driver_factory(name, res, self.ctx, item)
+                driver = self._driver(name, res, item)
                 if await driver.adopt():
                     svc = self._service(key, res, driver)
                     self.services[key] = svc
@@ -227,12 +232,16 @@ class Agent:
         if self.gossip is None or self.gossip.member is not None:
             return
         try:
-            await self.gossip.start()
+            started = await self.gossip.start()
         except (OSError, StoreError, ValueError) as exc:
-            self.gossip.member = None
-            await self._event("gossip", f"cannot start gossip (retrying): {exc}")
+            text = f"cannot start gossip (retrying): {exc}"
+            if text != self._gossip_error:  # one event per distinct problem, not per retry
+                self._gossip_error = text
+                await self._event("gossip", text)
             return
-        assert self.gossip.member is not None
+        self._gossip_error = None
+        if not started or self.gossip.member is None:
+            return
         self.gossip.member.subscribe(lambda _change: self._dirty.set())
         self._decide(f"gossip member bound to port {self.spec.gossip.port}")
 
@@ -302,10 +311,11 @@ class Agent:
             now = self.clock.now()
             if not self._dirty.is_set() and now - last_round < ROUND_EVERY:
                 continue
+            changed = self._dirty.is_set()
             self._dirty.clear()
             last_round = now
             try:
-                await self._round()
+                await self._round(changed)
             except StoreError as exc:
                 self._decide(f"store unavailable, keeping what runs: {exc}")
 
@@ -317,7 +327,7 @@ class Agent:
             if res is not None and res.exclusive:
                 await self._stop(key, "self-fence: node lease not renewed in time (rule 1)")
 
-    async def _round(self) -> None:
+    async def _round(self, changed: bool = True) -> None:
         if self.lease is not None:
             now = self.clock.now()
             if not self.controller.active and now - self._last_campaign > 1.0:
@@ -358,6 +368,40 @@ class Agent:
             if self.gossip.member is None and self.lease is not None:
                 await self._start_gossip()
             await self.gossip.publish(self.lease)
+        now = self.clock.now()
+        if changed or now - self._last_network > NETWORK_EVERY:
+            self._last_network = now
+            await self._network()
+
+    async def _network(self) -> None:
+        """This node's HAProxy server states and DNS zone, from one read of the store."""
+        hap = next((s for s in self.services.values() if self._kind(s.resource) == "haproxy"), None)
+        dns_here = self.network.dns_names(self.spec, self.node)
+        if hap is None and not dns_here:
+            await self.network.close_dns()
+            return
+        view = await self.lb.view(self.spec)
+        lost = self.gossip.lost() if self.gossip is not None else set()
+        if hap is not None and not hap.failed:
+            try:
+                render = self.network.render(self.spec, self.ctx)
+                self._decide(
+                    await self.lb.sync(self.spec, hap.driver, render, self.lease, lost, view)  # type: ignore[arg-type]
+                )
+            except DriverError as exc:
+                await self._event("haproxy", f"load balancer not updated: {exc}", hap.resource)
+        if dns_here:
+            await self.network.serve_dns(self.spec, self.ctx, view.live, self._event)
+
+    def _driver(self, name: str, res: Resource, item: str | None) -> Driver:
+        if res.kind == "haproxy":
+            self.lb.forget()  # a new HAProxy: apply configuration and states again
+            return self.network.haproxy_driver(name, res, self.ctx, lambda: self.spec)
+        return self.driver_factory(name, res, self.ctx, item)
+
+    def _kind(self, resource: str) -> str:
+        res = self.spec.resources.get(resource)
+        return res.kind if res is not None else ""
 
     def _exclusive(self, key: str) -> bool:
         res = self.spec.resources.get(split_key(key)[0])
@@ -464,7 +508,7 @@ class Agent:
         name, item = split_key(key)
         res = self.spec.resources[name]
         try:
-            driver = self.driver_factory(name, res, self.ctx, item)
+            driver = self._driver(name, res, item)
             await driver.start()
         except DriverError as exc:
             await self._count_failure(name, f"start failed: {exc}")

@@ -12,6 +12,7 @@ from corral import __version__
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
+from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
 from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
@@ -59,6 +60,7 @@ for command in (agent, status, events, members, check, spec_group, *ADMIN_COMMAN
     cli.add_command(command)
 cli.add_command(explain_cmd)
 cli.add_command(resource_group)
+cli.add_command(lab_group)
 
 
 def main() -> None:

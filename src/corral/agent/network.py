@@ -1,0 +1,93 @@
+"""The network duties of an agent beside its services (shell): HAProxy's driver and config,
+and the DNS responder for vip-set names.
+
+Contract:
+- ``haproxy_driver()`` makes the HAProxy driver of a ``haproxy`` resource (it needs the whole
+  spec, so :func:`corral.drivers.make_driver` does not make it); ``render()`` gives the
+  configuration text for this node from the spec (deterministic: equal specs, equal text).
+- ``serve_dns()`` runs the responder on ``<node address>:<spec.dns.port>`` while this node may
+  hold a vip-set with ``dns:``, answering with the members held on online nodes; the zone is
+  rebuilt only when that set changes. A port that cannot be bound is an event, retried at the
+  next call, never a crash. ``close_dns()`` stops it (idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from corral.core.scheduler.model import Snapshot
+from corral.core.scheduler.scores import Context
+from corral.dns import DnsServer, Zone, zone_for
+from corral.drivers.base import Driver, NodeContext
+from corral.spec import Resource, Spec
+
+EventSink = Callable[[str, str, str], Awaitable[None]]
+
+
+class NetworkDuties:
+    def __init__(self, state_dir: Path) -> None:
+        self.run_dir = state_dir / "haproxy"
+        self._dns: DnsServer | None = None
+        self._dns_key: tuple[str, int] | None = None
+        self._zone = Zone()
+        self._live: dict[str, list[str]] | None = None
+        self._dns_failed: str | None = None
+
+    # --- HAProxy ------------------------------------------------------------------------
+
+    def haproxy_driver(
+        self, name: str, res: Resource, node: NodeContext, spec: Callable[[], Spec]
+    ) -> Driver:
+        from corral.drivers.haproxy import HaproxyService
+
+        return HaproxyService(name, res, node, spec, run_dir=self.run_dir)
+
+    def render(self, spec: Spec, node: NodeContext) -> str:
+        from corral.lb.config import render
+
+        return render(spec, node, {}, self.run_dir)
+
+    # --- DNS ------------------------------------------------------------------------------
+
+    @staticmethod
+    def dns_names(spec: Spec, node: str) -> list[str]:
+        """The vip-set names this node answers for (it may hold their VIPs)."""
+        ctx = Context(spec, Snapshot())
+        return [
+            res.dns
+            for name, res in spec.resources.items()
+            if res.vip_set is not None and res.dns and node in ctx.static_set(name)
+        ]
+
+    async def serve_dns(
+        self,
+        spec: Spec,
+        node: NodeContext,
+        live: Mapping[str, Sequence[str]],
+        event: EventSink,
+    ) -> None:
+        wanted = {k: list(v) for k, v in live.items()}
+        if wanted != self._live:
+            self._zone = zone_for(spec, wanted)
+            self._live = wanted
+        key = (node.address, spec.dns.port)
+        if self._dns is not None and self._dns_key != key:
+            await self.close_dns()
+        if self._dns is None:
+            server = DnsServer(lambda: self._zone, node.address, spec.dns.port)
+            try:
+                await server.start()
+            except OSError as exc:
+                text = f"cannot answer DNS on {node.address}:{spec.dns.port}: {exc}"
+                if text != self._dns_failed:
+                    await event("dns", text, "")
+                    self._dns_failed = text
+                return
+            self._dns, self._dns_key, self._dns_failed = server, key, None
+
+    async def close_dns(self) -> None:
+        if self._dns is not None:
+            await self._dns.close()
+            self._dns = None
+            self._dns_key = None
