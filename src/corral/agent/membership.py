@@ -15,7 +15,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import logging
 
