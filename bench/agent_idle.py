@@ -105,6 +105,80 @@ def _patch_no_guard() -> None:
     node.Agent._update_guard = lambda self: None  # type: ignore[method-assign]
 
 
+def _patch_lazy_guard() -> None:
+    """guard.json rewritten only while it lists exclusive services (or the list changed): a
+    guard with nothing listed never fences, so its deadline does not matter."""
+    from corral.agent import node
+
+    update = node.Agent._update_guard
+    last: dict[int, bool] = {}
+
+    def lazy(self: Any) -> None:
+        listed = any(
+            n in self.spec.resources and self.spec.resources[n].exclusive for n in self.services
+        )
+        if listed or last.get(id(self), True):
+            update(self)
+        last[id(self)] = listed
+
+    node.Agent._update_guard = lazy  # type: ignore[method-assign]
+
+
+def _patch_raw_http() -> None:
+    """Plain-http checks over asyncio streams (one request, the status line and as much body
+    as ``body`` needs) instead of httpx; https stays on httpx. Same results for the lab's
+    checks; a sketch of the recommended health/checks.py change, not a full HTTP client."""
+    import urllib.parse
+
+    from corral.health import checks
+
+    original = checks.Checker._http
+
+    async def raw(self: Any, spec: Any, url: str, timeout: float) -> tuple[str, str]:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or spec.body is not None:
+            return await original(self, spec, url, timeout)  # type: ignore[no-any-return]
+        try:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        except OSError as exc:
+            return "critical", f"{url}: {exc.strerror or exc}"
+        try:
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            host = parts.netloc
+            writer.write(f"{spec.method} {path} HTTP/1.1\r\nHost: {host}\r\n".encode())
+            writer.write(b"Connection: close\r\n\r\n")
+            line = await reader.readline()
+            fields = line.split(None, 2)
+            if len(fields) < 2 or not fields[1].isdigit():
+                return "critical", f"{url}: not an HTTP answer"
+            code = int(fields[1])
+            got = f"HTTP {code} from {url}"
+            if code not in spec.status:
+                return "critical", f"{got} (expected {spec.status})"
+            return "ok", got
+        except OSError as exc:
+            return "critical", f"{url}: {exc}"
+        finally:
+            writer.close()
+
+    checks.Checker._http = raw  # type: ignore[assignment,method-assign]
+
+
+def _patch_probe_200ms() -> None:
+    """Gossip probes every 200 ms instead of the lan profile's 100 ms (halves the packets;
+    detection takes about twice as long)."""
+    from corral.agent import membership
+
+    base = membership.profile
+
+    def slower(name: str, **overrides: Any) -> Any:
+        return base(name, **{"probe_interval": 0.2, **overrides})
+
+    membership.profile = slower  # type: ignore[assignment]
+
+
 def _patch_cached_timing() -> None:
     """``Spec.effective_timing`` computed once per spec instead of on every access (it builds
     a pydantic model; the agent reads it several times per keepalive interval)."""
@@ -130,6 +204,9 @@ PATCHES = {
     "no-round": _patch_no_round,
     "no-guard": _patch_no_guard,
     "cached-timing": _patch_cached_timing,
+    "lazy-guard": _patch_lazy_guard,
+    "raw-http": _patch_raw_http,
+    "probe-200ms": _patch_probe_200ms,
 }
 
 
@@ -159,6 +236,46 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def start_spy(pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``: collapsed stacks (``--format raw``) at 1 kHz, without pausing it."""
+    spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "1000"]
+    argv += ["--nonblocking", "--format", "raw", "-o", out]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# (part, markers): a sample belongs to the first part with a marker somewhere in its stack
+PARTS = [
+    ("guard file (guard.json per renewal)", ("write_atomic", "_update_guard")),
+    ("Spec.effective_timing", ("effective_timing",)),
+    ("lease keepalive", ("keepalive", "_KeepAliveStream", "StreamStream", "_StreamRequestMixin")),
+    ("gossip", ("net/gossip.py", "net/transport.py", "net/wire.py", "membership", "Datagram")),
+    ("health checks (httpx)", ("health/checks.py", "httpx", "httpcore", "anyio", "instances.py")),
+    ("driver status polls", ("_poll_drivers", "drivers/")),
+    ("round (controller, assignments, publish)", ("_round", "controller.py", "scheduler")),
+    ("main loop tick (self-fence check)", ("_main_loop", "_self_fence")),
+    ("watch", ("_watch_loop", "watch")),
+    ("store calls (unary gRPC completions)", ("grpc/aio", "store/etcd.py")),
+    ("logging", ("logging/",)),
+]
+
+
+def summarize(raw: str) -> list[tuple[str, float]]:
+    """Share of the busy samples of a py-spy raw profile per part of the agent. Samples of
+    gRPC's poller thread (native code that py-spy cannot see idle) and of the event loop's
+    ``select`` are left out: per-thread CPU shows that thread near 0."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in Path(raw).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if stack.startswith("Thread._bootstrap") or "select (selectors.py" in stack:
+            continue
+        part = next((p for p, marks in PARTS if any(m in stack for m in marks)), "event loop")
+        counts[part] = counts.get(part, 0) + int(n)
+        total += int(n)
+    return sorted(((p, c / max(total, 1)) for p, c in counts.items()), key=lambda x: -x[1])
 
 
 async def measure(
@@ -194,28 +311,10 @@ async def measure(
             await asyncio.sleep(0.1)
         await asyncio.sleep(3.0)  # registration, gossip join and the first rounds are over
         pids = {n: p.pid for n, p in c.agents.items()}
-        spy = None
-        if profile:
-            spy = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "-p",
-                    str(pids["n1"]),
-                    "-d",
-                    str(int(windows * seconds)),
-                    "-r",
-                    "1000",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "-o",
-                    profile,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        guards = {n: int((c.state_dir(n) / "guard.pid").read_text()) for n in pids}
+        spy = start_spy(pids["n1"], windows * seconds, profile) if profile else None
         samples: dict[str, list[float]] = {n: [] for n in pids}
+        guard_before, g0 = {n: cpu_seconds(p) for n, p in guards.items()}, time.monotonic()
         for _ in range(windows):
             before = {n: cpu_seconds(p) for n, p in pids.items()}
             t0 = time.monotonic()
@@ -223,8 +322,12 @@ async def measure(
             dt = time.monotonic() - t0
             for n, p in pids.items():
                 samples[n].append((cpu_seconds(p) - before[n]) / dt * 100)
+        elapsed = time.monotonic() - g0
+        guard_cpu = {
+            n: (cpu_seconds(p) - guard_before[n]) / elapsed * 100 for n, p in guards.items()
+        }
         if spy is not None:
-            spy.wait(timeout=60)
+            await asyncio.to_thread(spy.wait, 60)
         rss = {n: rss_mb(p) for n, p in pids.items()}
         controller = await _controller(c.etcd.endpoints)
     finally:
@@ -234,6 +337,7 @@ async def measure(
         "cpu_pct": {n: statistics.median(s) for n, s in samples.items()},
         "cpu_samples": samples,
         "rss_mb": rss,
+        "guard_cpu_pct": guard_cpu,
         "controller": controller,
     }
 
@@ -265,23 +369,54 @@ def main() -> None:
     parser.add_argument("--patch", action="append", default=[], choices=[*PATCHES, "quiet"])
     parser.add_argument("--profile", metavar="FILE")
     parser.add_argument("--matrix", action="store_true", help="one run per patch")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="P1,P2",
+        help="a comma-separated patch set ('plain': none); repeatable, compared side by side",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per config, interleaved")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     configs = [args.patch]
+    if args.config:
+        configs = [[p for p in c.split(",") if p and p != "plain"] for c in args.config]
     if args.matrix:
         configs = [[], *([p] for p in [*PATCHES, "quiet"])]
-    results = []
     for patches in configs:
-        r = run(patches, args.windows, args.seconds, args.profile if not args.matrix else None)
-        results.append(r)
-        cpu = r["cpu_pct"]
-        print(
-            f"{'+'.join(patches) or 'plain':18s} "
-            + "  ".join(f"{n} {v:5.2f}%" for n, v in cpu.items())
-            + f"  median {statistics.median(cpu.values()):5.2f}%"
-            + f"  rss {max(r['rss_mb'].values()):.0f} MB  controller {r['controller']}",
-            flush=True,
-        )
+        unknown = set(patches) - {*PATCHES, "quiet"}
+        if unknown:
+            parser.error(f"unknown patch(es): {', '.join(sorted(unknown))}")
+    results = []
+    per_config: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for patches in configs:
+            profile = args.profile if len(configs) == 1 and args.repeat == 1 else None
+            r = run(patches, args.windows, args.seconds, profile)
+            results.append(r)
+            cpu = r["cpu_pct"]
+            label = "+".join(patches) or "plain"
+            per_config.setdefault(label, []).append(statistics.median(cpu.values()))
+            print(
+                f"{label:18s} "
+                + "  ".join(f"{n} {v:5.2f}%" for n, v in cpu.items())
+                + f"  median {statistics.median(cpu.values()):5.2f}%"
+                + f"  rss {max(r['rss_mb'].values()):.0f} MB"
+                + f"  guard {statistics.median(r['guard_cpu_pct'].values()):4.2f}%"
+                + f"  controller {r['controller']}",
+                flush=True,
+            )
+    if args.repeat > 1:
+        print("median over runs of the median agent:")
+        for label, values in per_config.items():
+            spread = f"{min(values):.2f}-{max(values):.2f}"
+            print(f"  {statistics.median(values):5.2f} %  ({spread})  {label}")
+    if args.profile and len(configs) == 1 and args.repeat == 1:
+        n1 = results[0]["cpu_pct"]["n1"]
+        print(f"py-spy profile of n1 ({n1:.2f} % of a core), busy samples by part:")
+        for part, share in summarize(args.profile):
+            print(f"  {share * 100:5.1f} %  ~{share * n1:4.2f} % CPU  {part}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

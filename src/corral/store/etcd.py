@@ -17,6 +17,10 @@ What this backend adds:
   event they delivered, skipping the keys of that revision already delivered (a txn writes
   several keys at one revision): no loss, no duplicates. A watch that finds no endpoint for
   ``timeout`` raises :class:`StoreUnavailable`.
+- Lease renewals share one long-lived LeaseKeepAlive stream per connection (one message each
+  way per renewal instead of a new gRPC call: the idle agent renews five times a second). A
+  renewal that fails or times out on it is re-sent on a new stream to the next endpoint, like
+  any repeatable call; the contract of :meth:`EtcdStore.keepalive` is unchanged.
 - The connection being replaced is closed only after ``timeout``, so calls still running on it
   (other tasks share the store) finish or time out on their own instead of being cut.
 
@@ -151,8 +155,10 @@ class EtcdStore:
             budget = max(0.05, min(self._attempt_timeout, deadline - loop.time()))
             generation, name, client = await self._current()
             try:
-                # gRPC gets the same deadline; ours is a backstop for a stuck channel
-                return await asyncio.wait_for(attempt(client, budget), budget + 0.25)
+                # gRPC gets the same deadline; ours is a backstop for a stuck channel (a scope,
+                # not wait_for: no extra task per call)
+                async with asyncio.timeout(budget + 0.25):
+                    return await attempt(client, budget)
             except Exception as exc:
                 failure = wire.classify(exc)
                 if failure is Failure.FATAL:
