@@ -50,10 +50,22 @@ def lab_group() -> None:
 @click.option("--nodes", type=int, help="Use the first N nodes of the spec (default all).")
 @dir_option
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for agents.")
-def up(spec_file: Path, nodes: int | None, lab_dir: Path | None, timeout: float) -> None:
+@click.option(
+    "--fence-action",
+    type=click.Choice(["off", "reboot", "none"]),
+    help="What fencing does to a lost node (default: the spec's fence device's action; "
+    "none: no fencing).",
+)
+def up(
+    spec_file: Path,
+    nodes: int | None,
+    lab_dir: Path | None,
+    timeout: float,
+    fence_action: str | None,
+) -> None:
     """Build the lab for SPEC_FILE (services rewritten to stand-ins) and start its agents."""
     try:
-        lab = Lab.up(spec_file, lab_dir, nodes=nodes, timeout=timeout)
+        lab = Lab.up(spec_file, lab_dir, nodes=nodes, timeout=timeout, fence_action=fence_action)
     except ERRORS as exc:
         raise _fail(exc) from None
     state = lab.state()
@@ -184,3 +196,7 @@ def malfunction(lab_dir: Path | None, node: str, resource: str, mode: str) -> No
     """RESOURCE on NODE answers 500, hangs (SIGSTOP), or is ok again (SIGCONT, 200)."""
     _fault(lab_dir, "malfunction", node, resource, mode)
     click.echo(f"{resource} on {node}: {mode}")
+
+
+if __name__ == "__main__":  # python -m corral.cli.lab (also before it is registered in main)
+    lab_group(prog_name="corral lab")

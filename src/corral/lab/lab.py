@@ -220,12 +220,15 @@ class Lab:
         nodes: int | None = None,
         timeout: float = 60.0,
         python: str = sys.executable,
+        fence_action: str | None = None,
     ) -> Lab:
         """Build the lab for ``spec_file`` and wait until every agent registered.
 
         Raises LabError (after tearing down what it made; logs are kept) when the spec cannot
         be rewritten, a lab already runs in the directory, or the cluster does not answer
         within ``timeout`` seconds (the message holds the tails of the agent logs).
+        ``fence_action`` (off/reboot/none): what the cluster's fencing does to a lost node
+        through the lab fence device; default that of the spec's fence device.
         """
         text = spec_file.read_text()
         if lab_dir is None:
@@ -234,7 +237,7 @@ class Lab:
         if lab.state_path.exists():
             raise LabError(f"a lab is up in {lab.dir}; run `corral lab down --dir {lab.dir}`")
         try:
-            lab._build(spec_file, text, nodes)
+            lab._build(spec_file, text, nodes, fence_action)
             for name in lab.state()["nodes"]:
                 lab._start_agent(name)
             lab.wait_online(timeout=timeout)
@@ -244,14 +247,24 @@ class Lab:
             raise
         return lab
 
-    def _build(self, spec_file: Path, text: str, nodes: int | None) -> None:
+    def _build(
+        self, spec_file: Path, text: str, nodes: int | None, fence_action: str | None
+    ) -> None:
         for sub in ("nodes", "modes", "etcd"):  # a previous run's etcd data is not this one's
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         fence = self.dir / FENCE_SCRIPT
         fence.write_text(f'#!/bin/sh\nexec {self.python} -m corral.lab.fence "$@"\n')
         fence.chmod(0o755)
-        opts = StandinOptions(self.dir, self.python, str(APP), str(fence), nodes, STATEFUL.exists())
+        opts = StandinOptions(
+            lab_dir=self.dir,
+            python=self.python,
+            app=str(APP),
+            fence_command=str(fence),
+            nodes=nodes,
+            stateful=STATEFUL.exists(),
+            fence_action=fence_action,
+        )
         try:
             rewritten = rewrite(text, opts, str(spec_file))
         except ValueError as exc:  # SpecError is a ValueError too

@@ -21,7 +21,10 @@ Contract of :func:`rewrite` (the input must be a valid spec; the output is valid
   resources are kept untouched: the lab provides the network only.
 - **Fencing**: every fence device is replaced by one device ``lab`` running ``fence_command``
   (the lab fence agent, :mod:`corral.lab.fence`) with ``lab_dir`` (the fence driver sends
-  ``plug=<node name>`` itself); node ``fence:`` lists name ``lab``.
+  ``plug=<node name>`` itself) and the ``action`` asked for (default: that of the spec's
+  first device); node ``fence:`` lists name ``lab``. ``off`` keeps a fenced node off until
+  the test powers it on; ``none`` leaves the lab spec without fencing (tests of the lab
+  itself, where the cluster must not power nodes on and off behind the test's back).
 - **Store**: ``embedded`` on the spec's ports (2379/2380 by default: every node namespace has
   its own port space) with ``data_dir`` under the lab dir; profile ``lan``.
 - The stand-in's mode file (``ok`` / ``500``) is :func:`mode_file`; the app answers
@@ -57,6 +60,7 @@ class StandinOptions:
     fence_command: str  # executable speaking the fence-agents stdin protocol
     nodes: int | None = None  # keep the first N nodes (None: all)
     stateful: bool = False  # /usr/lib/ocf/resource.d/pacemaker/Stateful exists
+    fence_action: str | None = None  # off | reboot | none; None: the spec's device's action
 
 
 @dataclass(frozen=True)
@@ -110,15 +114,7 @@ def rewrite(text: str, opts: StandinOptions, source: str = "<spec>") -> Rewritte
             notes.append(
                 f"{name}: promotable without pacemaker:Stateful here: an active-active stand-in"
             )
-    raw["fencing"] = {
-        FENCE_DEVICE: {
-            "agent": opts.fence_command,
-            "params": {"lab_dir": str(opts.lab_dir)},  # the caller sends plug=<node>
-        }
-    }
-    for node in raw["nodes"].values():
-        if isinstance(node, dict) and "fence" in node:
-            node["fence"] = [FENCE_DEVICE]
+    _fencing(spec, raw, opts)
     embedded = spec.store.embedded
     raw["store"] = {
         "embedded": {
@@ -132,6 +128,23 @@ def rewrite(text: str, opts: StandinOptions, source: str = "<spec>") -> Rewritte
     out = header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=120)
     load_spec_text(out, f"{source} (lab rewrite)")  # a bug here must not reach the agents
     return Rewritten(out, ports, notes)
+
+
+def _fencing(spec: Spec, raw: dict[str, Any], opts: StandinOptions) -> None:
+    devices = list(spec.fencing.values())
+    action = opts.fence_action or (devices[0].action if devices else "reboot")
+    if action not in ("off", "reboot", "none"):
+        raise ValueError(f"fence action {action!r}: use off, reboot or none")
+    raw["fencing"] = {}
+    if action != "none":
+        raw["fencing"][FENCE_DEVICE] = {
+            "agent": opts.fence_command,
+            "params": {"lab_dir": str(opts.lab_dir)},  # the caller sends plug=<node>
+            "action": action,
+        }
+    for node in raw["nodes"].values():
+        if isinstance(node, dict) and "fence" in node:
+            node["fence"] = [FENCE_DEVICE] if action != "none" else []
 
 
 def _keep_nodes(spec: Spec, raw: dict[str, Any], count: int | None, notes: list[str]) -> set[str]:

@@ -1,0 +1,89 @@
+"""``corral lab down --force`` after a crash, and two labs side by side."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from corral.lab import netns
+from corral.lab.lab import Lab, ns_prefix
+
+from .conftest import NEEDS_ROOT, NOTHING, leftovers, ours, small_spec
+
+pytestmark = [pytest.mark.etcd, NEEDS_ROOT]
+
+CRASH_AFTER_UP = """
+import os, signal, sys
+from pathlib import Path
+from corral.lab.lab import Lab, ns_prefix
+Lab.up(Path(sys.argv[1]), Path(sys.argv[2]), timeout=60, fence_action="off")
+os.kill(os.getpid(), signal.SIGKILL)  # the test process "crashes" with the lab up
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral.cli.lab", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def crashed_lab(tmp_path: Path, cluster: str) -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(small_spec(cluster))
+    lab_dir = tmp_path / "lab"
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_UP, str(spec), str(lab_dir)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return lab_dir
+
+
+def test_down_force_after_a_crash_from_the_state_file(tmp_path: Path) -> None:
+    lab_dir = crashed_lab(tmp_path, "labcrash")
+    try:
+        left = leftovers(lab_dir)
+        assert left["state"] and len(left["namespaces"]) == 5 and len(left["processes"]) >= 6
+        out = cli("down", "--dir", str(lab_dir), "--force")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count("removed") == 5
+        assert leftovers(lab_dir) == NOTHING
+        again = cli("down", "--dir", str(lab_dir), "--force")
+        assert (again.returncode, again.stdout.strip()) == (0, "nothing to remove")
+    finally:
+        Lab(lab_dir).down(force=True)
+
+
+def test_down_force_without_a_usable_state_file_finds_the_lab_by_name(tmp_path: Path) -> None:
+    lab_dir = crashed_lab(tmp_path, "labnostate")
+    try:
+        (lab_dir / "lab.json").write_text("{ half a state")
+        refused = cli("down", "--dir", str(lab_dir))
+        assert refused.returncode != 0 and "--force" in refused.stderr
+        assert len(netns.list_namespaces(ns_prefix(lab_dir))) == 5
+        (lab_dir / "lab.json").unlink()
+        out = cli("down", "--dir", str(lab_dir), "--force")
+        assert out.returncode == 0, out.stderr
+        assert leftovers(lab_dir) == NOTHING
+    finally:
+        Lab(lab_dir).down(force=True)
+
+
+def test_two_labs_with_the_same_addresses_coexist(make_lab: Callable[..., Lab]) -> None:
+    a = make_lab("labtwin-a", nodes=1, name="a")
+    b = make_lab("labtwin-b", nodes=1, name="b")
+    assert a.node("n1")["ns"] != b.node("n1")["ns"]
+    assert a.online_nodes() == b.online_nodes() == {"n1"}  # each client reaches its own n1
+    pid_b = b.node("n1")["agent_pid"]
+    a.down()
+    assert leftovers(a.dir) == NOTHING
+    assert pid_b in ours(str(b.dir)) and b.online_nodes() == {"n1"}
+    assert os.path.exists(b.state_path)
