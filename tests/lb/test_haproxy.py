@@ -140,6 +140,7 @@ async def test_backend_answering_500_leaves_rotation_within_interval_times_fall(
 
     await eventually(n1_down, timeout=0.3 * 2 + 3.0, interval=0.05, what="n1 down")
     took = time.monotonic() - started
+    print(f"n1 out of rotation {took:.2f}s after it began answering 500")
     results = await spread(lab)
     assert all(r.status == 200 for r in results) and hits(results, BACKENDS[0]) == 0
     assert took < 0.3 * 2 + 3.0
@@ -197,3 +198,29 @@ async def test_haproxy_killed_is_reported_failed(lab: Lab) -> None:
 
 async def _state_is(lab: Lab, state: str) -> bool:
     return (await lab.service.status()).state == state
+
+
+async def test_reload_uses_a_changed_server_address_not_the_saved_one(
+    lab: Lab, short_dir: Path
+) -> None:
+    # the server-state file also holds addresses: a reload must still use the new config's
+    await eventually(lambda: all_up(lab), timeout=10, what="all servers up")
+    spare = App(SPARE, lab.backend_port, short_dir / "mode-spare")
+    spare.set_mode("ok")
+    spare.start()
+    try:
+        moved = [
+            Server("n1", SPARE, lab.backend_port),
+            *(
+                Server(n, h, lab.backend_port)
+                for n, h in (("n2", BACKENDS[1]), ("n3", BACKENDS[2]))
+            ),
+        ]
+        lab.service._servers_provider = lambda: {"api": moved}
+        assert await lab.service.apply_config(lab.service.render_config())
+        assert (await lab.service.runtime.servers())[("api", "n1")].address == SPARE
+        await eventually(lambda: all_up(lab), timeout=10, what="all servers up")
+        results = await spread(lab)
+        assert hits(results, SPARE) > 0 and hits(results, BACKENDS[0]) == 0
+    finally:
+        spare.kill()
