@@ -414,7 +414,8 @@ class KeepalivedLab:
     def wait_settled(self, timeout: float = 20.0) -> float:
         """Wait until every VIP is held by its home node alone (by one node, when its home is
         off) and answers through HAProxy, and every running HAProxy has every server UP
-        (a server of a node that is off never is: call this with every node on); return the seconds it took. BaselineError with log tails after ``timeout``."""
+        (a server of a node that is off never is: call this with every node on); return the
+        seconds it took. BaselineError with log tails after ``timeout``."""
         start = time.monotonic()
         while True:
             on = self.powered()
