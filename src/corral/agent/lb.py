@@ -6,6 +6,8 @@ Contract:
   server's state (:mod:`corral.core.lbstate`) and applies it through HAProxy's runtime API, no
   reload. The configuration is rendered from the spec and applied (validated by ``haproxy -c``
   first; a refused one leaves the running HAProxy untouched) only when the spec changed.
+  A refused configuration is reported once (DriverError) and not tried again until the spec
+  renders differently; server states keep being applied meanwhile.
   What it applied is published as ``lb/<node>`` under the node's lease, so that an agent
   draining a backend knows when every HAProxy has taken it out.
 - ``wait_drained()`` is the other side: it returns once every HAProxy that reports (``lb/*``)
@@ -23,6 +25,7 @@ from typing import Protocol
 
 from corral.agent.records import dump, load
 from corral.core.lbstate import Desired, desired_servers, drained
+from corral.drivers.base import DriverError
 from corral.spec import Spec
 from corral.store import Keys, Store
 
@@ -39,9 +42,11 @@ class ClusterView:
 class Balancer(Protocol):
     """What the duty needs of an HAProxy driver."""
 
+    def render_config(self) -> str: ...
+
     async def apply_config(self, text: str) -> bool: ...
 
-    async def set_servers(self, desired: Mapping[str, Mapping[str, str]]) -> None: ...
+    async def set_servers(self, desired: Mapping[str, Mapping[str, str]]) -> object: ...
 
 
 class LbDuty:
@@ -50,6 +55,7 @@ class LbDuty:
         self._config: str | None = None
         self._applied: Desired | None = None
         self._published: bytes | None = None
+        self._refused: str | None = None  # the last configuration haproxy -c refused
 
     def forget(self) -> None:
         """HAProxy (re)started: apply everything again."""
@@ -88,15 +94,19 @@ class LbDuty:
         self,
         spec: Spec,
         balancer: Balancer,
-        render: str,
         lease: int | None,
         lost: Set[str],
         view: ClusterView,
     ) -> str:
-        """Apply ``render`` (the config text for ``spec``) if it changed, then server states."""
+        """Apply the configuration for ``spec`` if it changed, then the server states."""
         said = []
-        if render != self._config:
-            reloaded = await balancer.apply_config(render)
+        render = balancer.render_config()
+        if render != self._config and render != self._refused:
+            try:
+                reloaded = await balancer.apply_config(render)
+            except DriverError:
+                self._refused = render  # said once; the running configuration stays
+                raise
             self._config = render
             self._applied = None
             said.append("configuration reloaded" if reloaded else "configuration unchanged")

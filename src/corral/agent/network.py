@@ -3,8 +3,7 @@ and the DNS responder for vip-set names.
 
 Contract:
 - ``haproxy_driver()`` makes the HAProxy driver of a ``haproxy`` resource (it needs the whole
-  spec, so :func:`corral.drivers.make_driver` does not make it); ``render()`` gives the
-  configuration text for this node from the spec (deterministic: equal specs, equal text).
+  spec, so :func:`corral.drivers.make_driver` does not make it).
 - ``serve_dns()`` runs the responder on ``<node address>:<spec.dns.port>`` while this node may
   hold a vip-set with ``dns:``, answering with the members held on online nodes; the zone is
   rebuilt only when that set changes. A port that cannot be bound is an event, retried at the
@@ -19,7 +18,8 @@ from pathlib import Path
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.dns import DnsServer, Zone, zone_for
-from corral.drivers.base import Driver, NodeContext
+from corral.drivers.base import NodeContext
+from corral.drivers.haproxy import HaproxyService
 from corral.spec import Resource, Spec
 
 EventSink = Callable[[str, str, str], Awaitable[None]]
@@ -38,15 +38,8 @@ class NetworkDuties:
 
     def haproxy_driver(
         self, name: str, res: Resource, node: NodeContext, spec: Callable[[], Spec]
-    ) -> Driver:
-        from corral.drivers.haproxy import HaproxyService
-
+    ) -> HaproxyService:
         return HaproxyService(name, res, node, spec, run_dir=self.run_dir)
-
-    def render(self, spec: Spec, node: NodeContext) -> str:
-        from corral.lb.config import render
-
-        return render(spec, node, {}, self.run_dir)
 
     # --- DNS ------------------------------------------------------------------------------
 

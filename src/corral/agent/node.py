@@ -41,6 +41,7 @@ from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.drivers.base import Driver, DriverError, NodeContext
+from corral.drivers.haproxy import HaproxyService
 from corral.spec import Resource, Spec, SpecError, load_spec_text
 from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, StoreError
 
@@ -382,12 +383,9 @@ class Agent:
             return
         view = await self.lb.view(self.spec)
         lost = self.gossip.lost() if self.gossip is not None else set()
-        if hap is not None and not hap.failed:
+        if hap is not None and not hap.failed and isinstance(hap.driver, HaproxyService):
             try:
-                render = self.network.render(self.spec, self.ctx)
-                self._decide(
-                    await self.lb.sync(self.spec, hap.driver, render, self.lease, lost, view)  # type: ignore[arg-type]
-                )
+                self._decide(await self.lb.sync(self.spec, hap.driver, self.lease, lost, view))
             except DriverError as exc:
                 await self._event("haproxy", f"load balancer not updated: {exc}", hap.resource)
         if dns_here:
