@@ -91,9 +91,9 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
 
     def make(cluster: str, nodes: int = 3, name: str = "lab", fence_action: str = "none") -> Lab:
         spec = tmp_path / f"{name}.yaml"
-        spec.write_text(small_spec(cluster, nodes))
+        spec.write_text(small_spec(cluster))  # 3 nodes; the lab takes the first ``nodes``
         made.append(tmp_path / name)
-        return Lab.up(spec, tmp_path / name, timeout=60, fence_action=fence_action)
+        return Lab.up(spec, tmp_path / name, nodes=nodes, timeout=60, fence_action=fence_action)
 
     try:
         yield make

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from corral.lab import netns
-from corral.lab.lab import Lab, ns_prefix
+from corral.lab.lab import Lab, LabError, ns_prefix
 
 from .conftest import NEEDS_ROOT, NOTHING, leftovers, ours, small_spec
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.etcd, NEEDS_ROOT]
 CRASH_AFTER_UP = """
 import os, signal, sys
 from pathlib import Path
-from corral.lab.lab import Lab, ns_prefix
+from corral.lab.lab import Lab, LabError, ns_prefix
 Lab.up(Path(sys.argv[1]), Path(sys.argv[2]), timeout=60, fence_action="off")
 os.kill(os.getpid(), signal.SIGKILL)  # the test process "crashes" with the lab up
 """
@@ -52,6 +52,8 @@ def test_down_force_after_a_crash_from_the_state_file(tmp_path: Path) -> None:
     try:
         left = leftovers(lab_dir)
         assert left["state"] and len(left["namespaces"]) == 5 and len(left["processes"]) >= 6
+        status = cli("status", "--dir", str(lab_dir))
+        assert status.returncode == 0 and status.stdout.count("power on, link up") == 3
         out = cli("down", "--dir", str(lab_dir), "--force")
         assert out.returncode == 0, out.stderr
         assert out.stdout.count("removed") == 5
@@ -87,3 +89,26 @@ def test_two_labs_with_the_same_addresses_coexist(make_lab: Callable[..., Lab]) 
     assert leftovers(a.dir) == NOTHING
     assert pid_b in ours(str(b.dir)) and b.online_nodes() == {"n1"}
     assert os.path.exists(b.state_path)
+
+
+def test_up_that_never_answers_shows_the_agent_logs_and_cleans_up(tmp_path: Path) -> None:
+    broken = tmp_path / "python"  # an "interpreter" whose agents die at once
+    broken.write_text("#!/bin/sh\necho 'agent cannot start: boom' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(small_spec("labbroken"))
+    lab_dir = tmp_path / "lab"
+    with pytest.raises(LabError) as info:
+        Lab.up(spec, lab_dir, timeout=3, python=str(broken), fence_action="none")
+    message = str(info.value)
+    assert "n1, n2, n3 not registered after 3s" in message
+    assert message.count("agent cannot start: boom") == 3  # every node's log tail
+    assert leftovers(lab_dir) == NOTHING
+    assert (lab_dir / "nodes" / "n1" / "agent.log").exists()  # logs are kept
+
+
+def test_a_second_up_in_the_same_dir_is_refused(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab("labtwice", nodes=1)
+    with pytest.raises(LabError, match="a lab is up"):
+        Lab.up(Path(lab.state()["spec"]), lab.dir)
+    assert lab.online_nodes() == {"n1"}  # the running lab is untouched

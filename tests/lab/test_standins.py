@@ -117,3 +117,17 @@ resources:
 def test_an_invalid_spec_is_refused_with_its_problems() -> None:
     with pytest.raises(SpecError):
         rewrite("cluster: x\nnodes: {}\n", opts())
+
+
+def test_corral_validate_accepts_the_rewritten_example(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    lab_spec = tmp_path / "spec.yaml"
+    lab_spec.write_text(rewrite(EXAMPLE.read_text(), opts(lab_dir=tmp_path)).text)
+    out = subprocess.run(
+        [sys.executable, "-m", "corral.cli.main", "validate", "-q", str(lab_spec)],
+        capture_output=True,
+        text=True,
+    )
+    assert (out.returncode, out.stderr) == (0, "")
