@@ -360,7 +360,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Plan, argparse.Namesp
     p.add_argument("--jsonl", action="store_true", help="JSON lines into --out as well")
     p.add_argument("--ready", type=Path, help="touched once the first request went out")
     args = p.parse_args(argv)
-    interval = 1 / args.rate if args.rate else (args.interval or 0.01)
+    if args.rate is not None:
+        interval = 1 / args.rate if args.rate > 0 else 0.0
+    else:
+        interval = 0.01 if args.interval is None else args.interval
     if interval <= 0 or args.timeout <= 0 or args.duration <= 0:
         p.error("--interval/--rate, --timeout and --duration must be positive")
     try:
