@@ -34,7 +34,8 @@ departures, both forced by the lab: ``option httpchk GET /`` (the guide's bare `
 runs in the foreground, ``-db``, as a child of the lab, with an admin stats socket).
 
 Faults mirror ``corral.lab.lab.Lab``: ``power_off``/``power_on``, ``cut_link``/``heal_link``,
-``kill_backend``/``start_backend``, ``malfunction`` and ``rolling_restart``.
+``isolate`` (a partition without carrier loss), ``kill_backend``/``start_backend``,
+``kill_keepalived``, ``malfunction`` and ``rolling_restart``.
 """
 
 from __future__ import annotations
@@ -448,15 +449,25 @@ class KeepalivedLab:
 
     def haproxy(self, node: str, command: str) -> str:
         """One command on the node's HAProxy admin socket (a path socket: reachable from any
-        namespace); its answer."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2.0)
-            s.connect(str(self.node_dir(node) / "haproxy.sock"))
-            s.sendall(command.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
+        namespace); its answer. A refused connection is retried for a second: under load
+        HAProxy 2.6 was seen refusing one now and then (its listener paused), and a bench
+        must not fail for that."""
+        path = str(self.node_dir(node) / "haproxy.sock")
+        for attempt in range(20):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(2.0)
+                    s.connect(path)
+                    s.sendall(command.encode() + b"\n")
+                    chunks = []
+                    while chunk := s.recv(65536):
+                        chunks.append(chunk)
+                return b"".join(chunks).decode(errors="replace")
+            except (ConnectionRefusedError, BlockingIOError):
+                if attempt == 19:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
 
     def server_states(self, node: str) -> dict[str, str]:
         """What the node's HAProxy thinks of each backend server (``show stat``)."""
@@ -464,6 +475,37 @@ class KeepalivedLab:
 
     def powered(self) -> list[str]:
         return [n.name for n in self.nodes if self._procs.get(n.name, {}).get("haproxy")]
+
+    def start_client(
+        self,
+        out: Path,
+        duration: float,
+        *,
+        urls: list[str] | None = None,
+        interval: float = 0.01,
+        timeout: float = 0.1,
+        wait: float = 10.0,
+    ) -> subprocess.Popen[bytes]:
+        """Start the load generator (``corral.lab.client``) in the client namespace against
+        ``urls`` (default: every VIP's) from every client source address, writing ``out``;
+        return once its first request went out (its ``--ready`` file). The caller waits for
+        it (it ends by itself after ``duration + timeout``)."""
+        ready = out.with_name(out.name + ".ready")
+        ready.unlink(missing_ok=True)
+        argv = [self.python, "-m", "corral.lab.client", *(urls or map(self.url, self.vips))]
+        argv += ["--interval", f"{interval:g}", "--timeout", f"{timeout:g}"]
+        argv += ["--duration", f"{duration:g}", "--out", str(out), "--ready", str(ready)]
+        for source in CLIENT_SOURCES:
+            argv += ["--source", source]
+        proc = subprocess.Popen(netns.exec_argv(CLIENT_NS, argv), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + wait
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise BaselineError(f"the client did not start (exit {proc.returncode})")
+            time.sleep(0.01)
+        return proc
 
     # faults --------------------------------------------------------------------------------
 
@@ -490,12 +532,41 @@ class KeepalivedLab:
         self._start_node(n)
 
     def cut_link(self, node: str) -> None:
-        """The switch port goes down: the node is isolated, its processes keep running (and
-        its keepalived keeps its VIPs while another node takes them: two holders)."""
+        """The switch port goes down: the node is isolated, its processes keep running. The
+        node's veth loses carrier, so its keepalived enters FAULT and releases its VIPs (no
+        two holders; see ``isolate`` for a partition the node does not notice)."""
         netns.set_link(SWITCH_NS, self.node(node).switch_if, up=False)
 
     def heal_link(self, node: str) -> None:
         netns.set_link(SWITCH_NS, self.node(node).switch_if, up=True)
+
+    def isolate(self, node: str, *, on: bool = True) -> None:
+        """A partition the node cannot see: its switch port stops forwarding (bridge port
+        state ``disabled``) while both veth ends keep their carrier, so keepalived stays
+        MASTER of its VIPs and the other nodes take them too (two holders), unlike
+        ``cut_link``, where the node sees no carrier and keepalived drops to FAULT and
+        releases its VIPs. ``on=False`` forwards again. (netem 100 % loss would do the same;
+        this machine's kernel has no netem.)"""
+        port = self.node(node).switch_if
+        state = "0" if on else "3"  # 0 disabled, 3 forwarding
+        netns.run(["bridge", "-n", SWITCH_NS, "link", "set", "dev", port, "state", state])
+
+    def kill_keepalived(self, node: str) -> list[int]:
+        """SIGKILL the node's keepalived (parent and VRRP child): its VIPs stay configured
+        (nobody removes them) while another node takes them over: two holders until someone
+        intervenes. Returns the pids killed."""
+        n = self.node(node)
+        killed = []
+        for pid in netns.pids(n.ns):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "keepalived":
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        proc = self._procs.get(node, {}).pop("keepalived", None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+        return killed
 
     def set_server(self, server: str, state: str) -> None:
         """``set server api_cluster/<server> state <ready|drain|maint>`` on every powered
