@@ -34,9 +34,11 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.lab.loopback import Cluster
+from corral.spec.profiles import profile_timing
 from corral.store import EtcdStore, Keys
 
-INTERVAL, TIMEOUT, FALL, LEASE_TTL = 0.2, 0.3, 2, 1.0
+INTERVAL, TIMEOUT, FALL = 0.2, 0.3, 2
+LEASE_TTL = profile_timing("lan").lease_ttl
 
 
 async def until(check: Callable[[], bool], limit: float = 20.0) -> float:

@@ -19,7 +19,9 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -30,7 +32,7 @@ from corral.core.scheduler.scores import Context, node_score
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
 from corral.spec import Spec
-from corral.store import Compare, Delete, Keys, KeyValue, Put, Store
+from corral.store import Compare, Delete, Keys, KeyValue, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 1000
@@ -45,14 +47,15 @@ class Controller:
         node: str,
         spec: Callable[[], Spec],
         wall: Callable[[], float] = time.time,
-        lost: Callable[[], set[str]] = set,
+        deaths: Callable[[], dict[str, float]] = dict,
     ) -> None:
         self._store = store
         self._keys = keys
         self._node = node
         self._spec = spec
         self._wall = wall
-        self._lost = lost  # nodes gossip holds dead (they become unclean while leased)
+        self._deaths = deaths  # node -> when gossip came to hold it dead (monotonic)
+        self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (create revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
         self._fence_failed: dict[str, float] = {}  # node -> wall time of its failed fence
@@ -87,7 +90,7 @@ class Controller:
         result = await self._store.range(self._keys.root.encode())
         now = self._wall()
         failed = {n for n, t in self._fence_failed.items() if now - t < FENCE_RETRY}
-        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, self._lost(), failed)
+        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, self._lost(result.kvs), failed)
         plan = schedule(spec, snap)
         fences = [a.node for a in plan.actions if a.kind == "fence"]
         if fences:
@@ -144,33 +147,103 @@ class Controller:
         )
 
     async def _fence(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
-        """Fence ``node`` with its devices in order; record the fenced registration."""
+        """Fence ``node`` (as the controller) and record the fenced registration."""
         key = self._keys.node(node)
+        found = next((kv for kv in kvs if kv.key == key), None)
         token = self.token
-        revision = next((kv.create_revision for kv in kvs if kv.key == key), None)
-        if revision is None or token is None:
+        if found is None or token is None:
             return False  # its lease expired meanwhile (offline without a fence), or deposed
+        guard = Compare(self._keys.controller, "create_revision", "==", token)
+        return await self._fence_registration(spec, node, found, guard, "lost with a live lease")
+
+    def _first_seen(self, kv: KeyValue) -> float:
+        """When this agent first saw this version of the key (this creation of it)."""
+        seen = self._seen.get(kv.key)
+        if seen is None or seen[0] != kv.create_revision:
+            seen = (kv.create_revision, time.monotonic())
+            self._seen[kv.key] = seen
+        return seen[1]
+
+    def _lost(self, kvs: list[KeyValue]) -> set[str]:
+        """Registered nodes that gossip came to hold dead after their registration was first
+        seen here. A rebooted node registers before its gossip member has refuted its old
+        death; that death is not about this registration, so it does not make it unclean."""
+        deaths = self._deaths()
+        prefix = self._keys.nodes()
+        out = set()
+        for kv in kvs:
+            if kv.key.startswith(prefix):
+                node = kv.key[len(prefix) :].decode(errors="replace")
+                seen = self._first_seen(kv)
+                if node in deaths and deaths[node] > seen:
+                    out.add(node)
+        return out
+
+    async def replace_dead(self) -> str | None:
+        """The controller's own death, fast: when gossip holds the controller dead, the first
+        node of the spec that gossip holds alive fences it and revokes its lease, so that a new
+        controller is elected now instead of after the lease's expiry (rule 2: the lease may go
+        early only because the fence succeeded). The read of the controller key is
+        linearizable: a node cut off from the store's quorum never fences. None when there is
+        nothing to do."""
+        if self.token is not None:
+            return None
+        deaths = self._deaths()
+        if not deaths:
+            return None
+        spec = self._spec()
+        kv = await self._store.get(self._keys.controller)
+        holder = kv.value.decode(errors="replace") if kv is not None else ""
+        if kv is None or holder == self._node or holder not in spec.nodes:
+            return None
+        if deaths.get(holder, -math.inf) <= self._first_seen(kv):
+            return None  # not held dead, or dead before this controller key was made
+        alive = [n for n in spec.nodes if n not in deaths]
+        if not alive or alive[0] != self._node:
+            return None  # another node's duty
+        if self._wall() - self._fence_failed.get(holder, -FENCE_RETRY) < FENCE_RETRY:
+            return None
+        target = spec.nodes[holder]
+        if not (spec.fencing if target.fence is None else target.fence):
+            return None  # no device: the controller key goes with its lease
+        found = await self._store.get(self._keys.node(holder))
+        if found is None:
+            return None
+        guard = Compare(self._keys.controller, "create_revision", "==", kv.create_revision)
+        if await self._fence_registration(spec, holder, found, guard, "the controller was lost"):
+            return f"fenced the lost controller {holder}"
+        return f"could not fence the lost controller {holder}"
+
+    async def _fence_registration(
+        self, spec: Spec, node: str, found: KeyValue, guard: Compare, why: str
+    ) -> bool:
+        """Run ``node``'s fence devices in order until one succeeds; then record the fenced
+        registration (if ``guard`` and the registration still hold) and revoke its lease."""
         target = spec.nodes[node]
         ctx = NodeContext(node, str(target.address), dict(target.attrs))
         devices = spec.fencing if target.fence is None else target.fence
         errors = []
         for name in devices:
             device = spec.fencing[name]
+            began = time.monotonic()
             try:
                 await fence_node(device, ctx)
             except DriverError as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            record = dump({"revision": revision, "time": self._wall(), "device": name})
-            reason = f"{node} fenced by {name} ({device.action}): it was lost with a live lease"
+            took = time.monotonic() - began
+            record = dump({"revision": found.create_revision, "time": self._wall(), "device": name})
+            reason = f"{node} fenced by {name} ({device.action}, {took:.2f}s): {why}"
             fenced = await self._store.txn(
-                [
-                    Compare(self._keys.controller, "create_revision", "==", token),
-                    Compare(key, "create_revision", "==", revision),
-                ],
+                [guard, Compare(found.key, "create_revision", "==", found.create_revision)],
                 [Put(self._keys.fenced(node), record), self._event_op("fence", reason, "")],
             )
             self._fence_failed.pop(node, None)
+            if fenced.succeeded and found.lease:
+                # the fenced registration's keys go now, not at its lease's expiry: it is
+                # offline for everyone at once (its status, and its controller key if it held it)
+                with contextlib.suppress(StoreError):
+                    await self._store.revoke(found.lease)
             return fenced.succeeded
         self._fence_failed[node] = self._wall()
         await self._event(

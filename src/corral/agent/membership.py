@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 
 from corral.agent.records import dump
 from corral.core.membership import profile
+from corral.core.membership.effects import MemberChanged
 from corral.core.membership.messages import NodeMeta
 from corral.net.gossip import GossipNode
 from corral.net.keyring import Keyring, generate_key
@@ -46,6 +48,7 @@ class AgentGossip:
         self.spec, self.node, self.store, self.keys = spec, node, store, keys
         self.member: GossipNode | None = None
         self._lock = asyncio.Lock()
+        self._dead_at: dict[str, float] = {}
         self._published: bytes | None = None
 
     async def start(self) -> bool:
@@ -75,7 +78,21 @@ class AgentGossip:
         except BaseException:
             await member.transport.close()
             raise
+        member.subscribe(self._note)
         self.member = member  # only once started: lost() and view() read a running member
+
+    def _note(self, change: MemberChanged) -> None:
+        if change.member.state.label in ("dead", "left"):
+            self._dead_at.setdefault(change.member.name, time.monotonic())
+        else:
+            self._dead_at.pop(change.member.name, None)
+
+    def deaths(self) -> dict[str, float]:
+        """Nodes of the spec this member holds dead or left -> when it came to hold so
+        (CLOCK_MONOTONIC). A death older than a node's current registration is about that
+        node's previous life (it rebooted and has not refuted yet): callers compare."""
+        lost = self.lost()
+        return {n: t for n, t in self._dead_at.items() if n in lost}
 
     def lost(self) -> set[str]:
         """Nodes of the spec this member holds dead or left."""

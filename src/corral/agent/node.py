@@ -52,6 +52,7 @@ ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
+JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
 
 
@@ -93,7 +94,7 @@ class Agent:
             node,
             lambda: self.spec,
             wall,
-            lost=self.gossip.lost if self.gossip is not None else set,
+            deaths=self.gossip.deaths if self.gossip is not None else dict,
         )
         self.lb = LbDuty(store, self.keys, node)
         self.network = NetworkDuties(state_dir)
@@ -209,6 +210,13 @@ class Agent:
             await asyncio.sleep(interval)
 
     async def _register(self) -> None:
+        """Register under a new lease. Gossip starts (and gets a moment to join) first: a
+        rebooted node refutes its old death before its registration can look unclean."""
+        if self.gossip is not None and self.gossip.member is None:
+            await self._start_gossip()
+            if self.gossip.member is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.gossip.member.wait_joined(), JOIN_WAIT)
         lease = await self.store.grant(self.ttl)
         self.lease, self.renewed_at = lease.id, self.clock.now()
         self._registered_at = self.renewed_at
@@ -331,6 +339,11 @@ class Agent:
     async def _round(self, changed: bool = True) -> None:
         if self.lease is not None:
             now = self.clock.now()
+            if not self.controller.active:
+                replaced = await self.controller.replace_dead()
+                if replaced is not None:
+                    self._decide(replaced)
+                    self._last_campaign = -math.inf
             if not self.controller.active and now - self._last_campaign > 1.0:
                 self._last_campaign = now
                 await self.controller.campaign(self.lease)

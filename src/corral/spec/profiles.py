@@ -4,18 +4,25 @@ Formulas (why each default is what it is):
 
 - etcd: ``election_timeout = 10 x heartbeat_interval`` (etcd's own guidance: 5-10 round trips);
   etcd grants no lease shorter than ``1.5 x election_timeout``.
-- ``lease_ttl >= 1.5 x election_timeout``: the node lease; an exclusive instance moves through
-  lease expiry no sooner than ``lease_ttl`` (+ up to 0.5 s, etcd's expiry check period) after the
-  holder's last keepalive (DESIGN.md rule 2).
+- ``lease_ttl = 10/3 x election_timeout`` (rounded up to 0.5 s, at least 1 s): the node lease.
+  It must outlast an etcd leader election: when the leader dies no keepalive succeeds until a
+  new one is elected, which takes up to ``2 x election_timeout`` (etcd randomises the timeout
+  up to twice its value). An agent self-fences after ``lease_ttl - safety_margin`` without a
+  renewal, so ``lease_ttl x 3/4 >= 2 x election_timeout x 1.25``: losing the etcd leader must
+  not make every node drop its VIPs. (etcd itself grants no lease below ``1.5 x election``.)
+  An exclusive instance moves through lease expiry no sooner than ``lease_ttl`` (+ up to 0.5 s,
+  etcd's expiry check period) after the holder's last keepalive (DESIGN.md rule 2); the fast
+  path (gossip + fence device) does not wait for it.
 - ``keepalive_interval = lease_ttl / 5``: several renewals fit in one TTL, so one lost keepalive
   does not cost the lease.
-- ``safety_margin = lease_ttl / 3``: an agent that has not renewed its lease for
+- ``safety_margin = lease_ttl / 4``: an agent that has not renewed its lease for
   ``lease_ttl - safety_margin`` stops its exclusive instances and drops its VIPs (rule 1), which
   leaves ``safety_margin`` for the stop to finish before anyone else may take over.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,9 +39,9 @@ class Timing(BaseModel):
 
     etcd_heartbeat: Duration = Field(description="etcd --heartbeat-interval")
     etcd_election: Duration = Field(description="etcd --election-timeout, 10 x heartbeat")
-    lease_ttl: Duration = Field(description="node lease TTL, >= 1.5 x etcd_election")
+    lease_ttl: Duration = Field(description="node lease TTL, 10/3 x etcd_election")
     keepalive_interval: Duration = Field(description="lease renewal period, lease_ttl / 5")
-    safety_margin: Duration = Field(description="self-fence this long before expiry, ttl / 3")
+    safety_margin: Duration = Field(description="self-fence this long before expiry, ttl / 4")
 
 
 class TimingOverrides(BaseModel):
@@ -56,14 +63,14 @@ def profile_timing(profile: ProfileName) -> Timing:
     """The defaults of ``profile``, derived from its etcd heartbeat by the formulas above."""
     heartbeat = _BASE_HEARTBEAT[profile]
     election = 10 * heartbeat
-    # Round the lease up to a whole 0.5 s above the etcd minimum: etcd checks expiry each 0.5 s.
-    lease = max(1.0, round((1.5 * election) * 2 + 0.4999) / 2)
+    # Round the lease up to a whole 0.5 s: etcd checks expiry each 0.5 s.
+    lease = max(1.0, math.ceil(election * 10 / 3 * 2 - 1e-9) / 2)
     return Timing(
         etcd_heartbeat=heartbeat,
         etcd_election=election,
         lease_ttl=lease,
         keepalive_interval=lease / 5,
-        safety_margin=lease / 3,
+        safety_margin=lease / 4,
     )
 
 
