@@ -247,7 +247,8 @@ class KeepalivedLab:
         failure everything is torn down (logs kept) and BaselineError says why."""
         if not 1 <= nodes <= 9:
             raise ValueError(f"nodes {nodes}: 1 to 9")
-        advert_text(advert_int)  # refuse a value keepalived would not take, before building
+        # refuse what keepalived would not take before building anything
+        keepalived_conf(Node("n1", 1), nodes, advert_int, vrrp_version)
         self.down_stale()
         self.nodes = [Node(f"n{i}", i) for i in range(1, nodes + 1)]
         self.advert_int, self.vrrp_version = advert_int, vrrp_version

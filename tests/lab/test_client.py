@@ -4,8 +4,10 @@ answers, a closed port), through its command line; ``summarize`` on hand-made ru
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -282,3 +284,22 @@ def test_summarize_invariants(outcomes: list[bool], fault_at: int) -> None:
         assert s["first_success_s"] > s["first_failure_s"]
     if s["longest_gap_s"] is not None:
         assert s["longest_gap_s"] >= 0
+
+
+def test_out_to_a_fifo_writes_into_it_and_never_replaces_it(
+    stand_in: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Like ``--out /dev/null``: a non-regular file is written to, not replaced (tested on a
+    FIFO of our own, so that a regression cannot break the machine's /dev/null)."""
+    url, _ = stand_in
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    argv = [sys.executable, "-m", "corral.lab.client", url, "--duration", "0.05"]
+    proc = subprocess.Popen([*argv, "--out", str(fifo)])
+    try:
+        with open(fifo) as reader:
+            doc = json.loads(reader.read())
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert len(doc["records"]) == 5 and stat.S_ISFIFO(fifo.stat().st_mode)

@@ -312,13 +312,17 @@ async def run(plan: Plan, ready: Path | None = None) -> tuple[list[Record], dict
 
 def write(path: Path | None, records: Sequence[Record], meta: dict[str, Any], lines: bool) -> None:
     """One JSON document ``{"meta": ..., "records": [...]}``, or JSON lines (meta first, as
-    ``{"meta": ...}``) when ``lines``; ``path`` None: stdout."""
+    ``{"meta": ...}``) when ``lines``; ``path`` None or ``-``: stdout. A regular file is
+    replaced atomically; anything else that exists (``/dev/null``, a FIFO) is written to."""
     if lines:
         text = "\n".join([json.dumps({"meta": meta}), *(json.dumps(asdict(r)) for r in records)])
     else:
         text = json.dumps({"meta": meta, "records": [asdict(r) for r in records]})
-    if path is None:
+    if path is None or str(path) == "-":
         sys.stdout.write(text + "\n")
+    elif path.exists() and not path.is_file():  # /dev/null, a FIFO: never replace those
+        with open(path, "w") as f:
+            f.write(text + "\n")
     else:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text + "\n")
