@@ -249,6 +249,10 @@ class Client:
         self.out = work / f"client-{time.monotonic_ns()}.json"
         ready = self.out.with_suffix(".ready")
         argv = [PY, "-m", "corral.lab.client", *args, "--duration", f"{duration:g}"]
+        # the baseline's HAProxy balances by source address (the OpenStack HA guide's
+        # `balance source`): one client address would pin every request to one backend
+        for source in getattr(t, "client_sources", []) if not isinstance(t, CorralTarget) else []:
+            argv += ["--source", source]
         argv += ["--out", str(self.out), "--ready", str(ready), *urls]
         self.proc = subprocess.Popen(netns.exec_argv(t.client_ns, argv))
         self.arp: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.lab.standins import PORT_BASE, StandinOptions, mode_file, rewrite
+from corral.lab.modes import mode_file
+from corral.lab.standins import PORT_BASE, StandinOptions, rewrite
 from corral.spec import SpecError, load_spec_text
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "openstack.yaml"

@@ -74,6 +74,8 @@ class Controller:
             await self._event("controller", f"{self._node} became the controller")
             return True
         current = await self._store.get(key)
+        if current is not None:
+            self._first_seen(current)
         if current is not None and current.value == self._node.encode() and current.lease == lease:
             self.token = current.create_revision  # ours already (e.g. after a lost reply)
             return True
@@ -158,10 +160,15 @@ class Controller:
 
     def _first_seen(self, kv: KeyValue) -> float:
         """When this agent first saw this version of the key (this creation of it)."""
-        seen = self._seen.get(kv.key)
-        if seen is None or seen[0] != kv.create_revision:
-            seen = (kv.create_revision, time.monotonic())
-            self._seen[kv.key] = seen
+        return self.noticed(kv.key, kv.create_revision)
+
+    def noticed(self, key: bytes, create_revision: int) -> float:
+        """Note that ``key`` exists as created at ``create_revision`` (from a read or the
+        watch: a new controller key is seen when it is made, not when its holder dies)."""
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != create_revision:
+            seen = (create_revision, time.monotonic())
+            self._seen[key] = seen
         return seen[1]
 
     def _lost(self, kvs: list[KeyValue]) -> set[str]:

@@ -297,6 +297,8 @@ class Agent:
                         await self._adopt_spec(event.value)
                     if event.key == self.keys.controller and event.kind == "delete":
                         self._last_campaign = -math.inf
+                    elif event.key == self.keys.controller:  # made once per term: a creation
+                        self.controller.noticed(event.key, event.revision)
                     if event.key.startswith(self._request_prefix) and event.kind == "put":
                         self._requests_pending = True
                     if not event.key.startswith(self.keys.event_prefix()):

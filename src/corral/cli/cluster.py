@@ -26,7 +26,11 @@ from corral.store.embedded import members_from_spec
 ETCD_HELP = "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD)"
 
 
-def endpoints_for(spec: Spec | None, option: str | None) -> list[str]:
+def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None) -> list[str]:
+    """The etcd endpoints: ``--etcd``, else ``CORRAL_ETCD``, else the spec's. With the
+    embedded store, ``node``'s own member comes first: an agent talks to the member on its own
+    node, so a dead or cut-off peer member never stands between it and its lease (and a node
+    whose own member is cut off is cut off itself)."""
     text = option or os.environ.get("CORRAL_ETCD")
     if text:
         return [e.strip() for e in text.split(",") if e.strip()]
@@ -36,7 +40,10 @@ def endpoints_for(spec: Spec | None, option: str | None) -> list[str]:
         return list(spec.store.etcd.endpoints)
     assert spec.store.embedded is not None
     port = spec.store.embedded.client_port
-    return [f"http://{spec.nodes[n].address}:{port}" for n in spec.core_nodes()]
+    core = spec.core_nodes()
+    if node in core:
+        core = [node, *(n for n in core if n != node)]
+    return [f"http://{spec.nodes[n].address}:{port}" for n in core]
 
 
 def spec_or_exit(path: str) -> Spec:
@@ -79,7 +86,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir) if etcd is None else None
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=2.0, attempt_timeout=0.5)
+        store = EtcdStore(endpoints_for(spec, etcd, node), timeout=2.0, attempt_timeout=0.5)
         the_agent = Agent(
             spec,
             node,
@@ -146,6 +153,7 @@ def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
                 running.append(
                     {
                         "node": n,
+                        "item": inst.get("item"),
                         "role": inst.get("role"),
                         "health": inst.get("health"),
                         "detail": inst.get("detail", ""),
@@ -166,11 +174,19 @@ def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
         }
     events = [load(kv.value) for k, kv in sorted(by.items()) if k.startswith("events/")]
     events = [e for e in events if isinstance(e, dict)]
+    backends: dict[str, dict[str, dict[str, str]]] = {}  # backend -> server -> lb -> state
+    for key, kv in sorted(by.items()):
+        record = load(kv.value) if key.startswith("lb/") else None
+        servers = record.get("servers") if isinstance(record, dict) else None
+        for backend, states in (servers or {}).items():
+            for server, state in (states or {}).items():
+                backends.setdefault(backend, {}).setdefault(server, {})[key[3:]] = state
     return {
         "cluster": spec.cluster,
         "controller": controller.value.decode() if controller else None,
         "nodes": nodes,
         "resources": resources,
+        "backends": backends,
         "last_events": events[-10:],
     }
 
@@ -198,7 +214,9 @@ def _render(view: dict[str, Any], console: Console) -> None:
     for name, r in view["resources"].items():
         running = (
             ", ".join(
-                f"{i['node']} {i['health']}" + (" promoted" if i["role"] == "promoted" else "")
+                f"{i['node']}"
+                + (f" {i['item']}" if i.get("item") else f" {i['health']}")
+                + (" promoted" if i["role"] == "promoted" else "")
                 for i in r["running"]
             )
             or "-"
@@ -212,6 +230,16 @@ def _render(view: dict[str, Any], console: Console) -> None:
             fails,
         )
     console.print(table)
+    for backend, servers in view.get("backends", {}).items():
+        shown = []
+        for server, by_lb in servers.items():
+            states = set(by_lb.values())
+            shown.append(
+                f"{server} {states.pop()}"
+                if len(states) == 1
+                else f"{server} " + "/".join(f"{s}@{lb}" for lb, s in sorted(by_lb.items()))
+            )
+        console.print(f"haproxy {backend}: " + ", ".join(shown), markup=False)
     for event in view["last_events"][-3:]:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
         console.print(f"{stamp} {event.get('node')}: {event.get('reason')}", markup=False)
@@ -227,6 +255,8 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
     spec = spec_or_exit(spec_file)
     endpoints = endpoints_for(spec, etcd)
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # a pipe or a log: one line per resource
     while True:
         try:
             keys, kvs = asyncio.run(_read(endpoints, spec.cluster))

@@ -1,136 +1,183 @@
-"""``corral demo``: the example control plane and its embedded store, on this machine.
+"""``corral demo``: the example control plane in a network-namespace lab, and a failover tour.
 
-For now (the agent is not built yet) it validates and prints the spec, starts the spec's
-embedded etcd members on loopback, shows the store working (a compare-and-swap, a lease, a
-watch), kills one member to show the store keep serving and the supervisor restart it, and
-stops everything. Every process it starts is recorded in ``<run-dir>/pids`` so that
-``corral demo-down`` can clean up after an interrupted demo.
+What it does, in order (root only: it builds network namespaces):
+1. validates the spec and prints its summary;
+2. brings up ``corral lab`` for it (a namespace per controller on a bridge, the embedded etcd,
+   an agent per node; services that do not exist here run as small HTTP stand-ins) in
+   ``--dir`` (default ``/run/corral-lab/<cluster>``), replacing a lab a previous demo left;
+3. waits until every VIP is held and every instance is healthy, and shows ``corral status``;
+4. starts a client in the client namespace (a GET to every VIP every 10 ms, 100 ms timeout),
+   powers off the node that holds the first VIP (its link goes down and every process of it is
+   killed, as in a power cut), and prints what corral did and when: the fence, each VIP and
+   active-passive service that moved, and the measured client downtime per VIP;
+5. powers the node on again, waits until it is back (VIPs fail back home), shows status, and
+   leaves the cluster running with the commands to look at it and to stop it
+   (``corral demo-down``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import json
 import os
-import shutil
-import signal
-import socket
+import subprocess
+import sys
 import time
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
-from corral.aio import wait_until
 from corral.cli.render import print_summary
-from corral.spec import SpecError, load_spec
-from corral.store import Compare, EmbeddedEtcd, EtcdStore, Put
-from corral.store.embedded import MemberConfig, members_from_spec
-from corral.store.lab import free_ports
+from corral.spec import Spec, SpecError, load_spec
 
-DEFAULT_RUN_DIR = Path("/tmp/corral-demo")
+LAB_ROOT = Path("/run/corral-lab")
+PY = sys.executable
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as etcd binds
+def _lab_dir(spec: Spec, option: Path | None) -> Path:
+    return option if option is not None else LAB_ROOT / spec.cluster
+
+
+class Tour:
+    """The running lab, seen from the client namespace."""
+
+    def __init__(self, lab: Any, spec: Spec) -> None:
+        from corral.lab import netns
+
+        self.lab, self.spec, self.netns = lab, spec, netns
+        self.vips = [
+            str(a.ip)
+            for res in spec.resources.values()
+            if res.vip_set is not None
+            for a in res.vip_set.addresses
+        ] + [str(res.vip.address.ip) for res in spec.resources.values() if res.vip is not None]
+
+    def corral(self, *args: str) -> str:
+        argv = [PY, "-m", "corral.cli.main", *args, "--spec", str(self.lab.spec_file)]
+        done = subprocess.run(
+            self.lab.exec_argv("client", argv),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout + done.stderr
+
+    def status(self) -> dict[str, Any]:
         try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
+            return dict(json.loads(self.corral("status", "--json")))
+        except ValueError:
+            return {}
+
+    def holders(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {v: set() for v in self.vips}
+        for name, n in self.lab.state()["nodes"].items():
+            if not n["powered"]:
+                continue
+            for cidr in self.netns.addresses(n["ns"], n["ifname"]):
+                ip = cidr.split("/")[0]
+                if ip in out:
+                    out[ip].add(name)
+        return out
+
+    def exclusive_places(self) -> dict[str, list[str]]:
+        """Where each active-passive service runs now (from the store)."""
+        view = self.status()
+        out = {}
+        for name, res in self.spec.resources.items():
+            if res.mode == "active-passive" and res.kind in ("process", "systemd", "ocf"):
+                info = view.get("resources", {}).get(name, {})
+                out[name] = sorted(
+                    i.get("node", "") for i in info.get("running", []) if isinstance(i, dict)
+                )
+        return out
+
+    def settled(self) -> bool:
+        held = self.holders()
+        if any(len(h) != 1 for h in held.values()):
             return False
-    return True
-
-
-def _loopback_members(spec_members: dict[str, MemberConfig]) -> dict[str, MemberConfig]:
-    """The spec's members on 127.0.0.1; on free ports when the spec's are taken here."""
-    ports = [
-        int(url.rsplit(":", 1)[1])
-        for m in spec_members.values()
-        for url in (m.client_url, m.peer_url)
-    ]
-    if all(_port_free(p) for p in ports):
-        return spec_members
-    fresh = iter(free_ports(len(ports)))
-    urls = {
-        n: (f"http://127.0.0.1:{next(fresh)}", f"http://127.0.0.1:{next(fresh)}")
-        for n in spec_members
-    }
-    peers = {n: peer for n, (_, peer) in urls.items()}
-    return {
-        n: replace(m, client_url=urls[n][0], peer_url=urls[n][1], initial_cluster=peers)
-        for n, m in spec_members.items()
-    }
-
-
-async def _tour(console: Console, members: list[EmbeddedEtcd], run_dir: Path) -> None:
-    pidfile = run_dir / "pids"
-    start = time.monotonic()
-    for m in members:
-        await m.start(wait=False)
-    pidfile.write_text("".join(f"{m.pid}\n" for m in members))
-    for m in members:
-        await m.wait_healthy(30)
-        m.supervise()
-    console.print(
-        f"[green]etcd healthy[/green] after {time.monotonic() - start:.1f} s: "
-        + ", ".join(f"{m.config.name} {m.config.client_url}" for m in members)
-    )
-    store = EtcdStore([m.config.client_url for m in members], timeout=5.0, attempt_timeout=0.5)
-    try:
-        key = b"/corral/demo/controller"
-        won = await store.txn([Compare.missing(key)], [Put(key, b"ctl1")])
-        lost = await store.txn([Compare.missing(key)], [Put(key, b"ctl2")])
-        console.print(
-            f"controller election by compare-and-swap: ctl1 won={won.succeeded}, "
-            f"ctl2 won={lost.succeeded} (the key is taken)"
-        )
-        lease = await store.grant(1)
-        await store.put(b"/corral/demo/nodes/ctl1", b"up", lease=lease.id)
-
-        async def node_key_gone() -> bool:
-            return await store.get(b"/corral/demo/nodes/ctl1") is None
-
-        took = await wait_until(node_key_gone, 10, what="lease expiry")
-        console.print(f"a node key on a 1 s lease, no keepalive: gone after {took:.2f} s")
-        victim = next(m for m in members if m.config.client_url == store.endpoint)
-        old_pid = victim.pid
-        victim.kill()
-        t0 = time.monotonic()
-        await store.put(b"/corral/demo/after-kill", b"ok")
-        console.print(
-            f"killed -9 etcd member {victim.config.name} (pid {old_pid}), the one "
-            f"the client used: next write served by {store.endpoint} after "
-            f"{time.monotonic() - t0:.2f} s"
+        text = json.dumps(self.status())
+        return '"healthy"' in text and not any(
+            s in text for s in ('"unhealthy"', '"starting"', '"draining"')
         )
 
-        async def restarted() -> bool:
-            return victim.running and victim.pid != old_pid and await victim.healthy()
+    def wait(self, what: str, timeout: float = 90.0) -> float:
+        start = time.monotonic()
+        while not self.settled():
+            if time.monotonic() - start > timeout:
+                raise click.ClickException(
+                    f"the lab did not settle ({what}) within {timeout:g}s:\n"
+                    + self.corral("events", "-n", "30")
+                )
+            time.sleep(0.3)
+        return time.monotonic() - start
 
-        await wait_until(restarted, 20, 0.1, what=f"restart of {victim.config.name}")
-        pidfile.write_text("".join(f"{m.pid}\n" for m in members))
-        console.print(
-            f"supervisor restarted {victim.config.name} (pid {victim.pid}); "
-            f"healthy again after {time.monotonic() - t0:.2f} s"
-        )
-    finally:
-        await store.close()
-        for m in members:
-            await m.stop()
-        pidfile.unlink(missing_ok=True)
-    console.print("etcd members stopped.")
+
+def _start_client(tour: Tour, out: Path, duration: float) -> subprocess.Popen[bytes]:
+    ready = out.with_suffix(".ready")
+    ready.unlink(missing_ok=True)
+    argv = [PY, "-m", "corral.lab.client", "--interval", "0.01", "--timeout", "0.1"]
+    argv += ["--duration", f"{duration:g}", "--out", str(out), "--ready", str(ready)]
+    argv += [f"http://{v}/" for v in tour.vips]
+    proc = subprocess.Popen(tour.lab.exec_argv("client", argv))
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise click.ClickException("the demo client did not start")
+        time.sleep(0.02)
+    return proc
+
+
+def _watch(tour: Tour, console: Console, victim: str, fault: float, limit: float) -> None:
+    """Print each VIP and active-passive move as it happens, until all moved or ``limit``."""
+    vips_before = {v: h for v, h in tour.holders().items() if victim in h}
+    aps_before = {n: p for n, p in tour.exclusive_places().items() if victim in p}
+    pending_vips, pending_aps = set(vips_before), set(aps_before)
+    next_ap_poll = 0.0
+    while (pending_vips or pending_aps) and time.monotonic() - fault < limit:
+        now = time.monotonic()
+        for vip, nodes in tour.holders().items():
+            if vip in pending_vips and nodes and victim not in nodes:
+                console.print(f"  +{now - fault:5.2f} s  VIP {vip} now on {', '.join(nodes)}")
+                pending_vips.discard(vip)
+        if pending_aps and now >= next_ap_poll:
+            next_ap_poll = now + 0.25
+            for name, places in tour.exclusive_places().items():
+                if name in pending_aps and places and victim not in places:
+                    console.print(
+                        f"  +{time.monotonic() - fault:5.2f} s  {name} (active-passive) now "
+                        f"running on {', '.join(places)}"
+                    )
+                    pending_aps.discard(name)
+        time.sleep(0.01)
+    for vip in sorted(pending_vips):
+        console.print(f"  VIP {vip} did not move within {limit:g} s")
+    for name in sorted(pending_aps):
+        console.print(f"  {name} did not move within {limit:g} s")
+
+
+def _downtime(console: Console, tour: Tour, out: Path, fault: float) -> None:
+    from corral.lab.client import load, summarize
+
+    records, _meta = load(out)
+    for vip in tour.vips:
+        got = summarize(records, fault, url=f"http://{vip}/")
+        if got["failed_after_fault"] == 0:
+            console.print(f"  VIP {vip}: no failed request")
+        else:
+            console.print(
+                f"  VIP {vip}: served again {got['all_ok_s']:.2f} s after the power-off, "
+                f"{got['failed_after_fault']} of {got['requests_after_fault']} requests "
+                f"failed, longest gap {got['longest_gap_s']:.2f} s"
+            )
 
 
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml")
-@click.option(
-    "--run-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUN_DIR,
-    show_default=True,
-)
-def demo(spec_file: str, run_dir: Path) -> None:
-    """Validate SPEC_FILE, then run and exercise its embedded etcd on loopback."""
+@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
+def demo(spec_file: str, lab_dir: Path | None) -> None:
+    """Bring up SPEC_FILE in a network-namespace lab and tour a failover (root only)."""
     console = Console(highlight=False)
     try:
         spec = load_spec(spec_file)
@@ -138,34 +185,83 @@ def demo(spec_file: str, run_dir: Path) -> None:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
         raise SystemExit(1) from None
+    if os.geteuid() != 0:
+        raise click.ClickException(
+            "the demo builds network namespaces, veth pairs and a bridge: run it as root "
+            "(sudo make demo). Without root: corral simulate examples/openstack.yaml "
+            "--state examples/openstack-state.yaml --fail-node ctl1"
+        )
+    from corral.lab.lab import Lab, LabError
+
     print_summary(spec, console)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    configs = _loopback_members(members_from_spec(spec, run_dir / "etcd", host_of={}))
-    console.rule("embedded store")
-    members = [EmbeddedEtcd(c) for c in configs.values()]
-    asyncio.run(_tour(console, members, run_dir))
+    where = _lab_dir(spec, lab_dir)
+    if (where / "lab.json").exists():
+        console.print(f"a previous demo's lab is up in {where}: taking it down first")
+        Lab(where).down(force=True)
+    console.rule("the lab")
+    try:
+        lab = Lab.up(Path(spec_file), where, timeout=90.0)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from None
+    state = lab.state()
+    for name, n in state["nodes"].items():
+        console.print(f"  {name}: {n['address']} in namespace {n['ns']}")
+    console.print(f"  client: {', '.join(state['client']['addresses'])} in {state['client']['ns']}")
+    tour = Tour(lab, spec)
+    took = tour.wait("start")
+    console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
+    console.rule("corral status")
+    console.print(tour.corral("status"), markup=False)
+
+    victim = next(iter(h for h in tour.holders().values() if h), {""}).pop()
+    console.rule(f"failover: {victim} loses power")
+    out = where / "demo-client.json"
+    client = _start_client(tour, out, 8.0)
+    time.sleep(1.5)
+    fault = time.monotonic()
+    lab.power_off(victim)
+    console.print(f"  +{0:5.2f} s  {victim} powered off (link down, every process killed)")
+    _watch(tour, console, victim, fault, 6.0)
+    client.wait(timeout=60)
+    console.print("what a client of each VIP saw (a GET every 10 ms, 100 ms timeout):")
+    _downtime(console, tour, out, fault)
+    console.print("corral's own account of it (corral events):")
+    for line in tour.corral("events", "-n", "60").splitlines():
+        if any(k in line for k in (" fence:", " assign:", f"{victim}")) and "health" not in line:
+            console.print("  " + line, markup=False)
+
+    console.rule(f"{victim} comes back")
+    lab.power_on(victim)
+    took = tour.wait("the node's return")
+    console.print(f"{victim} rejoined and its VIP failed back home in {took:.1f} s")
+    console.print(tour.corral("status"), markup=False)
+    console.rule("the cluster keeps running")
     console.print(
-        "Next: corral simulate examples/openstack.yaml --state "
-        "examples/openstack-state.yaml --fail-node ctl1"
+        f"look at it:  corral lab status --dir {where}\n"
+        f"             corral lab exec --dir {where} client -- corral status --spec "
+        f"{lab.spec_file}\n"
+        f"             corral lab exec --dir {where} client -- corral events --spec "
+        f"{lab.spec_file}\n"
+        f"break it:    corral lab fault --help\n"
+        f"stop it:     make demo-down   (corral demo-down)"
     )
 
 
 @click.command(name="demo-down")
+@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--run-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUN_DIR,
-    show_default=True,
+    "--spec", "spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml"
 )
-def demo_down(run_dir: Path) -> None:
-    """Stop what an interrupted demo left running (only the processes it recorded)."""
-    pidfile = run_dir / "pids"
-    stopped = 0
-    if pidfile.exists():
-        for line in pidfile.read_text().split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(line), signal.SIGKILL)
-                stopped += 1
-    shutil.rmtree(run_dir, ignore_errors=True)
-    click.echo(f"demo: stopped {stopped} process(es), removed {run_dir}")
+def demo_down(lab_dir: Path | None, spec_file: str) -> None:
+    """Stop the demo's lab and remove everything it made (also after an interrupted demo)."""
+    if os.geteuid() != 0:
+        raise click.ClickException("the demo's lab is root's: run it as root (sudo make demo-down)")
+    from corral.lab.lab import Lab
+
+    if lab_dir is None:
+        try:
+            lab_dir = _lab_dir(load_spec(spec_file), None)
+        except SpecError:
+            lab_dir = LAB_ROOT / "cloud1"
+    removed = Lab(lab_dir).down(force=True)
+    click.echo(f"demo: lab in {lab_dir} down ({len(removed)} namespace(s) removed)")

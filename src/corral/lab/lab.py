@@ -38,11 +38,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.lab import netns
-from corral.lab.standins import StandinOptions, mode_dir, mode_file, rewrite
-from corral.spec import Spec, load_spec_text
+from corral.lab.modes import mode_dir, mode_file
+
+if TYPE_CHECKING:
+    from corral.spec import Spec
 
 LAB_ROOT = Path("/run/corral-lab")
 STATEFUL = Path("/usr/lib/ocf/resource.d/pacemaker/Stateful")
@@ -232,6 +234,8 @@ class Lab:
         """
         text = spec_file.read_text()
         if lab_dir is None:
+            from corral.spec import load_spec_text
+
             lab_dir = LAB_ROOT / load_spec_text(text, str(spec_file)).cluster
         lab = cls(lab_dir, python)
         if lab.state_path.exists():
@@ -250,6 +254,9 @@ class Lab:
     def _build(
         self, spec_file: Path, text: str, nodes: int | None, fence_action: str | None
     ) -> None:
+        from corral.lab.standins import StandinOptions, rewrite
+        from corral.spec import load_spec_text
+
         for sub in ("nodes", "modes", "etcd"):  # a previous run's etcd data is not this one's
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -293,6 +300,8 @@ class Lab:
         netns.set_link(c["ns"], c["ifname"], up=True)
 
     def _make_node(self, state: dict[str, Any], name: str) -> None:
+        from corral.spec import load_spec_text
+
         n = state["nodes"][name]
         netns.add_namespace(n["ns"])
         netns.sysctl(n["ns"], node_sysctls(state["ipv6"]))
@@ -334,6 +343,8 @@ class Lab:
         body = json.dumps(
             {"key": base64.b64encode(root).decode(), "range_end": base64.b64encode(end).decode()}
         )
+        from corral.spec import load_spec_text
+
         spec = load_spec_text(self.spec_file.read_text())
         port = spec.store.embedded.client_port if spec.store.embedded else 2379
         for name in spec.core_nodes():

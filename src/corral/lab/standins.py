@@ -27,7 +27,7 @@ Contract of :func:`rewrite` (the input must be a valid spec; the output is valid
   itself, where the cluster must not power nodes on and off behind the test's back).
 - **Store**: ``embedded`` on the spec's ports (2379/2380 by default: every node namespace has
   its own port space) with ``data_dir`` under the lab dir; profile ``lan``.
-- The stand-in's mode file (``ok`` / ``500``) is :func:`mode_file`; the app answers
+- The stand-in's mode file (``ok`` / ``500``) is :func:`corral.lab.modes.mode_file`; the app answers
   ``<mode> <node address>`` so a client can tell which node served it.
 """
 
@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from corral.lab.modes import mode_dir
 from corral.spec import Spec, load_spec_text
 from corral.spec.model import Resource
 from corral.spec.yamlpos import load_yaml
@@ -68,15 +69,6 @@ class Rewritten:
     text: str
     ports: dict[str, int] = field(default_factory=dict)  # stand-in resource -> its port
     notes: list[str] = field(default_factory=list)  # one line per simplification
-
-
-def mode_dir(lab_dir: Path) -> Path:
-    return lab_dir / "modes"
-
-
-def mode_file(lab_dir: Path, resource: str, node: str) -> Path:
-    """The file the stand-in of ``resource`` on ``node`` reads its mode from."""
-    return mode_dir(lab_dir) / f"{resource}@{node}.mode"
 
 
 def rewrite(text: str, opts: StandinOptions, source: str = "<spec>") -> Rewritten:
