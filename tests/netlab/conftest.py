@@ -86,7 +86,9 @@ class Net:
         return netns.run(netns.exec_argv(self.client_ns, argv), check=False).strip()
 
     def corral(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        argv = [PY, "-m", "corral.cli.main", *args, "--spec", str(self.lab.spec_file)]
+        argv = [PY, "-m", "corral.cli.main", *args]
+        if args[:2] != ("spec", "push"):  # push reads the endpoints from the file it pushes
+            argv += ["--spec", str(self.lab.spec_file)]
         return subprocess.run(
             netns.exec_argv(self.client_ns, argv),
             capture_output=True,

@@ -61,7 +61,7 @@ def test_backend_killed_under_load_no_failed_request(fenced_net: Net) -> None:
     net.lab.kill_service("n2", "api")
     got = summarize(load.records(), fault)
     assert got["requests"] > 500
-    assert got["failed"] == 0, got
+    assert got["failed"] == 0, (got["errors"], got)
     net.settle()
 
 
@@ -76,8 +76,7 @@ def test_rolling_restart_under_load_no_failed_request(fenced_net: Net) -> None:
     got = summarize(load.records(), 0.0)
     after = {n: net.lab.service_pid(n, "api") for n in ("n1", "n2", "n3")}
     assert all(after[n] not in (None, before[n]) for n in before), (before, after)
-    assert got["failed"] == 0, got
-    assert "drained api from every load balancer" in net.events() or got["failed"] == 0
+    assert got["failed"] == 0, (got["errors"], got)
 
 
 def test_backend_answering_500_leaves_every_haproxy(fenced_net: Net) -> None:
