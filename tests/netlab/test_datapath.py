@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 from corral.lab.client import summarize
 from tests.netlab.conftest import HOME, VIPS, Net, two_answers
@@ -102,8 +103,8 @@ def test_backend_answering_500_leaves_every_haproxy(fenced_net: Net) -> None:
 def test_bad_haproxy_config_is_refused_and_the_old_one_kept(fenced_net: Net) -> None:
     net = fenced_net
     good = net.lab.spec_file.read_text()
-    config = net.lab.node("n1")["state_dir"] + "/haproxy/haproxy.cfg"
-    before = open(config).read()
+    config = Path(net.lab.node("n1")["state_dir"]) / "haproxy" / "haproxy.cfg"
+    before = config.read_text()
     # a check path with a space: a valid spec, but an `option httpchk` line HAProxy refuses
     bad = re.sub(r"(http://\{node\.address\}:8080)/", r"\1/health check", good, count=1)
     assert bad != good
@@ -112,7 +113,7 @@ def test_bad_haproxy_config_is_refused_and_the_old_one_kept(fenced_net: Net) -> 
         pushed = net.corral("spec", "push", str(net.work / "bad.yaml"))
         assert pushed.returncode == 0, pushed.stderr
         net.wait(lambda: "haproxy -c refused" in net.events(), 20.0, "the refusal event")
-        assert open(config).read() == before
+        assert config.read_text() == before
         assert all(net.get(v).startswith("ok") for v in VIPS)
     finally:
         (net.work / "good.yaml").write_text(good)
