@@ -143,3 +143,26 @@ def test_link_cut_holder_drops_its_vip_before_anyone_takes_it(unfenced_net: Net)
     assert dropped < taken, (dropped, taken)
     assert two_answers(watch) == []
     net.settle()
+
+
+def test_gossip_death_takes_the_node_out_of_every_haproxy_before_its_lease_ends(
+    unfenced_net: Net,
+) -> None:
+    """No fence device here: n3's lease lives on for its TTL after the cut, but gossip holds
+    it dead well before that, and every other HAProxy stops sending to it at once."""
+    net = unfenced_net
+    cut = time.monotonic()
+    net.lab.cut_link("n3")
+    try:
+        took = net.wait(
+            lambda: all(net.server_admin(n, "api", "n3") & 1 for n in ("n1", "n2")),
+            10.0,
+            "n3 in maintenance in n1's and n2's HAProxy",
+        )
+        registered = "n3" in (net.lab.registrations() or {})
+    finally:
+        net.lab.heal_link("n3")
+    assert took < 2.0, took  # gossip detection (about 0.6 s), far below the 2 s lease TTL
+    assert registered, "n3's lease had already expired: this was not gossip's doing"
+    assert time.monotonic() - cut < 12
+    net.settle()
