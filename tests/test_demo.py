@@ -45,8 +45,9 @@ def test_demo_tours_a_failover_and_demo_down_cleans_up() -> None:
         assert "cluster cloud1: 3 nodes, 11 resources" in out
         assert "every VIP held and every instance healthy" in out
         assert "powered off (link down, every process killed)" in out
-        assert "VIP 198.18.0.100 now on" in out  # ctl1's VIP moved
-        assert "cinder-volume (active-passive) now running on" in out
+        assert "VIP 198.18.0.100 is up on" in out  # ctl1's VIP moved
+        assert "holds 198.18.0.100 and runs cinder-volume (active-passive)" in out
+        assert "started cinder-volume: assigned to this node" in out  # on another node
         assert "served again" in out and "fenced by lab" in out
         assert "rejoined and its VIP failed back home" in out
         assert "make demo-down" in out

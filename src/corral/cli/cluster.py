@@ -278,13 +278,16 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
 @click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--etcd", help=ETCD_HELP)
 @click.option("-n", "--last", default=30, show_default=True)
-def events(spec_file: str, etcd: str | None, last: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
         event = load(kv.value)
-        if isinstance(event, dict):
+        if isinstance(event, dict) and as_json:
+            click.echo(json.dumps(event, sort_keys=True))
+        elif isinstance(event, dict):
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", 0)))
             click.echo(f"{stamp} {event.get('node')} {event.get('kind')}: {event.get('reason')}")
 
