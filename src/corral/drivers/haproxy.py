@@ -47,9 +47,10 @@ from pathlib import Path
 
 from corral.drivers import _files
 from corral.drivers._exec import run_command
+from corral.drivers._group import poll_exit, stop_group
 from corral.drivers._procfs import boot_id, group_members, read_stat
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
-from corral.drivers.process import PidRecord, _poll_exit, _signal_group, _wait_group_gone
+from corral.drivers.process import PidRecord
 from corral.lb import config, sync
 from corral.lb.runtime import MasterCli, Runtime
 from corral.spec.model import Resource, Spec
@@ -281,25 +282,24 @@ class HaproxyService:
         if record is not None and record.boot_id == boot_id() and _live(record):
             await self._terminate(record.pid)
         if self._proc is not None:
-            await _poll_exit(self._proc, self._kill_timeout)
+            await poll_exit(self._proc, self._kill_timeout)
         self._record = None
         self._forget_pid_file()
 
     async def _terminate(self, pgid: int) -> None:
-        _files.append_log(self.log_path, f"--- corral {_files.stamp()} {self.name}: SIGUSR1")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pgid, signal.SIGUSR1)  # the master only: it soft-stops its workers
-        if await _wait_group_gone(pgid, self.stop_timeout):
-            return
-        _files.append_log(
-            self.log_path,
-            f"--- corral {_files.stamp()} {self.name}: still running "
-            f"{self.stop_timeout:g}s after SIGUSR1: SIGKILL",
+        def soft() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pgid, signal.SIGUSR1)  # the master only: it soft-stops its workers
+
+        await stop_group(
+            pgid,
+            name=self.name,
+            log_path=self.log_path,
+            soft=soft,
+            soft_name="SIGUSR1",
+            stop_timeout=self.stop_timeout,
+            kill_timeout=self._kill_timeout,
         )
-        _signal_group(pgid, signal.SIGKILL)
-        if await _wait_group_gone(pgid, self._kill_timeout):
-            return
-        raise DriverError(f"{self.name}: {group_members(pgid)} alive after SIGKILL")
 
     def _read_record(self) -> PidRecord | None:
         try:

@@ -39,7 +39,6 @@ Restart with backoff is the agent's job; the driver exposes ``exit_code``, ``pid
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -51,6 +50,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from corral.drivers import _files
+from corral.drivers._group import poll_exit, signal_group, stop_group
 from corral.drivers._procfs import boot_id, group_members, read_stat
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
 from corral.spec.model import ProcessDriver as ProcessSpec
@@ -58,7 +58,6 @@ from corral.spec.model import ProcessDriver as ProcessSpec
 SHELL = "/bin/sh"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
-POLL_INTERVAL = 0.05  # seconds between checks while a process group winds down
 
 
 @dataclass(frozen=True)
@@ -105,40 +104,6 @@ def _signame(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # already gone
-    except PermissionError as exc:
-        raise DriverError(f"not allowed to signal process group {pgid}: {exc.strerror}") from exc
-
-
-async def _poll_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    """Our child's exit status once it has exited (reaping it), None after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / POLL_INTERVAL) + 2):
-        returncode = proc.poll()
-        if returncode is not None or loop.time() >= deadline:
-            return returncode
-        await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - loop.time())))
-    return proc.poll()
-
-
-async def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    """True once no live process is left in group ``pgid``; False after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / POLL_INTERVAL) + 2):
-        if not group_members(pgid):
-            return True
-        if loop.time() >= deadline:
-            break
-        await asyncio.sleep(POLL_INTERVAL)
-    return not group_members(pgid)
 
 
 class ProcessSupervisor:
@@ -213,7 +178,7 @@ class ProcessSupervisor:
         if record is not None and record.boot_id == boot_id() and self._live_members(record):
             await self._terminate(record.pid)
         if self._proc is not None:
-            await _poll_exit(self._proc, self._kill_timeout)  # reap: no zombie left
+            await poll_exit(self._proc, self._kill_timeout)  # reap: no zombie left
         self._record = None
         self._forget_pid_file()
 
@@ -313,7 +278,7 @@ class ProcessSupervisor:
 
     async def _check_settled(self, proc: subprocess.Popen[bytes]) -> None:
         """Raise when the fresh process exits non-zero within the settle time."""
-        returncode = await _poll_exit(proc, self._settle)
+        returncode = await poll_exit(proc, self._settle)
         # The record stays: a leader that exited may have left members that stop() must end.
         if returncode is not None and returncode != 0:
             last = _files.tail(self.log_path, lines=3)
@@ -324,22 +289,19 @@ class ProcessSupervisor:
 
     async def _terminate(self, pgid: int) -> None:
         """SIGTERM (+SIGCONT) the group, SIGKILL it after the stop timeout; see the contract."""
-        _files.append_log(self.log_path, f"--- corral {_files.stamp()} {self.name}: SIGTERM")
-        _signal_group(pgid, signal.SIGTERM)
-        _signal_group(pgid, signal.SIGCONT)
-        if await _wait_group_gone(pgid, self.stop_timeout):
-            return
-        _files.append_log(
-            self.log_path,
-            f"--- corral {_files.stamp()} {self.name}: still running "
-            f"{self.stop_timeout:g}s after SIGTERM: SIGKILL",
-        )
-        _signal_group(pgid, signal.SIGKILL)
-        if await _wait_group_gone(pgid, self._kill_timeout):
-            return
-        left = group_members(pgid)
-        raise DriverError(
-            f"{self.name}: processes {left} still alive {self._kill_timeout:g}s after SIGKILL"
+
+        def soft() -> None:
+            signal_group(pgid, signal.SIGTERM)
+            signal_group(pgid, signal.SIGCONT)  # a stopped (hung) process must see the TERM
+
+        await stop_group(
+            pgid,
+            name=self.name,
+            log_path=self.log_path,
+            soft=soft,
+            soft_name="SIGTERM",
+            stop_timeout=self.stop_timeout,
+            kill_timeout=self._kill_timeout,
         )
 
     def _live_members(self, record: PidRecord) -> list[int]:
