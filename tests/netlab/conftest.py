@@ -179,12 +179,17 @@ class Load:
         return load(self.out)[0]
 
 
-def two_answers(watch: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
-    """The ARP samples in which more than one MAC answered for the VIP."""
+def arp_samples(watch: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    """Every sample of the ARP watch: ``{"t", "ip", "macs"}``."""
     out, _ = watch.communicate(timeout=120)
     samples = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
     assert samples, "the ARP watch took no sample"
-    return [s for s in samples if len(s.get("macs", [])) > 1]
+    return samples
+
+
+def two_answers(watch: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    """The ARP samples in which more than one MAC answered for the VIP."""
+    return [s for s in arp_samples(watch) if len(s.get("macs", [])) > 1]
 
 
 def _net(fencing: bool) -> Iterator[Net]:

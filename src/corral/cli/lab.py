@@ -161,6 +161,8 @@ for _name, _doc in (
     ("power_on", "Link up and NODE's agent started again."),
     ("cut_link", "NODE's switch port down (processes keep running)."),
     ("heal_link", "NODE's switch port up again."),
+    ("partition", "Cut NODE off from the other nodes only (the client still reaches it)."),
+    ("heal_partition", "End NODE's partition."),
     ("clear_netem", "Remove loss and delay from NODE's link."),
 ):
     _simple(_name, _doc)

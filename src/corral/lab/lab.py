@@ -524,6 +524,16 @@ class Lab:
     def heal_link(self, node: str) -> None:
         netns.set_link(self.state()["switch_ns"], self.node(node)["switch_if"], up=True)
 
+    def partition(self, node: str) -> None:
+        """Cut the node off from the other nodes only: its link stays up and it still answers
+        the client (the partition in which a VIP could answer from two nodes at once)."""
+        state = self.state()
+        peers = [n["switch_if"] for name, n in state["nodes"].items() if name != node]
+        netns.partition_port(state["switch_ns"], self.node(node)["switch_if"], peers)
+
+    def heal_partition(self, node: str) -> None:
+        netns.heal_port(self.state()["switch_ns"], self.node(node)["switch_if"])
+
     def netem(self, node: str, *, loss: float = 0.0, delay: float = 0.0) -> None:
         """Loss (percent) and delay (seconds) on both ends of the node's link, so each direction
         sees them (a round trip gets twice ``delay``). Replaces earlier netem settings."""

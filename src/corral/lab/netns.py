@@ -220,3 +220,46 @@ def netem_of(ns: str, ifname: str) -> str:
             after = words.index("limit") + 2 if "limit" in words else 2
             return " ".join(words[after:])
     return ""
+
+
+NFT = "nft"
+
+
+def _nft_table(port: str) -> str:
+    return f"crl_part_{port}".replace("-", "_")
+
+
+def partition_port(ns: str, port: str, peers: Sequence[str]) -> None:
+    """In the switch namespace ``ns``, drop every frame between bridge port ``port`` and the
+    ports ``peers`` (an nftables bridge table of its own), in both directions. Frames to and
+    from every other port (the client's) still pass: a partial partition, where the node still
+    answers the client but cannot reach its peers. Replaces an earlier partition of ``port``."""
+    heal_port(ns, port)
+    table = _nft_table(port)
+    others = ", ".join(f'"{p}"' for p in peers)
+    script = (
+        f"table bridge {table} {{\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f'    iifname "{port}" oifname {{ {others} }} drop\n'
+        f'    iifname {{ {others} }} oifname "{port}" drop\n'
+        "  }\n"
+        "}\n"
+    )
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns, NFT, "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise NetnsError(f"nft -f - (in {ns}) failed: {proc.stderr.strip()}")
+
+
+def heal_port(ns: str, port: str) -> None:
+    """Remove the partition of ``port`` (none is fine)."""
+    run(
+        ["ip", "netns", "exec", ns, NFT, "delete", "table", "bridge", _nft_table(port)], check=False
+    )
