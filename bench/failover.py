@@ -19,6 +19,9 @@ Scenarios (each run starts from a settled lab: every VIP at home, every server u
 - ``link-cut``: the holder's switch port goes down (its processes keep running). The same
   client figures, plus how long the old holder kept the VIP configured and how long two nodes
   had it configured at once.
+- ``partition``: the holder is cut off from the other nodes but not from the client (an
+  nftables filter on the bridge): the case where a VIP can answer from two nodes. Figures: the
+  client's, how long the old holder kept the VIP, and ARP samples that saw two answers.
 - ``backend-crash``: about 200 requests/s spread over the VIPs; the API service on one node is
   killed -9. Failed requests.
 - ``rolling-restart``: about 200 requests/s; every node's API service restarted in turn
@@ -342,6 +345,43 @@ def scenario_link_cut(t: Target, work: Path) -> dict[str, Any]:
     return out
 
 
+def _partition(t: Target, node: str, on: bool) -> None:
+    """Cut ``node`` off from the other nodes only (the client still reaches it)."""
+    if isinstance(t, CorralTarget):
+        (t.lab.partition if on else t.lab.heal_partition)(node)
+        return
+    from _keepalived import SWITCH_NS
+
+    port = t.lab.node(node).switch_if
+    if on:
+        peers = [n.switch_if for n in t.lab.nodes if n.name != node]
+        netns.partition_port(SWITCH_NS, port, peers)
+    else:
+        netns.heal_port(SWITCH_NS, port)
+
+
+def scenario_partition(t: Target, work: Path) -> dict[str, Any]:
+    """The holder loses its peers, not its clients: the split brain case."""
+    vip = t.vips[1]
+    victim = t.home(vip)
+    c = Client(t, work, [t.url(vip)], 7.0, ["--interval", "0.01", "--timeout", "0.1"], arp=vip)
+    time.sleep(1.0)
+    fault = time.monotonic()
+    _partition(t, victim, True)
+    holders = _poll_holders(t, vip, victim, fault + 5.0)
+    time.sleep(max(0.0, fault + 5.0 - time.monotonic()))
+    two_at_end = int(len(t.holders(vip)) > 1)  # still a split brain 5 s after the fault?
+    records, two = c.finish()
+    _partition(t, victim, False)
+    out = summarize(records, fault, url=t.url(vip))
+    out.update(holders)
+    out["two_answers_seen"] = two
+    out["two_holders_after_5s"] = two_at_end
+    if isinstance(t, CorralTarget):
+        t.heal_link(victim)  # the lab fence powered it off: power it on
+    return out
+
+
 def _load(t: Target, work: Path, duration: float) -> Client:
     urls = [t.url(v) for v in t.vips]
     return Client(t, work, urls, duration, ["--rate", "200", "--cycle", "--timeout", "1.0"])
@@ -371,6 +411,7 @@ def scenario_rolling_restart(t: Target, work: Path) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[Target, Path], dict[str, Any]]] = {
     "power-off": scenario_power_off,
     "link-cut": scenario_link_cut,
+    "partition": scenario_partition,
     "backend-crash": scenario_backend_crash,
     "rolling-restart": scenario_rolling_restart,
 }
@@ -383,6 +424,13 @@ FIGURES = {
         "old_holder_kept_s",
         "both_configured_s",
         "two_answers_seen",
+    ],
+    "partition": [
+        "first_success_s",
+        "failed",
+        "old_holder_kept_s",
+        "two_answers_seen",
+        "two_holders_after_5s",
     ],
     "backend-crash": ["failed", "requests"],
     "rolling-restart": ["failed", "requests", "restart_s"],
@@ -509,7 +557,7 @@ def main() -> None:
     for name in args.targets.split(","):
         chosen = scenarios
         if args.quick and name == "keepalived-tuned":
-            chosen = [s for s in scenarios if s in ("power-off", "link-cut")]
+            chosen = [s for s in scenarios if s in ("power-off", "link-cut", "partition")]
         console.print(f"[bold]{name}[/bold]: {', '.join(chosen)}, {runs} run(s) each")
         all_results[name] = run_target(name, chosen, runs, console)
     figures = report(all_results, console)
