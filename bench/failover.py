@@ -448,23 +448,35 @@ def make_target(name: str, work: Path) -> Target:
 
 
 def run_target(name: str, scenarios: list[str], runs: int, console: Console) -> dict[str, Any]:
+    """Every scenario on a fresh lab of its own; a run that fails (or leaves a lab that does
+    not settle) is reported, the lab rebuilt, and the next run goes on."""
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="crlb-", dir="/tmp") as tmp:
-        work = Path(tmp)
-        t = make_target(name, work)
-        try:
-            t.wait_settled(timeout=60.0)
-            for scen in scenarios:
-                got = []
+    for scen in scenarios:
+        got: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="crlb-", dir="/tmp") as tmp:
+            work = Path(tmp)
+            t: Target | None = None
+            try:
                 for i in range(runs):
-                    fig = SCENARIOS[scen](t, work)
-                    got.append(fig)
-                    t.wait_settled(timeout=60.0)
-                    shown = {k: fig.get(k) for k in FIGURES[scen]}
-                    console.print(f"  {name} {scen} run {i + 1}/{runs}: {shown}")
-                results[scen] = got
-        finally:
-            t.down()
+                    try:
+                        if t is None:
+                            t = make_target(name, work)
+                            t.wait_settled(timeout=60.0)
+                        fig = SCENARIOS[scen](t, work)
+                        got.append(fig)
+                        shown = {k: fig.get(k) for k in FIGURES[scen]}
+                        console.print(f"  {name} {scen} run {i + 1}/{runs}: {shown}")
+                        t.wait_settled(timeout=60.0)
+                    except Exception as exc:  # one broken run must not cost the others
+                        console.print(f"  {name} {scen} run {i + 1}/{runs} failed: {exc!r:.300}")
+                        if t is not None:
+                            with contextlib.suppress(Exception):
+                                t.down()
+                        t = None
+            finally:
+                if t is not None:
+                    t.down()
+        results[scen] = got
     return results
 
 
