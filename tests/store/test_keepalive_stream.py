@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -185,20 +186,30 @@ async def test_cancelled_renewal_leaves_the_stream_usable(etcd1: EtcdLab) -> Non
         await store.close()
 
 
-async def test_close_fails_a_renewal_in_flight_and_later_ones(etcd1: EtcdLab) -> None:
-    store = etcd1.store(timeout=5.0, attempt_timeout=2.0)
-    lease = await store.grant(10)
-    await store.keepalive(lease.id)
-    with stopped(etcd1, 0):
-        pending = asyncio.create_task(store.keepalive(lease.id))
-        await asyncio.sleep(0.3)
-        start = time.monotonic()
-        await store.close()
-        with pytest.raises(StoreError):
-            await pending
-        assert time.monotonic() - start < 1.5  # not left hanging on the silent member
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """An endpoint that accepts TCP connections and never answers (a hung host)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_close_fails_a_renewal_in_flight_and_later_ones(black_hole: str) -> None:
+    store = EtcdStore([black_hole], timeout=5.0, attempt_timeout=2.0)
+    pending = asyncio.create_task(store.keepalive(1234))
+    await asyncio.sleep(0.3)
+    assert not pending.done()  # nothing answers
+    start = time.monotonic()
+    await store.close()
+    with pytest.raises(StoreError):
+        await pending
+    assert time.monotonic() - start < 1.5  # not left hanging on the silent endpoint
     with pytest.raises(StoreError, match="closed"):
-        await store.keepalive(lease.id)
+        await store.keepalive(1234)
     reader_tasks = [t for t in asyncio.all_tasks() if "_KeepAliveStream" in repr(t.get_coro())]
     assert all(t.done() for t in reader_tasks)
 

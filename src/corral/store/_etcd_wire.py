@@ -82,6 +82,17 @@ def classify(exc: BaseException) -> Failure:
     return Failure.FATAL
 
 
+def vague(exc: BaseException) -> bool:
+    """gRPC's "Internal error from Core": what a write on a stream that the server just ended
+    reports instead of the server's status (e.g. "no leader", seen by the previous try)."""
+    error = rpc_error(exc)
+    return (
+        error is not None
+        and error.code() == rpc.StatusCode.INTERNAL
+        and "internal error from core" in (error.details() or "").lower()
+    )
+
+
 def describe(exc: BaseException) -> str:
     """One line for error messages."""
     if isinstance(exc, TimeoutError):

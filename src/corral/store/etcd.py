@@ -163,7 +163,8 @@ class EtcdStore:
                 failure = wire.classify(exc)
                 if failure is Failure.FATAL:
                     raise _refused(what, name, exc) from None
-                errors[name] = wire.describe(exc)
+                if name not in errors or not wire.vague(exc):  # keep the telling error
+                    errors[name] = wire.describe(exc)
                 self._rotate(generation)
                 if failure is Failure.UNKNOWN and not repeat:
                     raise StoreUnavailable(
@@ -416,6 +417,8 @@ class _KeepAliveStream:
         self._call: Any = client.leasestub.LeaseKeepAlive(metadata=REQUIRE_LEADER)
         self._waiters: dict[int, collections.deque[asyncio.Future[Any]]] = {}
         self._write_lock = asyncio.Lock()
+        self._writer: asyncio.Task[Any] | None = None  # the task inside a write, if any
+        self._interrupted: asyncio.Task[Any] | None = None  # a writer _fail() cancelled
         self._reader = asyncio.create_task(self._read())
 
     async def renew(self, lease_id: int, budget: float) -> Any:
@@ -425,15 +428,32 @@ class _KeepAliveStream:
             raise wire.StreamEnded("keepalive stream already ended")
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(lease_id, collections.deque()).append(reply)
+        task = asyncio.current_task()
         async with asyncio.timeout(budget):
             try:
                 async with self._write_lock:  # gRPC allows one write in flight per call
-                    await self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+                    self._writer = task
+                    try:
+                        await self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+                    finally:
+                        self._writer = None
+            except asyncio.CancelledError:
+                if task is not None and task is self._interrupted:
+                    # _fail() woke this write up (gRPC would leave it waiting for a connection)
+                    self._interrupted = None
+                    task.uncancel()
+                elif task is not None and task.cancelling():
+                    raise  # our caller is cancelled: the reply keeps its place (see above)
+                # else gRPC raised it for a call cancelled under the write
+                error: Exception = wire.StreamEnded("keepalive stream closed during a write")
+                self._fail(error)
+                _discard(reply)
+                raise error from None
             except Exception as exc:
                 # e.g. InvalidStateError when the call just ended: a failure, not a refusal
                 error = exc if wire.rpc_error(exc) else wire.StreamEnded(wire.describe(exc))
-                reply.cancel()  # raised here, not through the future
                 self._fail(error)
+                _discard(reply)
                 raise error from exc
             return await reply
 
@@ -465,8 +485,21 @@ class _KeepAliveStream:
                 if not waiter.done():
                     waiter.set_exception(exc)
         self._call.cancel()
+        writer = self._writer
+        if writer is not None and not writer.done() and writer is not asyncio.current_task():
+            self._interrupted = writer
+            writer.cancel()
 
     def close(self) -> None:
         """Cancel the stream (no I/O to wait for); waiters get :class:`StreamEnded`."""
         self._fail(wire.StreamEnded("keepalive stream closed"))
         self._reader.cancel()
+
+
+def _discard(reply: asyncio.Future[Any]) -> None:
+    """Drop a reply future whose try already failed (and mark an exception on it as seen)."""
+    if reply.done():
+        if not reply.cancelled():
+            reply.exception()
+    else:
+        reply.cancel()
