@@ -64,7 +64,8 @@ async def until_unhealthy(store: EtcdStore, node: str, limit: float = 20.0) -> f
 
 
 async def fresh(base: Path, checks: str | None = None) -> Cluster:
-    c = Cluster(base) if checks is None else Cluster(base, checks)
+    # agents log at the default level, as deployed ones do (debug lines cost CPU)
+    c = Cluster(base, verbose=False) if checks is None else Cluster(base, checks, verbose=False)
     await c.start()
     await until(lambda: len(c.serving(c.web_port)) == 3 and len(c.serving(c.api_port)) == 1)
     await asyncio.sleep(1.0)

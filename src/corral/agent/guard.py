@@ -2,12 +2,15 @@
 
 An agent killed -9 cannot stop its exclusive services when its lease runs out, yet the controller
 starts them elsewhere once that lease has expired. The guard is a small process per node, in its
-own session, started by the agent. After every lease renewal the agent writes
+own session, started by the agent. After every lease renewal (while anything exclusive runs
+here, or just stopped) the agent writes
 ``<state_dir>/guard.json``: ``{"deadline": CLOCK_MONOTONIC seconds, "exclusive": [names],
 "node": name}`` (``deadline`` = last renewal + lease_ttl - safety_margin), and keeps the running
-spec in ``<state_dir>/spec.yaml``. The guard reads the file every 50 ms; once the deadline has
+spec in ``<state_dir>/spec.yaml``. The guard reads the file (see below); once the deadline has
 passed it stops every listed exclusive service through its driver (the same code the agent
-uses), logs what it did to ``<state_dir>/guard.log`` and waits for a new deadline. A missing or
+uses), logs what it did to ``<state_dir>/guard.log`` and waits for a new deadline.
+Between reads it sleeps until the deadline it read (at least 50 ms, at most 0.5 s): a renewal
+moves the deadline on before it comes, so an idle guard wakes twice a second. A missing or
 corrupt file is treated as "nothing to guard" (the agent rewrites it within one keepalive).
 
 Run: ``python -m corral.agent.guard --state-dir DIR``. It exits when the file holds
@@ -24,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-POLL = 0.05
+POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
+IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
 
 
 def write_atomic(path: Path, data: dict[str, object]) -> None:
@@ -79,6 +83,7 @@ def guard(state_dir: Path) -> None:
     fenced: object = None
     _log(log, f"guard {os.getpid()} watching {path}")
     while state_dir.is_dir():
+        data: dict[str, object] = {}
         try:
             data = _read(path)
             if data.get("exit"):
@@ -86,7 +91,17 @@ def guard(state_dir: Path) -> None:
             fenced = _once(state_dir, data, log, fenced)
         except Exception as exc:  # the guard must outlive any surprise; it says what happened
             _log(log, f"guard error: {exc!r}")
-        time.sleep(POLL)
+        time.sleep(_pause(data))
+
+
+def _pause(data: dict[str, object]) -> float:
+    """How long to sleep before reading the file again: until the deadline it names while it
+    lists services (then the agent has renewed, and the file says so, or it is time to act),
+    at most ``IDLE``; ``IDLE`` when it lists none; never less than ``POLL``."""
+    deadline, listed = data.get("deadline"), data.get("exclusive")
+    if not listed or not isinstance(deadline, int | float) or deadline != deadline:
+        return IDLE
+    return min(IDLE, max(POLL, deadline - time.monotonic()))
 
 
 def _once(state_dir: Path, data: dict[str, object], log: Path, fenced: object) -> object:

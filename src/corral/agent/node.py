@@ -100,6 +100,7 @@ class Agent:
         self.network = NetworkDuties(state_dir)
         self._last_network = -math.inf
         self._gossip_error: str | None = None
+        self._guarded = True  # the guard file may list services (a previous agent's): write
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
@@ -520,6 +521,8 @@ class Agent:
     async def _start(self, key: str, reason: str) -> None:
         name, item = split_key(key)
         res = self.spec.resources[name]
+        if res.exclusive:
+            self._update_guard(starting=key)
         try:
             driver = self._driver(name, res, item)
             await driver.start()
@@ -626,12 +629,19 @@ class Agent:
             self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
             (self.ctx.state_dir / "spec.yaml").write_text(self.spec_text)
 
-    def _update_guard(self) -> None:
-        """Tell the guard until when exclusive services may run, and which run here."""
+    def _update_guard(self, starting: str | None = None) -> None:
+        """Tell the guard until when exclusive services may run, and which run here (and
+        ``starting``, told before its start: an agent killed during the start leaves nothing
+        unguarded). Nothing exclusive now or at the last write: no write (idle nodes)."""
         if not self._guard:
             return
         timing = self.spec.effective_timing
-        exclusive = sorted(k for k in self.services if self._exclusive(k))
+        exclusive = sorted(
+            {k for k in self.services if self._exclusive(k)} | ({starting} if starting else set())
+        )
+        if not exclusive and not self._guarded:
+            return
+        self._guarded = bool(exclusive)
         write_atomic(
             self.ctx.state_dir / "guard.json",
             {

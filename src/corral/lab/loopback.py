@@ -63,7 +63,10 @@ def _pid_of(pidfile: Path) -> int | None:
 
 
 class Cluster:
-    def __init__(self, base: Path, checks: str = FAST_CHECKS) -> None:
+    def __init__(self, base: Path, checks: str = FAST_CHECKS, *, verbose: bool = True) -> None:
+        """``verbose``: agents log every decision (tests read them when something fails;
+        benchmarks of idle CPU turn it off, as a deployed agent runs)."""
+        self.verbose = verbose
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.etcd = EtcdLab(base / "etcd", 3)
@@ -103,7 +106,7 @@ class Cluster:
                     self.etcd_arg,
                     "--state-dir",
                     str(self.state_dir(node)),
-                    "-v",
+                    *(["-v"] if self.verbose else []),
                 ],
                 stdout=log,
                 stderr=log,

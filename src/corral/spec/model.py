@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -382,8 +383,9 @@ class Spec(_Model):
             self.resources[name] = _resolve_resource(res, self.defaults)
         return self
 
-    @property
+    @cached_property
     def effective_timing(self) -> Timing:
+        """The resolved timing (computed once: the agent reads it several times a tick)."""
         return resolve_timing(self.profile, self.timing)
 
     def core_nodes(self) -> list[str]:
