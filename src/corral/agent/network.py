@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
-from corral.dns import DnsServer, Zone, zone_for
 from corral.drivers.base import NodeContext
-from corral.drivers.haproxy import HaproxyService
 from corral.spec import Resource, Spec
+
+if TYPE_CHECKING:  # imported when first needed: an agent without these duties never loads them
+    from corral.dns import DnsServer, Zone
+    from corral.drivers.haproxy import HaproxyService
 
 EventSink = Callable[[str, str, str], Awaitable[None]]
 
@@ -30,7 +33,7 @@ class NetworkDuties:
         self.run_dir = state_dir / "haproxy"
         self._dns: DnsServer | None = None
         self._dns_key: tuple[str, int] | None = None
-        self._zone = Zone()
+        self._zone: Zone | None = None
         self._live: dict[str, list[str]] | None = None
         self._dns_failed: str | None = None
 
@@ -39,6 +42,8 @@ class NetworkDuties:
     def haproxy_driver(
         self, name: str, res: Resource, node: NodeContext, spec: Callable[[], Spec]
     ) -> HaproxyService:
+        from corral.drivers.haproxy import HaproxyService
+
         return HaproxyService(name, res, node, spec, run_dir=self.run_dir)
 
     # --- DNS ------------------------------------------------------------------------------
@@ -60,15 +65,17 @@ class NetworkDuties:
         live: Mapping[str, Sequence[str]],
         event: EventSink,
     ) -> None:
+        from corral.dns import DnsServer, zone_for
+
         wanted = {k: list(v) for k, v in live.items()}
-        if wanted != self._live:
+        if wanted != self._live or self._zone is None:
             self._zone = zone_for(spec, wanted)
             self._live = wanted
         key = (node.address, spec.dns.port)
         if self._dns is not None and self._dns_key != key:
             await self.close_dns()
         if self._dns is None:
-            server = DnsServer(lambda: self._zone, node.address, spec.dns.port)
+            server = DnsServer(self._current_zone, node.address, spec.dns.port)
             try:
                 await server.start()
             except OSError as exc:
@@ -78,6 +85,10 @@ class NetworkDuties:
                     self._dns_failed = text
                 return
             self._dns, self._dns_key, self._dns_failed = server, key, None
+
+    def _current_zone(self) -> Zone:
+        assert self._zone is not None  # built before the server starts
+        return self._zone
 
     async def close_dns(self) -> None:
         if self._dns is not None:

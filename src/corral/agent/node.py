@@ -41,7 +41,6 @@ from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.drivers.base import Driver, DriverError, NodeContext
-from corral.drivers.haproxy import HaproxyService
 from corral.spec import Resource, Spec, SpecError, load_spec_text
 from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, StoreError
 
@@ -399,7 +398,10 @@ class Agent:
             return
         view = await self.lb.view(self.spec)
         lost = self.gossip.lost() if self.gossip is not None else set()
-        if hap is not None and not hap.failed and isinstance(hap.driver, HaproxyService):
+        if hap is not None and not hap.failed:
+            from corral.drivers.haproxy import HaproxyService
+
+            assert isinstance(hap.driver, HaproxyService)  # made by _driver for this kind
             try:
                 self._decide(await self.lb.sync(self.spec, hap.driver, self.lease, lost, view))
             except DriverError as exc:
