@@ -30,14 +30,17 @@ import os
 import signal
 import weakref
 from types import TracebackType
-
-import httpx
+from typing import TYPE_CHECKING
 
 from corral.core.clock import Clock, MonotonicClock
 from corral.core.health import CheckOutcome, CheckStatus
 from corral.drivers.base import NodeContext
+from corral.health import plainhttp
 from corral.spec import HealthCheck
 from corral.spec.model import HttpCheck
+
+if TYPE_CHECKING:
+    import httpx
 
 NAGIOS_STATUS: dict[int, CheckStatus] = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}
 BODY_LIMIT = 1 << 20  # bytes of an HTTP body searched for ``body``: a check is not a download
@@ -99,12 +102,24 @@ class Checker:
                 if check.tcp is not None:
                     return await _tcp(target)
                 return await _exec(target)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return "timeout", f"timed out after {check.timeout:g}s: {_clip(target, 160)}"
 
     async def _http(self, spec: HttpCheck, url: str, timeout: float) -> Result:
         if spec.body is not None and spec.method == "HEAD":
             return "unknown", f"{url}: a body check needs GET or POST, not HEAD"
+        if url.startswith("http://"):
+            return await _plain_http(spec, url)
+        import httpx  # https only: 20 MB an agent without such checks never loads
+
+        try:
+            return await self._https(spec, url, timeout)
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+
+    async def _https(self, spec: HttpCheck, url: str, timeout: float) -> Result:
+        import httpx
+
         client = self._http_client()
         try:
             request = client.build_request(
@@ -135,6 +150,8 @@ class Checker:
         return "ok", f"{got} containing {spec.body!r}"
 
     def _http_client(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(
                 follow_redirects=False,
@@ -168,6 +185,24 @@ def _clip(text: str, limit: int) -> str:
 
 def _statuses(codes: list[int]) -> str:
     return " or ".join(str(c) for c in codes)
+
+
+async def _plain_http(spec: HttpCheck, url: str) -> Result:
+    """An ``http://`` check through :mod:`corral.health.plainhttp` (no httpx)."""
+    try:
+        answer = await plainhttp.fetch(spec.method, url, BODY_LIMIT, want_body=bool(spec.body))
+    except plainhttp.BadUrl as exc:
+        return "unknown", str(exc)
+    except plainhttp.HttpCheckError as exc:
+        return "critical", f"{url}: {exc}"
+    got = f"HTTP {answer.status} from {url}"
+    if answer.status not in spec.status:
+        return "critical", f"{got} (expected {_statuses(spec.status)})"
+    if spec.body is None:
+        return "ok", got
+    if spec.body not in _decode(answer.body, answer.charset):
+        return "critical", f"{got} but its body lacks {spec.body!r}"
+    return "ok", f"{got} containing {spec.body!r}"
 
 
 async def _read_head(response: httpx.Response, limit: int) -> bytes:
