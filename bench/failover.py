@@ -397,8 +397,11 @@ def scenario_backend_crash(t: Target, work: Path) -> dict[str, Any]:
     c = _load(t, work, 5.0)
     time.sleep(1.0)
     fault = time.monotonic()
-    t.kill_backend(t.home(t.vips[1]))
+    node = t.home(t.vips[1])
+    t.kill_backend(node)
     records, _ = c.finish()
+    if not isinstance(t, CorralTarget):
+        t.lab.start_backend(node)  # what systemd's Restart= does for the baseline
     out = summarize(records, fault)
     return {"failed": out["failed"], "requests": out["requests"]}
 
