@@ -572,6 +572,8 @@ def main() -> None:
         raise SystemExit("bench/failover.py builds network namespaces: run it as root")
     runs = args.runs or (3 if args.quick else 5)
     console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # the table has a column per target
     scenarios = args.scenarios.split(",")
     all_results: dict[str, dict[str, Any]] = {}
     KeepalivedLab.down_stale()
