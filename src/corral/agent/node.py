@@ -46,8 +46,9 @@ from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, Store
 
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
-STATUS_POLL = 1.0  # seconds between driver status polls
-ROUND_EVERY = 1.0  # seconds between full rounds when nothing changed
+STATUS_POLL = 1.0  # seconds between driver status polls (a dead service: a round at once)
+ROUND_EVERY = 5.0  # seconds between full rounds when nothing changed: a safety net, since
+# every change the agent must act on wakes it (watch, gossip, verdicts, driver polls)
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
@@ -306,19 +307,23 @@ class Agent:
             except StoreError as exc:
                 self._decide(f"watch lost: {exc}")
                 self._requests_pending = True  # a request may have come while we were away
+            self._dirty.set()  # the watch starts again at the current revision: look now
             await asyncio.sleep(0.5)
 
     # --- main loop ------------------------------------------------------------------------------
 
     async def _main_loop(self) -> None:
-        """Self-fence check every keepalive interval (no I/O); a full round (controller step,
-        assignments, reconcile, report) when something changed or once a second."""
+        """Self-fence check every keepalive interval (no I/O), driver polls every
+        ``STATUS_POLL``; a full round (controller step, assignments, reconcile, report) when
+        something changed, or every ``ROUND_EVERY``."""
         period = min(1.0, self.spec.effective_timing.keepalive_interval)
         last_round = -math.inf
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), period)
             await self._self_fence()
+            if await self._poll_drivers():
+                self._dirty.set()
             now = self.clock.now()
             if not self._dirty.is_set() and now - last_round < ROUND_EVERY:
                 continue
@@ -353,7 +358,6 @@ class Agent:
                 self._decide(await self.controller.step())
         desired, frozen = await self._desired()
         self._adopted -= set(desired)  # assigned again: an ordinary service from now on
-        await self._poll_drivers()
         resource_rank = resource_ranks(Context(self.spec, Snapshot()))
         keys = set(desired) | set(self.services)
         ranks = {k: resource_rank.get(split_key(k)[0], 0) for k in keys}
@@ -454,21 +458,27 @@ class Agent:
             }
         return desired, frozen
 
-    async def _poll_drivers(self) -> None:
+    async def _poll_drivers(self) -> bool:
+        """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
+        service newly turned out dead (the round must act now)."""
         now = self.clock.now()
         if now - self._last_poll < STATUS_POLL:
-            return
+            return False
         self._last_poll = now
-        for svc in self.services.values():
+        died = False
+        for svc in list(self.services.values()):
             try:
                 status = await svc.driver.status()
             except DriverError as exc:
                 status = None
                 svc.detail = str(exc)
             if (status is None or status.state != "running") and not svc.failed:
-                svc.failed = True
+                svc.failed, died = True, True
                 svc.detail = status.detail if status else svc.detail
-                await self._event("failed", f"{svc.name} is not running: {svc.detail}", svc.name)
+                await self._event(
+                    "failed", f"{svc.name} is not running: {svc.detail}", svc.resource
+                )
+        return died
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -484,7 +494,7 @@ class Agent:
         reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
         with contextlib.suppress(StoreError):
             await self._publish()  # operators see the verdict before the agent acts on it
-        await self._event("health", f"{svc.name} is {svc.verdict}{reason}", svc.name)
+        await self._event("health", f"{svc.name} is {svc.verdict}{reason}", svc.resource)
         self._dirty.set()
 
     async def _apply(self, action: LocalAction) -> None:
