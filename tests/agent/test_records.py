@@ -21,7 +21,7 @@ def kv(key: bytes, value: bytes) -> KeyValue:
 def test_corrupt_and_unknown_records_are_skipped() -> None:
     kvs = [
         kv(KEYS.node("n1"), dump({"address": "198.18.0.1"})),
-        kv(KEYS.node("n2"), b"\xff not json"),  # corrupt: not online
+        kv(KEYS.node("n2"), b"\xff not json"),  # corrupt value, but its lease lives
         kv(KEYS.status("n1", "web"), dump({"instances": [{"health": "healthy"}, "junk"]})),
         kv(KEYS.status("n1", "ghost"), dump({"instances": [{}]})),  # unknown resource
         kv(KEYS.failcount("n1", "web"), dump({"count": 2, "last": 5})),
@@ -29,7 +29,10 @@ def test_corrupt_and_unknown_records_are_skipped() -> None:
     ]
     snap = snapshot_from_kvs(SPEC, KEYS, kvs, now=10.0, lost={"n1"})
     assert snap.node("n1").state == "unclean"  # leased, but gossip holds it dead
-    assert snap.node("n2").state == "offline"
+    # rule 2: a live registration is online whatever its value says (a corrupt record must
+    # not make its exclusive instances move while its lease lives)
+    assert snap.node("n2").state == "online"
+    assert snapshot_from_kvs(SPEC, KEYS, kvs[:1], now=10.0).node("n2").state == "offline"
     assert [(i.resource, i.node, i.health) for i in snap.instances] == [("web", "n1", "healthy")]
     assert snap.failures[("web", "n1")].count == 2
     assert not snap.maintenance.cluster

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
@@ -55,7 +55,7 @@ class Controller:
         self._spec = spec
         self._wall = wall
         self._deaths = deaths  # node -> when gossip came to hold it dead (monotonic)
-        self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (create revision, first seen)
+        self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
         self._fence_failed: dict[str, float] = {}  # node -> wall time of its failed fence
@@ -160,31 +160,35 @@ class Controller:
 
     def _first_seen(self, kv: KeyValue) -> float:
         """When this agent first saw this version of the key (this creation of it)."""
-        return self.noticed(kv.key, kv.create_revision)
+        return self.noticed(kv.key, kv.mod_revision)
 
-    def noticed(self, key: bytes, create_revision: int) -> float:
-        """Note that ``key`` exists as created at ``create_revision`` (from a read or the
-        watch: a new controller key is seen when it is made, not when its holder dies)."""
+    def noticed(self, key: bytes, revision: int) -> float:
+        """Note that ``key`` was written at ``revision`` (from a read or the watch: a new
+        controller key is seen when it is made, not when its holder dies). Registrations and
+        controller keys are written once each (a re-registration is a new write under a new
+        lease, even when the key still existed): the revision names one of them."""
         seen = self._seen.get(key)
-        if seen is None or seen[0] != create_revision:
-            seen = (create_revision, time.monotonic())
+        if seen is None or seen[0] != revision:
+            seen = (revision, time.monotonic())
             self._seen[key] = seen
         return seen[1]
 
     def _lost(self, kvs: list[KeyValue]) -> set[str]:
         """Registered nodes that gossip came to hold dead after their registration was first
-        seen here. A rebooted node registers before its gossip member has refuted its old
-        death; that death is not about this registration, so it does not make it unclean."""
+        seen here, unless gossip holds most of the other nodes dead (see :func:`plausible`).
+
+        A rebooted node registers before its gossip member has refuted its old death; that
+        death is not about this registration, so it does not make it unclean."""
         deaths = self._deaths()
         prefix = self._keys.nodes()
         out = set()
         for kv in kvs:
             if kv.key.startswith(prefix):
                 node = kv.key[len(prefix) :].decode(errors="replace")
-                seen = self._first_seen(kv)
+                seen = self._first_seen(kv)  # on every step: a registration is seen early
                 if node in deaths and deaths[node] > seen:
                     out.add(node)
-        return out
+        return out if plausible(out, self._spec().nodes, self._node) else set()
 
     async def replace_dead(self) -> str | None:
         """The controller's own death, fast: when gossip holds the controller dead, the first
@@ -208,6 +212,9 @@ class Controller:
         alive = [n for n in spec.nodes if n not in deaths]
         if not alive or alive[0] != self._node:
             return None  # another node's duty
+        if not plausible(set(deaths), spec.nodes, self._node):
+            return None  # our own gossip is the likelier one to be cut off
+
         if self._wall() - self._fence_failed.get(holder, -FENCE_RETRY) < FENCE_RETRY:
             return None
         target = spec.nodes[holder]
@@ -239,10 +246,10 @@ class Controller:
                 errors.append(f"{name}: {exc}")
                 continue
             took = time.monotonic() - began
-            record = dump({"revision": found.create_revision, "time": self._wall(), "device": name})
+            record = dump({"revision": found.mod_revision, "time": self._wall(), "device": name})
             reason = f"{node} fenced by {name} ({device.action}, {took:.2f}s): {why}"
             fenced = await self._store.txn(
-                [guard, Compare(found.key, "create_revision", "==", found.create_revision)],
+                [guard, Compare(found.key, "mod_revision", "==", found.mod_revision)],
                 [Put(self._keys.fenced(node), record), self._event_op("fence", reason, "")],
             )
             self._fence_failed.pop(node, None)
@@ -285,3 +292,14 @@ def parse_assignment(raw: bytes) -> list[tuple[str, str, str | None]]:
         if isinstance(inst, dict) and isinstance(inst.get("node"), str):
             out.append((inst["node"], str(inst.get("role", "started")), inst.get("item")))
     return out
+
+
+def plausible(dead: set[str], nodes: Iterable[str], me: str) -> bool:
+    """Whether deaths that one agent's gossip reports can be believed enough to fence on: not
+    when they are most of the other nodes. An agent whose own gossip is cut off (a filtered
+    UDP port, a full socket buffer) sees every peer die at once; fencing them all would take
+    the cluster down. Such deaths wait for the leases instead (rule 2's slow path). Up to
+    half of the others may be fenced at once (one of two, two of four); with two nodes a
+    peer's death cannot be told from our own isolation: it waits for the lease too."""
+    others = [n for n in nodes if n != me]
+    return len(dead - {me}) * 2 <= len(others) and len(others) > 1

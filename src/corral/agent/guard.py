@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
 IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
@@ -45,31 +46,62 @@ def _read(path: Path) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
+_SPEC: tuple[float, Any] | None = None  # (mtime, Spec) of the last spec.yaml read
+
+
+def _spec(state_dir: Path) -> Any:
+    """The running spec, parsed once per change of ``spec.yaml`` (not at the deadline)."""
+    global _SPEC
+    from corral.spec import load_spec
+
+    path = state_dir / "spec.yaml"
+    mtime = path.stat().st_mtime
+    if _SPEC is None or _SPEC[0] != mtime:
+        _SPEC = (mtime, load_spec(path))
+    return _SPEC[1]
+
+
+def _prepare(state_dir: Path, log: Path) -> None:
+    """Pay the imports and the spec parse at start, not in the fence's 0.5 s margin."""
+    import importlib
+
+    for module in ("corral.drivers", "corral.drivers.vip"):  # pyroute2: the slowest import
+        importlib.import_module(module)
+    try:
+        _spec(state_dir)
+    except Exception as exc:  # no spec yet, or a bad one: read again at the deadline
+        _log(log, f"spec not read ahead: {exc!r}")
+
+
 async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> None:
+    """Stop every listed instance through its driver, all at once."""
     from corral.agent.instances import split_key
     from corral.drivers import make_driver
     from corral.drivers.base import DriverError, NodeContext
-    from corral.spec import SpecError, load_spec
+    from corral.spec import SpecError
 
     try:
-        spec = load_spec(state_dir / "spec.yaml")
-    except SpecError as exc:
+        spec = _spec(state_dir)
+    except (OSError, SpecError) as exc:
         _log(log, f"cannot read the spec to fence {names}: {exc}")
         return
     n = spec.nodes.get(node)
     if n is None:
         return
     ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
-    for key in names:
+
+    async def stop(key: str) -> None:
         name, item = split_key(key)
         res = spec.resources.get(name)
         if res is None:
-            continue
+            return
         try:
             await make_driver(name, res, ctx, item).stop()
             _log(log, f"lease deadline passed: stopped exclusive {key} (rule 1)")
         except DriverError as exc:
             _log(log, f"lease deadline passed: stopping {key} failed: {exc}")
+
+    await asyncio.gather(*(stop(key) for key in names))
 
 
 def _log(path: Path, line: str) -> None:
@@ -82,6 +114,7 @@ def guard(state_dir: Path) -> None:
     path, log = state_dir / "guard.json", state_dir / "guard.log"
     fenced: object = None
     _log(log, f"guard {os.getpid()} watching {path}")
+    _prepare(state_dir, log)
     while state_dir.is_dir():
         data: dict[str, object] = {}
         try:
@@ -91,33 +124,41 @@ def guard(state_dir: Path) -> None:
             fenced = _once(state_dir, data, log, fenced)
         except Exception as exc:  # the guard must outlive any surprise; it says what happened
             _log(log, f"guard error: {exc!r}")
-        time.sleep(_pause(data))
+        time.sleep(_pause(data, fenced))
 
 
-def _pause(data: dict[str, object]) -> float:
+def _pause(data: dict[str, object], fenced: object) -> float:
     """How long to sleep before reading the file again: until the deadline it names while it
     lists services (then the agent has renewed, and the file says so, or it is time to act),
-    at most ``IDLE``; ``IDLE`` when it lists none; never less than ``POLL``."""
+    at most ``IDLE``; ``IDLE`` when it lists none or was acted on already; never less than
+    ``POLL``."""
     deadline, listed = data.get("deadline"), data.get("exclusive")
     if not listed or not isinstance(deadline, int | float) or deadline != deadline:
+        return IDLE
+    if fenced == _mark(data):
         return IDLE
     return min(IDLE, max(POLL, deadline - time.monotonic()))
 
 
-def _once(state_dir: Path, data: dict[str, object], log: Path, fenced: object) -> object:
-    """Fence if the deadline in ``data`` has passed (once per deadline); return the deadline
-    last fenced for."""
-    deadline = data.get("deadline")
+def _mark(data: dict[str, object]) -> tuple[object, tuple[str, ...]]:
+    """What one fence is for: a deadline and the names listed with it."""
     listed = data.get("exclusive")
-    names = [str(n) for n in listed] if isinstance(listed, list) else []
+    names = tuple(sorted(str(n) for n in listed)) if isinstance(listed, list) else ()
+    return data.get("deadline"), names
+
+
+def _once(state_dir: Path, data: dict[str, object], log: Path, fenced: object) -> object:
+    """Fence if the deadline in ``data`` has passed (once per deadline and listing: a name
+    listed later under the same deadline is fenced too); return what was last fenced for."""
+    deadline, names = _mark(data)
     if (
         isinstance(deadline, int | float)
         and names
         and time.monotonic() > deadline
-        and deadline != fenced
+        and _mark(data) != fenced
     ):
-        asyncio.run(_fence(state_dir, str(data.get("node", "")), names, log))
-        return deadline
+        asyncio.run(_fence(state_dir, str(data.get("node", "")), list(names), log))
+        return _mark(data)
     return fenced
 
 

@@ -58,16 +58,22 @@ class LbDuty:
         self._refused: str | None = None  # the last configuration haproxy -c refused
 
     def forget(self) -> None:
-        """HAProxy (re)started: apply everything again."""
+        """HAProxy (re)started: apply everything again (a refused configuration too: what
+        made it fail may have been fixed)."""
         self._config = None
         self._applied = None
+        self._refused = None
+
+    def republish(self) -> None:
+        """A new lease: write ``lb/<node>`` again at the next sync."""
+        self._published = None
 
     async def view(self, spec: Spec) -> ClusterView:
         """Online nodes, reported health and live vip-set members, from the store."""
         nodes = await self.store.range(self.keys.prefix("nodes"))
         fenced = await self.store.range(self.keys.prefix("fenced"))
         status = await self.store.range(self.keys.prefix("status"))
-        registration = {self.keys.relative(kv.key)[1]: kv.create_revision for kv in nodes.kvs}
+        registration = {self.keys.relative(kv.key)[1]: kv.mod_revision for kv in nodes.kvs}
         for kv in fenced.kvs:
             value = load(kv.value)
             node = self.keys.relative(kv.key)[1]

@@ -82,13 +82,15 @@ class AgentGossip:
         self.member = member  # only once started: lost() and view() read a running member
 
     def _note(self, change: MemberChanged) -> None:
-        if change.member.state.label in ("dead", "left"):
+        # "left" is a graceful stop (an agent restart, a shutdown): its lease decides, and the
+        # lease guard stops what it ran; only a death makes a node unclean
+        if change.member.state.label == "dead":
             self._dead_at.setdefault(change.member.name, time.monotonic())
         else:
             self._dead_at.pop(change.member.name, None)
 
     def deaths(self) -> dict[str, float]:
-        """Nodes of the spec this member holds dead or left -> when it came to hold so
+        """Nodes of the spec this member holds dead -> when it came to hold so
         (CLOCK_MONOTONIC). A death older than a node's current registration is about that
         node's previous life (it rebooted and has not refuted yet): callers compare."""
         lost = self.lost()
@@ -116,6 +118,10 @@ class AgentGossip:
             }
             for m in self.member.members()
         ]
+
+    def republish(self) -> None:
+        """A new lease: write the view again at the next publish."""
+        self._published = None
 
     async def publish(self, lease: int | None) -> None:
         """Write this node's view under its lease when it changed."""

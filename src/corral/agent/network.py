@@ -35,6 +35,7 @@ class NetworkDuties:
         self._dns_key: tuple[str, int] | None = None
         self._zone: Zone | None = None
         self._live: dict[str, list[str]] | None = None
+        self._spec: Spec | None = None
         self._dns_failed: str | None = None
 
     # --- HAProxy ------------------------------------------------------------------------
@@ -68,9 +69,9 @@ class NetworkDuties:
         from corral.dns import DnsServer, zone_for
 
         wanted = {k: list(v) for k, v in live.items()}
-        if wanted != self._live or self._zone is None:
-            self._zone = zone_for(spec, wanted)
-            self._live = wanted
+        if wanted != self._live or self._zone is None or spec is not self._spec:
+            self._zone = zone_for(spec, wanted)  # names come from the spec, addresses live
+            self._live, self._spec = wanted, spec
         key = (node.address, spec.dns.port)
         if self._dns is not None and self._dns_key != key:
             await self.close_dns()

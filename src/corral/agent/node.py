@@ -101,6 +101,7 @@ class Agent:
         self._last_network = -math.inf
         self._gossip_error: str | None = None
         self._guarded = True  # the guard file may list services (a previous agent's): write
+        self._starting: set[str] = set()  # instances whose start is under way
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
@@ -143,6 +144,10 @@ class Agent:
                 t.cancel()
             for svc in self.services.values():
                 await svc.stop_checks()
+            if self.gossip is not None:  # leave: peers see a graceful stop, not a death
+                with contextlib.suppress(Exception):
+                    await self.gossip.stop()
+            await self.network.close_dns()
 
     async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop``; if it ever fails, say so and run it again (an agent never dies of a
@@ -232,7 +237,10 @@ class Agent:
             ),
             lease=lease.id,
         )
-        self._published.clear()
+        self._published.clear()  # a new lease: every leased record is written again
+        self.lb.republish()
+        if self.gossip is not None:
+            self.gossip.republish()
         await self._load_spec_from_store()
         await self._start_gossip()
         self._dirty.set()
@@ -355,7 +363,12 @@ class Agent:
                 self._last_campaign = now
                 await self.controller.campaign(self.lease)
             if self.controller.active:
-                self._decide(await self.controller.step())
+                try:
+                    self._decide(await self.controller.step())
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    # a record of a shape the scheduler cannot read: say so, and let the
+                    # local work below (reconcile, reports) go on
+                    await self._event("controller", f"cannot plan: a malformed record? {exc!r}")
         desired, frozen = await self._desired()
         self._adopted -= set(desired)  # assigned again: an ordinary service from now on
         resource_rank = resource_ranks(Context(self.spec, Snapshot()))
@@ -380,8 +393,8 @@ class Agent:
                 continue
             await self._apply(action)
         if self._requests_pending:
-            self._requests_pending = False
-            await self._requests()
+            await self._requests(frozen)
+            self._requests_pending = False  # only once every request was handled
         self._update_guard()
         await self._publish()
         if self.gossip is not None:
@@ -397,8 +410,9 @@ class Agent:
         """This node's HAProxy server states and DNS zone, from one read of the store."""
         hap = next((s for s in self.services.values() if self._kind(s.resource) == "haproxy"), None)
         dns_here = self.network.dns_names(self.spec, self.node)
-        if hap is None and not dns_here:
+        if not dns_here:
             await self.network.close_dns()
+        if hap is None and not dns_here:
             return
         view = await self.lb.view(self.spec)
         lost = self.gossip.lost() if self.gossip is not None else set()
@@ -507,8 +521,8 @@ class Agent:
             if not self._restart_due(name):
                 return
             await self._count_failure(split_key(name)[0], action.reason)
-            await self._stop(name, f"restart: {action.reason}")
-            await self._start(name, f"restart: {action.reason}")
+            if await self._stop(name, f"restart: {action.reason}"):
+                await self._start(name, f"restart: {action.reason}")
         elif action.kind in ("promote", "demote"):
             svc = self.services.get(name)
             if svc is None:
@@ -531,43 +545,59 @@ class Agent:
         return True
 
     async def _start(self, key: str, reason: str) -> None:
+        """Start one instance. An exclusive one only while the lease is fresh at this very
+        moment (a round's earlier actions may have taken long), and listed for the lease guard
+        before its start begins and until it is running (an agent killed meanwhile leaves
+        nothing unguarded)."""
         name, item = split_key(key)
         res = self.spec.resources[name]
-        if res.exclusive:
-            self._update_guard(starting=key)
+        if res.exclusive and not self.may_hold_exclusive():
+            self._decide(f"not starting {key}: the node lease is not fresh (rule 1)")
+            return
+        self._starting.add(key)
         try:
+            if res.exclusive:
+                self._update_guard()
             driver = self._driver(name, res, item)
             await driver.start()
         except DriverError as exc:
             await self._count_failure(name, f"start failed: {exc}")
             await self._event("failed", f"could not start {key}: {exc}", name)
             return
+        finally:
+            self._starting.discard(key)
         self.services[key] = self._service(key, res, driver)
         await self._event("start", f"started {key}: {reason}", name)
 
-    async def _stop(self, name: str, reason: str, *, planned: bool = False) -> None:
-        """Stop one instance. A ``planned`` stop of a balanced, healthy service drains it first:
-        its status says ``draining``, and the stop waits until every HAProxy has taken it out
-        of rotation (at most ``DRAIN_TIMEOUT``) and in-flight requests had ``DRAIN_GRACE``."""
+    async def _stop(self, name: str, reason: str, *, planned: bool = False) -> bool:
+        """Stop one instance; True when it is stopped. A ``planned`` stop of a balanced,
+        healthy service drains it first: its status says ``draining``, and the stop waits until
+        every HAProxy has taken it out of rotation (at most ``DRAIN_TIMEOUT``) and in-flight
+        requests had ``DRAIN_GRACE``. A stop that fails keeps the instance (failed, still
+        reported, still guarded): it may run on, and the next round tries again."""
         svc = self.services.get(name)
         if svc is None:
-            return
+            return True
         res = self.spec.resources.get(svc.resource)
         if planned and res is not None and res.balance is not None and svc.verdict == "healthy":
             await self._drain(svc)
-        self.services.pop(name, None)
         await svc.stop_checks()
         try:
             await svc.driver.stop()
         except DriverError as exc:
+            svc.failed, svc.detail = True, f"stop failed: {exc}"
             await self._event("failed", f"stop of {name} failed: {exc}", svc.resource)
+            return False
+        self.services.pop(name, None)
         with contextlib.suppress(StoreError):
             await self._event("stop", f"stopped {name}: {reason}", svc.resource)
+        return True
 
     async def _drain(self, svc: LocalService) -> None:
         svc.draining = True
         try:
             await self._publish()
+            await self._network()  # this node's own HAProxy too, before waiting for all
             if await self.lb.wait_drained(svc.resource, self.node, DRAIN_TIMEOUT):
                 await asyncio.sleep(DRAIN_GRACE)
                 self._decide(f"drained {svc.name} from every load balancer")
@@ -583,20 +613,26 @@ class Agent:
         finally:
             svc.draining = False
 
-    async def _requests(self) -> None:
+    async def _requests(self, frozen: set[str]) -> None:
         """Operator requests for this node (``requests/<node>/<resource>``): a restart of a
-        running instance, drained first, not counted as a failure; the request is deleted when
-        done (only that version of it: a newer request stays)."""
+        running instance is a drained stop (not counted as a failure); the next round starts
+        it again through reconcile (lease, assignment and maintenance checked there). The
+        request is deleted once the stop is reported (only that version of it: a newer request
+        stays). An instance in maintenance here is not touched (rule 4), its request refused."""
         result = await self.store.range(self._request_prefix)
         for kv in result.kvs:
             name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
             value = load(kv.value)
             action = value.get("action") if isinstance(value, dict) else None
-            if action == "restart" and name in self.services:
-                await self._stop(name, "restart requested by an operator", planned=True)
-                await self._start(name, "restart requested by an operator")
-            elif action != "restart":
+            if action != "restart":
                 await self._event("request", f"ignored a malformed request for {name}", "")
+            elif name in frozen:
+                await self._event("request", f"not restarting {name}: in maintenance", name)
+            elif name in self.services:
+                if not await self._stop(name, "restart requested by an operator", planned=True):
+                    continue  # kept: tried again at the next change
+                await self._publish()
+                self._dirty.set()
             await self.store.txn(
                 [Compare(kv.key, "mod_revision", "==", kv.mod_revision)], [Delete(kv.key)]
             )
@@ -641,16 +677,14 @@ class Agent:
             self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
             (self.ctx.state_dir / "spec.yaml").write_text(self.spec_text)
 
-    def _update_guard(self, starting: str | None = None) -> None:
-        """Tell the guard until when exclusive services may run, and which run here (and
-        ``starting``, told before its start: an agent killed during the start leaves nothing
-        unguarded). Nothing exclusive now or at the last write: no write (idle nodes)."""
+    def _update_guard(self) -> None:
+        """Tell the guard until when exclusive services may run, and which run or are being
+        started here (an agent killed during a start leaves nothing unguarded). Nothing
+        exclusive now or at the last write: no write (idle nodes)."""
         if not self._guard:
             return
         timing = self.spec.effective_timing
-        exclusive = sorted(
-            {k for k in self.services if self._exclusive(k)} | ({starting} if starting else set())
-        )
+        exclusive = sorted(k for k in {*self.services, *self._starting} if self._exclusive(k))
         if not exclusive and not self._guarded:
             return
         self._guarded = bool(exclusive)

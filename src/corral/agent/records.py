@@ -10,8 +10,9 @@ All values are JSON objects (readable with ``etcdctl get``). Keys: :class:`corra
   failures outlive a restart of the agent).
 - ``admin/maintenance``, ``admin/standby``, ``admin/bans``, ``admin/moves``, ``admin/tickets``.
 - ``events/<time_ns>-<node>``: ``{"time", "node", "resource", "kind", "reason"}``.
-- ``fenced/<node>``: ``{"revision", "time", "device"}``: the registration (create revision of
-  ``nodes/<node>``) that a fence agent switched off; that registration counts as offline.
+- ``fenced/<node>``: ``{"revision", "time", "device"}``: the registration (mod revision of
+  ``nodes/<node>``: each registration writes the key once, under its own lease) that a fence
+  agent switched off; that registration counts as offline.
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ def snapshot_from_kvs(
     admin: dict[str, Any] = {}
     for kv in kvs:
         parts = _rel(keys, kv.key)
+        if parts[0] == "nodes" and len(parts) == 2 and parts[1] in spec.nodes:
+            # the key's presence is the registration (its lease lives), whatever its value
+            online.add(parts[1])
+            registration[parts[1]] = kv.mod_revision
+            continue
         value = load(kv.value)
         if value is None:
             continue
-        if parts[0] == "nodes" and len(parts) == 2 and parts[1] in spec.nodes:
-            online.add(parts[1])
-            registration[parts[1]] = kv.create_revision
+        if parts[0] == "nodes":
+            continue
         elif parts[0] == "fenced" and len(parts) == 2 and isinstance(value, dict):
             revision = value.get("revision")
             if isinstance(revision, int):

@@ -75,7 +75,13 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    for noisy in ("httpx", "httpcore", "grpc", "asyncio"):  # their debug lines drown ours
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "grpc",
+        "asyncio",
+        "pyroute2",
+    ):  # their debug lines drown ours
         logging.getLogger(noisy).setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
     spec = spec_or_exit(spec_file)

@@ -12,11 +12,12 @@ the target node's attributes, never from the node running the fence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
 import shutil
+import signal
 from collections.abc import Mapping
 
+from corral.drivers._group import signal_group
 from corral.drivers.base import DriverError, NodeContext
 from corral.spec.model import FenceDevice
 
@@ -62,12 +63,13 @@ async def fence_node(device: FenceDevice, target: NodeContext, action: str | Non
     try:
         out, _ = await asyncio.wait_for(proc.communicate(text.encode()), device.timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
         raise DriverError(
             f"fence agent {command[0]} did not finish within {device.timeout:g}s"
         ) from None
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: the agent and all it started
+            signal_group(proc.pid, signal.SIGKILL)  # (a late `power off` must not come)
+            await proc.wait()
     said = out.decode(errors="replace").strip()
     if proc.returncode != 0:
         tail = said.splitlines()[-1] if said else "no output"

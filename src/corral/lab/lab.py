@@ -316,6 +316,8 @@ class Lab:
         n = self.node(name)
         argv = [self.python, "-m", "corral.cli.main", "agent", "--spec", str(self.spec_file)]
         argv += ["--node", name, "--state-dir", n["state_dir"]]
+        if os.environ.get("CORRAL_LAB_VERBOSE"):  # every agent decision in agent.log
+            argv.append("-v")
         with open(Path(n["state_dir"]) / "agent.log", "ab") as log:
             log.write(f"--- corral lab: agent started {time.ctime()}\n".encode())
             log.flush()

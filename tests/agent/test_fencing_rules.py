@@ -1,0 +1,74 @@
+"""The rules that decide when a node may be fenced and when the lease guard acts (pure parts)."""
+
+from __future__ import annotations
+
+import time
+
+from corral.agent.controller import plausible
+from corral.agent.guard import _mark, _once, _pause
+
+
+def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
+    three = ["a", "b", "c"]
+    assert not plausible({"a", "b"}, three, me="c")  # c sees both peers die at once
+    assert plausible({"c"}, three, me="a")  # one peer of two: a real death is believed
+    five = ["a", "b", "c", "d", "e"]
+    assert plausible({"b", "c"}, five, me="a")
+    assert not plausible({"b", "c", "d"}, five, me="a")
+    assert not plausible({"b"}, ["a", "b"], me="a")  # two nodes: wait for the lease
+    assert plausible(set(), three, me="a")
+
+
+def test_the_guard_fences_once_per_deadline_and_again_for_a_new_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "spec.yaml").write_text("cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n")
+    past = time.monotonic() - 1.0
+    first = {"node": "n1", "deadline": past, "exclusive": ["ghost"]}
+    log = tmp_path / "guard.log"
+    fenced = _once(tmp_path, first, log, None)
+    assert fenced == _mark(first)
+    assert _once(tmp_path, first, log, fenced) == fenced  # not again for the same listing
+    assert _pause(first, fenced) == 0.5  # acted on: no busy polling while the agent is dead
+    second = {**first, "exclusive": ["ghost", "other"]}
+    assert _once(tmp_path, second, log, fenced) == _mark(second)  # a new name: fenced too
+
+
+def test_the_guard_sleeps_until_the_deadline_it_read() -> None:
+    soon = {"deadline": time.monotonic() + 0.2, "exclusive": ["vip"]}
+    assert 0.05 <= _pause(soon, None) <= 0.2
+    assert _pause({"deadline": time.monotonic() + 9, "exclusive": ["vip"]}, None) == 0.5
+    assert _pause({"deadline": time.monotonic() - 9, "exclusive": ["vip"]}, None) == 0.05
+    assert _pause({"exclusive": []}, None) == 0.5
+    assert _pause({"deadline": float("nan"), "exclusive": ["vip"]}, None) == 0.5
+
+
+SPEC_TEXT = """
+cluster: t
+nodes:
+  n1: {address: 198.18.0.1}
+  n2: {address: 198.18.0.2}
+  n3: {address: 198.18.0.3}
+"""
+
+
+async def test_a_death_counts_only_after_the_registration_was_seen() -> None:
+    from corral.agent.controller import Controller
+    from corral.agent.records import dump
+    from corral.spec import load_spec_text
+    from corral.store import Keys, MemoryStore
+
+    spec = load_spec_text(SPEC_TEXT)
+    store, keys = MemoryStore(), Keys("t")
+    leases = {}
+    for node in spec.nodes:
+        leases[node] = (await store.grant(10)).id
+        await store.put(keys.node(node), dump({}), lease=leases[node])
+    deaths: dict[str, float] = {"n2": time.monotonic()}  # n2 died before n1 saw it registered
+    controller = Controller(store, keys, "n1", lambda: spec, deaths=lambda: deaths)
+    assert await controller.campaign(leases["n1"])
+    await controller.step()  # n1 sees every registration, with no death after it
+    kvs = (await store.range(keys.root.encode())).kvs
+    assert controller._lost(kvs) == set()  # that death is about n2's previous life
+    deaths["n3"] = time.monotonic()  # a death after the registration was seen
+    assert controller._lost(kvs) == {"n3"}
+    await store.put(keys.node("n3"), dump({}), lease=leases["n3"])  # n3 registers anew
+    assert controller._lost((await store.range(keys.root.encode())).kvs) == set()
