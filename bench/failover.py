@@ -435,7 +435,7 @@ FIGURES = {
         "two_answers_seen",
     ],
     "partition": [
-        "first_success_s",
+        "all_ok_s",
         "failed",
         "old_holder_kept_s",
         "two_answers_seen",
