@@ -204,8 +204,9 @@ class Agent:
                 if self.lease is None:
                     await self._register()
                 else:
-                    await self.store.keepalive(self.lease)
-                    self.renewed_at = self.clock.now()
+                    sent = self.clock.now()  # the lease runs from when etcd got the renewal,
+                    await self.store.keepalive(self.lease)  # which is not before we sent it
+                    self.renewed_at = sent
                     self._update_guard()
             except LeaseNotFound:
                 self.lease = None
@@ -223,8 +224,9 @@ class Agent:
             if self.gossip.member is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.gossip.member.wait_joined(), JOIN_WAIT)
+        asked = self.clock.now()
         lease = await self.store.grant(self.ttl)
-        self.lease, self.renewed_at = lease.id, self.clock.now()
+        self.lease, self.renewed_at = lease.id, asked
         self._registered_at = self.renewed_at
         await self.store.put(
             self.keys.node(self.node),

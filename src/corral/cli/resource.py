@@ -81,18 +81,23 @@ async def _wait_back(store: Store, keys: Keys, name: str, node: str, deadline: f
         status = await store.get(keys.status(node, name))
         value = load(status.value) if status else None
         instances = value.get("instances", []) if isinstance(value, dict) else []
-        healthy = bool(instances) and instances[0].get("health") == "healthy"
+        healthy = (
+            bool(instances)
+            and isinstance(instances[0], dict)
+            and instances[0].get("health") == "healthy"
+        )
         lbs = await store.range(keys.prefix("lb"))
         states = []
         for kv in lbs.kvs:
             record = load(kv.value)
             servers = record.get("servers", {}) if isinstance(record, dict) else {}
-            if name in servers:
+            if isinstance(servers, dict) and isinstance(servers.get(name), dict):
                 states.append(servers[name].get(node))
         balanced = all(s == "ready" for s in states)
         if done and healthy and balanced:
             return
         if time.monotonic() > deadline:
+            await store.delete(keys.request(node, name))  # not to run whenever it comes back
             what = (
                 "the agent did not take the request"
                 if not done
