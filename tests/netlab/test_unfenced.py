@@ -12,25 +12,32 @@ from tests.netlab.conftest import VIPS, Net, arp_samples, two_answers
 VIP = VIPS[1]  # held by n2 while everything runs
 
 
+def handover(net: Net, vip: str, old: str, fault: float, limit: float) -> tuple[float, float]:
+    """Seconds after ``fault`` at which ``old`` no longer had ``vip`` configured and another
+    node had it; fails at once if another node took it while ``old`` still held it."""
+    dropped = taken = None
+    while time.monotonic() - fault < limit and (dropped is None or taken is None):
+        held = net.holders(vip)
+        now = time.monotonic() - fault
+        if dropped is None and old not in held:
+            dropped = now
+        if taken is None and held - {old}:
+            taken = now
+            assert old not in held, f"another node took {vip} while {old} still held it"
+        time.sleep(0.005)
+    assert dropped is not None and taken is not None, (dropped, taken)
+    return dropped, taken
+
+
 def test_link_cut_holder_drops_its_vip_before_anyone_takes_it(unfenced_net: Net) -> None:
     net = unfenced_net
     watch = net.arpwatch(VIP, 8.0)
     fault = time.monotonic()
     net.lab.cut_link("n2")
-    dropped = taken = None
     try:
-        while time.monotonic() - fault < 7.0 and (dropped is None or taken is None):
-            held = net.holders(VIP)
-            now = time.monotonic() - fault
-            if dropped is None and "n2" not in held:
-                dropped = now
-            if taken is None and held - {"n2"}:
-                taken = now
-                assert "n2" not in held, "another node took the VIP while n2 still held it"
-            time.sleep(0.005)
+        dropped, taken = handover(net, VIP, "n2", fault, 7.0)
     finally:
         net.lab.heal_link("n2")
-    assert dropped is not None and taken is not None, (dropped, taken)
     assert dropped < taken, (dropped, taken)
     assert two_answers(watch) == []
     net.settle()
@@ -69,21 +76,11 @@ def test_partition_from_peers_never_two_answers_for_a_vip(unfenced_net: Net) -> 
     time.sleep(0.5)
     fault = time.monotonic()
     net.lab.partition("n2")
-    dropped = taken = None
     try:
-        while time.monotonic() - fault < 8.0 and (dropped is None or taken is None):
-            held = net.holders(VIP)
-            now = time.monotonic() - fault
-            if dropped is None and "n2" not in held:
-                dropped = now
-            if taken is None and held - {"n2"}:
-                taken = now
-                assert "n2" not in held, "another node took the VIP while n2 still held it"
-            time.sleep(0.005)
+        dropped, taken = handover(net, VIP, "n2", fault, 8.0)
     finally:
         net.lab.heal_partition("n2")
     samples = arp_samples(watch)
-    assert dropped is not None and taken is not None, (dropped, taken)
     # the partition left the client's path to n2 open: n2 kept answering until it dropped
     while_held = [s for s in samples if fault + 0.1 < s["t"] < fault + dropped - 0.1]
     assert while_held and all(len(s["macs"]) == 1 for s in while_held), while_held[:5]
