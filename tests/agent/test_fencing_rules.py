@@ -72,3 +72,45 @@ async def test_a_death_counts_only_after_the_registration_was_seen() -> None:
     assert controller._lost(kvs) == {"n3"}
     await store.put(keys.node("n3"), dump({}), lease=leases["n3"])  # n3 registers anew
     assert controller._lost((await store.range(keys.root.encode())).kvs) == set()
+
+
+async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from corral.agent.controller import Controller
+    from corral.agent.records import dump, load
+    from corral.spec import load_spec_text
+    from corral.store import Keys, MemoryStore
+
+    agent = tmp_path / "fence_slow"
+    agent.write_text("#!/bin/sh\ncat >/dev/null\nsleep 1\n")
+    agent.chmod(0o755)
+    spec = load_spec_text(
+        SPEC_TEXT
+        + f"fencing:\n  slow: {{agent: {agent}, action: 'off'}}\n"
+        + "resources:\n  web: {process: /bin/web}\n  db: {process: /bin/db, mode: active-passive}\n"
+    )
+    store, keys = MemoryStore(), Keys("t")
+    leases = {}
+    for node in spec.nodes:
+        leases[node] = (await store.grant(30)).id
+        await store.put(keys.node(node), dump({}), lease=leases[node])
+    deaths: dict[str, float] = {}
+    controller = Controller(store, keys, "n1", lambda: spec, deaths=lambda: deaths)
+    assert await controller.campaign(leases["n1"])
+    await controller.step()
+    await store.put(
+        keys.status("n3", "db"), dump({"instances": [{"health": "healthy"}]}), lease=leases["n3"]
+    )
+    await controller.step()
+    deaths["n3"] = time.monotonic()
+    began = time.monotonic()
+    said = await controller.step()  # starts the fence, plans around it
+    assert time.monotonic() - began < 0.5, "the step waited for the fence agent"
+    web = load((await store.get(keys.assign("web"))).value)  # type: ignore[union-attr]
+    assert sorted(i["node"] for i in web["instances"]) == ["n1", "n2"], said  # n3 left at once
+    db = load((await store.get(keys.assign("db"))).value)  # type: ignore[union-attr]
+    assert [i["node"] for i in db["instances"]] in ([], ["n3"])  # db waits for the fence
+    await asyncio.wait_for(controller._fencing["n3"], 5)
+    assert await store.get(keys.fenced("n3")) is not None
+    assert await store.get(keys.node("n3")) is None  # its lease was revoked

@@ -7,10 +7,12 @@ Contract:
   stages the assignments (:mod:`corral.core.assign`) and writes the changed ones in ONE
   transaction that compares the controller key's create revision with the one this controller
   won: a deposed controller's write fails (fencing token), and it learns it was deposed.
-- Fencing (DESIGN.md rule 2's fast path): when the plan fences an unclean node, ``step()`` runs
-  the node's fence devices in order until one succeeds, records ``fenced/<node>`` naming the
-  fenced registration (in a transaction comparing the controller key and that registration),
-  and plans again at once: that registration is offline from then on. A node whose fence
+- Fencing (DESIGN.md rule 2's fast path): when the plan fences an unclean node, ``step()``
+  starts a background task that runs the node's fence devices in order until one succeeds and
+  records ``fenced/<node>`` naming the fenced registration (in a transaction comparing the
+  controller key and that registration), then revokes its lease; meanwhile the step plans
+  around the fence under way (what ran there waits; the rest of the cluster goes on), and the
+  fence's store writes wake the next step, in which that registration is offline. A node whose fence
   failed is not fenced again for ``FENCE_RETRY`` seconds; meanwhile its exclusive instances
   wait for its lease to expire.
 - Every step returns a decision string (what it did), for logs and tests.
@@ -59,6 +61,7 @@ class Controller:
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
         self._fence_failed: dict[str, float] = {}  # node -> wall time of its failed fence
+        self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
 
     @property
     def active(self) -> bool:
@@ -91,15 +94,18 @@ class Controller:
         spec = self._spec()
         result = await self._store.range(self._keys.root.encode())
         now = self._wall()
+        lost = self._lost(result.kvs)
         failed = {n for n, t in self._fence_failed.items() if now - t < FENCE_RETRY}
-        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, self._lost(result.kvs), failed)
+        fencing = {n for n, task in self._fencing.items() if not task.done()}
+        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
         plan = schedule(spec, snap)
-        fences = [a.node for a in plan.actions if a.kind == "fence"]
-        if fences:
-            done = await asyncio.gather(*(self._fence(spec, n, result.kvs) for n in fences))
-            if any(done):
-                return "fenced " + ", ".join(n for n, ok in zip(fences, done, strict=True) if ok)
-            return "fencing failed: " + ", ".join(fences)
+        started = [a.node for a in plan.actions if a.kind == "fence"]
+        for node in started:  # in the background: a slow fence agent must not stop the cluster
+            self._fencing[node] = asyncio.create_task(self._fence_task(spec, node, result.kvs))
+        if started:  # plan around them as fences under way; their success wakes a new step
+            fencing |= set(started)
+            snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
+            plan = schedule(spec, snap)
         assigned, notes = staged_assignments(spec, snap, plan)
         current = {
             kv.key: kv.value for kv in result.kvs if kv.key.startswith(self._keys.prefix("assign"))
@@ -147,6 +153,16 @@ class Controller:
         return f"wrote {len(changed)} assignment(s)" + (
             f": {', '.join(changed)}" if changed else ""
         )
+
+    async def _fence_task(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
+        """A background fence: a store that fails mid-way counts as a failed fence (retried
+        after ``FENCE_RETRY``, the lease path meanwhile), never as an unobserved exception."""
+        try:
+            return await self._fence(spec, node, kvs)
+        except StoreError as exc:
+            self._fence_failed[node] = self._wall()
+            log.warning("%s: fencing %s: the store failed: %s", self._node, node, exc)
+            return False
 
     async def _fence(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
         """Fence ``node`` (as the controller) and record the fenced registration."""

@@ -61,6 +61,7 @@ def snapshot_from_kvs(
     now: float,
     lost: set[str] | None = None,
     fence_failed: set[str] | None = None,
+    fencing: set[str] | None = None,
 ) -> Snapshot:
     """The scheduler's view of the cluster from one consistent range read of the cluster prefix.
 
@@ -69,9 +70,9 @@ def snapshot_from_kvs(
     with a live lease that gossip holds dead (``lost``) is ``unclean``: what it ran may still
     run, so nothing exclusive moves before its lease expires or it is fenced. A registration
     named by a ``fenced/<node>`` record is offline (fenced); the node's next registration is
-    online again. ``fence_failed`` nodes are unclean ones whose fence failed: they are not
-    fenced again in this plan. Records naming unknown nodes or resources, or that do not
-    parse, are ignored.
+    online again. ``fence_failed`` nodes are unclean ones whose fence failed, ``fencing`` ones
+    are being fenced: neither is fenced (again) by this plan. Records naming unknown nodes or
+    resources, or that do not parse, are ignored.
     """
     online: set[str] = set()
     registration: dict[str, int] = {}
@@ -119,6 +120,7 @@ def snapshot_from_kvs(
                 standby=n in standby,
                 fenced=n in fenced and registration.get(n) == fenced[n],
                 fence_failed=n in (fence_failed or set()),
+                fencing=n in (fencing or set()),
             )
             for n in spec.nodes
         },

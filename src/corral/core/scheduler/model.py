@@ -28,6 +28,7 @@ class NodeStatus:
     maintenance: bool = False
     fenced: bool = False  # an unclean node whose fence succeeded is offline
     fence_failed: bool = False  # its last fence failed: wait for its lease instead
+    fencing: bool = False  # a fence of it is under way: wait for its outcome
 
 
 @dataclass(frozen=True)

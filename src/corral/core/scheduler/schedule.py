@@ -65,6 +65,8 @@ def _to_fence(spec: Spec, snap: Snapshot, notes: list[str]) -> list[str]:
         devices = spec.fencing if node.fence is None else node.fence
         if not devices:
             notes.append(f"{name} is unclean and has no fence device: waiting for its lease")
+        elif status.fencing:
+            notes.append(f"{name} is unclean and being fenced: what ran there waits")
         elif status.fence_failed:
             notes.append(f"{name} is unclean and its fence failed: waiting for its lease")
         elif not snap.quorum:
