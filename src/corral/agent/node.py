@@ -102,6 +102,7 @@ class Agent:
         self._gossip_error: str | None = None
         self._guarded = True  # the guard file may list services (a previous agent's): write
         self._starting: set[str] = set()  # instances whose start is under way
+        self._wake_at = math.inf  # a round is due then even if nothing changed
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
@@ -335,15 +336,17 @@ class Agent:
             if await self._poll_drivers():
                 self._dirty.set()
             now = self.clock.now()
-            if not self._dirty.is_set() and now - last_round < ROUND_EVERY:
+            due = now >= self._wake_at
+            if not self._dirty.is_set() and not due and now - last_round < ROUND_EVERY:
                 continue
             changed = self._dirty.is_set()
             self._dirty.clear()
-            last_round = now
+            last_round, self._wake_at = now, math.inf
             try:
                 await self._round(changed)
             except StoreError as exc:
                 self._decide(f"store unavailable, keeping what runs: {exc}")
+                self._wake(self.clock.now() + 1.0)  # try again soon, not in ROUND_EVERY
 
     async def _self_fence(self) -> None:
         if self.may_hold_exclusive():
@@ -450,6 +453,7 @@ class Agent:
         another node may hold them (rule 1)."""
         if name not in self._adopted or name in exclusive:
             return False
+        self._wake(self._registered_at + ADOPT_GRACE)
         return self.lease is None or self.clock.now() - self._registered_at < ADOPT_GRACE
 
     async def _desired(self) -> tuple[dict[str, str], set[str]]:
@@ -536,12 +540,19 @@ class Agent:
             except DriverError as exc:
                 await self._event("failed", f"{action.kind} {name} failed: {exc}", svc.resource)
 
+    def _wake(self, at: float) -> None:
+        """Run a round at ``at`` (monotonic) at the latest: for decisions that depend on time
+        alone (a restart backoff, the adoption grace), which no watch event announces."""
+        self._wake_at = min(self._wake_at, at)
+
     def _restart_due(self, name: str) -> bool:
         """Restart backoff: 0, 1, 2, 4 ... up to 30 s between restarts of one service."""
         now = self.clock.now()
         recent = [t for t in self._restarts.get(name, []) if now - t < 300]
         self._restarts[name] = recent
-        if recent and now - recent[-1] < min(30.0, 2.0 ** (len(recent) - 1)):
+        wait = min(30.0, 2.0 ** (len(recent) - 1))
+        if recent and now - recent[-1] < wait:
+            self._wake(recent[-1] + wait)  # no change will come to say the backoff is over
             return False
         recent.append(now)
         return True
