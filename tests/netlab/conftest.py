@@ -65,6 +65,7 @@ class Net:
 
     def __init__(self, lab: Lab, work: Path) -> None:
         self.lab, self.work = lab, work
+        self.why = ""  # what the last settled() found wrong
 
     @property
     def client_ns(self) -> str:
@@ -127,19 +128,27 @@ class Net:
         raise AssertionError(f"no server {server} in {backend} on {node}")
 
     def settled(self) -> bool:
-        if not all(self.holders(v) == {h} for v, h in HOME.items()):
+        self.why = ""
+        holders = {v: self.holders(v) for v in VIPS}
+        if any(holders[v] != {h} for v, h in HOME.items()):
+            self.why = f"VIP holders {holders}"
             return False
-        if not all(self.get(v).startswith("ok") for v in VIPS):
+        answers = {v: self.get(v) for v in VIPS}
+        if not all(a.startswith("ok") for a in answers.values()):
+            self.why = f"answers {answers}"
             return False
         text = json.dumps(self.status())
-        return not any(s in text for s in ('"unhealthy"', '"starting"', '"draining"'))
+        if any(s in text for s in ('"unhealthy"', '"starting"', '"draining"')):
+            self.why = f"status {text[:1500]}"
+            return False
+        return True
 
     def wait(self, what: Callable[[], bool], timeout: float = 40.0, why: str = "") -> float:
         start = time.monotonic()
         while not what():
             if time.monotonic() - start > timeout:
                 raise AssertionError(
-                    f"not reached within {timeout:g}s: {why}\n{self.events()[-3000:]}"
+                    f"not reached within {timeout:g}s: {why} ({self.why})\n{self.events()[-3000:]}"
                 )
             time.sleep(0.1)
         return time.monotonic() - start
@@ -197,9 +206,19 @@ def _net(fencing: bool) -> Iterator[Net]:
     (work / "spec.yaml").write_text(spec_text(fencing))
     lab: Lab | None = None
     try:
-        lab = Lab.up(work / "spec.yaml", work / "lab", timeout=90.0)
-        net = Net(lab, work)
-        net.settle()
+        for attempt in (1, 2):
+            lab = Lab.up(work / "spec.yaml", work / "lab", timeout=90.0)
+            net = Net(lab, work)
+            try:
+                net.settle()
+                break
+            except AssertionError as exc:
+                # Seen once in a full-suite run: a fresh lab that never settled (the cause is
+                # not found yet; the message says which condition failed). One rebuild, loudly.
+                if attempt == 2:
+                    raise
+                print(f"netlab: the lab did not settle, rebuilding it once: {exc}")
+                lab.down(force=True)
         yield net
     finally:
         if lab is not None:
