@@ -25,6 +25,7 @@ from typing import Any, cast
 import dns.rcode
 
 from corral.dns.zone import Transport, Zone, answer, error_reply
+from corral.net.bind import bind_udp_and_tcp
 
 _LEN = struct.Struct(">H")
 
@@ -108,22 +109,9 @@ class DnsServer:
 
     async def start(self) -> None:
         """Bind UDP and TCP. Raises ``OSError`` if the port cannot be bound."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(8):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), local_addr=(self.host, self.port)
-            )
-            port = udp.get_extra_info("sockname")[1]
-            try:
-                self._server = await asyncio.start_server(self._serve, self.host, port)
-            except OSError:
-                udp.close()
-                if self.port or attempt == 7:
-                    raise
-                continue
-            self._udp = udp
-            self.port = port
-            return
+        self._udp, self._server, self.port = await bind_udp_and_tcp(
+            self.host, self.port, lambda: _Datagrams(self), self._serve
+        )
 
     async def close(self) -> None:
         """Stop answering, close every TCP connection. Idempotent."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from corral.net.bind import bind_udp_and_tcp
+
 Receiver = Callable[[bytes, str, bool], None]
 """``receiver(data, source_address, is_stream)``."""
 
@@ -128,22 +130,9 @@ class UdpTransport:
 
     async def start(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        loop = asyncio.get_running_loop()
-        for attempt in range(8):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), local_addr=(self.host, self.port)
-            )
-            port = transport.get_extra_info("sockname")[1]
-            try:
-                self._server = await asyncio.start_server(self._serve, self.host, port)
-            except OSError:
-                transport.close()
-                if self.port or attempt == 7:
-                    raise
-                continue
-            self._udp = transport
-            self.port = port
-            return
+        self._udp, self._server, self.port = await bind_udp_and_tcp(
+            self.host, self.port, lambda: _Datagrams(self), self._serve
+        )
 
     def send_packet(self, addr: str, data: bytes) -> None:
         udp = self._udp
