@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +36,9 @@ from rich.table import Table
 from corral.lab.loopback import Cluster
 from corral.spec.profiles import profile_timing
 from corral.store import EtcdStore, Keys
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cpu import cpu_by_thread, cpu_seconds, rss_mb
 
 INTERVAL, TIMEOUT, FALL = 0.2, 0.3, 2
 LEASE_TTL = profile_timing("lan").lease_ttl
@@ -110,22 +113,6 @@ async def one_run(base: Path) -> dict[str, float]:
         await c.stop()
 
 
-def _ticks(stat: Path) -> int:
-    """utime + stime (clock ticks) from a /proc stat file."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def _cpu_by_thread(pid: int) -> dict[str, int]:
-    """Clock ticks per thread group of ``pid``: the Python main thread and gRPC's threads."""
-    out: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            name = "python" if task.name == str(pid) else "grpc/other threads"
-            out[name] = out.get(name, 0) + _ticks(task / "stat")
-    return out
-
-
 def agent_idle(base: Path, windows: int = 5, seconds: float = 4.0) -> dict[str, float]:
     """Idle CPU of every agent (median over agents of the median over windows), the share of
     the Python main thread, the lease guard process, and the largest RSS."""
@@ -137,34 +124,25 @@ def agent_idle(base: Path, windows: int = 5, seconds: float = 4.0) -> dict[str, 
             await asyncio.sleep(2.0)  # the first rounds after the joins are over
             pids = {n: p.pid for n, p in c.agents.items()}
             guards = {n: int((c.state_dir(n) / "guard.pid").read_text()) for n in pids}
-            ticks = os.sysconf("SC_CLK_TCK")
             per_agent: dict[str, list[float]] = {n: [] for n in pids}
             main_share: list[float] = []
-            g_before = {n: _ticks(Path(f"/proc/{p}/stat")) for n, p in guards.items()}
+            g_before = {n: cpu_seconds(p) for n, p in guards.items()}
             g_start = time.monotonic()
             for _ in range(windows):
-                before = {n: _cpu_by_thread(p) for n, p in pids.items()}
+                before = {n: cpu_by_thread(p) for n, p in pids.items()}
                 t0 = time.monotonic()
                 await asyncio.sleep(seconds)
                 dt = time.monotonic() - t0
                 for n, p in pids.items():
-                    after = _cpu_by_thread(p)
+                    after = cpu_by_thread(p)
                     used = {k: v - before[n].get(k, 0) for k, v in after.items()}
                     total = sum(used.values())
-                    per_agent[n].append(total / ticks / dt * 100)
+                    per_agent[n].append(total / dt * 100)
                     if total:
                         main_share.append(used.get("python", 0) / total)
             g_dt = time.monotonic() - g_start
-            guard = [
-                (_ticks(Path(f"/proc/{p}/stat")) - g_before[n]) / ticks / g_dt * 100
-                for n, p in guards.items()
-            ]
-            rss = max(
-                int(line.split()[1]) / 1024
-                for p in pids.values()
-                for line in Path(f"/proc/{p}/status").read_text().splitlines()
-                if line.startswith("VmRSS:")
-            )
+            guard = [(cpu_seconds(p) - g_before[n]) / g_dt * 100 for n, p in guards.items()]
+            rss = max(rss_mb(p) for p in pids.values())
             return {
                 "agent_idle_cpu_pct": statistics.median(
                     statistics.median(v) for v in per_agent.values()

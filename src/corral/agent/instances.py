@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from corral.core.clock import Clock
+from corral.core.clock import Clock, Grid
 from corral.core.health import CheckOutcome, InstanceHealth
 from corral.drivers.base import Driver, NodeContext
 from corral.spec import HealthCheck
@@ -82,11 +82,15 @@ class LocalService:
         checker: Checker,
         clock: Clock,
         on_change: Callable[[LocalService], Awaitable[None]],
+        grid: Grid | None = None,
     ) -> None:
-        """Run every check forever (until cancelled); call ``on_change`` on a new verdict."""
+        """Run every check forever (until cancelled); call ``on_change`` on a new verdict.
+        ``grid``: checks start on its instants (the agent's timer grid: checks whose interval
+        is a whole number of ticks share their wake-ups with the agent's other timers)."""
+        first = clock.now() if grid is None else grid.at_or_after(clock.now())
         await asyncio.gather(
             *(
-                self._check_forever(i, check, node, checker, clock, on_change)
+                self._check_forever(i, check, node, checker, clock, on_change, first)
                 for i, check in enumerate(self.checks)
             )
         )
@@ -99,13 +103,16 @@ class LocalService:
         checker: Checker,
         clock: Clock,
         on_change: Callable[[LocalService], Awaitable[None]],
+        first: float,
     ) -> None:
-        """Start the check every ``interval`` on a fixed schedule, even while an earlier one
-        hangs (at most ``ceil(timeout / interval) + 1`` in flight), and judge results in start
-        order: a hang is detected within ``interval x fall + timeout``."""
+        """Start the check at ``first``, then every ``interval`` on a fixed schedule, even
+        while an earlier one hangs (at most ``ceil(timeout / interval) + 1`` in flight), and
+        judge results in start order: a hang is detected within ``interval x fall +
+        timeout``. A schedule that fell behind skips the starts it missed (no burst)."""
         in_flight: list[asyncio.Task[CheckOutcome]] = []
         limit = math.ceil(check.timeout / check.interval) + 1 if check.interval > 0 else 1
-        next_start = clock.now()
+        next_start = first
+        await asyncio.sleep(max(0.0, first - clock.now()))
         try:
             while True:
                 if len(in_flight) < limit:
@@ -120,7 +127,11 @@ class LocalService:
                         await self._judge(index, in_flight.pop(0).result(), clock, on_change)
                     delay = max(0.0, next_start - clock.now())
                 await asyncio.sleep(delay)
-                next_start = max(next_start, clock.now() - check.interval)  # no catch-up bursts
+                behind = clock.now() - check.interval - next_start
+                if behind > 0 and check.interval > 0:  # no catch-up burst; same phase
+                    next_start += math.ceil(behind / check.interval) * check.interval
+                elif behind > 0:
+                    next_start = clock.now()
         finally:
             for task in in_flight:
                 task.cancel()

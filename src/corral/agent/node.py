@@ -35,7 +35,8 @@ from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.records import Event, dump, load
-from corral.core.clock import Clock, MonotonicClock
+from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
+from corral.core.membership import profile as gossip_profile
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
 from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
@@ -54,6 +55,16 @@ DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain t
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
+TICK = 0.1  # seconds between the instants of the agent's timer grid (at most; see timer_grid)
+
+
+def timer_grid(spec: Spec, clock: Clock, wall: Callable[[], float]) -> Grid:
+    """The grid every periodic timer of an agent waits for (lease renewals, driver polls,
+    health checks, rounds; its gossip member probes on whole multiples of it): whole
+    multiples of ``TICK`` (or of the profile's probe interval if shorter) of the wall clock,
+    so one wake-up serves all the timers due then, on every node whose clock agrees."""
+    tick = min(TICK, gossip_profile(spec.profile).probe_interval)
+    return wall_grid(clock, tick, wall())
 
 
 class Agent:
@@ -81,6 +92,7 @@ class Agent:
         self.keys = Keys(spec.cluster)
         self.clock = clock or MonotonicClock()
         self.wall = wall
+        self.grid = timer_grid(spec, self.clock, wall)
         self.driver_factory, self.checker = driver_factory, checker
         n = spec.nodes[node]
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
@@ -109,7 +121,7 @@ class Agent:
         self._dirty = asyncio.Event()
         self._published: dict[str, bytes] = {}
         self._restarts: dict[str, list[float]] = {}
-        self._last_poll = 0.0
+        self._next_poll = -math.inf
         self._last_campaign = -math.inf
         self._guard = guard
         self._adopted: set[str] = set()
@@ -199,8 +211,11 @@ class Agent:
     # --- lease ----------------------------------------------------------------------------------
 
     async def _keepalive_loop(self) -> None:
-        interval = self.spec.effective_timing.keepalive_interval
+        """Renew every ``keepalive_interval``, on the timer grid (the grid instant nearest
+        the interval: renewals share their wake-ups with the gossip probes)."""
         while True:
+            interval = self.spec.effective_timing.keepalive_interval
+            start = self.clock.now()
             try:
                 if self.lease is None:
                     await self._register()
@@ -215,7 +230,10 @@ class Agent:
                 await self._event("lease", "node lease lost (expired): registering again")
             except StoreError as exc:
                 self._decide(f"keepalive failed: {exc}")
-            await asyncio.sleep(interval)
+            await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
+
+    async def _sleep_until(self, when: float) -> None:
+        await asyncio.sleep(max(0.0, when - self.clock.now()))
 
     async def _register(self) -> None:
         """Register under a new lease. Gossip starts (and gets a moment to join) first: a
@@ -324,29 +342,53 @@ class Agent:
     # --- main loop ------------------------------------------------------------------------------
 
     async def _main_loop(self) -> None:
-        """Self-fence check every keepalive interval (no I/O), driver polls every
-        ``STATUS_POLL``; a full round (controller step, assignments, reconcile, report) when
-        something changed, or every ``ROUND_EVERY``."""
-        period = min(1.0, self.spec.effective_timing.keepalive_interval)
-        last_round = -math.inf
+        """Sleeps until something changed or the next thing is due: the self-fence deadline
+        (rule 1, exact, while something exclusive runs here), a driver poll (every
+        ``STATUS_POLL``, on the timer grid), a round asked for by :meth:`_wake`, or the
+        safety-net round (``ROUND_EVERY``). A round (controller step, assignments, reconcile,
+        report) runs when something changed or one is due."""
+        next_round = -math.inf
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), period)
+            await self._wait_dirty(min(self._next_poll, self._fence_deadline(), next_round))
             await self._self_fence()
             if await self._poll_drivers():
                 self._dirty.set()
             now = self.clock.now()
-            due = now >= self._wake_at
-            if not self._dirty.is_set() and not due and now - last_round < ROUND_EVERY:
+            due = now >= min(self._wake_at, next_round)
+            if not self._dirty.is_set() and not due:
                 continue
             changed = self._dirty.is_set()
             self._dirty.clear()
-            last_round, self._wake_at = now, math.inf
+            next_round = self.grid.near(now + ROUND_EVERY)
+            self._wake_at = math.inf
             try:
                 await self._round(changed)
             except StoreError as exc:
                 self._decide(f"store unavailable, keeping what runs: {exc}")
                 self._wake(self.clock.now() + 1.0)  # try again soon, not in ROUND_EVERY
+
+    async def _wait_dirty(self, until: float) -> None:
+        """Wait until ``_dirty`` is set, a round is asked for, or ``until`` (clock time)."""
+        delay = min(until, self._wake_at) - self.clock.now()
+        if delay <= 0 or self._dirty.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):  # a scope, not wait_for: no task per wait
+                await self._dirty.wait()
+
+    def _fence_deadline(self) -> float:
+        """When rule 1 stops the exclusive instances here unless the lease is renewed first
+        (``inf`` while none runs)."""
+        if not any(self._exclusive(k) for k in self.services):
+            return math.inf
+        timing = self.spec.effective_timing
+        deadline = self.renewed_at + self.ttl - timing.safety_margin
+        # past it (no lease, or a stop that failed): try again every tick, never spin
+        return (
+            max(deadline, self.clock.now() + self.grid.tick)
+            if deadline <= self.clock.now()
+            else deadline
+        )
 
     async def _self_fence(self) -> None:
         if self.may_hold_exclusive():
@@ -482,9 +524,9 @@ class Agent:
         """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
         service newly turned out dead (the round must act now)."""
         now = self.clock.now()
-        if now - self._last_poll < STATUS_POLL:
+        if now < self._next_poll:
             return False
-        self._last_poll = now
+        self._next_poll = self.grid.near(now + STATUS_POLL)
         died = False
         for svc in list(self.services.values()):
             try:
@@ -506,7 +548,7 @@ class Agent:
         svc = LocalService(name, driver, list(res.health))
         svc.reset(self.clock.now())
         svc.task = asyncio.create_task(
-            svc.check_loop(self.ctx, self.checker, self.clock, self._on_verdict)
+            svc.check_loop(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
         )
         return svc
 

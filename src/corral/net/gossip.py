@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corral.core.clock import Clock, MonotonicClock
+from corral.core.clock import Clock, MonotonicClock, wall_grid
 from corral.core.membership import (
     NO_META,
     Effect,
@@ -81,7 +81,11 @@ class GossipNode:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        aligned: bool = True,
     ) -> None:
+        """``aligned``: protocol periods end on whole multiples of the probe interval of the
+        wall clock (:func:`~corral.core.clock.wall_grid`), so members whose clocks agree probe
+        in the same instant and wake each other less; ``False``: a random phase."""
         if meta_size(meta) > MAX_META:
             raise ValueError(f"node metadata over {MAX_META} bytes")
         self.name = name
@@ -93,6 +97,8 @@ class GossipNode:
         self._advertise = advertise
         self._clock = clock or MonotonicClock()
         self._rng = rng or random.Random()
+        self._aligned = aligned
+        self._wall = wall
         self._core: Membership | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -132,7 +138,12 @@ class GossipNode:
         :meth:`wait_joined`). Raises ``OSError`` if the address cannot be bound."""
         await self.transport.start(self._on_receive)
         now = self._clock.now()
-        self._core = Membership(self.name, self.address, self.config, self._rng, now, self._meta)
+        phase = None
+        if self._aligned:
+            phase = wall_grid(self._clock, self.config.probe_interval, self._wall()).phase
+        self._core = Membership(
+            self.name, self.address, self.config, self._rng, now, self._meta, phase=phase
+        )
         self._running = True
         self._apply(self._core.join(self.seeds, now))
 

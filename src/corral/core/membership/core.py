@@ -30,6 +30,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
+from corral.core.clock import Grid
 from corral.core.membership.broadcast import BroadcastQueue
 from corral.core.membership.claims import Claims
 from corral.core.membership.config import MembershipConfig
@@ -87,7 +88,11 @@ class Membership(Claims):
         now: float,
         meta: NodeMeta = NO_META,
         incarnation: int = 0,
+        phase: float | None = None,
     ) -> None:
+        """``phase``: protocol periods end on the instants ``phase + k x probe_interval`` (see
+        :meth:`_period_end`); ``None`` (the simulator): each period runs from the end of the
+        previous one, at a random phase."""
         self.name = name
         self.addr = addr
         self.meta = meta
@@ -115,6 +120,7 @@ class Membership(Claims):
         self.joined = True
         self.leaving = False
         self.left = False
+        self._grid = None if phase is None else Grid(config.probe_interval, phase)
         self._overhead = packet_overhead(name)
         self._out: list[Effect] = []
         self._dispatch = {
@@ -129,7 +135,8 @@ class Membership(Claims):
         }
         # Random phases, so that members started together do not probe in lockstep.
         t = self._timers
-        t.at(now + rng.uniform(0, config.probe_interval), Timer.PROBE)
+        first = now + rng.uniform(0, config.probe_interval)
+        t.at(first if self._grid is None else self._grid.at_or_after(first), Timer.PROBE)
         t.at(now + config.push_pull_period(1) * (0.5 + rng.random()), Timer.PUSH_PULL)
         t.at(now + config.dead_reap / 2, Timer.REAP)
         t.at(now + config.reconnect_interval * (0.5 + rng.random()), Timer.RECONNECT)
@@ -307,11 +314,12 @@ class Membership(Claims):
         period = self._awareness.scale(cfg.probe_interval)
         target = self._table.next_probe()
         if target is None:
-            self._timers.at(now + period, Timer.PROBE)
+            self._timers.at(self._period_end(now, period), Timer.PROBE)
             return
         self._seq += 1
-        probe = _Probe(self._seq, target, now + self._awareness.scale(cfg.probe_timeout), now)
-        probe.end_at = now + period
+        timeout_at = now + self._awareness.scale(cfg.probe_timeout)
+        probe = _Probe(self._seq, target, timeout_at, now)
+        probe.end_at = self._period_end(now, period)
         self._probe = probe
         self.stats.probes += 1
         msgs: tuple[Message, ...] = (Ping(probe.seq, target.name),)
@@ -321,6 +329,20 @@ class Membership(Claims):
         self._send(target.addr, msgs)
         self._timers.at(probe.timeout_at, Timer.PROBE_TIMEOUT, probe.seq)
         self._timers.at(probe.end_at, Timer.PROBE_END, probe.seq)
+
+    def _period_end(self, now: float, period: float) -> float:
+        """When a protocol period that starts at ``now`` ends. Without a grid: ``now +
+        period``. On a grid: the first grid instant at or after ``now + period - slack``, with
+        ``slack = min(probe_interval, probe_interval - probe_timeout) / 2``: a period that
+        starts on the grid lasts ``period`` exactly, one that starts up to ``slack`` late
+        keeps at least half of its indirect-probe window, and a late timer does not drift the
+        schedule. Members on one grid (clocks that agree) probe in the same instant and find
+        each other awake: the same probe rate for fewer wake-ups."""
+        if self._grid is None:
+            return now + period
+        cfg = self.config
+        slack = min(cfg.probe_interval / 2, (cfg.probe_interval - cfg.probe_timeout) / 2)
+        return self._grid.at_or_after(now + period - slack)
 
     def _probe_timeout(self, seq: object, now: float) -> None:
         probe = self._probe
