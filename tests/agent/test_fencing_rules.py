@@ -114,3 +114,35 @@ async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_p
     await asyncio.wait_for(controller._fencing["n3"], 5)
     assert await store.get(keys.fenced("n3")) is not None
     assert await store.get(keys.node("n3")) is None  # its lease was revoked
+
+
+def test_the_deadline_record_moves_the_listing_on_only_when_whole_and_of_its_writer(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import json
+    import struct
+
+    from corral.agent.guard import DeadlineFile, _read, read_deadline
+
+    writer = DeadlineFile(tmp_path / "guard.deadline")
+    listing = {"node": "n1", "deadline": 100.0, "exclusive": ["vip"], "token": writer.token}
+    (tmp_path / "guard.json").write_text(json.dumps(listing))
+    assert _read(tmp_path / "guard.json")["deadline"] == 100.0  # no record yet
+    writer.write(105.5)
+    assert _read(tmp_path / "guard.json")["deadline"] == 105.5  # renewed since the listing
+    writer.write(99.0)
+    assert _read(tmp_path / "guard.json")["deadline"] == 100.0  # never earlier than listed
+    stranger = DeadlineFile(tmp_path / "guard.deadline")  # another lifetime's record
+    stranger.write(500.0)
+    assert read_deadline(tmp_path / "guard.deadline", writer.token) is None
+    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
+    torn = struct.pack("<QdQd", writer.token, 200.0, writer.token, 105.0)  # halves disagree
+    (tmp_path / "guard.deadline").write_bytes(torn)
+    assert read_deadline(tmp_path / "guard.deadline", writer.token, tries=2) is None
+    nan = struct.pack("<QdQd", writer.token, float("nan"), writer.token, float("nan"))
+    (tmp_path / "guard.deadline").write_bytes(nan)
+    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
+    (tmp_path / "guard.deadline").write_bytes(b"short")
+    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
+    writer.close()
+    stranger.close()

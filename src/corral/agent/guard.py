@@ -2,13 +2,22 @@
 
 An agent killed -9 cannot stop its exclusive services when its lease runs out, yet the controller
 starts them elsewhere once that lease has expired. The guard is a small process per node, in its
-own session, started by the agent. After every lease renewal (while anything exclusive runs
-here, or just stopped) the agent writes
-``<state_dir>/guard.json``: ``{"deadline": CLOCK_MONOTONIC seconds, "exclusive": [names],
-"node": name}`` (``deadline`` = last renewal + lease_ttl - safety_margin), and keeps the running
-spec in ``<state_dir>/spec.yaml``. The guard reads the file (see below); once the deadline has
-passed it stops every listed exclusive service through its driver (the same code the agent
-uses), logs what it did to ``<state_dir>/guard.log`` and waits for a new deadline.
+own session, started by the agent. While anything exclusive runs here (or just stopped) the
+agent keeps two files in ``<state_dir>``:
+
+- ``guard.json``, rewritten atomically when the listing changes: ``{"deadline": CLOCK_MONOTONIC
+  seconds, "exclusive": [names], "node": name, "token": n}`` (``deadline`` = last renewal +
+  lease_ttl - safety_margin; ``token`` names the writing agent's lifetime);
+- ``guard.deadline``, overwritten in place after every renewal (one ``pwrite``, no rename: a
+  renewal every 0.4 s costs a syscall, not four file operations): the record
+  ``token, deadline, token, deadline`` (``<QdQd``). The guard believes it only when both halves
+  agree (a read that overlapped a write is read again) and the token is the listing's: a later
+  deadline of the same lifetime, else the listing's own deadline counts.
+
+It also keeps the running spec in ``<state_dir>/spec.yaml``. The guard reads the files (see
+below); once the deadline has passed it stops every listed exclusive service through its driver
+(the same code the agent uses), logs what it did to ``<state_dir>/guard.log`` and waits for a
+new deadline.
 Between reads it sleeps until the deadline it read (at least 50 ms, at most 0.5 s): a renewal
 moves the deadline on before it comes, so an idle guard wakes twice a second. A missing or
 corrupt file is treated as "nothing to guard" (the agent rewrites it within one keepalive).
@@ -23,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import struct
 import sys
 import time
 from pathlib import Path
@@ -30,6 +40,7 @@ from typing import Any
 
 POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
 IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
+_RECORD = struct.Struct("<QdQd")
 
 
 def write_atomic(path: Path, data: dict[str, object]) -> None:
@@ -38,12 +49,56 @@ def write_atomic(path: Path, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+class DeadlineFile:
+    """The agent's side of ``guard.deadline``: one open descriptor, one ``pwrite`` per
+    renewal. ``token`` (random, per agent lifetime) goes into ``guard.json`` too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.token = int.from_bytes(os.urandom(8), "big")
+        self._fd: int | None = None
+
+    def write(self, deadline: float) -> None:
+        """Raises ``OSError`` like any file write (a full disk); the caller reports it."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self._fd, _RECORD.pack(self.token, deadline, self.token, deadline), 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_deadline(path: Path, token: object, tries: int = 3) -> float | None:
+    """The deadline in ``guard.deadline`` if it is whole and written under ``token``."""
+    for _ in range(tries):
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        if len(raw) < _RECORD.size:
+            return None
+        t1, d1, t2, d2 = _RECORD.unpack_from(raw)
+        if t1 == t2 and d1 == d2:  # NaN never equals itself: refused too
+            return d1 if t1 == token else None
+        time.sleep(0.001)  # it overlapped a write: the next read sees it whole
+    return None
+
+
 def _read(path: Path) -> dict[str, object]:
+    """``guard.json``, its deadline moved on by ``guard.deadline`` (same token, later)."""
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    later = read_deadline(path.with_name("guard.deadline"), value.get("token"))
+    listed = value.get("deadline")
+    if later is not None and isinstance(listed, int | float) and later > listed:
+        value["deadline"] = later
+    return value
 
 
 _SPEC: tuple[float, Any] | None = None  # (mtime, Spec) of the last spec.yaml read

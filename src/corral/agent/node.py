@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.agent.controller import Controller, parse_assignment
+from corral.agent.guard import DeadlineFile, write_atomic
 from corral.agent.guard import spawn as guard_spawn
-from corral.agent.guard import write_atomic
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
@@ -113,6 +113,8 @@ class Agent:
         self._last_network = -math.inf
         self._gossip_error: str | None = None
         self._guarded = True  # the guard file may list services (a previous agent's): write
+        self._guard_listed: list[str] | None = None  # what guard.json lists (None: not written)
+        self._deadline_file: DeadlineFile | None = None
         self._starting: set[str] = set()  # instances whose start is under way
         self._wake_at = math.inf  # a round is due then even if nothing changed
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
@@ -743,14 +745,21 @@ class Agent:
         if not exclusive and not self._guarded:
             return
         self._guarded = bool(exclusive)
-        write_atomic(
-            self.ctx.state_dir / "guard.json",
-            {
-                "node": self.node,
-                "deadline": self.renewed_at + self.ttl - timing.safety_margin,
-                "exclusive": exclusive,
-            },
-        )
+        deadline = self.renewed_at + self.ttl - timing.safety_margin
+        if self._deadline_file is None:
+            self._deadline_file = DeadlineFile(self.ctx.state_dir / "guard.deadline")
+        if exclusive != self._guard_listed:  # the listing: rarely, atomically
+            write_atomic(
+                self.ctx.state_dir / "guard.json",
+                {
+                    "node": self.node,
+                    "deadline": deadline,
+                    "exclusive": exclusive,
+                    "token": self._deadline_file.token,
+                },
+            )
+            self._guard_listed = exclusive
+        self._deadline_file.write(deadline)  # every renewal: one pwrite
 
     # --- events ---------------------------------------------------------------------------------
 
