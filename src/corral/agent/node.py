@@ -232,6 +232,9 @@ class Agent:
                 await self._event("lease", "node lease lost (expired): registering again")
             except StoreError as exc:
                 self._decide(f"keepalive failed: {exc}")
+                # again a tick from now, not an interval: the self-fence deadline runs
+                await self._sleep_until(self.grid.at_or_after(start + self.grid.tick))
+                continue
             await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
 
     async def _sleep_until(self, when: float) -> None:
