@@ -204,6 +204,7 @@ def _patch_count_wakeups() -> None:
     ``$CORRAL_BENCH_WAKEUPS/<pid>.json``. Only selects that may sleep count: on this machine
     waking from a sleep costs ~130-160 us of CPU whatever runs after it, a loop iteration that
     does not sleep ~2 us, so idle CPU is mostly the number of real wake-ups."""
+    import gc
     import selectors
     import threading
     from asyncio import events
@@ -246,6 +247,7 @@ def _patch_count_wakeups() -> None:
             time.sleep(2.0)
             doc = {"seconds": time.monotonic() - state["t0"], "wakes": state["wakes"]}
             doc["first_handle"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+            doc["gc"] = gc.get_stats()
             out.write_text(json.dumps(doc, indent=1))
 
     from corral.store import etcd
@@ -312,7 +314,7 @@ def start_spy(pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
 
 # (part, markers): a sample belongs to the first part with a marker somewhere in its stack
 PARTS = [
-    ("guard file (guard.json per renewal)", ("write_atomic", "_update_guard")),
+    ("guard files (listing, deadline per renewal)", ("write_atomic", "_update_guard")),
     ("Spec.effective_timing", ("effective_timing",)),
     ("lease keepalive", ("keepalive", "_KeepAliveStream", "StreamStream", "_StreamRequestMixin")),
     ("gossip", ("net/gossip.py", "net/transport.py", "net/wire.py", "membership", "Datagram")),
