@@ -266,8 +266,12 @@ def _patch_count_wakeups() -> None:
 
 
 def _patch_uvloop() -> None:
-    """The agent on uvloop's event loop (libuv) instead of asyncio's selector loop."""
-    import uvloop
+    """The agent on uvloop's event loop (libuv) instead of asyncio's selector loop (an
+    experiment: ``pip install uvloop`` first; measured no gain here)."""
+    try:
+        import uvloop
+    except ImportError:
+        sys.exit("agent_idle: the uvloop patch needs `pip install uvloop` (not a dependency)")
 
     uvloop.install()
 
