@@ -47,10 +47,10 @@ from pathlib import Path
 
 from corral.drivers import _files
 from corral.drivers._exec import run_command
-from corral.drivers._group import poll_exit, stop_group
-from corral.drivers._procfs import boot_id, group_members, read_stat
+from corral.drivers._group import stop_group
+from corral.drivers._owned import OwnedInstance
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
-from corral.drivers.process import PidRecord
+from corral.drivers.process import describe_exit
 from corral.lb import config, sync
 from corral.lb.runtime import MasterCli, Runtime
 from corral.spec.model import Resource, Spec
@@ -94,9 +94,7 @@ class HaproxyService:
         self._kill_timeout = kill_timeout
         self._ready_timeout = ready_timeout
         self._check_timeout = check_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._record: PidRecord | None = None
-        self._stopped_by_us = False
+        self._owned = OwnedInstance(self.pid_path, self.log_path)
         self._lock = asyncio.Lock()  # no reload during a start or stop
 
     # --- configuration -------------------------------------------------------------------
@@ -182,13 +180,7 @@ class HaproxyService:
             candidate = await self.validate(self.render_config())
             os.replace(candidate, self.config_path)
             proc = self._spawn()
-            self._proc, self._stopped_by_us = proc, False
-            stat = read_stat(proc.pid)
-            if stat is not None:
-                self._record = PidRecord(
-                    proc.pid, stat.start_time, boot_id(), time.time(), " ".join(self._argv())
-                )
-                _files.write_atomic(self.pid_path, self._record.to_json())
+            self._owned.started(proc, " ".join(self._argv()))
             await self._wait_ready(proc)
 
     async def stop(self) -> None:
@@ -196,36 +188,10 @@ class HaproxyService:
             await self._stop()
 
     async def status(self) -> DriverStatus:
-        if self._proc is not None:
-            code = self._proc.poll()
-            if code is None:
-                return DriverStatus("running", f"master pid {self._proc.pid}")
-            self._forget_pid_file()
-            if self._stopped_by_us or code == 0:
-                return DriverStatus("stopped", f"haproxy exited with code {code}")
-            return DriverStatus("failed", f"haproxy exited with code {code}")
-        record = self._record or self._read_record()
-        if record is None:
-            return DriverStatus("stopped")
-        if record.boot_id != boot_id():
-            return DriverStatus("stopped", "pid file from an earlier boot")
-        if _leader_alive(record):
-            return DriverStatus("running", f"master pid {record.pid} (adopted)")
-        return DriverStatus("failed", f"master pid {record.pid} ended while no agent watched it")
+        return self._owned.status("master pid", lambda code: f"haproxy {describe_exit(code)}")
 
     async def adopt(self) -> bool:
-        if self._proc is not None and self._proc.poll() is None:
-            return True
-        record = self._read_record()
-        if record is None:
-            return False
-        if record.boot_id != boot_id():
-            self._forget_pid_file()
-            return False
-        if not _leader_alive(record):
-            return False
-        self._record, self._proc, self._stopped_by_us = record, None, False
-        return True
+        return self._owned.adopt()
 
     async def promote(self) -> None:
         raise DriverError(f"{self.name}: haproxy has no promoted role")
@@ -277,14 +243,10 @@ class HaproxyService:
         raise DriverError(f"{self.name}: haproxy not ready within {self._ready_timeout:g}s")
 
     async def _stop(self) -> None:
-        self._stopped_by_us = True
-        record = self._record or self._read_record()
-        if record is not None and record.boot_id == boot_id() and _live(record):
-            await self._terminate(record.pid)
-        if self._proc is not None:
-            await poll_exit(self._proc, self._kill_timeout)
-        self._record = None
-        self._forget_pid_file()
+        pgid = self._owned.to_stop()
+        if pgid is not None:
+            await self._terminate(pgid)
+        await self._owned.stopped(self._kill_timeout)
 
     async def _terminate(self, pgid: int) -> None:
         def soft() -> None:
@@ -300,37 +262,6 @@ class HaproxyService:
             stop_timeout=self.stop_timeout,
             kill_timeout=self._kill_timeout,
         )
-
-    def _read_record(self) -> PidRecord | None:
-        try:
-            return PidRecord.from_json(self.pid_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            _files.append_log(self.log_path, f"--- corral ignoring {self.pid_path}: {exc}")
-            return None
-
-    def _forget_pid_file(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_path.unlink()
-
-
-def _leader_alive(record: PidRecord) -> bool:
-    stat = read_stat(record.pid)
-    return (
-        stat is not None
-        and stat.alive
-        and stat.start_time == record.start_time
-        and stat.session == record.pid
-    )
-
-
-def _live(record: PidRecord) -> bool:
-    """Members of the group the record started are left (a recycled pid: none of ours)."""
-    stat = read_stat(record.pid)
-    if stat is not None and stat.start_time != record.start_time:
-        return False
-    return bool(group_members(record.pid))
 
 
 def _alerts(output: str) -> str:

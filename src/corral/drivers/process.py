@@ -39,54 +39,21 @@ Restart with backoff is the agent's job; the driver exposes ``exit_code``, ``pid
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import pwd
 import signal
 import subprocess
-import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from corral.drivers import _files
 from corral.drivers._group import poll_exit, signal_group, stop_group
-from corral.drivers._procfs import boot_id, group_members, read_stat
+from corral.drivers._owned import OwnedInstance
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
 from corral.spec.model import ProcessDriver as ProcessSpec
 
 SHELL = "/bin/sh"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
-
-
-@dataclass(frozen=True)
-class PidRecord:
-    """What the pid file says about the instance a driver started."""
-
-    pid: int
-    start_time: int  # clock ticks after boot, /proc/<pid>/stat field 22
-    boot_id: str
-    started_at: float  # wall clock (seconds since the epoch), for operators and backoff
-    command: str
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> PidRecord:
-        """Parse a pid file; ValueError when it is not one of ours."""
-        try:
-            data = json.loads(text)
-            return cls(
-                pid=int(data["pid"]),
-                start_time=int(data["start_time"]),
-                boot_id=str(data["boot_id"]),
-                started_at=float(data["started_at"]),
-                command=str(data["command"]),
-            )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a corral pid file: {exc}") from exc
 
 
 def describe_exit(returncode: int) -> str:
@@ -133,28 +100,28 @@ class ProcessSupervisor:
         self._node = node
         self._settle = settle
         self._kill_timeout = kill_timeout
-        self._proc: subprocess.Popen[bytes] | None = None  # our child, current or last
-        self._record: PidRecord | None = None  # the instance we own (child or adopted)
-        self._stopped_by_us = False
+        self._owned = OwnedInstance(self.pid_path, self.log_path)
 
     # --- what the agent may read ---------------------------------------------------------
 
     @property
     def pid(self) -> int | None:
         """The leader's pid of the current (or last child) instance, None when unknown."""
-        if self._record is not None:
-            return self._record.pid
-        return None if self._proc is None else self._proc.pid
+        owned = self._owned
+        if owned.record is not None:
+            return owned.record.pid
+        return None if owned.proc is None else owned.proc.pid
 
     @property
     def exit_code(self) -> int | None:
         """Exit status of our last child (negative: signal); None while running or adopted."""
-        return None if self._proc is None else self._proc.poll()
+        return None if self._owned.proc is None else self._owned.proc.poll()
 
     @property
     def started_at(self) -> float | None:
         """Wall-clock start of the instance we own, None when there is none."""
-        return None if self._record is None else self._record.started_at
+        record = self._owned.record
+        return None if record is None else record.started_at
 
     # --- the Driver protocol --------------------------------------------------------------
 
@@ -163,60 +130,20 @@ class ProcessSupervisor:
             return
         await self.stop()  # forget a dead instance, end members it left behind
         proc = self._spawn()
-        self._proc, self._stopped_by_us = proc, False
-        stat = read_stat(proc.pid)
-        if stat is not None:  # it runs, or is a zombie we have not reaped: pid still ours
-            self._record = PidRecord(
-                proc.pid, stat.start_time, boot_id(), time.time(), self.command
-            )
-            _files.write_atomic(self.pid_path, self._record.to_json())
+        self._owned.started(proc, self.command)
         await self._check_settled(proc)
 
     async def stop(self) -> None:
-        self._stopped_by_us = True
-        record = self._record or self._read_record()
-        if record is not None and record.boot_id == boot_id() and self._live_members(record):
-            await self._terminate(record.pid)
-        if self._proc is not None:
-            await poll_exit(self._proc, self._kill_timeout)  # reap: no zombie left
-        self._record = None
-        self._forget_pid_file()
+        pgid = self._owned.to_stop()
+        if pgid is not None:
+            await self._terminate(pgid)
+        await self._owned.stopped(self._kill_timeout)
 
     async def status(self) -> DriverStatus:
-        if self._proc is not None:
-            returncode = self._proc.poll()
-            if returncode is None:
-                return DriverStatus("running", f"pid {self._proc.pid}")
-            self._forget_pid_file()
-            if self._stopped_by_us:
-                return DriverStatus("stopped", f"stopped by corral ({describe_exit(returncode)})")
-            if returncode == 0:
-                return DriverStatus("stopped", describe_exit(0))
-            return DriverStatus("failed", describe_exit(returncode))
-        record = self._record or self._read_record()
-        if record is None:
-            return DriverStatus("stopped")
-        if record.boot_id != boot_id():
-            return DriverStatus("stopped", "pid file from an earlier boot")
-        if self._leader_alive(record):
-            return DriverStatus("running", f"pid {record.pid} (adopted)")
-        return DriverStatus(
-            "failed", f"pid {record.pid} ended while no agent watched it (exit code unknown)"
-        )
+        return self._owned.status("pid", describe_exit)
 
     async def adopt(self) -> bool:
-        if self._proc is not None and self._proc.poll() is None:
-            return True
-        record = self._read_record()
-        if record is None:
-            return False
-        if record.boot_id != boot_id():
-            self._forget_pid_file()  # an earlier boot's pid names nothing of ours
-            return False
-        if not self._leader_alive(record):
-            return False  # keep the file: status() reports the death, stop() clears it
-        self._record, self._proc, self._stopped_by_us = record, None, False
-        return True
+        return self._owned.adopt()
 
     async def promote(self) -> None:
         raise DriverError(f"{self.name}: a process resource has no promoted role")
@@ -303,42 +230,3 @@ class ProcessSupervisor:
             stop_timeout=self.stop_timeout,
             kill_timeout=self._kill_timeout,
         )
-
-    def _live_members(self, record: PidRecord) -> list[int]:
-        """Live processes of the group this record started (empty when it has ended).
-
-        When the pid now names a process with another start time, the pid was recycled, which
-        the kernel does only once group ``pid`` is empty: nothing of ours is left. Otherwise the
-        kernel keeps the pid (as a group id) reserved while any member lives, so members of
-        group ``pid`` are ours. (The one blind spot: our group ended, a stranger got the pid,
-        made a group of its own and died, leaving members. Pids cycle through 4 million.)
-        """
-        stat = read_stat(record.pid)
-        if stat is not None and stat.start_time != record.start_time:
-            return []
-        return group_members(record.pid)
-
-    @staticmethod
-    def _leader_alive(record: PidRecord) -> bool:
-        stat = read_stat(record.pid)
-        return (
-            stat is not None
-            and stat.alive
-            and stat.start_time == record.start_time
-            and stat.session == record.pid
-        )
-
-    def _read_record(self) -> PidRecord | None:
-        try:
-            return PidRecord.from_json(self.pid_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            _files.append_log(
-                self.log_path, f"--- corral {_files.stamp()} ignoring {self.pid_path}: {exc}"
-            )
-            return None
-
-    def _forget_pid_file(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_path.unlink()
