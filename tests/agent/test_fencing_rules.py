@@ -119,30 +119,42 @@ async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_p
 def test_the_deadline_record_moves_the_listing_on_only_when_whole_and_of_its_writer(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    import json
     import struct
 
-    from corral.agent.guard import DeadlineFile, _read, read_deadline
+    from corral.agent.guard import GuardWriter, _read, read_deadline
 
-    writer = DeadlineFile(tmp_path / "guard.deadline")
-    listing = {"node": "n1", "deadline": 100.0, "exclusive": ["vip"], "token": writer.token}
-    (tmp_path / "guard.json").write_text(json.dumps(listing))
-    assert _read(tmp_path / "guard.json")["deadline"] == 100.0  # no record yet
-    writer.write(105.5)
-    assert _read(tmp_path / "guard.json")["deadline"] == 105.5  # renewed since the listing
-    writer.write(99.0)
-    assert _read(tmp_path / "guard.json")["deadline"] == 100.0  # never earlier than listed
-    stranger = DeadlineFile(tmp_path / "guard.deadline")  # another lifetime's record
-    stranger.write(500.0)
-    assert read_deadline(tmp_path / "guard.deadline", writer.token) is None
-    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
-    torn = struct.pack("<QdQd", writer.token, 200.0, writer.token, 105.0)  # halves disagree
-    (tmp_path / "guard.deadline").write_bytes(torn)
-    assert read_deadline(tmp_path / "guard.deadline", writer.token, tries=2) is None
-    nan = struct.pack("<QdQd", writer.token, float("nan"), writer.token, float("nan"))
-    (tmp_path / "guard.deadline").write_bytes(nan)
-    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
-    (tmp_path / "guard.deadline").write_bytes(b"short")
-    assert _read(tmp_path / "guard.json")["deadline"] == 100.0
+    listing, record = tmp_path / "guard.json", tmp_path / "guard.deadline"
+    writer = GuardWriter(tmp_path, "n1")
+    writer.update(100.0, ["vip"])
+    assert _read(listing) == {
+        "node": "n1",
+        "deadline": 100.0,
+        "exclusive": ["vip"],
+        "token": writer.token,
+    }
+    before = listing.stat().st_mtime_ns
+    writer.update(105.5, ["vip"])
+    assert _read(listing)["deadline"] == 105.5  # renewed since the listing was written
+    assert listing.stat().st_mtime_ns == before  # the same listing: not rewritten
+    raw = record.read_bytes()
+    record.write_bytes(struct.pack("<QdQd", writer.token, 99.0, writer.token, 99.0))
+    assert _read(listing)["deadline"] == 100.0  # never earlier than the listing says
+    other = writer.token ^ 1
+    record.write_bytes(struct.pack("<QdQd", other, 500.0, other, 500.0))
+    assert read_deadline(record, writer.token) is None  # another agent lifetime's record
+    assert _read(listing)["deadline"] == 100.0
+    record.write_bytes(struct.pack("<QdQd", writer.token, 200.0, writer.token, 105.0))
+    assert read_deadline(record, writer.token, tries=2) is None  # torn: halves disagree
+    nan = float("nan")
+    record.write_bytes(struct.pack("<QdQd", writer.token, nan, writer.token, nan))
+    assert _read(listing)["deadline"] == 100.0
+    record.write_bytes(b"short")
+    assert _read(listing)["deadline"] == 100.0
+    record.write_bytes(raw)
+    assert _read(listing)["deadline"] == 105.5
+    writer.update(106.0, [])  # nothing exclusive any more: listed once, then no writes
+    assert _read(listing)["exclusive"] == []
+    cleared = listing.stat().st_mtime_ns, record.read_bytes()
+    writer.update(107.0, [])
+    assert (listing.stat().st_mtime_ns, record.read_bytes()) == cleared
     writer.close()
-    stranger.close()

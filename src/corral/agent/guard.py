@@ -38,30 +38,40 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corral.drivers._files import write_atomic
+
 POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
 IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
 _RECORD = struct.Struct("<QdQd")
 
 
-def write_atomic(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+class GuardWriter:
+    """The agent's side of both files. ``update`` after every renewal and every change of
+    what runs: the listing is rewritten (atomically) only when it changes, the deadline is one
+    ``pwrite`` on a descriptor kept open; nothing at all while nothing exclusive is listed.
+    ``token`` (random, per agent lifetime) ties the deadline records to this agent's listing.
+    Raises ``OSError`` like any file write (a full disk); the agent's loop reports it."""
 
-
-class DeadlineFile:
-    """The agent's side of ``guard.deadline``: one open descriptor, one ``pwrite`` per
-    renewal. ``token`` (random, per agent lifetime) goes into ``guard.json`` too."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, state_dir: Path, node: str) -> None:
+        self.state_dir, self.node = state_dir, node
         self.token = int.from_bytes(os.urandom(8), "big")
-        self._fd: int | None = None
+        self._listed: list[str] | None = None  # None: not written yet (a previous agent's
+        self._fd: int | None = None  # listing may stand: the first update replaces it)
 
-    def write(self, deadline: float) -> None:
-        """Raises ``OSError`` like any file write (a full disk); the caller reports it."""
+    def update(self, deadline: float, exclusive: list[str]) -> None:
+        if not exclusive and self._listed == []:
+            return  # idle: the guard already knows that nothing is listed
+        if exclusive != self._listed:
+            listing = {
+                "node": self.node,
+                "deadline": deadline,
+                "exclusive": exclusive,
+                "token": self.token,
+            }
+            write_atomic(self.state_dir / "guard.json", json.dumps(listing))
+            self._listed = list(exclusive)
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd = os.open(self.state_dir / "guard.deadline", os.O_RDWR | os.O_CREAT, 0o600)
         os.pwrite(self._fd, _RECORD.pack(self.token, deadline, self.token, deadline), 0)
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.agent.controller import Controller, parse_assignment
-from corral.agent.guard import DeadlineFile, write_atomic
+from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
 from corral.agent.lb import LbDuty
@@ -112,9 +112,7 @@ class Agent:
         self.network = NetworkDuties(state_dir)
         self._last_network = -math.inf
         self._gossip_error: str | None = None
-        self._guarded = True  # the guard file may list services (a previous agent's): write
-        self._guard_listed: list[str] | None = None  # what guard.json lists (None: not written)
-        self._deadline_file: DeadlineFile | None = None
+        self._guard_files = GuardWriter(state_dir, node) if guard else None
         self._starting: set[str] = set()  # instances whose start is under way
         self._wake_at = math.inf  # a round is due then even if nothing changed
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
@@ -163,6 +161,8 @@ class Agent:
                 with contextlib.suppress(Exception):
                     await self.gossip.stop()
             await self.network.close_dns()
+            if self._guard_files is not None:
+                self._guard_files.close()
 
     async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop``; if it ever fails, say so and run it again (an agent never dies of a
@@ -233,7 +233,7 @@ class Agent:
             except StoreError as exc:
                 self._decide(f"keepalive failed: {exc}")
                 # again a tick from now, not an interval: the self-fence deadline runs
-                await self._sleep_until(self.grid.at_or_after(start + self.grid.tick))
+                await self._sleep_until(self.grid.near(start + self.grid.tick))
                 continue
             await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
 
@@ -388,12 +388,9 @@ class Agent:
             return math.inf
         timing = self.spec.effective_timing
         deadline = self.renewed_at + self.ttl - timing.safety_margin
+        now = self.clock.now()
         # past it (no lease, or a stop that failed): try again every tick, never spin
-        return (
-            max(deadline, self.clock.now() + self.grid.tick)
-            if deadline <= self.clock.now()
-            else deadline
-        )
+        return deadline if deadline > now else now + self.grid.tick
 
     async def _self_fence(self) -> None:
         if self.may_hold_exclusive():
@@ -739,30 +736,12 @@ class Agent:
 
     def _update_guard(self) -> None:
         """Tell the guard until when exclusive services may run, and which run or are being
-        started here (an agent killed during a start leaves nothing unguarded). Nothing
-        exclusive now or at the last write: no write (idle nodes)."""
-        if not self._guard:
+        started here (an agent killed during a start leaves nothing unguarded)."""
+        if self._guard_files is None:
             return
         timing = self.spec.effective_timing
         exclusive = sorted(k for k in {*self.services, *self._starting} if self._exclusive(k))
-        if not exclusive and not self._guarded:
-            return
-        self._guarded = bool(exclusive)
-        deadline = self.renewed_at + self.ttl - timing.safety_margin
-        if self._deadline_file is None:
-            self._deadline_file = DeadlineFile(self.ctx.state_dir / "guard.deadline")
-        if exclusive != self._guard_listed:  # the listing: rarely, atomically
-            write_atomic(
-                self.ctx.state_dir / "guard.json",
-                {
-                    "node": self.node,
-                    "deadline": deadline,
-                    "exclusive": exclusive,
-                    "token": self._deadline_file.token,
-                },
-            )
-            self._guard_listed = exclusive
-        self._deadline_file.write(deadline)  # every renewal: one pwrite
+        self._guard_files.update(self.renewed_at + self.ttl - timing.safety_margin, exclusive)
 
     # --- events ---------------------------------------------------------------------------------
 

@@ -72,11 +72,9 @@ class Grid:
         return self.at_or_after(t - self.tick / 2)
 
 
-def wall_grid(clock: Clock, tick: float, wall: float | None = None) -> Grid:
+def wall_grid(clock: Clock, tick: float, wall: float) -> Grid:
     """A grid on ``clock`` whose instants fall on whole multiples of ``tick`` of the wall
-    clock (``time.time()`` unless ``wall`` is given): every process on every node whose clocks
-    agree (NTP) shares it. A wall clock that jumps only costs the shared wake-ups, never
-    correctness; build a new grid to follow it."""
-    now = clock.now()
-    w = time.time() if wall is None else wall
-    return Grid(tick, now - w)
+    clock, ``wall`` being the wall-clock time (seconds since the epoch) at ``clock.now()``:
+    every process on every node whose clocks agree (NTP) shares it. A wall clock that jumps
+    only costs the shared wake-ups, never correctness; build a new grid to follow it."""
+    return Grid(tick, clock.now() - wall)
