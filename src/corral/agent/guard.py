@@ -9,7 +9,7 @@ agent keeps two files in ``<state_dir>``:
   seconds, "exclusive": [names], "node": name, "token": n}`` (``deadline`` = last renewal +
   lease_ttl - safety_margin; ``token`` names the writing agent's lifetime);
 - ``guard.deadline``, overwritten in place after every renewal (one ``pwrite``, no rename: a
-  renewal every 0.5 s costs a syscall, not four file operations): the record
+  renewal every 0.4 s costs a syscall, not four file operations): the record
   ``token, deadline, token, deadline`` (``<QdQd``). The guard believes it only when both halves
   agree (a read that overlapped a write is read again) and the token is the listing's: a later
   deadline of the same lifetime, else the listing's own deadline counts.
