@@ -39,8 +39,8 @@ DEFAULT_CHECKS = "interval: 1s, timeout: 500ms, rise: 2, fall: 2"
 
 
 def _patch_legacy_keepalive() -> None:
-    """The store's keepalive as before the long-lived stream: one new gRPC stream per
-    renewal (for an A/B on the same tree)."""
+    """The store's keepalive over gRPC, one new LeaseKeepAlive stream per renewal, instead of
+    the HTTP gateway (for an A/B on the same tree)."""
     from aetcd import rpc
 
     from corral.store import etcd
@@ -64,6 +64,18 @@ def _patch_legacy_keepalive() -> None:
         return int(reply.TTL)
 
     etcd.EtcdStore.keepalive = keepalive  # type: ignore[method-assign]
+
+
+def _patch_loop_gossip() -> None:
+    """The gossip member on the event loop instead of its pump thread (for an A/B)."""
+    from corral.net import gossip
+
+    udp = gossip.GossipNode.udp.__func__  # type: ignore[attr-defined]
+
+    def on_loop(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        return udp(cls, *args, **{**kwargs, "threaded": False})
+
+    gossip.GossipNode.udp = classmethod(on_loop)  # type: ignore[method-assign,assignment]
 
 
 def _patch_no_gossip() -> None:
@@ -169,17 +181,28 @@ def _patch_raw_http() -> None:
     checks.Checker._http = raw  # type: ignore[assignment,method-assign]
 
 
-def _patch_probe_200ms() -> None:
-    """Gossip probes every 200 ms instead of the lan profile's 100 ms (halves the packets;
-    detection takes about twice as long)."""
+def _slower_probes(interval: float) -> None:
+    """Gossip probes every ``interval`` instead of the lan profile's 100 ms, with the suspicion
+    multiplier scaled so that suspicion timeouts keep their length in seconds (fewer packets;
+    a crash is first suspected later)."""
     from corral.agent import membership
 
     base = membership.profile
+    lan = base("lan")
+    mult = lan.suspicion_mult * lan.probe_interval / interval
 
     def slower(name: str, **overrides: Any) -> Any:
-        return base(name, **{"probe_interval": 0.2, **overrides})
+        return base(name, **{"probe_interval": interval, "suspicion_mult": mult, **overrides})
 
     membership.profile = slower  # type: ignore[assignment]
+
+
+def _patch_probe_150ms() -> None:
+    _slower_probes(0.15)
+
+
+def _patch_probe_200ms() -> None:
+    _slower_probes(0.2)
 
 
 def _patch_cached_timing() -> None:
@@ -201,9 +224,13 @@ def _patch_cached_timing() -> None:
 
 def _patch_count_wakeups() -> None:
     """Count the event loop's wake-ups and what each one ran, written every 2 s to
-    ``$CORRAL_BENCH_WAKEUPS/<pid>.json``. Only selects that may sleep count: on this machine
-    waking from a sleep costs ~130-160 us of CPU whatever runs after it, a loop iteration that
-    does not sleep ~2 us, so idle CPU is mostly the number of real wake-ups."""
+    ``$CORRAL_BENCH_WAKEUPS/<pid>.json`` (``recent_per_s``: rates over the last ~10 s).
+    Only selects that may sleep count. Also: store calls by caller, the gossip pump thread's
+    callbacks with their CPU (``pump: ...``, ``pump_trace``: the last 300 with wall time), and
+    the CPU of each gossip stage (``us in wire.open`` ...). Why wake-ups matter: on this VM the
+    same code costs ~10x more CPU after 100 ms asleep than when run back to back (a seal+open
+    of one ping: 15 us hot, 140 us after 10 ms idle, 210 us after 100 ms), so idle CPU is
+    mostly the number of separate wake-ups times that cold start."""
     import gc
     import selectors
     import threading
@@ -242,12 +269,27 @@ def _patch_count_wakeups() -> None:
             counts[key] = counts.get(key, 0) + 1
         run(self)
 
+    history: list[dict[str, Any]] = []
+
     def dump() -> None:
         while True:
             time.sleep(2.0)
             doc = {"seconds": time.monotonic() - state["t0"], "wakes": state["wakes"]}
             doc["first_handle"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
             doc["gc"] = gc.get_stats()
+            history.append(doc.copy())
+            old = history[-6] if len(history) >= 6 else history[0]  # ~10 s ago
+            span = doc["seconds"] - old["seconds"]
+            if span > 0:
+                doc["recent_per_s"] = {
+                    "wakes": (doc["wakes"] - old["wakes"]) / span,
+                    **{
+                        k: (v - old["first_handle"].get(k, 0)) / span
+                        for k, v in doc["first_handle"].items()
+                        if v != old["first_handle"].get(k, 0)
+                    },
+                }
+            doc["pump_trace"] = list(trace)
             out.write_text(json.dumps(doc, indent=1))
 
     from corral.store import etcd
@@ -255,10 +297,59 @@ def _patch_count_wakeups() -> None:
     call = etcd.EtcdStore._call
 
     async def counted_call(self: Any, name: str, attempt: Any, **kw: Any) -> Any:
-        key = f"store call: {name}"
+        frame = sys._getframe(1)
+        while frame is not None and "corral/store/" in frame.f_code.co_filename:
+            frame = frame.f_back
+        where = f"{frame.f_code.co_qualname}" if frame is not None else "?"
+        key = f"store call: {name} from {where}"
         counts[key] = counts.get(key, 0) + 1
         return await call(self, name, attempt, **kw)
 
+    from corral.net import pump
+
+    guarded = pump.PacketPump._guarded
+    pump_stats = {"calls": 0, "ns": 0}
+
+    trace: list[tuple[float, str, int]] = []
+
+    def timed(self: Any, fn: Any, *args: Any) -> None:
+        t0 = time.thread_time_ns()
+        at = time.time()
+        guarded(self, fn, *args)
+        spent = time.thread_time_ns() - t0
+        pump_stats["ns"] += spent
+        trace.append((at, getattr(fn, "__name__", "?"), spent // 1000))
+        del trace[:-300]
+        pump_stats["calls"] += 1
+        counts["pump: callbacks"] = pump_stats["calls"]
+        counts["pump: callback us"] = pump_stats["ns"] // 1000
+
+    pump.PacketPump._guarded = timed  # type: ignore[method-assign]
+
+    from corral.core.membership import core as mcore
+    from corral.net import transport as ntransport
+    from corral.net import wire as nwire
+
+    def stage(owner: Any, attr: str, key: str) -> None:
+        fn = getattr(owner, attr)
+
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            t0 = time.thread_time_ns()
+            try:
+                return fn(*args, **kw)
+            finally:
+                counts[f"us in {key}"] = (
+                    counts.get(f"us in {key}", 0) + (time.thread_time_ns() - t0) // 1000
+                )
+                counts[f"calls of {key}"] = counts.get(f"calls of {key}", 0) + 1
+
+        setattr(owner, attr, wrapped)
+
+    stage(nwire.Wire, "open", "wire.open")
+    stage(nwire.Wire, "seal", "wire.seal")
+    stage(mcore.Membership, "handle", "core.handle")
+    stage(mcore.Membership, "tick", "core.tick")
+    stage(ntransport.UdpTransport, "send_packet", "send_packet")
     etcd.EtcdStore._call = counted_call  # type: ignore[method-assign]
     selectors.EpollSelector.select = counted_select  # type: ignore[method-assign]
     events.Handle._run = counted_run  # type: ignore[method-assign]
@@ -278,6 +369,7 @@ def _patch_uvloop() -> None:
 
 PATCHES = {
     "legacy-keepalive": _patch_legacy_keepalive,
+    "loop-gossip": _patch_loop_gossip,
     "no-gossip": _patch_no_gossip,
     "no-checks": _patch_no_checks,
     "no-poll": _patch_no_poll,
@@ -286,6 +378,7 @@ PATCHES = {
     "cached-timing": _patch_cached_timing,
     "lazy-guard": _patch_lazy_guard,
     "raw-http": _patch_raw_http,
+    "probe-150ms": _patch_probe_150ms,
     "probe-200ms": _patch_probe_200ms,
     "count-wakeups": _patch_count_wakeups,
     "uvloop": _patch_uvloop,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
+
+from corral.net.pump import PUMP_THREAD_PREFIX
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,3 +18,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite golden expectations (scheduler cases) instead of comparing; review the diff",
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_pump_threads() -> Iterator[None]:
+    """A test that starts a threaded gossip transport must stop it: a pump thread left running
+    keeps probing (and taking the GIL) through every later test of the session."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        leaked = [
+            t.name
+            for t in threading.enumerate()
+            if t.name.startswith(PUMP_THREAD_PREFIX) and t.ident not in before and t.is_alive()
+        ]
+        if not leaked:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the test left gossip pump threads running: {leaked}")
+        time.sleep(0.01)

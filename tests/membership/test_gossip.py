@@ -7,6 +7,8 @@ with a generous bound instead of asserting on timings.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -102,14 +104,14 @@ async def test_metadata_update_reaches_everyone(memory_cluster: list[GossipNode]
         memory_cluster[1].update_meta(NodeMeta(roles=tuple("r" * 60 for _ in range(16))))
 
 
-async def test_real_sockets_join_detect_and_reject_foreign_keys() -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["on-loop", "threaded"])
+async def test_real_sockets_join_detect_and_reject_foreign_keys(threaded: bool) -> None:
     nodes: list[GossipNode] = []
     try:
         for i in range(3):
             seeds = [nodes[0].address] if nodes else []
-            node = GossipNode(
-                f"u{i}", UdpTransport("127.0.0.1", free_port()), Keyring([KEY]), CONFIG, seeds=seeds
-            )
+            transport = UdpTransport("127.0.0.1", free_port(), threaded=threaded)
+            node = GossipNode(f"u{i}", transport, Keyring([KEY]), CONFIG, seeds=seeds)
             await node.start()
             nodes.append(node)
         async with asyncio.timeout(5):
@@ -118,7 +120,7 @@ async def test_real_sockets_join_detect_and_reject_foreign_keys() -> None:
         # A node with another key cannot join: its packets are dropped and counted.
         stranger = GossipNode(
             "x",
-            UdpTransport("127.0.0.1", free_port()),
+            UdpTransport("127.0.0.1", free_port(), threaded=threaded),
             Keyring([b"z" * 32]),
             CONFIG,
             seeds=[nodes[0].address],
@@ -142,3 +144,53 @@ async def test_real_sockets_join_detect_and_reject_foreign_keys() -> None:
     finally:
         for node in nodes:
             await node.stop(leave=False)
+
+
+@pytest.fixture
+async def threaded_cluster() -> AsyncIterator[list[GossipNode]]:
+    nodes: list[GossipNode] = []
+    try:
+        for i in range(3):
+            seeds = [nodes[0].address] if nodes else []
+            node = GossipNode.udp(
+                f"t{i}", f"127.0.0.1:{free_port()}", Keyring([KEY]), CONFIG, seeds=seeds
+            )
+            await node.start()
+            nodes.append(node)
+        await until(lambda: all(state(n, m.name) == "alive" for n in nodes for m in nodes))
+        yield nodes
+    finally:
+        for node in nodes:
+            await node.stop(leave=False)
+
+
+async def test_threaded_member_tells_subscribers_on_the_event_loop(
+    threaded_cluster: list[GossipNode],
+) -> None:
+    n0, victim = threaded_cluster[0], threaded_cluster[2]
+    assert n0.transport.threaded
+    loop_thread = threading.get_ident()
+    calls: list[tuple[str, str, int]] = []
+    n0.subscribe(
+        lambda c: calls.append((c.member.name, c.member.state.label, threading.get_ident()))
+    )
+    await victim.stop(leave=False)
+    await until(lambda: ("t2", "dead") in {(n, s) for n, s, _ in calls})
+    assert {t for _, _, t in calls} == {loop_thread}
+    # the metadata update enters the core from the loop while the pump thread runs it
+    threaded_cluster[1].update_meta(NodeMeta(site="dc9"))
+    await until(lambda: next(m for m in n0.members() if m.name == "t1").meta.site == "dc9")
+
+
+async def test_threaded_members_keep_probing_while_the_event_loop_is_blocked(
+    threaded_cluster: list[GossipNode],
+) -> None:
+    """A busy event loop (a long scheduling round, a slow callback) does not delay acks: with
+    the loop blocked for 20 protocol periods nobody is suspected. On the loop (the in-memory
+    cluster in this file) the same block makes every member miss every ack."""
+    before = sum(n.core.stats.probes for n in threaded_cluster)
+    time.sleep(1.0)  # noqa: ASYNC251 (blocking the loop is the point)
+    assert sum(n.core.stats.probes for n in threaded_cluster) - before >= 3 * 10
+    await asyncio.sleep(0.3)
+    assert all(n.core.stats.suspicions == 0 for n in threaded_cluster)
+    assert all(state(n, m.name) == "alive" for n in threaded_cluster for m in threaded_cluster)

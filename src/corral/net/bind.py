@@ -8,6 +8,7 @@ failure raises ``OSError`` at once. Nothing stays bound when it raises.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 
 TcpHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -20,17 +21,38 @@ async def bind_udp_and_tcp(
     protocol: Callable[[], asyncio.DatagramProtocol],
     handler: TcpHandler,
 ) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
-    """(UDP transport, TCP server, the port both are bound to)."""
-    loop = asyncio.get_running_loop()
+    """(UDP transport on the event loop, TCP server, the port both are bound to)."""
+    sock, server, bound = await bind_socket_and_tcp(host, port, handler)
+    try:
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        server.close()
+        raise
+    return udp, server, bound
+
+
+async def bind_socket_and_tcp(
+    host: str, port: int, handler: TcpHandler
+) -> tuple[socket.socket, asyncio.Server, int]:
+    """(bound non-blocking UDP socket, TCP server, the port both are bound to): for a socket
+    read outside the event loop (:class:`~corral.net.pump.PacketPump`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for attempt in range(TRIES):
-        udp, _ = await loop.create_datagram_endpoint(protocol, local_addr=(host, port))
-        bound = int(udp.get_extra_info("sockname")[1])
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        bound = int(sock.getsockname()[1])
         try:
             server = await asyncio.start_server(handler, host, bound)
-        except OSError:
-            udp.close()
-            if port or attempt == TRIES - 1:
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError) or port or attempt == TRIES - 1:
                 raise
             continue
-        return udp, server, bound
+        return sock, server, bound
     raise OSError(f"no free UDP+TCP port pair on {host}")  # not reached: the loop raises

@@ -2,8 +2,15 @@
 
 It owns no protocol logic. It opens incoming bytes (:class:`~corral.net.wire.Wire`), hands the
 packets to the core with ``now`` from its clock, seals and sends what the core asks for, keeps
-one event-loop timer at the core's next deadline, and tells subscribers about membership changes.
-Everything runs on the event loop thread, so the core is never entered concurrently.
+one timer at the core's next deadline, and tells subscribers about membership changes.
+
+Threads: on a transport that is not ``threaded`` (the in-memory twin, a plain
+:class:`~corral.net.transport.UdpTransport`) everything runs on the event loop. On a threaded
+one (``GossipNode.udp`` makes one by default) datagrams and the protocol timer run on the
+transport's pump thread, so the protocol's 25-30 packets and timers a second never wake the
+event loop, and a busy event loop cannot delay an ack into a false suspicion. Either way one lock
+serialises every entry into the core and the wire; subscribers, the join and leave events and
+stream sends always run on the event loop (handed over with ``call_soon_threadsafe``, in order).
 
 The agent embeds it::
 
@@ -19,8 +26,10 @@ The agent embeds it::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -101,7 +110,10 @@ class GossipNode:
         self._wall = wall
         self._core: Membership | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = float("inf")
+        self._timer_at = float("inf")  # the pump thread reads it (a float: atomic)
+        self._lock = threading.RLock()  # every entry into the core and the wire
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._subscribers: list[Subscriber] = []
         self._left = asyncio.Event()
         self._joined = asyncio.Event()
@@ -110,11 +122,19 @@ class GossipNode:
 
     @classmethod
     def udp(
-        cls, name: str, bind: str, keyring: Keyring, config: MembershipConfig, **kw: Any
+        cls,
+        name: str,
+        bind: str,
+        keyring: Keyring,
+        config: MembershipConfig,
+        *,
+        threaded: bool = True,
+        **kw: Any,
     ) -> GossipNode:
-        """A node on a real UDP/TCP socket pair bound to ``bind`` (``host:port``)."""
+        """A node on a real UDP/TCP socket pair bound to ``bind`` (``host:port``); ``threaded``:
+        datagrams and the protocol timer on the transport's thread (see the module docstring)."""
         host, port = split_address(bind)
-        return cls(name, UdpTransport(host, port), keyring, config, **kw)
+        return cls(name, UdpTransport(host, port, threaded=threaded), keyring, config, **kw)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -136,16 +156,20 @@ class GossipNode:
     async def start(self) -> None:
         """Bind, then join through the seeds (returns before the join completes: see
         :meth:`wait_joined`). Raises ``OSError`` if the address cannot be bound."""
-        await self.transport.start(self._on_receive)
-        now = self._clock.now()
-        phase = None
-        if self._aligned:
-            phase = wall_grid(self._clock, self.config.probe_interval, self._wall()).phase
-        self._core = Membership(
-            self.name, self.address, self.config, self._rng, now, self._meta, phase=phase
-        )
-        self._running = True
-        self._apply(self._core.join(self.seeds, now))
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        timer = (self._due, self._on_timer) if self.transport.threaded else None
+        await self.transport.start(self._on_receive, timer)
+        with self._lock:
+            now = self._clock.now()
+            phase = None
+            if self._aligned:
+                phase = wall_grid(self._clock, self.config.probe_interval, self._wall()).phase
+            self._core = Membership(
+                self.name, self.address, self.config, self._rng, now, self._meta, phase=phase
+            )
+            self._running = True
+            self._apply(self._core.join(self.seeds, now))
 
     async def wait_joined(self) -> None:
         """Wait until a seed answered (at once without seeds). Bound it with
@@ -158,21 +182,28 @@ class GossipNode:
         if not self._running:
             return
         if leave and self._core is not None:
-            self._apply(self._core.leave(self._clock.now()))
+            with self._lock:
+                self._apply(self._core.leave(self._clock.now()))
             try:
                 await asyncio.wait_for(self._left.wait(), grace)
             except TimeoutError:
                 log.warning("%s: leave not confirmed within %.1fs", self.name, grace)
-        self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        with self._lock:
+            self._running = False
+            self._timer_at = float("inf")
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         await self.transport.close()
 
     # ---------------------------------------------------------------- queries
 
     def members(self) -> list[MemberStatus]:
         """Every member this node knows, itself first."""
+        with self._lock:
+            return self._members()
+
+    def _members(self) -> list[MemberStatus]:
         core = self.core
         now = self._clock.now()
         out = []
@@ -194,11 +225,12 @@ class GossipNode:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters: the protocol's, dropped packets by reason, and the transport's."""
-        return {
-            "protocol": self.core.stats.as_dict(),
-            "dropped": self.wire.drops.as_dict(),
-            "transport": self.transport.stats.as_dict(),
-        }
+        with self._lock:
+            return {
+                "protocol": self.core.stats.as_dict(),
+                "dropped": self.wire.drops.as_dict(),
+                "transport": self.transport.stats.as_dict(),
+            }
 
     # ---------------------------------------------------------------- change notifications
 
@@ -229,39 +261,58 @@ class GossipNode:
         """Publish new metadata (roles, site, API address) to the cluster."""
         if meta_size(meta) > MAX_META:
             raise ValueError(f"node metadata over {MAX_META} bytes")
-        self._apply(self.core.update_meta(meta, self._clock.now()))
+        with self._lock:
+            self._apply(self.core.update_meta(meta, self._clock.now()))
 
     # ---------------------------------------------------------------- the loop
 
     def _on_receive(self, data: bytes, src: str, stream: bool) -> None:
-        if not self._running or self._core is None:
-            return
-        packet = self.wire.open(data, stream)
-        if packet is None:
-            return
-        self._apply(self._core.handle(packet, src, self._clock.now()))
+        with self._lock:
+            if not self._running or self._core is None:
+                return
+            packet = self.wire.open(data, stream)
+            if packet is None:
+                return
+            self._apply(self._core.handle(packet, src, self._clock.now()))
+
+    def _due(self) -> float:
+        """The core's next deadline (read by the pump thread without the lock)."""
+        return self._timer_at
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = float("inf")
-        if self._running and self._core is not None:
-            self._apply(self._core.tick(self._clock.now()))
+        with self._lock:
+            self._timer = None
+            self._timer_at = float("inf")
+            if self._running and self._core is not None:
+                self._apply(self._core.tick(self._clock.now()))
 
     def _apply(self, effects: list[Effect]) -> None:
+        """Carry out the core's effects (the caller holds the lock)."""
         for effect in effects:
             if isinstance(effect, Send):
                 self._send(effect)
             elif isinstance(effect, MemberChanged):
-                for callback in list(self._subscribers):
-                    try:
-                        callback(effect)
-                    except Exception:  # a subscriber's bug must not stop the protocol
-                        log.exception("%s: membership subscriber failed", self.name)
+                self._on_loop(self._notify, effect)
             elif isinstance(effect, LeaveDone):
-                self._left.set()
-        if self._core is not None and self._core.joined:
-            self._joined.set()
+                self._on_loop(self._left.set)
+        if self._core is not None and self._core.joined and not self._joined.is_set():
+            self._on_loop(self._joined.set)
         self._reschedule()
+
+    def _notify(self, change: MemberChanged) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(change)
+            except Exception:  # a subscriber's bug must not stop the protocol
+                log.exception("%s: membership subscriber failed", self.name)
+
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop: now when called there, else queued in order."""
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            fn(*args)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def _send(self, send: Send) -> None:
         try:
@@ -271,7 +322,7 @@ class GossipNode:
             log.exception("%s: cannot seal a packet for %s", self.name, send.addr)
             return
         if send.reliable:
-            self.transport.send_stream(send.addr, data)
+            self._on_loop(self.transport.send_stream, send.addr, data)
         else:
             self.transport.send_packet(send.addr, data)
 
@@ -280,6 +331,12 @@ class GossipNode:
             return
         deadline = self._core.next_deadline()
         if deadline == self._timer_at:
+            return
+        if self.transport.threaded:
+            earlier = deadline < self._timer_at
+            self._timer_at = deadline
+            if earlier and threading.get_ident() == self._loop_thread:
+                self.transport.poke()  # the pump reads the deadline again after its own calls
             return
         # Re-arm even when the deadline moved later (a probe was acked before its timeout):
         # a cancelled asyncio timer costs nothing, a needless wake-up costs a loop iteration.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from corral.net.transport import Receiver, TransportStats
+from corral.net.transport import Receiver, Timer, TransportStats
 
 
 class MemoryNetwork:
@@ -70,14 +70,20 @@ class MemoryTransport:
         self._address = address
         self.stats = TransportStats()
         self.receiver: Receiver | None = None
+        self.threaded = False  # everything on the event loop
 
     @property
     def address(self) -> str:
         return self._address
 
-    async def start(self, receiver: Receiver) -> None:
+    async def start(self, receiver: Receiver, timer: Timer | None = None) -> None:
+        if timer is not None:
+            raise ValueError("a timer needs a threaded transport")
         self.network._register(self)
         self.receiver = receiver
+
+    def poke(self) -> None:
+        pass  # not threaded: nothing to wake
 
     def send_packet(self, addr: str, data: bytes) -> None:
         if self.receiver is None:

@@ -16,10 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from corral.net.bind import bind_udp_and_tcp
+from corral.net.bind import bind_socket_and_tcp, bind_udp_and_tcp
+from corral.net.pump import PacketPump
 
 Receiver = Callable[[bytes, str, bool], None]
 """``receiver(data, source_address, is_stream)``."""
+Timer = tuple[Callable[[], float], Callable[[], None]]
+"""``(due, on_due)`` of a threaded transport: ``on_due()`` runs on its thread once ``due()``
+(CLOCK_MONOTONIC) has come; see :class:`~corral.net.pump.PacketPump`."""
 
 _LEN = struct.Struct(">I")
 
@@ -45,13 +49,21 @@ class Transport(Protocol):
     """What :class:`corral.net.node.GossipNode` needs from the network."""
 
     stats: TransportStats
+    threaded: bool
+    """True: datagrams reach the receiver on the transport's own thread, which also runs the
+    owner's timer (``start(receiver, timer)``); stream frames still arrive on the event loop.
+    False: everything on the event loop, and ``timer`` must be None."""
 
     @property
     def address(self) -> str:
         """``host:port`` this transport receives on (valid after :meth:`start`)."""
         ...
 
-    async def start(self, receiver: Receiver) -> None: ...
+    async def start(self, receiver: Receiver, timer: Timer | None = None) -> None: ...
+
+    def poke(self) -> None:
+        """A threaded transport reads its timer's ``due()`` again now (it moved earlier)."""
+        ...
 
     def send_packet(self, addr: str, data: bytes) -> None:
         """Send one datagram, best effort; returns at once."""
@@ -100,6 +112,11 @@ class UdpTransport:
     With ``port=0`` the OS picks a UDP port and TCP binds the same number (retried a few times
     if that TCP port is taken). Stream frames are ``length:4 | data``; an incoming connection
     delivers at most ``max_frames`` frames within ``stream_timeout`` seconds.
+
+    ``threaded=True``: the UDP socket is read by a :class:`~corral.net.pump.PacketPump` thread
+    that also runs the owner's timer, so datagrams do not wake the event loop (see pump for
+    the measured reason). ``send_packet`` may then be called from any thread; ``send_stream``
+    only on the event loop.
     """
 
     def __init__(
@@ -110,8 +127,10 @@ class UdpTransport:
         stream_timeout: float = 5.0,
         max_connections: int = 64,
         max_frames: int = 16,
+        threaded: bool = False,
     ) -> None:
         self.host = host
+        self.threaded = threaded
         self.port = port
         self.max_stream = max_stream
         self.stream_timeout = stream_timeout
@@ -120,6 +139,8 @@ class UdpTransport:
         self.stats = TransportStats()
         self.receiver: Receiver | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None  # threaded: the UDP socket the pump reads
+        self._pump: PacketPump | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._open_conns = 0
@@ -128,19 +149,54 @@ class UdpTransport:
     def address(self) -> str:
         return join_address(self.host, self.port)
 
-    async def start(self, receiver: Receiver) -> None:
+    async def start(self, receiver: Receiver, timer: Timer | None = None) -> None:
+        """Bind and start receiving. ``timer`` only with ``threaded`` (see :class:`Transport`)."""
+        if timer is not None and not self.threaded:
+            raise ValueError("a timer needs a threaded transport")
         self.receiver = receiver
-        self._udp, self._server, self.port = await bind_udp_and_tcp(
-            self.host, self.port, lambda: _Datagrams(self), self._serve
+        if not self.threaded:
+            self._udp, self._server, self.port = await bind_udp_and_tcp(
+                self.host, self.port, lambda: _Datagrams(self), self._serve
+            )
+            return
+        self._sock, self._server, self.port = await bind_socket_and_tcp(
+            self.host, self.port, self._serve
         )
+        due, on_due = timer if timer is not None else (lambda: float("inf"), lambda: None)
+        self._pump = PacketPump(
+            self._sock,
+            self._datagram,
+            on_due,
+            due,
+            on_error=self._receive_error,
+            name=f"udp-{self.port}",
+        )
+        self._pump.start()
+
+    def poke(self) -> None:
+        if self._pump is not None:
+            self._pump.poke()
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.stats.packets_in += 1
+        self.stats.bytes_in += len(data)
+        if self.receiver is not None:
+            self.receiver(data, join_address(addr[0], addr[1]), False)
+
+    def _receive_error(self, _exc: OSError) -> None:
+        # ICMP port unreachable from a dead peer surfaces on receive on Linux: expected.
+        self.stats.send_errors += 1
 
     def send_packet(self, addr: str, data: bytes) -> None:
-        udp = self._udp
-        if udp is None:
-            return
         try:
-            udp.sendto(data, split_address(addr))
-        except (OSError, ValueError):
+            target = split_address(addr)
+            if self._udp is not None:
+                self._udp.sendto(data, target)
+            elif self._sock is not None:
+                self._sock.sendto(data, target)
+            else:
+                return
+        except (OSError, ValueError):  # BlockingIOError (a full send buffer) is an OSError
             self.stats.send_errors += 1
             return
         self.stats.packets_out += 1
@@ -199,6 +255,12 @@ class UdpTransport:
             writer.close()
 
     async def close(self) -> None:
+        if self._pump is not None:
+            pump, self._pump = self._pump, None
+            pump.stop(timeout=1.0)  # the thread wakes at once (a poke): no executor for this
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -12,6 +12,7 @@ import aetcd
 import aetcd.exceptions as aex
 from aetcd import rpc
 
+from corral.store._etcd_http import GatewayError
 from corral.store.base import Compare, Delete, KeyValue, Op, Put, WatchEvent, prefix_end
 
 # Sent with every request: a member that has no raft leader refuses at once ("etcdserver: no
@@ -30,16 +31,15 @@ CHANNEL_OPTIONS: dict[str, Any] = {
 }
 
 
-class StreamEnded(Exception):
-    """A long-lived stream (the lease keepalive stream) ended or failed without a gRPC
-    status: a renewal on it may or may not have reached etcd."""
-
-
 class Failure(enum.Enum):
     NOT_SENT = "not sent"  # no member applied it: safe to send again, even a txn
     UNKNOWN = "unknown"  # may have been applied: only repeatable calls go again
     FATAL = "fatal"  # a real answer (refusal): translate, do not retry
 
+
+# gRPC codes of gateway answers that are failures to reach a working member, not refusals:
+# CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
+_GATEWAY_FAILURES = (1, 2, 4, 13, 14)
 
 # Details of UNAVAILABLE errors that prove the request never reached a member able to apply it.
 _NOT_SENT_MARKS = ("failed to connect to all addresses", "connection refused", "no leader")
@@ -56,10 +56,12 @@ def rpc_error(exc: BaseException) -> rpc.AioRpcError | None:
 
 
 def classify(exc: BaseException) -> Failure:
-    if isinstance(
-        exc, TimeoutError | StreamEnded | aex.WatchTimeoutError | aex.ConnectionTimeoutError
-    ):
+    if isinstance(exc, TimeoutError | aex.WatchTimeoutError | aex.ConnectionTimeoutError):
         return Failure.UNKNOWN
+    if isinstance(exc, GatewayError):  # a lease renewal over the HTTP gateway
+        if "no leader" in exc.message.lower():
+            return Failure.NOT_SENT
+        return Failure.UNKNOWN if exc.code in _GATEWAY_FAILURES else Failure.FATAL
     error = rpc_error(exc)
     if error is None:
         # aetcd's connection helpers raise these without a gRPC cause

@@ -17,10 +17,11 @@ What this backend adds:
   event they delivered, skipping the keys of that revision already delivered (a txn writes
   several keys at one revision): no loss, no duplicates. A watch that finds no endpoint for
   ``timeout`` raises :class:`StoreUnavailable`.
-- Lease renewals share one long-lived LeaseKeepAlive stream per connection (one message each
-  way per renewal instead of a new gRPC call: the idle agent renews five times a second). A
-  renewal that fails or times out on it is re-sent on a new stream to the next endpoint, like
-  any repeatable call; the contract of :meth:`EtcdStore.keepalive` is unchanged.
+- Lease renewals go over etcd's HTTP/JSON gateway on one kept-open HTTP/1.1 connection to the
+  endpoint in use (:mod:`corral.store._etcd_http`: one write and one wake of the event loop
+  per renewal, where gRPC also woke its own thread; the idle agent renews 2.5 times a second).
+  A renewal that fails or times out there is re-sent to the next endpoint, like any repeatable
+  call; the contract of :meth:`EtcdStore.keepalive` is unchanged.
 - The connection being replaced is closed only after ``timeout``, so calls still running on it
   (other tasks share the store) finish or time out on their own instead of being cut.
 
@@ -30,7 +31,6 @@ TLS and authentication are not supported yet (plain ``http://`` endpoints only).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -41,6 +41,7 @@ import aetcd.exceptions as aex
 from aetcd import rpc
 
 from corral.store import _etcd_wire as wire
+from corral.store._etcd_http import LeaseRenewer
 from corral.store._etcd_wire import REQUIRE_LEADER, Failure
 from corral.store.base import (
     Compare,
@@ -92,7 +93,7 @@ class EtcdStore:
         self._generation = 0  # bumped on every move to another endpoint
         self._client: aetcd.Client | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._ka_stream: _KeepAliveStream | None = None
+        self._renewer: tuple[aetcd.Client, LeaseRenewer] | None = None
         self._closed = False
 
     @property
@@ -255,29 +256,30 @@ class EtcdStore:
         return Lease(int(response.ID), int(response.TTL))
 
     async def keepalive(self, lease_id: int) -> int:
-        """See :mod:`corral.store.base`. Renewals of every lease share one long-lived
-        LeaseKeepAlive stream per connection (see :class:`_KeepAliveStream`): a renewal is one
-        message each way, not a new gRPC call. A renewal that fails or times out is re-sent,
-        like any repeatable call, on a fresh stream to the next endpoint."""
+        """See :mod:`corral.store.base`. Over etcd's HTTP gateway on a kept-open connection to
+        the endpoint in use (see :mod:`corral.store._etcd_http`); a renewal that fails or times
+        out is re-sent, like any repeatable call, to the next endpoint."""
 
-        async def attempt(client: aetcd.Client, budget: float) -> Any:
-            return await self._keepalive_stream(client).renew(lease_id, budget)
+        async def attempt(client: aetcd.Client, budget: float) -> int:
+            async with asyncio.timeout(budget):
+                return await self._lease_renewer(client).renew(lease_id)
 
-        reply = await self._call("keepalive", attempt)
-        if reply.TTL <= 0:
+        ttl = await self._call("keepalive", attempt)
+        if ttl <= 0:
             raise LeaseNotFound(f"lease {lease_id:x} not found (expired or revoked)")
-        return int(reply.TTL)
+        return ttl
 
-    def _keepalive_stream(self, client: aetcd.Client) -> _KeepAliveStream:
-        """The open keepalive stream on ``client``; a stream on an older client (the store
-        moved to another endpoint) or one that ended is closed and replaced."""
-        stream = self._ka_stream
-        if stream is not None and stream.client is client and not stream.ended:
-            return stream
-        if stream is not None:
-            stream.close()
-        stream = self._ka_stream = _KeepAliveStream(client)
-        return stream
+    def _lease_renewer(self, client: aetcd.Client) -> LeaseRenewer:
+        """The renewer of the endpoint ``client`` talks to; the one of an endpoint the store
+        moved away from is closed."""
+        if self._renewer is not None and self._renewer[0] is client:
+            return self._renewer[1]
+        if self._renewer is not None:
+            self._renewer[1].close()
+        host, port = self._addresses[self._index]
+        renewer = LeaseRenewer(host, port)
+        self._renewer = (client, renewer)
+        return renewer
 
     async def revoke(self, lease_id: int) -> None:
         async def attempt(client: aetcd.Client, budget: float) -> None:
@@ -375,9 +377,9 @@ class EtcdStore:
         """Close every connection (open watches end)."""
         self._closed = True
         client, self._client = self._client, None
-        if self._ka_stream is not None:
-            self._ka_stream.close()
-            self._ka_stream = None
+        if self._renewer is not None:
+            self._renewer[1].close()
+            self._renewer = None
         for task in list(self._retiring):
             task.cancel()  # closes its client now (see _retire)
         if client is not None:
@@ -394,112 +396,3 @@ def _refused(what: str, endpoint: str, exc: BaseException) -> StoreError:
     if "lease not found" in details:
         return LeaseNotFound(f"etcd {what}: lease not found (expired or revoked)")
     return StoreError(f"etcd {what} refused by {endpoint}: {wire.describe(exc)}")
-
-
-class _KeepAliveStream:
-    """One LeaseKeepAlive bidirectional stream on one connection, shared by every renewal.
-
-    etcd answers the requests of one stream in order (one goroutine reads a request, renews,
-    sends the reply), so replies are matched to waiters first-in first-out per lease ID. A
-    waiter that gives up (timeout, cancellation) keeps its place in the queue: the late reply
-    is dropped on it and the order stays right for the next renewal. When the stream fails or
-    ends, every waiter gets the error (:class:`~corral.store._etcd_wire.StreamEnded` or the
-    gRPC error) and the stream is ``ended``: the next renewal opens a new one.
-
-    Opening the stream does no I/O (gRPC starts the call lazily); it carries etcd's require-
-    leader flag, so a member that loses its leader ends it ("no leader") and the renewal moves
-    to another member.
-    """
-
-    def __init__(self, client: aetcd.Client) -> None:
-        self.client = client
-        self.ended = False
-        self._call: Any = client.leasestub.LeaseKeepAlive(metadata=REQUIRE_LEADER)
-        self._waiters: dict[int, collections.deque[asyncio.Future[Any]]] = {}
-        self._write_lock = asyncio.Lock()
-        self._writer: asyncio.Task[Any] | None = None  # the task inside a write, if any
-        self._interrupted: asyncio.Task[Any] | None = None  # a writer _fail() cancelled
-        self._reader = asyncio.create_task(self._read())
-
-    async def renew(self, lease_id: int, budget: float) -> Any:
-        """Send one renewal and wait up to ``budget`` seconds for its reply (a
-        ``LeaseKeepAliveResponse``; ``TTL <= 0`` means the lease is gone)."""
-        if self.ended:
-            raise wire.StreamEnded("keepalive stream already ended")
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(lease_id, collections.deque()).append(reply)
-        task = asyncio.current_task()
-        async with asyncio.timeout(budget):
-            try:
-                async with self._write_lock:  # gRPC allows one write in flight per call
-                    self._writer = task
-                    try:
-                        await self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
-                    finally:
-                        self._writer = None
-            except asyncio.CancelledError:
-                if task is not None and task is self._interrupted:
-                    # _fail() woke this write up (gRPC would leave it waiting for a connection)
-                    self._interrupted = None
-                    task.uncancel()
-                elif task is not None and task.cancelling():
-                    raise  # our caller is cancelled: the reply keeps its place (see above)
-                # else gRPC raised it for a call cancelled under the write
-                error: Exception = wire.StreamEnded("keepalive stream closed during a write")
-                self._fail(error)
-                _discard(reply)
-                raise error from None
-            except Exception as exc:
-                # e.g. InvalidStateError when the call just ended: a failure, not a refusal
-                error = exc if wire.rpc_error(exc) else wire.StreamEnded(wire.describe(exc))
-                self._fail(error)
-                _discard(reply)
-                raise error from exc
-            return await reply
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                reply = await self._call.read()
-                if not isinstance(reply, rpc.LeaseKeepAliveResponse):  # grpc's EOF marker
-                    raise wire.StreamEnded("keepalive stream ended by the server")
-                queue = self._waiters.get(int(reply.ID))
-                if queue:
-                    waiter = queue.popleft()
-                    if not waiter.done():  # else its caller gave up: drop the late reply
-                        waiter.set_result(reply)
-                    if not queue:
-                        del self._waiters[int(reply.ID)]
-        except asyncio.CancelledError:
-            self._fail(wire.StreamEnded("keepalive stream closed"))
-            raise
-        except Exception as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        """End the stream: every waiter gets ``exc``, the gRPC call is cancelled."""
-        self.ended = True
-        waiters, self._waiters = self._waiters, {}
-        for queue in waiters.values():
-            for waiter in queue:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-        self._call.cancel()
-        writer = self._writer
-        if writer is not None and not writer.done() and writer is not asyncio.current_task():
-            self._interrupted = writer
-            writer.cancel()
-
-    def close(self) -> None:
-        """Cancel the stream (no I/O to wait for); waiters get :class:`StreamEnded`."""
-        self._fail(wire.StreamEnded("keepalive stream closed"))
-        self._reader.cancel()
-
-
-def _discard(reply: asyncio.Future[Any]) -> None:
-    """Drop a reply future whose try already failed (and mark an exception on it as seen)."""
-    if reply.done():
-        if not reply.cancelled():
-            reply.exception()
-    else:
-        reply.cancel()
