@@ -181,28 +181,24 @@ def _patch_raw_http() -> None:
     checks.Checker._http = raw  # type: ignore[assignment,method-assign]
 
 
-def _slower_probes(interval: float) -> None:
-    """Gossip probes every ``interval`` instead of the lan profile's 100 ms, with the suspicion
-    multiplier scaled so that suspicion timeouts keep their length in seconds (fewer packets;
-    a crash is first suspected later)."""
-    from corral.agent import membership
+def _probe_every(interval: float) -> None:
+    """Gossip probes every ``interval`` instead of the profile's (as ``gossip.probe_interval``
+    in the spec would: suspicion timeouts keep their length in seconds)."""
+    from corral.core.membership import profile, with_probe_interval
+    from corral.spec import model
 
-    base = membership.profile
-    lan = base("lan")
-    mult = lan.suspicion_mult * lan.probe_interval / interval
+    def effective_gossip(self: Any) -> Any:
+        return with_probe_interval(profile(self.profile), interval)
 
-    def slower(name: str, **overrides: Any) -> Any:
-        return base(name, **{"probe_interval": interval, "suspicion_mult": mult, **overrides})
+    model.Spec.effective_gossip = property(effective_gossip)  # type: ignore[assignment]
 
-    membership.profile = slower  # type: ignore[assignment]
+
+def _patch_probe_100ms() -> None:
+    _probe_every(0.1)
 
 
 def _patch_probe_150ms() -> None:
-    _slower_probes(0.15)
-
-
-def _patch_probe_200ms() -> None:
-    _slower_probes(0.2)
+    _probe_every(0.15)
 
 
 def _patch_cached_timing() -> None:
@@ -378,8 +374,8 @@ PATCHES = {
     "cached-timing": _patch_cached_timing,
     "lazy-guard": _patch_lazy_guard,
     "raw-http": _patch_raw_http,
+    "probe-100ms": _patch_probe_100ms,
     "probe-150ms": _patch_probe_150ms,
-    "probe-200ms": _patch_probe_200ms,
     "count-wakeups": _patch_count_wakeups,
     "uvloop": _patch_uvloop,
 }

@@ -56,6 +56,24 @@ CASES: list[tuple[str, str, str, int]] = [
         9,
     ),
     (
+        "gossip-probe-too-short",
+        "gossip:\n  port: 7946\n  probe_interval: 10ms\n",
+        "gossip.probe_interval: probe_interval 0.01s: use 50ms to 10s",
+        8,
+    ),
+    (
+        "gossip-probe-not-a-duration",
+        "gossip: {probe_interval: often}\n",
+        "invalid duration 'often'",
+        6,
+    ),
+    (
+        "gossip-probe-under-the-wan-timeout",
+        "profile: wan\ngossip:\n  probe_interval: 400ms\n",
+        "must be longer than the probe timeout (0.5s) of the wan profile",
+        8,
+    ),
+    (
         "order-cycle",
         "resources:\n  a: {systemd: a.service}\n  b: {systemd: b.service}\n"
         "order:\n  - a -> b\n  - b -> a\n",

@@ -20,7 +20,6 @@ import logging
 import time
 
 from corral.agent.records import dump
-from corral.core.membership import profile
 from corral.core.membership.effects import MemberChanged
 from corral.core.membership.messages import NodeMeta
 from corral.net.gossip import GossipNode
@@ -69,7 +68,7 @@ class AgentGossip:
             self.node,
             f"{me.address}:{port}",
             keyring,
-            profile(self.spec.profile),
+            self.spec.effective_gossip,
             seeds=seeds,
             meta=NodeMeta(roles=tuple(me.roles), site=me.site or ""),
         )

@@ -36,7 +36,6 @@ from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
-from corral.core.membership import profile as gossip_profile
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
 from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
@@ -63,7 +62,7 @@ def timer_grid(spec: Spec, clock: Clock, wall: Callable[[], float]) -> Grid:
     health checks, rounds; its gossip member probes on whole multiples of it): whole
     multiples of ``TICK`` (or of the profile's probe interval if shorter) of the wall clock,
     so one wake-up serves all the timers due then, on every node whose clock agrees."""
-    tick = min(TICK, gossip_profile(spec.profile).probe_interval)
+    tick = min(TICK, spec.effective_gossip.probe_interval)
     return wall_grid(clock, tick, wall())
 
 

@@ -91,6 +91,12 @@ def print_summary(spec: Spec, console: Console, *, explain: bool = False) -> Non
         f"self-fence {fmt(timing.safety_margin)} before expiry; etcd heartbeat "
         f"{fmt(timing.etcd_heartbeat)}, election {fmt(timing.etcd_election)}"
     )
+    gossip = spec.effective_gossip
+    low, high = gossip.suspicion_bounds(len(spec.nodes))
+    console.print(
+        f"gossip: port {spec.gossip.port}, probe every {fmt(gossip.probe_interval)} "
+        f"(timeout {fmt(gossip.probe_timeout)}), suspicion {fmt(low)} to {fmt(high)}"
+    )
     nodes = Table("node", "address", "kind", "roles", "site", box=None, header_style="bold")
     for name, node in spec.nodes.items():
         nodes.add_row(name, str(node.address), node.kind, ", ".join(node.roles), node.site or "")

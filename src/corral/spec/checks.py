@@ -10,6 +10,8 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 
+from corral.core.membership import profile as membership_profile
+from corral.core.membership import with_probe_interval
 from corral.spec.model import SERVICE_KINDS, Resource, Spec
 from corral.spec.yamlpos import Path
 
@@ -21,7 +23,16 @@ MAX_CORE = 7  # etcd voting members: more slows every write and buys no extra sa
 def check_spec(spec: Spec) -> list[Problem]:
     """Every cross-reference problem of ``spec`` (empty when it is consistent)."""
     problems: list[Problem] = []
-    for check in (_names, _nodes, _store, _resources, _references, _vips, _order_cycles):
+    for check in (
+        _names,
+        _nodes,
+        _store,
+        _gossip,
+        _resources,
+        _references,
+        _vips,
+        _order_cycles,
+    ):
         problems.extend(check(spec))
     return problems
 
@@ -40,6 +51,19 @@ def _names(spec: Spec) -> Iterator[Problem]:
     clash = set(spec.nodes) & set(spec.resources)
     for name in sorted(clash):
         yield ("resources", name), f"{name!r} is both a node and a resource name"
+
+
+def _gossip(spec: Spec) -> Iterator[Problem]:
+    interval = spec.gossip.probe_interval
+    if interval is None:
+        return
+    if not 0.05 <= interval <= 10.0:
+        yield ("gossip", "probe_interval"), f"probe_interval {interval:g}s: use 50ms to 10s"
+        return
+    try:
+        with_probe_interval(membership_profile(spec.profile), interval)
+    except ValueError as exc:
+        yield ("gossip", "probe_interval"), f"{exc} of the {spec.profile} profile"
 
 
 def _nodes(spec: Spec) -> Iterator[Problem]:

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from corral.core.membership import MembershipConfig, with_probe_interval
+from corral.core.membership import profile as membership_profile
 from corral.spec.durations import Duration
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
 
@@ -352,6 +354,13 @@ class Gossip(_Model):
     every node address. The encryption key is created in the store on first start."""
 
     port: int = Field(default=7946, ge=1, le=65535)
+    probe_interval: Duration | None = Field(
+        default=None,
+        description=(
+            "time between two probes of each member (default: the profile's, 200ms on lan); "
+            "shorter finds a crash sooner for more packets and CPU, suspicion keeps its length"
+        ),
+    )
 
 
 class DnsService(_Model):
@@ -382,6 +391,12 @@ class Spec(_Model):
         for name, res in list(self.resources.items()):
             self.resources[name] = _resolve_resource(res, self.defaults)
         return self
+
+    @cached_property
+    def effective_gossip(self) -> MembershipConfig:
+        """The gossip membership configuration: the profile's, probing every
+        ``gossip.probe_interval`` when set (checked when the spec is loaded)."""
+        return with_probe_interval(membership_profile(self.profile), self.gossip.probe_interval)
 
     @cached_property
     def effective_timing(self) -> Timing:

@@ -6,7 +6,12 @@ Public API: :class:`Membership` (the state machine), :class:`MembershipConfig` a
 :mod:`.messages`. Shells (``corral.net``) and the simulator (``corral.sim``) drive it.
 """
 
-from corral.core.membership.config import MembershipConfig, ProfileName, profile
+from corral.core.membership.config import (
+    MembershipConfig,
+    ProfileName,
+    profile,
+    with_probe_interval,
+)
 from corral.core.membership.core import Membership
 from corral.core.membership.effects import Effect, LeaveDone, MemberChanged, Send
 from corral.core.membership.members import TRANSITIONS, ClaimKind, Member, next_state
@@ -56,4 +61,5 @@ __all__ = [
     "Suspect",
     "next_state",
     "profile",
+    "with_probe_interval",
 ]

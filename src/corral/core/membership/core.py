@@ -139,7 +139,7 @@ class Membership(Claims):
         t.at(first if self._grid is None else self._grid.at_or_after(first), Timer.PROBE)
         t.at(now + config.push_pull_period(1) * (0.5 + rng.random()), Timer.PUSH_PULL)
         t.at(now + config.dead_reap / 2, Timer.REAP)
-        t.at(now + config.reconnect_interval * (0.5 + rng.random()), Timer.RECONNECT)
+        t.at(self._on_grid(now + config.reconnect_interval * (0.5 + rng.random())), Timer.RECONNECT)
 
     # ------------------------------------------------------------------ queries
 
@@ -433,8 +433,13 @@ class Membership(Claims):
             self._last_seen.pop(name, None)
             self._hinted.pop(name, None)
 
+    def _on_grid(self, when: float) -> float:
+        """``when``, moved to the next grid instant when periods are on a grid: a periodic
+        timer there shares the wake-up of a probe instead of waking the node on its own."""
+        return when if self._grid is None else self._grid.at_or_after(when)
+
     def _reconnect_round(self, now: float) -> None:
-        self._timers.at(now + self.config.reconnect_interval, Timer.RECONNECT)
+        self._timers.at(self._on_grid(now + self.config.reconnect_interval), Timer.RECONNECT)
         self._reconnects.clear()  # answers to older rounds are no longer awaited
         if self.leaving:
             return
