@@ -410,7 +410,7 @@ PARTS = [
     ("guard files (listing, deadline per renewal)", ("write_atomic", "_update_guard")),
     ("Spec.effective_timing", ("effective_timing",)),
     ("lease keepalive", ("keepalive", "_KeepAliveStream", "StreamStream", "_StreamRequestMixin")),
-    ("gossip", ("net/gossip.py", "net/transport.py", "net/wire.py", "membership", "Datagram")),
+    ("gossip", ("net/gossip.py", "net/transport.py", "net/wire.py", "net/pump.py", "membership")),
     ("health checks (httpx)", ("health/checks.py", "httpx", "httpcore", "anyio", "instances.py")),
     ("driver status polls", ("_poll_drivers", "drivers/")),
     ("round (controller, assignments, publish)", ("_round", "controller.py", "scheduler")),
@@ -429,8 +429,10 @@ def summarize(raw: str) -> list[tuple[str, float]]:
     total = 0
     for line in Path(raw).read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if stack.startswith("Thread._bootstrap") or "select (selectors.py" in stack:
-            continue
+        if "select (selectors.py" in stack or "poll (corral/net/pump.py" in stack:
+            continue  # asleep
+        if stack.startswith("Thread._bootstrap") and "net/pump.py" not in stack:
+            continue  # gRPC's threads (the gossip pump thread is corral's: kept)
         part = next((p for p, marks in PARTS if any(m in stack for m in marks)), "event loop")
         counts[part] = counts.get(part, 0) + int(n)
         total += int(n)
