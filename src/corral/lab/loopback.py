@@ -62,6 +62,21 @@ def _pid_of(pidfile: Path) -> int | None:
         return None
 
 
+def _processes_under(base: Path) -> list[int]:
+    """Processes of this lab that its pid files may have missed: those whose command line
+    names a file under ``base`` (every service of the lab gets its mode file there; ``base``
+    is this lab's own temporary directory, so no other process matches)."""
+    marker = str(base).encode() + b"/"  # as spec_text puts it in commands
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
 class Cluster:
     def __init__(self, base: Path, checks: str = FAST_CHECKS, *, verbose: bool = True) -> None:
         """``verbose``: agents log every decision (tests read them when something fails;
@@ -152,4 +167,7 @@ class Cluster:
                     else:
                         os.kill(pid, signal.SIGKILL)
         await self.etcd.stop()
+        for pid in _processes_under(self.base):  # a service whose pid file was not written yet
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0)
