@@ -29,7 +29,14 @@ def main() -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    ThreadingHTTPServer((host, port), Handler).serve_forever()
+    class Server(ThreadingHTTPServer):
+        # socketserver listens with a backlog of 5: at 200 requests a second, a stall of a
+        # few ms fills it, the kernel drops the next SYN and HAProxy's connect waits the 1 s
+        # SYN retransmit (seen as 1 s client timeouts in the rolling-restart tests). Real
+        # services listen with 128 or more.
+        request_queue_size = 128
+
+    Server((host, port), Handler).serve_forever()
 
 
 if __name__ == "__main__":
