@@ -201,7 +201,7 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
     med["two_holders_seen"] = max(r["two_holders_seen"] for r in results)
     for key in ("http500_detected_s", "hang_detected_s", "ap_takeover_s"):
-        med[key.replace("_s", "_max_s")] = max(r[key] for r in results)
+        med[key.removesuffix("_s") + "_max_s"] = max(r[key] for r in results)
     med.update(idle)
     bound = INTERVAL * FALL + TIMEOUT
     table = Table(title=f"failover on loopback, median of {runs} runs (lan profile)")
@@ -214,7 +214,7 @@ def main() -> None:
         ("A/P holder's agent killed -> served elsewhere", "ap_takeover_s", LEASE_TTL + 0.5),
     ]
     for label, key, target in rows:
-        value, most = med[key], med.get(key.replace("_s", "_max_s"))
+        value, most = med[key], med.get(key.removesuffix("_s") + "_max_s")
         table.add_row(
             label,
             f"{value:.2f} s",

@@ -70,7 +70,7 @@ def test_datagrams_reach_the_owner_on_the_pump_thread(
     assert [d for d, _, _ in owner.datagrams] == [b"p%d" % i for i in range(100)]
     assert {a for _, a, _ in owner.datagrams} == {peer.getsockname()}
     assert {t for _, _, t in owner.datagrams} != {threading.get_ident()}
-    assert pump.running and not pump.on_thread()
+    assert pump.running
 
 
 def test_a_failing_callback_does_not_stop_the_pump(
@@ -121,3 +121,28 @@ def test_stop_ends_the_thread_and_is_idempotent() -> None:
     pump.stop()
     pump.poke()  # harmless after stop: the pipe is closed, nothing is written
     sock.close()
+
+
+async def test_a_threaded_transport_runs_the_timer_on_its_owners_clock() -> None:
+    """The owner's deadlines are instants of its own clock (here 1,000 s ahead of
+    CLOCK_MONOTONIC): the pump must wait on that clock, not on its default one."""
+    from corral.net.transport import Timer, UdpTransport, free_port
+
+    def ahead() -> float:
+        return time.monotonic() + 1000.0
+
+    fired: list[float] = []
+    due = [ahead() + 0.1]
+
+    def on_due() -> None:
+        fired.append(ahead())
+        due[0] = float("inf")
+
+    transport = UdpTransport("127.0.0.1", free_port(), threaded=True)
+    await transport.start(lambda *_: None, Timer(lambda: due[0], on_due, ahead))
+    try:
+        began = ahead()
+        wait_for(lambda: bool(fired), within=2.0)
+        assert 0.1 <= fired[0] - began < 1.0
+    finally:
+        await transport.close()

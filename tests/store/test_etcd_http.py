@@ -191,3 +191,14 @@ async def test_refused_connection_is_an_oserror() -> None:
     with pytest.raises(OSError):
         await renewer.renew(1)
     assert classify(OSError(111, "Connection refused")) is Failure.NOT_SENT
+
+
+def test_a_gone_lease_refused_by_the_gateway_is_lease_not_found() -> None:
+    """etcd may also refuse with an error line (NOT_FOUND) instead of leaving TTL out: a
+    refusal, not retried, and the caller sees LeaseNotFound."""
+    from corral.store.errors import LeaseNotFound
+    from corral.store.etcd import _refused
+
+    gone = GatewayError(5, "etcdserver: requested lease not found")
+    assert classify(gone) is Failure.FATAL
+    assert isinstance(_refused("keepalive", "127.0.0.1:2379", gone), LeaseNotFound)

@@ -48,7 +48,7 @@ from corral.core.membership import (
 )
 from corral.core.membership.messages import meta_size
 from corral.net.keyring import Keyring
-from corral.net.transport import Transport, UdpTransport, split_address
+from corral.net.transport import Timer, Transport, UdpTransport, split_address
 from corral.net.wire import Wire
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,9 @@ class GossipNode:
         :meth:`wait_joined`). Raises ``OSError`` if the address cannot be bound."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        timer = (self._due, self._on_timer) if self.transport.threaded else None
+        timer = (
+            Timer(self._due, self._on_timer, self._clock.now) if self.transport.threaded else None
+        )
         await self.transport.start(self._on_receive, timer)
         with self._lock:
             now = self._clock.now()

@@ -73,10 +73,6 @@ class PacketPump:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def on_thread(self) -> bool:
-        """True when called from the pump thread itself."""
-        return self._thread is not None and threading.current_thread() is self._thread
-
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("PacketPump already started")

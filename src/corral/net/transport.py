@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -21,9 +22,17 @@ from corral.net.pump import PacketPump
 
 Receiver = Callable[[bytes, str, bool], None]
 """``receiver(data, source_address, is_stream)``."""
-Timer = tuple[Callable[[], float], Callable[[], None]]
-"""``(due, on_due)`` of a threaded transport: ``on_due()`` runs on its thread once ``due()``
-(CLOCK_MONOTONIC) has come; see :class:`~corral.net.pump.PacketPump`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """The owner's timer on a threaded transport: ``on_due()`` runs on its thread once
+    ``due()`` has come on the owner's clock ``now`` (see :class:`~corral.net.pump.PacketPump`)."""
+
+    due: Callable[[], float]
+    on_due: Callable[[], None]
+    now: Callable[[], float] = time.monotonic
+
 
 _LEN = struct.Struct(">I")
 
@@ -162,13 +171,14 @@ class UdpTransport:
         self._sock, self._server, self.port = await bind_socket_and_tcp(
             self.host, self.port, self._serve
         )
-        due, on_due = timer if timer is not None else (lambda: float("inf"), lambda: None)
+        timer = timer or Timer(lambda: float("inf"), lambda: None)
         self._pump = PacketPump(
             self._sock,
             self._datagram,
-            on_due,
-            due,
+            timer.on_due,
+            timer.due,
             on_error=self._receive_error,
+            now=timer.now,
             name=f"udp-{self.port}",
         )
         self._pump.start()

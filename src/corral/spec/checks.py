@@ -10,8 +10,6 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 
-from corral.core.membership import profile as membership_profile
-from corral.core.membership import with_probe_interval
 from corral.spec.model import SERVICE_KINDS, Resource, Spec
 from corral.spec.yamlpos import Path
 
@@ -61,7 +59,7 @@ def _gossip(spec: Spec) -> Iterator[Problem]:
         yield ("gossip", "probe_interval"), f"probe_interval {interval:g}s: use 50ms to 10s"
         return
     try:
-        with_probe_interval(membership_profile(spec.profile), interval)
+        spec.effective_gossip  # noqa: B018 (derived here as the agent will derive it)
     except ValueError as exc:
         yield ("gossip", "probe_interval"), f"{exc} of the {spec.profile} profile"
 
