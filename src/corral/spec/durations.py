@@ -46,6 +46,20 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.3g}s"
 
 
+def human_duration(seconds: float) -> str:
+    """``seconds`` rounded to whole seconds in at most two units: ``45s``, ``9m59s``, ``2h5m``,
+    ``3d4h`` (for people reading events, not for parsing back)."""
+    left = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return "".join(p for p in parts if not p.startswith("0") or len(parts) == 1)
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),

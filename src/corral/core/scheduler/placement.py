@@ -27,7 +27,6 @@ class Placer:
 
     def decide(self, name: str) -> Decision:
         ctx = self.ctx
-        res = ctx.spec.resources[name]
         decision = Decision(name)
         observed = ctx.observed.get(name, [])
         if ctx.snap.maintenance.cluster or name in ctx.snap.maintenance.resources:
@@ -45,7 +44,34 @@ class Placer:
                 "which has no instance"
             )
             return self._record(decision)
-        scores = LazyScores(ctx, name, self.placed)
+        self._place(decision, frozen, lift=False)
+        if not decision.target and self._failure_banned(name):
+            # The liveness rule: a failure-policy ban never leaves a resource with no place
+            # to run while a node could run it. It runs on where it is banned, restarted
+            # there with the agent's backoff, instead of nowhere (a machine so loaded that
+            # checks fail everywhere must not turn that into an outage of every API).
+            # Pacemaker's migration-threshold leaves it stopped; corral departs from it on
+            # purpose. Operator bans are not lifted, and the mode's placement enforces the
+            # safety rules (2-4) again on the lifted scores.
+            lifted = Decision(name)
+            self._place(lifted, frozen, lift=True)
+            if lifted.target:
+                where = ", ".join(
+                    sorted({i.node for i in lifted.target}, key=ctx.node_order.__getitem__)
+                )
+                lifted.reasons.insert(
+                    0,
+                    f"banned by its failure policy on every node that could run it; runs on "
+                    f"{where} anyway (liveness rule), restarted there with backoff",
+                )
+                decision = lifted
+        return self._record(decision)
+
+    def _place(self, decision: Decision, frozen: list[Instance], *, lift: bool) -> None:
+        """Decide ``decision`` by its resource's mode; ``lift``: ignore failure-policy bans."""
+        name = decision.resource
+        res = self.ctx.spec.resources[name]
+        scores = LazyScores(self.ctx, name, self.placed, lift_failure_bans=lift)
         for inst in frozen:  # rule 4: nothing else is placed where maintenance froze it
             scores[inst.node] = Score(None, why="in maintenance here")
         self.scores[name] = scores
@@ -57,7 +83,10 @@ class Placer:
             self._promotable(decision, scores, frozen)
         else:
             self._exclusive(decision, scores, frozen)
-        return self._record(decision)
+
+    def _failure_banned(self, name: str) -> bool:
+        """True when the failure policy bans ``name`` from at least one node."""
+        return any(self.ctx.banned_by_failures(name, n) for n in self.ctx.static_nodes(name))
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ from named parts, so ``corral explain`` can show exactly why a node won. Parts:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 
 from corral.core.scheduler.model import Instance, NodeStatus, Score, Snapshot
 from corral.spec import Resource, Spec
+from corral.spec.durations import human_duration
 
 MOVE_SCORE = 1_000_000
 
@@ -110,11 +112,20 @@ class Context:
         timeout = policy.failure_timeout
         if timeout > 0 and self.snap.now - fail.last >= timeout:
             return None
-        until = "until cleared" if timeout <= 0 else f"until t={fail.last + timeout:g}"
+        if timeout <= 0:
+            until = "until cleared (corral cleanup)"
+        else:
+            end = fail.last + timeout
+            until = f"for {human_duration(end - self.snap.now)} more (until {_utc(end)})"
         return (
             f"{fail.count} failure(s) reached migration_threshold "
             f"{policy.migration_threshold}, banned {until}"
         )
+
+
+def _utc(t: float) -> str:
+    """``t`` (seconds since the epoch) as a time a person reads: ``2026-12-02 07:13:20 UTC``."""
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def static_reason(ctx: Context, res: Resource, node: str) -> str:
@@ -137,11 +148,14 @@ def node_score(
     *,
     with_nodes: dict[str, set[str]],
     apart_nodes: dict[str, set[str]],
+    lift_failure_bans: bool = False,
 ) -> Score:
     """Score of ``node`` for resource ``name``.
 
     ``with_nodes``/``apart_nodes`` map the resources named in ``with``/``apart`` to the nodes
     where they are placed in this plan (colocation is decided in dependency order).
+    ``lift_failure_bans``: ignore the failure policy's bans (the liveness rule, see
+    :meth:`corral.core.scheduler.placement.Placer.decide`); an operator's ban still holds.
     """
     res = ctx.spec.resources[name]
     status = ctx.status(node)
@@ -160,7 +174,7 @@ def node_score(
             return Score(None, why=f"site {site} does not hold ticket {res.ticket}")
     if (name, node) in ctx.snap.bans:
         return Score(None, why="banned by an operator")
-    banned = ctx.banned_by_failures(name, node)
+    banned = None if lift_failure_bans else ctx.banned_by_failures(name, node)
     if banned:
         return Score(None, why=banned)
     for other in res.with_:
@@ -198,10 +212,18 @@ class LazyScores(Mapping[str, Score]):
     them; iteration (explanations, active-active) computes the rest in spec order.
     """
 
-    def __init__(self, ctx: Context, name: str, placed: dict[str, set[str]]) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        name: str,
+        placed: dict[str, set[str]],
+        *,
+        lift_failure_bans: bool = False,
+    ) -> None:
         self._ctx = ctx
         self._name = name
         self._placed = placed
+        self._lift = lift_failure_bans
         self._cache: dict[str, Score] = {}
 
     def __getitem__(self, node: str) -> Score:
@@ -210,7 +232,12 @@ class LazyScores(Mapping[str, Score]):
             if node not in self._ctx.node_order:
                 raise KeyError(node)
             score = node_score(
-                self._ctx, self._name, node, with_nodes=self._placed, apart_nodes=self._placed
+                self._ctx,
+                self._name,
+                node,
+                with_nodes=self._placed,
+                apart_nodes=self._placed,
+                lift_failure_bans=self._lift,
             )
             self._cache[node] = score
         return score
