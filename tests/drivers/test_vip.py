@@ -76,7 +76,7 @@ async def test_start_refuses_an_address_another_host_answers_for(lab: Lab) -> No
     a = await lab.wa.make("vip", f"{VIP}/24")
     b = await lab.wb.make("vip", f"{VIP}/24")
     await a.ok("start")
-    message = await b.fails("start")
+    message = await b.fails("start", kind="NodeFault")  # another host's, not counted (rule 7)
     assert f"{VIP} is answered by {lab.a.mac}" in message
     assert "another host holds it; not taking it" in message
     assert VIP not in lab.b.addresses()
@@ -86,7 +86,7 @@ async def test_start_refuses_an_address_another_host_answers_for(lab: Lab) -> No
     # A plain host (no corral) holding the address is refused the same way.
     await a.ok("stop")
     run("ip", "-n", lab.c.ns, "addr", "add", f"{VIP}/24", "dev", lab.c.ifname)
-    assert f"answered by {lab.c.mac}" in await b.fails("start")
+    assert f"answered by {lab.c.mac}" in await b.fails("start", kind="NodeFault")
     assert VIP not in lab.b.addresses()
 
 
@@ -193,7 +193,7 @@ async def test_missing_interface_is_a_clear_error(lab: Lab) -> None:
 async def test_interface_down_fails_start_and_leaves_nothing(lab: Lab) -> None:
     a = await lab.wa.make("vip", f"{VIP}/24", interface=lab.a.ifname)
     run("ip", "-n", lab.a.ns, "link", "set", lab.a.ifname, "down")
-    message = await a.fails("start")
+    message = await a.fails("start", kind="NodeFault")  # the NIC: not the VIP's failure
     assert "cannot probe" in message and "down" in message.lower(), message
     assert VIP not in lab.a.addresses()
     assert await a.state() == "stopped"
@@ -210,7 +210,7 @@ async def test_ipv6_vip_add_remove_refusal_and_takeover(lab: Lab) -> None:
     lab.c.ping(VIP6)
     assert lab.c.neighbour(VIP6) == lab.a.mac
     # B's duplicate-address solicitation is answered by A's kernel.
-    message = await b.fails("start")
+    message = await b.fails("start", kind="NodeFault")
     assert f"{VIP6} is answered by {lab.a.mac}" in message
     assert lab.b.addr_info(VIP6) is None
     await a.ok("stop")

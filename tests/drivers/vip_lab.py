@@ -133,11 +133,13 @@ class Vip:
         assert answer["ok"], f"{self.ident}.{method}(): {answer}"
         return answer["value"]
 
-    async def fails(self, method: str) -> str:
-        """The DriverError message of a call that must fail."""
+    async def fails(self, method: str, kind: str = "DriverError") -> str:
+        """The DriverError message of a call that must fail; ``kind``: ``NodeFault`` when the
+        failure must be one that is not the resource's (rule 7)."""
         answer = await self.call(method)
         assert not answer["ok"], f"{self.ident}.{method}() succeeded: {answer}"
         assert answer["error"] == "DriverError", answer
+        assert answer.get("kind") == kind, answer
         return str(answer["message"])
 
     async def state(self) -> str:

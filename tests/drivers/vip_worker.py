@@ -6,7 +6,7 @@ per line on stdin, one JSON answer per line on stdout.
 
 - ``{"op": "make", "id": ..., "address": "198.18.64.100/24", "node_address": ..., **kwargs}``
 - ``{"op": "call", "id": ..., "method": "start"}`` -> ``{"ok": true, "value": ..., "elapsed": s}``
-  or ``{"ok": false, "error": "DriverError", "message": ...}``
+  or ``{"ok": false, "error": "DriverError", "kind": "DriverError"|"NodeFault", "message": ...}``
 - ``{"op": "cancel_start", "id": ..., "after": s}`` -> "cancelled" or "finished"
 - ``{"op": "who_has", "ifname": ..., "ip": ..., "timeout": s, "count": n}`` -> sorted MACs
 - ``{"op": "watch_announcements", "ifname": ..., "ip": ..., "duration": s}`` starts listening
@@ -24,7 +24,7 @@ import time
 from ipaddress import IPv4Address, ip_interface
 from typing import Any
 
-from corral.drivers.base import DriverError, DriverStatus, NodeContext
+from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.drivers.vip import VipAddress, arp_who_has
 from corral.net.arp import ETH_P_ARP, LinkSocket, parse_arp
 
@@ -92,7 +92,8 @@ async def main() -> None:
             value = await handle(req, drivers)
             answer = {"ok": True, "value": value}
         except DriverError as exc:
-            answer = {"ok": False, "error": "DriverError", "message": str(exc)}
+            kind = "NodeFault" if isinstance(exc, NodeFault) else "DriverError"
+            answer = {"ok": False, "error": "DriverError", "kind": kind, "message": str(exc)}
         except Exception as exc:
             answer = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
         answer["began"], answer["ended"] = began, time.monotonic()

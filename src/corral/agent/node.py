@@ -40,7 +40,7 @@ from corral.core.reconcile import LocalAction, LocalInstance, reconcile
 from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
-from corral.drivers.base import Driver, DriverError, NodeContext
+from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
 from corral.spec import Resource, Spec, SpecError, load_spec_text
 from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, StoreError
 
@@ -54,6 +54,7 @@ DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain t
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
+NODE_FAULT_RETRY = 0.5  # seconds before a start refused for a node-level reason is tried again
 TICK = 0.1  # seconds between the instants of the agent's timer grid (at most; see timer_grid)
 
 
@@ -113,6 +114,7 @@ class Agent:
         self._gossip_error: str | None = None
         self._guard_files = GuardWriter(state_dir, node) if guard else None
         self._starting: set[str] = set()  # instances whose start is under way
+        self._node_faults: dict[str, str] = {}  # instance -> its last start refusal (rule 7)
         self._wake_at = math.inf  # a round is due then even if nothing changed
         self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
@@ -616,12 +618,19 @@ class Agent:
                 self._update_guard()
             driver = self._driver(name, res, item)
             await driver.start()
+        except NodeFault as exc:  # rule 7: the node's (or another node's) event, not counted
+            self._wake(self.clock.now() + NODE_FAULT_RETRY)
+            if self._node_faults.get(key) != str(exc):  # one event per distinct refusal
+                self._node_faults[key] = str(exc)
+                await self._event("waiting", f"not starting {key} yet (not counted): {exc}", name)
+            return
         except DriverError as exc:
             await self._count_failure(name, f"start failed: {exc}")
             await self._event("failed", f"could not start {key}: {exc}", name)
             return
         finally:
             self._starting.discard(key)
+        self._node_faults.pop(key, None)
         self.services[key] = self._service(key, res, driver)
         await self._event("start", f"started {key}: {reason}", name)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from corral.drivers.base import Driver, DriverError, DriverStatus, NodeContext
+from corral.drivers.base import Driver, DriverError, DriverStatus, NodeContext, NodeFault
 from corral.drivers.ocf import OcfAgent
 from corral.drivers.process import ProcessSupervisor
 from corral.drivers.systemd import SystemdUnit
@@ -18,6 +18,7 @@ from corral.spec.model import Resource
 __all__ = [
     "Driver",
     "DriverError",
+    "NodeFault",
     "DriverStatus",
     "NodeContext",
     "OcfAgent",

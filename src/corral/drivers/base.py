@@ -6,6 +6,7 @@ an OCF agent). Contract:
 - ``start()`` returns once the service manager reports the instance started (not necessarily
   healthy: health checks decide that). It raises :class:`DriverError` with a readable reason
   when the start fails; the instance is then stopped or failed, never half-started and ignored.
+  :class:`NodeFault` (a DriverError) says the start failed for a reason outside the resource.
 - ``stop()`` stops gracefully, forces after the driver's stop timeout, and is idempotent (stopping
   a stopped instance succeeds).
 - ``status()`` is cheap and never raises for a missing service: it reports ``stopped``.
@@ -27,6 +28,13 @@ from typing import Literal, Protocol
 
 class DriverError(Exception):
     """A driver action failed; the message says why (for events and ``corral status``)."""
+
+
+class NodeFault(DriverError):
+    """The action failed because of the node or of another node, not of the resource: a VIP
+    that another host still answers for (its old holder, not yet gone from the wire), or the
+    node's own interface being down. The agent does not count it against the resource
+    (DESIGN.md rule 7: a node's event is not the resource's failure) and tries again soon."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ Contract (in addition to :mod:`corral.drivers.base`):
   RFC 5227 ARP probe from 0.0.0.0; IPv6: a duplicate-address-detection solicitation from ::)
   for ``probe_timeout`` seconds, and refuses with DriverError naming the MAC that answers when
   any other host holds the address - the duplicate-address refusal: two holders of one VIP
-  are worse than none. Another host probing for it in the same window is refused too (both
+  are worse than none. Refusals for another host, and failures of the interface itself
+  (probe or announcement impossible), are :class:`NodeFault`: not the VIP's failure here. Another host probing for it in the same window is refused too (both
   sides back off, RFC 5227 2.1.1; the controller's next round picks one). Then it adds the
   address (IPv6 with ``nodad``: the probe was our DAD, and the kernel's own would keep the
   address tentative for a second) and sends the first announcement (gratuitous ARP /
@@ -42,7 +43,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from corral.drivers.base import DriverError, DriverStatus, NodeContext
+from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.net import arp
 from corral.net.arp import LinkError, arp_who_has
 
@@ -97,7 +98,7 @@ class VipAddress:
                     arp.announce_on(link, self.ip)
                 except LinkError as exc:
                     await self._delete(ipr, index, self.address.network.prefixlen)
-                    raise DriverError(
+                    raise NodeFault(
                         f"{self.name}: cannot announce {self.ip} ({exc}); address removed again"
                     ) from exc
             except BaseException:
@@ -156,7 +157,7 @@ class VipAddress:
         try:
             return arp.LinkSocket(ifname, arp.ethertype_for(self.ip))
         except LinkError as exc:
-            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+            raise NodeFault(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
 
     async def _probe(self, link: arp.LinkSocket) -> None:
         """DriverError when another host answers for the address (see the contract).
@@ -174,14 +175,14 @@ class VipAddress:
             await asyncio.wait([thread])
             raise
         except LinkError as exc:
-            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+            raise NodeFault(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
         if conflict is not None and conflict.probing:
-            raise DriverError(
+            raise NodeFault(
                 f"{self.name}: {conflict.mac} probes for {self.ip} at the same moment;"
                 " not taking it (both back off)"
             )
         if conflict is not None:
-            raise DriverError(
+            raise NodeFault(
                 f"{self.name}: {self.ip} is answered by {conflict.mac}: another host holds it;"
                 " not taking it"
             )
