@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from corral.agent.node import Agent
-from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.core.health import CheckOutcome
+from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.spec import HealthCheck, Resource, load_spec_text
 from corral.store import Keys, MemoryStore
 

@@ -18,9 +18,9 @@ from corral.spec.model import Resource
 __all__ = [
     "Driver",
     "DriverError",
-    "NodeFault",
     "DriverStatus",
     "NodeContext",
+    "NodeFault",
     "OcfAgent",
     "ProcessSupervisor",
     "SystemdUnit",
