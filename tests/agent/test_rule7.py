@@ -30,14 +30,14 @@ resources:
 class Refusing:
     """A driver whose first ``refusals`` starts raise ``error``; then it runs."""
 
-    def __init__(self, error: DriverError, refusals: int) -> None:
+    def __init__(self, error: DriverError | None = None, refusals: int = 0) -> None:
         self.error, self.refusals = error, refusals
         self.attempts: list[float] = []
         self.running = False
 
     async def start(self) -> None:
         self.attempts.append(time.monotonic())
-        if len(self.attempts) <= self.refusals:
+        if self.error is not None and len(self.attempts) <= self.refusals:
             raise self.error
         self.running = True
 

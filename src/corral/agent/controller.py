@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
@@ -107,6 +108,14 @@ class Controller:
             snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
             plan = schedule(spec, snap)
         assigned, notes = staged_assignments(spec, snap, plan)
+        # each instance names the registration it is for: an agent whose node registered
+        # again since (a fenced node that rebooted fast) does not act on an exclusive
+        # assignment meant for its previous life (rule 2: the fence ended that one)
+        regs = {
+            kv.key[len(self._keys.nodes()) :].decode(errors="replace"): kv.mod_revision
+            for kv in result.kvs
+            if kv.key.startswith(self._keys.nodes())
+        }
         current = {
             kv.key: kv.value for kv in result.kvs if kv.key.startswith(self._keys.prefix("assign"))
         }
@@ -114,7 +123,12 @@ class Controller:
         changed = []
         for name, instances in assigned.items():
             value = dump(
-                {"instances": [{"node": i.node, "role": i.role, "item": i.item} for i in instances]}
+                {
+                    "instances": [
+                        {"node": i.node, "role": i.role, "item": i.item, "reg": regs.get(i.node)}
+                        for i in instances
+                    ]
+                }
             )
             key = self._keys.assign(name)
             if current.pop(key, None) != value:
@@ -298,16 +312,42 @@ class Controller:
                 await self._store.delete(key)
 
 
-def parse_assignment(raw: bytes) -> list[tuple[str, str, str | None]]:
-    """``assign/<resource>`` value -> [(node, role, item)]; corrupt values read as empty."""
+@dataclass(frozen=True)
+class AssignedInstance:
+    """One instance of an ``assign/<resource>`` record. ``reg``: the registration of ``node``
+    (the mod revision of its ``nodes/<node>`` key) the controller assigned it to; None in a
+    record that does not say (written by an older controller)."""
+
+    node: str
+    role: str
+    item: str | None
+    reg: int | None
+
+
+def parse_instances(raw: bytes) -> list[AssignedInstance]:
+    """``assign/<resource>`` value -> its instances; corrupt values read as empty."""
     value = load(raw)
     if not isinstance(value, dict):
         return []
     out = []
     for inst in value.get("instances", []):
         if isinstance(inst, dict) and isinstance(inst.get("node"), str):
-            out.append((inst["node"], str(inst.get("role", "started")), inst.get("item")))
+            reg = inst.get("reg")
+            item = inst.get("item")
+            out.append(
+                AssignedInstance(
+                    inst["node"],
+                    str(inst.get("role", "started")),
+                    item if isinstance(item, str) else None,
+                    reg if isinstance(reg, int) and not isinstance(reg, bool) else None,
+                )
+            )
     return out
+
+
+def parse_assignment(raw: bytes) -> list[tuple[str, str, str | None]]:
+    """``assign/<resource>`` value -> [(node, role, item)]; corrupt values read as empty."""
+    return [(i.node, i.role, i.item) for i in parse_instances(raw)]
 
 
 def plausible(dead: set[str], nodes: Iterable[str], me: str) -> bool:

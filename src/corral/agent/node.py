@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.agent.controller import Controller, parse_assignment
+from corral.agent.controller import Controller, parse_instances
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
@@ -98,6 +98,7 @@ class Agent:
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
         self.services: dict[str, LocalService] = {}
         self.lease: int | None = None
+        self.registration: int | None = None  # mod revision of our nodes/<node> record
         self.renewed_at = -math.inf
         self.gossip = AgentGossip(spec, node, store, self.keys) if gossip else None
         self.controller = Controller(
@@ -228,7 +229,7 @@ class Agent:
                     self.renewed_at = sent
                     self._update_guard()
             except LeaseNotFound:
-                self.lease = None
+                self.lease, self.registration = None, None
                 self.controller.resign()
                 await self._event("lease", "node lease lost (expired): registering again")
             except StoreError as exc:
@@ -251,19 +252,12 @@ class Agent:
                     await asyncio.wait_for(self.gossip.member.wait_joined(), JOIN_WAIT)
         asked = self.clock.now()
         lease = await self.store.grant(self.ttl)
-        self.lease, self.renewed_at = lease.id, asked
+        record = {"address": self.ctx.address, "pid": os.getpid(), "since": self.wall()}
+        # registered only once the record is written (a lost put leaves an orphan lease that
+        # expires, not an agent renewing a lease that names no registration)
+        revision = await self.store.put(self.keys.node(self.node), dump(record), lease=lease.id)
+        self.lease, self.renewed_at, self.registration = lease.id, asked, revision
         self._registered_at = self.renewed_at
-        await self.store.put(
-            self.keys.node(self.node),
-            dump(
-                {
-                    "address": self.ctx.address,
-                    "pid": os.getpid(),
-                    "since": self.wall(),
-                }
-            ),
-            lease=lease.id,
-        )
         self._published.clear()  # a new lease: every leased record is written again
         self.lb.republish()
         if self.gossip is not None:
@@ -508,9 +502,16 @@ class Agent:
             name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
             if name not in self.spec.resources:
                 continue
-            for node, role, item in parse_assignment(kv.value):
-                if node == self.node:
-                    desired[instance_key(name, item)] = role
+            for inst in parse_instances(kv.value):
+                if inst.node != self.node:
+                    continue
+                key = instance_key(name, inst.item)
+                if inst.reg == self.registration or not self.spec.resources[name].exclusive:
+                    desired[key] = inst.role
+                elif key in self.services:  # ours from before: kept as it is, not promoted
+                    desired[key] = self.services[key].role
+                else:  # written for an earlier registration of this node: not started
+                    self._decide(f"not starting {key}: assigned to an earlier registration")
         maint = await self.store.get(self.keys.admin("maintenance"))
         frozen: set[str] = set()
         value = load(maint.value) if maint is not None else None

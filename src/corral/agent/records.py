@@ -5,7 +5,8 @@ All values are JSON objects (readable with ``etcdctl get``). Keys: :class:`corra
 - ``nodes/<node>`` (under the node's lease): ``{"address", "pid", "since"}``; present = online.
 - ``status/<node>/<resource>`` (under the node's lease): ``{"instances": [{"item", "role",
   "health", "detail", "score"}]}``: what runs there now.
-- ``assign/<resource>`` (controller): ``{"instances": [{"node", "role", "item"}], "by"}``.
+- ``assign/<resource>`` (controller): ``{"instances": [{"node", "role", "item", "reg"}]}``;
+  ``reg`` is the registration (mod revision of ``nodes/<node>``) the instance is assigned to.
 - ``failcounts/<node>/<resource>``: ``{"count", "last"}`` (wall-clock seconds, not leased:
   failures outlive a restart of the agent).
 - ``admin/maintenance``, ``admin/standby``, ``admin/bans``, ``admin/moves``, ``admin/tickets``.

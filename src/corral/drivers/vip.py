@@ -11,9 +11,10 @@ Contract (in addition to :mod:`corral.drivers.base`):
   RFC 5227 ARP probe from 0.0.0.0; IPv6: a duplicate-address-detection solicitation from ::)
   for ``probe_timeout`` seconds, and refuses with DriverError naming the MAC that answers when
   any other host holds the address - the duplicate-address refusal: two holders of one VIP
-  are worse than none. Refusals for another host, and failures of the interface itself
-  (probe or announcement impossible), are :class:`NodeFault`: not the VIP's failure here. Another host probing for it in the same window is refused too (both
-  sides back off, RFC 5227 2.1.1; the controller's next round picks one). Then it adds the
+  are worse than none. Another host probing for it in the same window is refused too (both
+  sides back off, RFC 5227 2.1.1; the controller's next round picks one). These refusals,
+  and failures of the interface itself (probe or announcement impossible), are
+  :class:`NodeFault`: not the VIP's failure here (rule 7). Then it adds the
   address (IPv6 with ``nodad``: the probe was our DAD, and the kernel's own would keep the
   address tentative for a second) and sends the first announcement (gratuitous ARP /
   unsolicited neighbour advertisement with Override) before it returns; the other
