@@ -110,3 +110,26 @@ async def test_running_exclusive_instance_is_kept_while_its_assignment_catches_u
         await until(lambda: agent.registration not in (None, old), "registered again")
         await asyncio.sleep(1.0)  # rounds with the assignment naming the old registration
         assert svc.running and len(svc.attempts) == 1, "a running instance was stopped"
+
+
+async def test_after_a_lapse_an_instance_of_the_old_registration_is_stopped(
+    tmp_path: Path,
+) -> None:
+    """The lease expired (the agent stalled, or was cut off): the controller saw the node
+    offline and may have moved the instance; the assignment that still names the old
+    registration must not keep it running here."""
+    store = MemoryStore()
+    await controller_elsewhere(store)
+    svc = Refusing()
+    drivers = {"svc": svc, "web": Refusing()}
+    async with agent_on(store, drivers, tmp_path) as agent:
+        await until(lambda: agent.registration is not None, "registered")
+        await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
+        await until(lambda: svc.running, "svc started")
+        old = agent.registration
+        assert agent.lease is not None
+        await store.revoke(agent.lease)  # the lease is gone: its key with it
+        await until(lambda: agent.registration not in (None, old), "registered again")
+        await until(lambda: not svc.running, "the instance of the lapsed registration stopped")
+        await asyncio.sleep(0.5)
+        assert not svc.running and len(svc.attempts) == 1

@@ -99,6 +99,7 @@ class Agent:
         self.services: dict[str, LocalService] = {}
         self.lease: int | None = None
         self.registration: int | None = None  # mod revision of our nodes/<node> record
+        self._continuous: set[int] = set()  # earlier registrations ours replaced with no lapse
         self.renewed_at = -math.inf
         self.gossip = AgentGossip(spec, node, store, self.keys) if gossip else None
         self.controller = Controller(
@@ -252,10 +253,27 @@ class Agent:
                     await asyncio.wait_for(self.gossip.member.wait_joined(), JOIN_WAIT)
         asked = self.clock.now()
         lease = await self.store.grant(self.ttl)
-        record = {"address": self.ctx.address, "pid": os.getpid(), "since": self.wall()}
-        # registered only once the record is written (a lost put leaves an orphan lease that
-        # expires, not an agent renewing a lease that names no registration)
-        revision = await self.store.put(self.keys.node(self.node), dump(record), lease=lease.id)
+        record = dump({"address": self.ctx.address, "pid": os.getpid(), "since": self.wall()})
+        key = self.keys.node(self.node)
+        old = await self.store.get(key)
+        # Registered only once the record is written (a lost put leaves an orphan lease that
+        # expires, not an agent renewing a lease that names no registration). When a live
+        # registration is replaced in one step (an agent restarted within its lease), the node
+        # was never offline for the controller: instances assigned to the old registration
+        # that still run here may be kept (rule 2 moved nothing away meanwhile). After a
+        # lapse (the old lease expired, or a fence) they may not: see _desired.
+        if old is not None:
+            swap = await self.store.txn(
+                [Compare(key, "mod_revision", "==", old.mod_revision)],
+                [Put(key, record, lease.id)],
+            )
+            revision = swap.revision if swap.succeeded else None
+        if old is None or revision is None:
+            revision = await self.store.put(key, record, lease=lease.id)
+            self._continuous = set()
+        else:
+            chain = self._continuous if old.mod_revision == self.registration else set()
+            self._continuous = chain | {old.mod_revision}
         self.lease, self.renewed_at, self.registration = lease.id, asked, revision
         self._registered_at = self.renewed_at
         self._published.clear()  # a new lease: every leased record is written again
@@ -508,10 +526,10 @@ class Agent:
                 key = instance_key(name, inst.item)
                 if inst.reg == self.registration or not self.spec.resources[name].exclusive:
                     desired[key] = inst.role
-                elif key in self.services:  # ours from before: kept as it is, not promoted
-                    desired[key] = self.services[key].role
-                else:  # written for an earlier registration of this node: not started
-                    self._decide(f"not starting {key}: assigned to an earlier registration")
+                elif key in self.services and inst.reg in self._continuous:
+                    desired[key] = self.services[key].role  # kept as it is, not promoted
+                else:  # for an earlier registration (after a lapse: stopped if it runs)
+                    self._decide(f"not running {key}: assigned to an earlier registration")
         maint = await self.store.get(self.keys.admin("maintenance"))
         frozen: set[str] = set()
         value = load(maint.value) if maint is not None else None

@@ -31,10 +31,12 @@ class DriverError(Exception):
 
 
 class NodeFault(DriverError):
-    """The action failed because of the node or of another node, not of the resource: a VIP
-    that another host still answers for (its old holder, not yet gone from the wire), or the
-    node's own interface being down. The agent does not count it against the resource
-    (DESIGN.md rule 7: a node's event is not the resource's failure) and tries again soon."""
+    """The action failed because of another node, not of the resource: a VIP that another
+    host still answers for (its old holder, not yet gone from the wire, or a frozen node whose
+    kernel still answers ARP). The agent does not count it against the resource (DESIGN.md
+    rule 7: a node's event is not the resource's failure) and tries again soon. A fault of
+    this node's own parts (a NIC down) is a plain DriverError: counted, so that the resource
+    moves to a node where it can run."""
 
 
 @dataclass(frozen=True)

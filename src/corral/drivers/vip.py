@@ -12,9 +12,11 @@ Contract (in addition to :mod:`corral.drivers.base`):
   for ``probe_timeout`` seconds, and refuses with DriverError naming the MAC that answers when
   any other host holds the address - the duplicate-address refusal: two holders of one VIP
   are worse than none. Another host probing for it in the same window is refused too (both
-  sides back off, RFC 5227 2.1.1; the controller's next round picks one). These refusals,
-  and failures of the interface itself (probe or announcement impossible), are
-  :class:`NodeFault`: not the VIP's failure here (rule 7). Then it adds the
+  sides back off, RFC 5227 2.1.1; the controller's next round picks one). These two refusals
+  are :class:`NodeFault`: another host's doing, not the VIP's failure here (rule 7). A
+  failure of the interface itself (down, missing: probe or announcement impossible) is a
+  plain DriverError and counts, so that a VIP whose NIC broke moves to another node. Then
+  it adds the
   address (IPv6 with ``nodad``: the probe was our DAD, and the kernel's own would keep the
   address tentative for a second) and sends the first announcement (gratuitous ARP /
   unsolicited neighbour advertisement with Override) before it returns; the other
@@ -99,7 +101,7 @@ class VipAddress:
                     arp.announce_on(link, self.ip)
                 except LinkError as exc:
                     await self._delete(ipr, index, self.address.network.prefixlen)
-                    raise NodeFault(
+                    raise DriverError(
                         f"{self.name}: cannot announce {self.ip} ({exc}); address removed again"
                     ) from exc
             except BaseException:
@@ -158,7 +160,7 @@ class VipAddress:
         try:
             return arp.LinkSocket(ifname, arp.ethertype_for(self.ip))
         except LinkError as exc:
-            raise NodeFault(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
 
     async def _probe(self, link: arp.LinkSocket) -> None:
         """DriverError when another host answers for the address (see the contract).
@@ -176,7 +178,7 @@ class VipAddress:
             await asyncio.wait([thread])
             raise
         except LinkError as exc:
-            raise NodeFault(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
+            raise DriverError(f"{self.name}: cannot probe for {self.ip}: {exc}") from exc
         if conflict is not None and conflict.probing:
             raise NodeFault(
                 f"{self.name}: {conflict.mac} probes for {self.ip} at the same moment;"
