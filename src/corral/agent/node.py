@@ -34,6 +34,7 @@ from corral.agent.instances import Checker, LocalService, instance_key, split_ke
 from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
+from corral.agent.publish import StatusPublisher
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -118,7 +119,9 @@ class Agent:
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
         self._dirty = asyncio.Event()
-        self._published: dict[str, bytes] = {}
+        self.status = StatusPublisher(
+            store, self.keys, node, lambda: self.services.values(), lambda: self.lease
+        )
         self._restarts: dict[str, list[float]] = {}
         self._next_poll = -math.inf
         self._last_campaign = -math.inf
@@ -262,7 +265,7 @@ class Agent:
             ),
             lease=lease.id,
         )
-        self._published.clear()  # a new lease: every leased record is written again
+        self.status.forget()  # a new lease: every leased record is written again
         self.lb.republish()
         if self.gossip is not None:
             self.gossip.republish()
@@ -704,27 +707,8 @@ class Agent:
             )
 
     async def _publish(self) -> None:
-        if self.lease is None:
-            return
-        by_resource: dict[str, list[dict[str, object]]] = {}
-        for svc in sorted(self.services.values(), key=lambda s: s.name):
-            by_resource.setdefault(svc.resource, []).append(
-                {
-                    "role": svc.role,
-                    "health": svc.reported_health,
-                    "detail": svc.detail,
-                    "item": svc.item,
-                }
-            )
-        for name, instances in by_resource.items():
-            value = dump({"instances": instances})
-            if self._published.get(name) != value:
-                await self.store.put(self.keys.status(self.node, name), value, lease=self.lease)
-                self._published[name] = value
-        for name in list(self._published):
-            if name not in by_resource:
-                await self.store.delete(self.keys.status(self.node, name))
-                del self._published[name]
+        """Write this node's status records (serialized: see :mod:`corral.agent.publish`)."""
+        await self.status.publish()
 
     # --- guard -------------------------------------------------------------------------------
 
