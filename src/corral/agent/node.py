@@ -358,6 +358,7 @@ class Agent:
         while True:
             await self._wait_dirty(min(self._next_poll, self._fence_deadline(), next_round))
             await self._self_fence()
+            await self._supervise_checks()
             if await self._poll_drivers():
                 self._dirty.set()
             now = self.clock.now()
@@ -551,10 +552,32 @@ class Agent:
     def _service(self, name: str, res: Resource, driver: Driver) -> LocalService:
         svc = LocalService(name, driver, list(res.health))
         svc.reset(self.clock.now())
-        svc.task = asyncio.create_task(
-            svc.check_loop(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
-        )
+        self._start_checks(svc)
         return svc
+
+    def _start_checks(self, svc: LocalService) -> None:
+        svc.start_checks(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
+        assert svc.task is not None
+        svc.task.add_done_callback(self._check_task_done)
+
+    def _check_task_done(self, task: asyncio.Task[None]) -> None:
+        """A loop that ended by itself wakes the main loop, which starts it again at once."""
+        if not task.cancelled():
+            self._dirty.set()
+
+    async def _supervise_checks(self) -> None:
+        """Start again the checks of every service whose checks do not run (their task ended
+        by itself, or a failed stop kept the service): without them it would keep its last
+        verdict forever. Each restart is an event."""
+        for svc in list(self.services.values()):
+            why = svc.checks_down()
+            if why is None:
+                continue
+            log.error("%s: the checks of %s are down (%s); starting them", self.node, svc.name, why)
+            self._start_checks(svc)
+            await self._event(
+                "health", f"the checks of {svc.name} were down ({why}); started again", svc.resource
+            )
 
     async def _on_verdict(self, svc: LocalService) -> None:
         reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
