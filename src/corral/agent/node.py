@@ -32,6 +32,7 @@ from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.instances import Checker, LocalService, instance_key, split_key
 from corral.agent.lb import LbDuty
+from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
@@ -82,9 +83,12 @@ class Agent:
         wall: Callable[[], float] = time.time,
         guard: bool = False,
         gossip: bool = False,
+        lock: AgentLock | None = None,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
-        real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC."""
+        real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC.
+        ``lock``: the state dir's agent lock, when the caller took it already (the CLI, before
+        it starts the embedded store member); else :meth:`run` takes it."""
         if node not in spec.nodes:
             raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
         self.spec, self.node, self.store = spec, node, store
@@ -126,6 +130,7 @@ class Agent:
         self._next_poll = -math.inf
         self._last_campaign = -math.inf
         self._guard = guard
+        self._lock = lock
         self._adopted: set[str] = set()
         self._registered_at = -math.inf
 
@@ -145,7 +150,19 @@ class Agent:
 
     async def run(self) -> None:
         """Run until cancelled. Services keep running when the agent stops (they are adopted
-        by the next agent); exclusive ones are guarded by rule 1 only while an agent runs."""
+        by the next agent); exclusive ones are guarded by rule 1 only while an agent runs.
+
+        First of all it takes the state dir's agent lock (unless the caller passed it in):
+        :class:`~corral.agent.lock.AgentRunning` when another agent holds it, before anything
+        is adopted or spawned."""
+        lock = self._lock or AgentLock.acquire(self.ctx.state_dir)
+        try:
+            await self._run_locked()
+        finally:
+            if lock is not self._lock:
+                lock.release()
+
+    async def _run_locked(self) -> None:
         if self._guard:
             self._write_spec_copy()
             guard_spawn(self.ctx.state_dir)
