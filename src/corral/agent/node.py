@@ -27,10 +27,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.agent.controller import Controller, parse_assignment
+from corral.agent.assigned import local_instances, read_desired
+from corral.agent.controller import Controller
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
-from corral.agent.instances import Checker, LocalService, instance_key, split_key
+from corral.agent.instances import Checker, LocalService, RestartBackoff, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
@@ -126,7 +127,7 @@ class Agent:
         self.status = StatusPublisher(
             store, self.keys, node, lambda: self.services.values(), lambda: self.lease
         )
-        self._restarts: dict[str, list[float]] = {}
+        self._restarts = RestartBackoff()
         self._next_poll = -math.inf
         self._last_campaign = -math.inf
         self._guard = guard
@@ -204,20 +205,8 @@ class Agent:
         for name in list(self.services):
             await self._stop(name, "agent shutting down", planned=True)
 
-    def _local_instances(self) -> dict[str, tuple[str, str | None]]:
-        """Every instance that may run here: instance key -> (resource, item)."""
-        ctx = Context(self.spec, Snapshot())
-        out: dict[str, tuple[str, str | None]] = {}
-        for name, res in self.spec.resources.items():
-            if self.node not in ctx.static_set(name):
-                continue
-            items = [str(a.ip) for a in res.vip_set.addresses] if res.vip_set else [None]
-            for item in items:
-                out[instance_key(name, item)] = (name, item)
-        return out
-
     async def _adopt(self) -> None:
-        for key, (name, item) in self._local_instances().items():
+        for key, (name, item) in local_instances(self.spec, self.node).items():
             res = self.spec.resources[name]
             try:
                 driver = self._driver(name, res, item)
@@ -438,7 +427,7 @@ class Agent:
                     # a record of a shape the scheduler cannot read: say so, and let the
                     # local work below (reconcile, reports) go on
                     await self._event("controller", f"cannot plan: a malformed record? {exc!r}")
-        desired, frozen = await self._desired()
+        desired, frozen = await read_desired(self.store, self.keys, self.spec, self.node)
         self._adopted -= set(desired)  # assigned again: an ordinary service from now on
         resource_rank = resource_ranks(Context(self.spec, Snapshot()))
         keys = set(desired) | set(self.services)
@@ -519,28 +508,6 @@ class Agent:
             return False
         self._wake(self._registered_at + ADOPT_GRACE)
         return self.lease is None or self.clock.now() - self._registered_at < ADOPT_GRACE
-
-    async def _desired(self) -> tuple[dict[str, str], set[str]]:
-        result = await self.store.range(self.keys.prefix("assign"))
-        desired: dict[str, str] = {}
-        for kv in result.kvs:
-            name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
-            if name not in self.spec.resources:
-                continue
-            for node, role, item in parse_assignment(kv.value):
-                if node == self.node:
-                    desired[instance_key(name, item)] = role
-        maint = await self.store.get(self.keys.admin("maintenance"))
-        frozen: set[str] = set()
-        value = load(maint.value) if maint is not None else None
-        if isinstance(value, dict):
-            if value.get("cluster") or self.node in value.get("nodes", []):
-                frozen = set(self.spec.resources)
-            frozen |= set(value.get("resources", []))
-            frozen |= {
-                p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + self.node)
-            }
-        return desired, frozen
 
     async def _poll_drivers(self) -> bool:
         """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
@@ -632,16 +599,12 @@ class Agent:
         self._wake_at = min(self._wake_at, at)
 
     def _restart_due(self, name: str) -> bool:
-        """Restart backoff: 0, 1, 2, 4 ... up to 30 s between restarts of one service."""
-        now = self.clock.now()
-        recent = [t for t in self._restarts.get(name, []) if now - t < 300]
-        self._restarts[name] = recent
-        wait = min(30.0, 2.0 ** (len(recent) - 1))
-        if recent and now - recent[-1] < wait:
-            self._wake(recent[-1] + wait)  # no change will come to say the backoff is over
-            return False
-        recent.append(now)
-        return True
+        """True when ``name`` may restart now (:class:`RestartBackoff`); else a round is
+        asked for when it may (no change will come to say the backoff is over)."""
+        later = self._restarts.due(name, self.clock.now())
+        if later is not None:
+            self._wake(later)
+        return later is None
 
     async def _start(self, key: str, reason: str) -> None:
         """Start one instance. An exclusive one only while the lease is fresh at this very
