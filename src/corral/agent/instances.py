@@ -129,7 +129,11 @@ class LocalService:
         on_change: Callable[[LocalService], Awaitable[None]],
         grid: Grid | None = None,
     ) -> None:
-        """Start (or start again) :meth:`check_loop` as this service's task."""
+        """Start (or start again) :meth:`check_loop` as this service's task (none when the
+        service has no checks: nothing would run)."""
+        if not self.checks:
+            self.task = None
+            return
         self.task = asyncio.create_task(
             self.check_loop(node, checker, clock, on_change, grid), name=f"checks {self.name}"
         )

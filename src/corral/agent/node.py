@@ -541,8 +541,8 @@ class Agent:
 
     def _start_checks(self, svc: LocalService) -> None:
         svc.start_checks(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
-        assert svc.task is not None
-        svc.task.add_done_callback(self._check_task_done)
+        if svc.task is not None:
+            svc.task.add_done_callback(self._check_task_done)
 
     def _check_task_done(self, task: asyncio.Task[None]) -> None:
         """A loop that ended by itself wakes the main loop, which starts it again at once."""
