@@ -9,7 +9,7 @@ through ``on_change``.
 A check loop never ends by itself: a checker that raises (a bug: the checkers' contract is to
 return an outcome) fails that check with the exception as its detail; an ``on_change`` that
 raises is logged and the checks go on (the verdict stands). If a loop still ends (a stray
-cancellation, a bug here), :meth:`LocalService.checks_ended` says so and the agent starts it
+cancellation, a bug here), :meth:`LocalService.checks_down` says so and the agent starts it
 again: a service whose checks stopped would otherwise keep its last verdict forever.
 """
 

@@ -46,11 +46,6 @@ class StatusPublisher:
         self._written: dict[str, bytes] = {}  # resource -> value last written (or _UNKNOWN)
         self._written_lease: int | None = None  # the lease those records are bound to
 
-    @property
-    def written(self) -> dict[str, bytes]:
-        """A copy of resource -> the value last written (``b""``: unknown, to be written)."""
-        return dict(self._written)
-
     def forget(self) -> None:
         """Write every record again at the next call (a new lease, tests)."""
         self._written_lease = None
