@@ -17,6 +17,10 @@ The HTTP 500 and the hang are injected at a random phase of the check interval (
 checks of every agent run on one timer grid, so a fault injected right after the previous
 detection would always land just after a check, the worst case of the bound, every time.
 
+A run that fails (a fault not recovered in time, a cluster that did not come up) does not end
+the benchmark: it is named under the table and in the JSON (``failures``), the figures it had
+measured before count, the other runs go on, and the exit status is 1.
+
 Usage: bench/failover_loopback.py [--quick] [--idle-only] [--json FILE]
 """
 
@@ -49,11 +53,14 @@ INTERVAL, TIMEOUT, FALL = 0.2, 0.3, 2
 LEASE_TTL = profile_timing("lan").lease_ttl
 
 
-async def until(check: Callable[[], bool], limit: float = 20.0) -> float:
+Figures = dict[str, float]
+
+
+async def until(check: Callable[[], bool], what: str, limit: float = 20.0) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > limit:
-            raise TimeoutError("condition not reached")
+            raise TimeoutError(f"{what}: not within {limit:g} s")
         await asyncio.sleep(0.01)
     return time.monotonic() - start
 
@@ -74,21 +81,30 @@ async def until_unhealthy(store: EtcdStore, node: str, limit: float = 20.0) -> f
 async def fresh(base: Path, checks: str | None = None) -> Cluster:
     # agents log at the default level, as deployed ones do (debug lines cost CPU)
     c = Cluster(base, verbose=False) if checks is None else Cluster(base, checks, verbose=False)
-    await c.start()
-    await until(lambda: len(c.serving(c.web_port)) == 3 and len(c.serving(c.api_port)) == 1)
+    try:
+        await c.start()
+        await until(
+            lambda: len(c.serving(c.web_port)) == 3 and len(c.serving(c.api_port)) == 1,
+            "a fresh cluster serving web on 3 nodes and api on 1",
+        )
+    except BaseException:
+        await c.stop()
+        raise
     await asyncio.sleep(1.0)
     return c
 
 
-async def one_run(base: Path, rng: random.Random) -> dict[str, float]:
+async def one_run(base: Path, rng: random.Random, out: Figures) -> None:
+    """One run on a fresh cluster; each figure lands in ``out`` as soon as it is measured (a
+    run that fails later keeps them)."""
     c = await fresh(base)
     try:
-        out: dict[str, float] = {}
         pid = c.service_pid("n1", "web")
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
         out["crash_to_healthy_s"] = await until(
-            lambda: c.service_pid("n1", "web") not in (None, pid) and "n1" in c.serving(c.web_port)
+            lambda: c.service_pid("n1", "web") not in (None, pid) and "n1" in c.serving(c.web_port),
+            "web killed on n1, healthy again there",
         )
         store = EtcdStore(c.etcd.endpoints)
         try:
@@ -103,8 +119,11 @@ async def one_run(base: Path, rng: random.Random) -> dict[str, float]:
             out["hang_detected_s"] = await until_unhealthy(store, "n3")
         finally:
             await store.close()
-        await until(lambda: len(c.serving(c.web_port)) == 3)
-        (holder,) = c.serving(c.api_port)
+        await until(lambda: len(c.serving(c.web_port)) == 3, "web on 3 nodes after the faults")
+        holders = list(c.serving(c.api_port))
+        if len(holders) != 1:
+            raise RuntimeError(f"api served on {holders or 'no node'} before the kill, not one")
+        holder = holders[0]
         c.kill_agent(holder)
         start, two = time.monotonic(), 0.0
         while time.monotonic() - start < 20:
@@ -113,9 +132,10 @@ async def one_run(base: Path, rng: random.Random) -> dict[str, float]:
             if answering and holder not in answering:
                 break
             await asyncio.sleep(0.02)
-        out["ap_takeover_s"] = time.monotonic() - start
         out["two_holders_seen"] = two
-        return out
+        if not (answering and holder not in answering):
+            raise TimeoutError(f"api not served elsewhere within 20 s of {holder}'s agent kill")
+        out["ap_takeover_s"] = time.monotonic() - start
     finally:
         await c.stop()
 
@@ -179,6 +199,82 @@ def idle_table(idle: dict[str, float]) -> Table:
     return table
 
 
+def measure(
+    runs: int, run: Callable[[int, Figures], None], idle: Callable[[], Figures]
+) -> tuple[Figures, list[str]]:
+    """Every run (``run(i, figures)``), then the idle figures, whatever fails: the summary
+    of what was measured, and one line per failure naming the run and why."""
+    results: list[Figures] = []
+    failures: list[str] = []
+    for i in range(runs):
+        out: Figures = {}
+        try:
+            run(i, out)
+        except Exception as exc:
+            failures.append(f"run {i + 1} of {runs}: {type(exc).__name__}: {exc}")
+        results.append(out)
+    summary = summarize(results)
+    try:
+        summary.update(idle())
+    except Exception as exc:
+        failures.append(f"idle figures: {type(exc).__name__}: {exc}")
+    return summary, failures
+
+
+def summarize(results: list[Figures]) -> Figures:
+    """Medians (and maxima of the detection and takeover times) over the runs that measured
+    each figure; a figure no run measured is absent."""
+    med: Figures = {}
+    for key in dict.fromkeys(k for r in results for k in r):
+        values = [r[key] for r in results if key in r]
+        med[key] = max(values) if key == "two_holders_seen" else statistics.median(values)
+        if key in ("http500_detected_s", "hang_detected_s", "ap_takeover_s"):
+            med[key.removesuffix("_s") + "_max_s"] = max(values)
+    return med
+
+
+def failover_table(med: Figures, runs: int, failures: list[str]) -> Table:
+    failed = sum(f.startswith("run ") for f in failures)
+    title = f"failover on loopback, median of {runs} runs (lan profile)"
+    table = Table(title=title + (f": {failed} of {runs} FAILED (below)" if failed else ""))
+    for col in ("figure", "median", "max", "target", "met"):
+        table.add_column(col)
+    bound = INTERVAL * FALL + TIMEOUT
+    rows = [
+        ("service crash -> healthy again", "crash_to_healthy_s", None),
+        ("HTTP 500 -> detected", "http500_detected_s", bound),
+        ("hung (SIGSTOP) -> detected", "hang_detected_s", bound),
+        ("A/P holder's agent killed -> served elsewhere", "ap_takeover_s", LEASE_TTL + 0.5),
+    ]
+    for label, key, target in rows:
+        value, most = med.get(key), med.get(key.removesuffix("_s") + "_max_s")
+        met = "" if target is None or value is None else ("yes" if value < target else "NO")
+        table.add_row(
+            label,
+            "not measured" if value is None else f"{value:.2f} s",
+            "" if most is None else f"{most:.2f} s",
+            f"< {target:.2f} s" if target else "",
+            met,
+        )
+    two = med.get("two_holders_seen")
+    seen = "not measured" if two is None else ("yes" if two else "no")
+    table.add_row("two holders of the A/P service seen", seen, "", "never", "NO" if two else "yes")
+    return table
+
+
+def report(med: Figures, runs: int, failures: list[str], json_file: str | None) -> int:
+    """Print the tables and the failures, write the JSON; the exit status (1: a failure)."""
+    console = Console()
+    console.print(failover_table(med, runs, failures))
+    if "agent_idle_cpu_pct" in med:
+        console.print(idle_table(med))
+    for failure in failures:
+        console.print(f"[bold red]FAILED[/] {failure}")
+    if json_file:
+        Path(json_file).write_text(json.dumps({**med, "failures": failures}, indent=2) + "\n")
+    return 1 if failures else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one failover run, not five")
@@ -193,46 +289,13 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(idle, indent=2) + "\n")
         return
     runs = 1 if args.quick else 5
-    results = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-failover-") as tmp:
-        for i in range(runs):
-            results.append(asyncio.run(one_run(Path(tmp) / f"run{i}", random.Random(i))))
-        idle = agent_idle(Path(tmp) / "idle")
-    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
-    med["two_holders_seen"] = max(r["two_holders_seen"] for r in results)
-    for key in ("http500_detected_s", "hang_detected_s", "ap_takeover_s"):
-        med[key.removesuffix("_s") + "_max_s"] = max(r[key] for r in results)
-    med.update(idle)
-    bound = INTERVAL * FALL + TIMEOUT
-    table = Table(title=f"failover on loopback, median of {runs} runs (lan profile)")
-    for col in ("figure", "median", "max", "target", "met"):
-        table.add_column(col)
-    rows = [
-        ("service crash -> healthy again", "crash_to_healthy_s", None),
-        ("HTTP 500 -> detected", "http500_detected_s", bound),
-        ("hung (SIGSTOP) -> detected", "hang_detected_s", bound),
-        ("A/P holder's agent killed -> served elsewhere", "ap_takeover_s", LEASE_TTL + 0.5),
-    ]
-    for label, key, target in rows:
-        value, most = med[key], med.get(key.removesuffix("_s") + "_max_s")
-        table.add_row(
-            label,
-            f"{value:.2f} s",
-            "" if most is None else f"{most:.2f} s",
-            f"< {target:.2f} s" if target else "",
-            "" if target is None else ("yes" if value < target else "NO"),
-        )
-    table.add_row(
-        "two holders of the A/P service seen",
-        "yes" if med["two_holders_seen"] else "no",
-        "",
-        "never",
-        "yes" if not med["two_holders_seen"] else "NO",
-    )
-    Console().print(table)
-    Console().print(idle_table(idle))
-    if args.json:
-        Path(args.json).write_text(json.dumps(med, indent=2) + "\n")
+
+        def run(i: int, out: Figures) -> None:
+            asyncio.run(one_run(Path(tmp) / f"run{i}", random.Random(i), out))
+
+        med, failures = measure(runs, run, lambda: agent_idle(Path(tmp) / "idle"))
+    sys.exit(report(med, runs, failures, args.json))
 
 
 if __name__ == "__main__":

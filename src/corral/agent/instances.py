@@ -5,12 +5,19 @@ check loop per service starts each check every ``interval`` on a fixed schedule 
 fails at its timeout; runs overlap while a target hangs), feeds the pure
 :class:`~corral.core.health.InstanceHealth`, and tells the agent about every change of verdict
 through ``on_change``.
+
+A check loop never ends by itself: a checker that raises (a bug: the checkers' contract is to
+return an outcome) fails that check with the exception as its detail; an ``on_change`` that
+raises is logged and the checks go on (the verdict stands). If a loop still ends (a stray
+cancellation, a bug here), :meth:`LocalService.checks_down` says so and the agent starts it
+again: a service whose checks stopped would otherwise keep its last verdict forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +28,7 @@ from corral.core.health import CheckOutcome, InstanceHealth
 from corral.drivers.base import Driver, NodeContext
 from corral.spec import HealthCheck
 
+log = logging.getLogger(__name__)
 Checker = Callable[[HealthCheck, NodeContext], Awaitable[CheckOutcome]]
 Verdict = Literal["starting", "healthy", "unhealthy"]
 
@@ -86,14 +94,63 @@ class LocalService:
     ) -> None:
         """Run every check forever (until cancelled); call ``on_change`` on a new verdict.
         ``grid``: checks start on its instants (the agent's timer grid: checks whose interval
-        is a whole number of ticks share their wake-ups with the agent's other timers)."""
+        is a whole number of ticks share their wake-ups with the agent's other timers).
+
+        Returns at once when there are no checks. If the loop of one check ends anyway, the
+        others are stopped and :class:`CheckLoopEnded` is raised: all or nothing, so a
+        restart of the whole loop leaves no orphan running beside it."""
+        if not self.checks:
+            return
         first = clock.now() if grid is None else grid.at_or_after(clock.now())
-        await asyncio.gather(
-            *(
+        loops = [
+            asyncio.create_task(
                 self._check_forever(i, check, node, checker, clock, on_change, first)
-                for i, check in enumerate(self.checks)
             )
+            for i, check in enumerate(self.checks)
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        ended = next(iter(done))
+        cause = None if ended.cancelled() else ended.exception()
+        raise CheckLoopEnded(
+            f"the loop of check {loops.index(ended) + 1} ended: "
+            + ("cancelled from inside" if ended.cancelled() else repr(cause))
+        ) from cause
+
+    def start_checks(
+        self,
+        node: NodeContext,
+        checker: Checker,
+        clock: Clock,
+        on_change: Callable[[LocalService], Awaitable[None]],
+        grid: Grid | None = None,
+    ) -> None:
+        """Start (or start again) :meth:`check_loop` as this service's task (none when the
+        service has no checks: nothing would run)."""
+        if not self.checks:
+            self.task = None
+            return
+        self.task = asyncio.create_task(
+            self.check_loop(node, checker, clock, on_change, grid), name=f"checks {self.name}"
         )
+
+    def checks_down(self) -> str | None:
+        """Why this service's checks are not running (None while they run, or when there are
+        none): never started, stopped by :meth:`stop_checks` (and the service kept: a stop
+        that failed), or the task ended by itself."""
+        task = self.task
+        if not self.checks or (task is not None and not task.done()):
+            return None
+        if task is None:
+            return "not running"
+        if task.cancelled():
+            return "cancelled"
+        exc = task.exception()
+        return str(exc) if isinstance(exc, CheckLoopEnded) else f"ended ({exc!r})"
 
     async def _check_forever(
         self,
@@ -146,19 +203,56 @@ class LocalService:
         change = self.health.record(index, outcome, clock.now())
         if change is not None:
             self.detail = change.reason
-            await on_change(self)
+            try:
+                await on_change(self)
+            except Exception:  # the verdict stands (the agent's next round reads it)
+                log.exception("%s: the callback of a new verdict failed", self.name)
 
     async def stop_checks(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        """Stop the check task and wait until it has ended (whatever it ended with)."""
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class RestartBackoff:
+    """Restarts in place of one instance at most after 0, 1, 2, 4 ... up to 30 s from the
+    previous one; restarts older than 5 minutes are forgotten."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+
+    def due(self, name: str, now: float) -> float | None:
+        """None when ``name`` may restart now (the restart is then counted), else when it may."""
+        recent = [t for t in self._times.get(name, []) if now - t < 300]
+        self._times[name] = recent
+        wait = min(30.0, 2.0 ** (len(recent) - 1))
+        if recent and now - recent[-1] < wait:
+            return recent[-1] + wait
+        recent.append(now)
+        return None
+
+
+class CheckLoopEnded(Exception):
+    """A check loop ended although it runs until cancelled (a bug, or a stray cancellation)."""
 
 
 async def _bounded(checker: Checker, check: HealthCheck, node: NodeContext) -> CheckOutcome:
-    """The checker with a hard bound: a checker that overruns its own timeout still fails."""
+    """The checker with a hard bound: a checker that overruns its own timeout still fails.
+    A checker that raises fails the check too (``unknown``, the exception as the detail), and
+    so does a cancellation that did not come from outside (a library's stray CancelledError):
+    only a cancellation of this task itself goes through."""
     try:
         return await asyncio.wait_for(checker(check, node), check.timeout + 1.0)
     except TimeoutError:
         return CheckOutcome("timeout", f"no answer within {check.timeout:g}s", check.timeout)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return CheckOutcome("unknown", "the check was cancelled from inside (a bug?)")
+    except Exception as exc:
+        log.warning("a %s check raised", check.kind, exc_info=True)
+        return CheckOutcome("unknown", f"the check raised {exc!r} (a bug?)")

@@ -27,13 +27,16 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.agent.controller import Controller, parse_instances
+from corral.agent.assigned import Registration, local_instances, read_desired
+from corral.agent.controller import Controller
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
-from corral.agent.instances import Checker, LocalService, instance_key, split_key
+from corral.agent.instances import Checker, LocalService, RestartBackoff, split_key
 from corral.agent.lb import LbDuty
+from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
+from corral.agent.publish import StatusPublisher
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -82,9 +85,12 @@ class Agent:
         wall: Callable[[], float] = time.time,
         guard: bool = False,
         gossip: bool = False,
+        lock: AgentLock | None = None,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
-        real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC."""
+        real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC.
+        ``lock``: the state dir's agent lock, when the caller took it already (the CLI, before
+        it starts the embedded store member); else :meth:`run` takes it."""
         if node not in spec.nodes:
             raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
         self.spec, self.node, self.store = spec, node, store
@@ -122,11 +128,14 @@ class Agent:
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
         self._dirty = asyncio.Event()
-        self._published: dict[str, bytes] = {}
-        self._restarts: dict[str, list[float]] = {}
+        self.status = StatusPublisher(
+            store, self.keys, node, lambda: self.services.values(), lambda: self.lease
+        )
+        self._restarts = RestartBackoff()
         self._next_poll = -math.inf
         self._last_campaign = -math.inf
         self._guard = guard
+        self._lock = lock
         self._adopted: set[str] = set()
         self._registered_at = -math.inf
 
@@ -146,7 +155,19 @@ class Agent:
 
     async def run(self) -> None:
         """Run until cancelled. Services keep running when the agent stops (they are adopted
-        by the next agent); exclusive ones are guarded by rule 1 only while an agent runs."""
+        by the next agent); exclusive ones are guarded by rule 1 only while an agent runs.
+
+        First of all it takes the state dir's agent lock (unless the caller passed it in):
+        :class:`~corral.agent.lock.AgentRunning` when another agent holds it, before anything
+        is adopted or spawned."""
+        lock = self._lock or AgentLock.acquire(self.ctx.state_dir)
+        try:
+            await self._run_locked()
+        finally:
+            if lock is not self._lock:
+                lock.release()
+
+    async def _run_locked(self) -> None:
         if self._guard:
             self._write_spec_copy()
             guard_spawn(self.ctx.state_dir)
@@ -188,20 +209,8 @@ class Agent:
         for name in list(self.services):
             await self._stop(name, "agent shutting down", planned=True)
 
-    def _local_instances(self) -> dict[str, tuple[str, str | None]]:
-        """Every instance that may run here: instance key -> (resource, item)."""
-        ctx = Context(self.spec, Snapshot())
-        out: dict[str, tuple[str, str | None]] = {}
-        for name, res in self.spec.resources.items():
-            if self.node not in ctx.static_set(name):
-                continue
-            items = [str(a.ip) for a in res.vip_set.addresses] if res.vip_set else [None]
-            for item in items:
-                out[instance_key(name, item)] = (name, item)
-        return out
-
     async def _adopt(self) -> None:
-        for key, (name, item) in self._local_instances().items():
+        for key, (name, item) in local_instances(self.spec, self.node).items():
             res = self.spec.resources[name]
             try:
                 driver = self._driver(name, res, item)
@@ -276,7 +285,7 @@ class Agent:
             self._continuous = chain | {old.mod_revision}
         self.lease, self.renewed_at, self.registration = lease.id, asked, revision
         self._registered_at = self.renewed_at
-        self._published.clear()  # a new lease: every leased record is written again
+        self.status.forget()  # a new lease: every leased record is written again
         self.lb.republish()
         if self.gossip is not None:
             self.gossip.republish()
@@ -369,6 +378,7 @@ class Agent:
         while True:
             await self._wait_dirty(min(self._next_poll, self._fence_deadline(), next_round))
             await self._self_fence()
+            await self._supervise_checks()
             if await self._poll_drivers():
                 self._dirty.set()
             now = self.clock.now()
@@ -431,7 +441,11 @@ class Agent:
                     # a record of a shape the scheduler cannot read: say so, and let the
                     # local work below (reconcile, reports) go on
                     await self._event("controller", f"cannot plan: a malformed record? {exc!r}")
-        desired, frozen = await self._desired()
+        me = Registration(self.node, self.registration, frozenset(self._continuous))
+        roles = {k: svc.role for k, svc in self.services.items()}
+        desired, frozen, stale = await read_desired(self.store, self.keys, self.spec, me, roles)
+        for key in sorted(stale):
+            self._decide(f"not running {key}: assigned to an earlier registration")
         self._adopted -= set(desired)  # assigned again: an ordinary service from now on
         resource_rank = resource_ranks(Context(self.spec, Snapshot()))
         keys = set(desired) | set(self.services)
@@ -513,35 +527,6 @@ class Agent:
         self._wake(self._registered_at + ADOPT_GRACE)
         return self.lease is None or self.clock.now() - self._registered_at < ADOPT_GRACE
 
-    async def _desired(self) -> tuple[dict[str, str], set[str]]:
-        result = await self.store.range(self.keys.prefix("assign"))
-        desired: dict[str, str] = {}
-        for kv in result.kvs:
-            name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
-            if name not in self.spec.resources:
-                continue
-            for inst in parse_instances(kv.value):
-                if inst.node != self.node:
-                    continue
-                key = instance_key(name, inst.item)
-                if inst.reg == self.registration or not self.spec.resources[name].exclusive:
-                    desired[key] = inst.role
-                elif key in self.services and inst.reg in self._continuous:
-                    desired[key] = self.services[key].role  # kept as it is, not promoted
-                else:  # for an earlier registration (after a lapse: stopped if it runs)
-                    self._decide(f"not running {key}: assigned to an earlier registration")
-        maint = await self.store.get(self.keys.admin("maintenance"))
-        frozen: set[str] = set()
-        value = load(maint.value) if maint is not None else None
-        if isinstance(value, dict):
-            if value.get("cluster") or self.node in value.get("nodes", []):
-                frozen = set(self.spec.resources)
-            frozen |= set(value.get("resources", []))
-            frozen |= {
-                p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + self.node)
-            }
-        return desired, frozen
-
     async def _poll_drivers(self) -> bool:
         """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
         service newly turned out dead (the round must act now)."""
@@ -569,10 +554,32 @@ class Agent:
     def _service(self, name: str, res: Resource, driver: Driver) -> LocalService:
         svc = LocalService(name, driver, list(res.health))
         svc.reset(self.clock.now())
-        svc.task = asyncio.create_task(
-            svc.check_loop(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
-        )
+        self._start_checks(svc)
         return svc
+
+    def _start_checks(self, svc: LocalService) -> None:
+        svc.start_checks(self.ctx, self.checker, self.clock, self._on_verdict, self.grid)
+        if svc.task is not None:
+            svc.task.add_done_callback(self._check_task_done)
+
+    def _check_task_done(self, task: asyncio.Task[None]) -> None:
+        """A loop that ended by itself wakes the main loop, which starts it again at once."""
+        if not task.cancelled():
+            self._dirty.set()
+
+    async def _supervise_checks(self) -> None:
+        """Start again the checks of every service whose checks do not run (their task ended
+        by itself, or a failed stop kept the service): without them it would keep its last
+        verdict forever. Each restart is an event."""
+        for svc in list(self.services.values()):
+            why = svc.checks_down()
+            if why is None:
+                continue
+            log.error("%s: the checks of %s are down (%s); starting them", self.node, svc.name, why)
+            self._start_checks(svc)
+            await self._event(
+                "health", f"the checks of {svc.name} were down ({why}); started again", svc.resource
+            )
 
     async def _on_verdict(self, svc: LocalService) -> None:
         reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
@@ -610,16 +617,12 @@ class Agent:
         self._wake_at = min(self._wake_at, at)
 
     def _restart_due(self, name: str) -> bool:
-        """Restart backoff: 0, 1, 2, 4 ... up to 30 s between restarts of one service."""
-        now = self.clock.now()
-        recent = [t for t in self._restarts.get(name, []) if now - t < 300]
-        self._restarts[name] = recent
-        wait = min(30.0, 2.0 ** (len(recent) - 1))
-        if recent and now - recent[-1] < wait:
-            self._wake(recent[-1] + wait)  # no change will come to say the backoff is over
-            return False
-        recent.append(now)
-        return True
+        """True when ``name`` may restart now (:class:`RestartBackoff`); else a round is
+        asked for when it may (no change will come to say the backoff is over)."""
+        later = self._restarts.due(name, self.clock.now())
+        if later is not None:
+            self._wake(later)
+        return later is None
 
     async def _start(self, key: str, reason: str) -> None:
         """Start one instance. An exclusive one only while the lease is fresh at this very
@@ -732,27 +735,8 @@ class Agent:
             )
 
     async def _publish(self) -> None:
-        if self.lease is None:
-            return
-        by_resource: dict[str, list[dict[str, object]]] = {}
-        for svc in sorted(self.services.values(), key=lambda s: s.name):
-            by_resource.setdefault(svc.resource, []).append(
-                {
-                    "role": svc.role,
-                    "health": svc.reported_health,
-                    "detail": svc.detail,
-                    "item": svc.item,
-                }
-            )
-        for name, instances in by_resource.items():
-            value = dump({"instances": instances})
-            if self._published.get(name) != value:
-                await self.store.put(self.keys.status(self.node, name), value, lease=self.lease)
-                self._published[name] = value
-        for name in list(self._published):
-            if name not in by_resource:
-                await self.store.delete(self.keys.status(self.node, name))
-                del self._published[name]
+        """Write this node's status records (serialized: see :mod:`corral.agent.publish`)."""
+        await self.status.publish()
 
     # --- guard -------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def spec_or_exit(path: str) -> Spec:
 @click.option("-v", "--verbose", is_flag=True)
 def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose: bool) -> None:
     """Run the node agent (until SIGTERM/SIGINT; services keep running for the next agent)."""
+    from corral.agent.lock import AgentLock, AgentRunning
     from corral.agent.node import Agent
     from corral.drivers import make_driver
     from corral.health.checks import run_check
@@ -89,6 +90,10 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
     state_dir.mkdir(parents=True, exist_ok=True)
     spec_text = Path(spec_file).read_text()
+    try:  # before anything is started or adopted, the embedded store member included
+        lock = AgentLock.acquire(state_dir)
+    except AgentRunning as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir) if etcd is None else None
@@ -103,6 +108,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             spec_text=spec_text,
             guard=True,
             gossip=True,
+            lock=lock,
         )
         task = asyncio.create_task(the_agent.run())
         loop = asyncio.get_running_loop()

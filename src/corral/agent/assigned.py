@@ -1,0 +1,93 @@
+"""What this node may run and what it is asked to run (reads of the spec and the store).
+
+- :func:`local_instances`: every instance the spec lets run on this node (the candidates for
+  adoption at start): instance key -> (resource, item).
+- :func:`read_desired`: the instances assigned to this node (``assign/<resource>``, instance
+  key -> role; assignments of resources the running spec does not name are ignored; an
+  exclusive one only for this node's current registration, see there) and the
+  resources in maintenance here (``admin/maintenance``: the whole cluster, this node, a
+  resource, or ``resource@node`` instances). A malformed maintenance record freezes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from corral.agent.controller import parse_instances
+from corral.agent.instances import instance_key
+from corral.agent.records import load
+from corral.core.scheduler.model import Snapshot
+from corral.core.scheduler.scores import Context
+from corral.spec import Spec
+from corral.store import Keys, Store
+
+
+def local_instances(spec: Spec, node: str) -> dict[str, tuple[str, str | None]]:
+    """Every instance that may run on ``node``: instance key -> (resource, item)."""
+    ctx = Context(spec, Snapshot())
+    out: dict[str, tuple[str, str | None]] = {}
+    for name, res in spec.resources.items():
+        if node not in ctx.static_set(name):
+            continue
+        items = [str(a.ip) for a in res.vip_set.addresses] if res.vip_set else [None]
+        for item in items:
+            out[instance_key(name, item)] = (name, item)
+    return out
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Who asks: ``node``, its current registration (mod revision of ``nodes/<node>``; None
+    before the first), and the earlier registrations it replaced with no lapse."""
+
+    node: str
+    current: int | None
+    continuous: frozenset[int] = frozenset()
+
+
+async def read_desired(
+    store: Store, keys: Keys, spec: Spec, me: Registration, running: Mapping[str, str]
+) -> tuple[dict[str, str], set[str], set[str]]:
+    """(instance key -> assigned role, resources in maintenance on ``me.node``, stale keys).
+
+    An exclusive instance counts as assigned only when its assignment names ``me.current``
+    (the controller writes each instance's ``reg``): one written for an earlier registration
+    of this node (a node fenced and rebooted fast, a lease that lapsed) may be moving to
+    another node right now (rule 2). Such a *stale* assignment keeps an instance that runs
+    here (``running``: key -> role) only when this registration replaced that one with no
+    lapse (an agent restarted within its lease: the controller never saw the node offline),
+    in the role it has (not promoted); otherwise the key is reported in ``stale`` and left
+    out (not started, and stopped if it runs). The controller rewrites the assignment for the
+    current registration at its next step."""
+    result = await store.range(keys.prefix("assign"))
+    desired: dict[str, str] = {}
+    stale: set[str] = set()
+    for kv in result.kvs:
+        name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
+        if name not in spec.resources:
+            continue
+        for inst in parse_instances(kv.value):
+            if inst.node != me.node:
+                continue
+            key = instance_key(name, inst.item)
+            if inst.reg == me.current or not spec.resources[name].exclusive:
+                desired[key] = inst.role
+            elif key in running and inst.reg in me.continuous:
+                desired[key] = running[key]
+            else:
+                stale.add(key)
+    return desired, await _frozen(store, keys, spec, me.node), stale
+
+
+async def _frozen(store: Store, keys: Keys, spec: Spec, node: str) -> set[str]:
+    """Resources in maintenance on ``node`` (a malformed record freezes nothing)."""
+    maint = await store.get(keys.admin("maintenance"))
+    frozen: set[str] = set()
+    value = load(maint.value) if maint is not None else None
+    if isinstance(value, dict):
+        if value.get("cluster") or node in value.get("nodes", []):
+            frozen = set(spec.resources)
+        frozen |= set(value.get("resources", []))
+        frozen |= {p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + node)}
+    return frozen
