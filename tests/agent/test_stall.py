@@ -50,3 +50,37 @@ def test_lag_never_exceeds_the_longest_gap(gaps: list[float]) -> None:
     lag = log.lag_during(0.0, now)
     assert lag <= longest + 1e-9
     assert (lag > 0) == (longest > 0.5)
+
+
+async def test_a_check_failure_during_a_stall_of_the_agent_is_dropped() -> None:
+    """A frozen node resumed: the check in flight "timed out" because the agent itself did not
+    run; that result is not judged (rule 7). A failure with the agent awake is."""
+    from corral.agent.instances import LocalService
+    from corral.core.clock import ManualClock
+    from corral.core.health import CheckOutcome
+    from corral.spec import HealthCheck
+
+    class NoDriver:  # the service's driver is not used by _judge
+        pass
+
+    clock = ManualClock(100.0)
+    stalls = StallLog(threshold=1.0)
+    check = HealthCheck(tcp="x:1", rise=1, fall=1, grace=0, timeout=0.5)
+    svc = LocalService("web", NoDriver(), [check], stalls=stalls)  # type: ignore[arg-type]
+    svc.reset(clock.now())
+    verdicts: list[str] = []
+
+    async def on_change(s: LocalService) -> None:
+        verdicts.append(s.verdict)
+
+    stalls.beat(100.0)
+    stalls.beat(100.4)
+    hung = CheckOutcome("timeout", "no answer within 0.5s", 0.5)
+    clock.advance(10.0)  # frozen from 100.4 to 110.4; judged before any beat
+    await svc._judge(0, hung, 100.3, clock, on_change)
+    assert verdicts == [] and svc.stalled_results == 1
+    stalls.beat(110.4)
+    stalls.beat(110.8)
+    clock.advance(0.5)
+    await svc._judge(0, hung, 110.5, clock, on_change)  # the agent was awake: judged
+    assert verdicts == ["unhealthy"]

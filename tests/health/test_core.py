@@ -189,7 +189,7 @@ def test_instance_is_unhealthy_when_any_check_is_with_that_checks_reason() -> No
 
 
 def test_one_check_reason_is_not_labelled() -> None:
-    health = InstanceHealth.create([HealthCheck(tcp="x:1", fall=1)], started_at=0)
+    health = InstanceHealth.create([HealthCheck(tcp="x:1", fall=1, grace=0)], started_at=0)
     change = health.record(0, BAD, 1)
     assert change is not None and change.reason.startswith("1 failed check (fall 1): HTTP 500")
 
@@ -247,8 +247,11 @@ def test_tracker_agrees_with_the_definition(
         now += gap  # time never goes backwards
         before = tracker.state
         outcome = CheckOutcome(status, f"{status} at {now}")  # type: ignore[arg-type]
+        in_grace = tracker.in_grace(now)  # before the result: was it up since the start?
+        up_before = tracker.up_since_start
         change = tracker.record(outcome, now)
-        history.append((outcome.passed, now < grace))
+        assert in_grace == (now < grace and not up_before)
+        history.append((outcome.passed, in_grace))
         passes, fails = reference_counts(history)
         assert (tracker.passes, tracker.fails) == (passes, fails)
         # A transition is returned exactly when the state changes, and says so.
@@ -270,7 +273,7 @@ def test_tracker_agrees_with_the_definition(
 
 @settings(max_examples=300, deadline=None)
 @given(params, steps, st.floats(min_value=0, max_value=100, allow_nan=False))
-def test_never_unhealthy_within_grace_of_a_restart(
+def test_never_unhealthy_within_grace_of_a_restart_unless_up_since(
     p: tuple[int, int, float], script: list[tuple[str, float]], restart_at: float
 ) -> None:
     rise, fall, grace = p
@@ -282,7 +285,7 @@ def test_never_unhealthy_within_grace_of_a_restart(
             tracker.restarted(now)
             restarted = True
         tracker.record(CheckOutcome(status, ""), now)  # type: ignore[arg-type]
-        if now - tracker.started_at < grace:
+        if now - tracker.started_at < grace and not tracker.up_since_start:
             assert tracker.state != "unhealthy"
 
 
@@ -308,3 +311,18 @@ def test_aggregate_is_a_function_of_the_check_states(
         )
         assert health.state == expected
         assert (change is not None) == (before != expected)
+
+
+def test_the_start_grace_ends_at_the_first_healthy_verdict() -> None:
+    """A service still starting is not failing; once it was up, a failure counts at once,
+    however long the grace (detection of a service that was up is not slowed down)."""
+    tracker = HealthTracker(rise=1, fall=1, grace=10, started_at=0)
+    assert tracker.record(BAD, 0.2) is None  # not listening yet: not counted
+    assert tracker.record(BAD, 0.4) is None
+    assert tracker.state == "starting"
+    change = tracker.record(OK, 0.6)
+    assert change is not None and change.new == "healthy"
+    change = tracker.record(BAD, 0.8)  # within 10 s of the start, but it was up: counts
+    assert change is not None and change.new == "unhealthy"
+    tracker.restarted(5.0)  # a new start: a new grace
+    assert tracker.record(BAD, 5.2) is None and tracker.state == "starting"

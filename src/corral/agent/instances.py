@@ -25,6 +25,7 @@ from typing import Literal
 
 from corral.core.clock import Clock, Grid
 from corral.core.health import CheckOutcome, InstanceHealth
+from corral.core.stall import StallLog
 from corral.drivers.base import Driver, NodeContext
 from corral.spec import HealthCheck
 
@@ -61,6 +62,8 @@ class LocalService:
     failed: bool = False
     health: InstanceHealth = field(default_factory=lambda: InstanceHealth([]))
     task: asyncio.Task[None] | None = None
+    stalls: StallLog | None = None  # the agent's own stalls: failures during one are dropped
+    stalled_results: int = 0  # failing results dropped for a stall of the agent
 
     def __post_init__(self) -> None:
         if not self.resource:
@@ -166,22 +169,27 @@ class LocalService:
         while an earlier one hangs (at most ``ceil(timeout / interval) + 1`` in flight), and
         judge results in start order: a hang is detected within ``interval x fall +
         timeout``. A schedule that fell behind skips the starts it missed (no burst)."""
-        in_flight: list[asyncio.Task[CheckOutcome]] = []
+        in_flight: list[tuple[float, asyncio.Task[CheckOutcome]]] = []  # (started, task)
         limit = math.ceil(check.timeout / check.interval) + 1 if check.interval > 0 else 1
         next_start = first
         await asyncio.sleep(max(0.0, first - clock.now()))
+
+        async def judge_done() -> None:
+            while in_flight and in_flight[0][1].done():
+                started, task = in_flight.pop(0)
+                await self._judge(index, task.result(), started, clock, on_change)
+
         try:
             while True:
                 if len(in_flight) < limit:
-                    in_flight.append(asyncio.create_task(_bounded(checker, check, node)))
-                while in_flight and in_flight[0].done():
-                    await self._judge(index, in_flight.pop(0).result(), clock, on_change)
+                    task = asyncio.create_task(_bounded(checker, check, node))
+                    in_flight.append((clock.now(), task))
+                await judge_done()
                 next_start += check.interval
                 delay = max(0.0, next_start - clock.now())
                 if in_flight:
-                    await asyncio.wait([in_flight[0]], timeout=delay)
-                    while in_flight and in_flight[0].done():
-                        await self._judge(index, in_flight.pop(0).result(), clock, on_change)
+                    await asyncio.wait([in_flight[0][1]], timeout=delay)
+                    await judge_done()
                     delay = max(0.0, next_start - clock.now())
                 await asyncio.sleep(delay)
                 behind = clock.now() - check.interval - next_start
@@ -190,17 +198,34 @@ class LocalService:
                 elif behind > 0:
                     next_start = clock.now()
         finally:
-            for task in in_flight:
-                task.cancel()
+            for _, pending in in_flight:
+                pending.cancel()
 
     async def _judge(
         self,
         index: int,
         outcome: CheckOutcome,
+        started: float,
         clock: Clock,
         on_change: Callable[[LocalService], Awaitable[None]],
     ) -> None:
-        change = self.health.record(index, outcome, clock.now())
+        """Record one result. A failure is dropped, not judged, when the agent itself was
+        stalled for more than half the check's timeout while it ran (rule 7: the node's
+        event, e.g. a frozen node resumed: every check in flight "times out" at once)."""
+        now = clock.now()
+        if not outcome.passed and self.stalls is not None:
+            lag = self.stalls.lag_during(started, now)
+            if lag > self.checks[index].timeout / 2:
+                self.stalled_results += 1
+                log.info(
+                    "%s: check %d result dropped (%s): the agent itself was stalled %.2fs",
+                    self.name,
+                    index + 1,
+                    outcome.detail,
+                    lag,
+                )
+                return
+        change = self.health.record(index, outcome, now)
         if change is not None:
             self.detail = change.reason
             try:

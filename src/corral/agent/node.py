@@ -43,6 +43,7 @@ from corral.core.reconcile import LocalAction, LocalInstance, reconcile
 from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
+from corral.core.stall import StallLog
 from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
 from corral.spec import Resource, Spec, SpecError, load_spec_text
 from corral.store import Compare, Delete, Keys, LeaseNotFound, Put, Store, StoreError
@@ -58,6 +59,8 @@ DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drain
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
 NODE_FAULT_RETRY = 0.5  # seconds before a start refused for a node-level reason is tried again
+BEAT_EVERY = 0.4  # seconds between the agent's stall beats (on the grid, with the renewals)
+STALL_SLACK = 0.6  # lateness beyond the beat period that counts as a stall of the agent
 TICK = 0.1  # seconds between the instants of the agent's timer grid (at most; see timer_grid)
 
 
@@ -99,6 +102,7 @@ class Agent:
         self.clock = clock or MonotonicClock()
         self.wall = wall
         self.grid = timer_grid(spec, self.clock, wall)
+        self.stalls = StallLog(BEAT_EVERY + STALL_SLACK)
         self.driver_factory, self.checker = driver_factory, checker
         n = spec.nodes[node]
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
@@ -172,7 +176,7 @@ class Agent:
             self._write_spec_copy()
             guard_spawn(self.ctx.state_dir)
         await self._adopt()
-        loops = [self._keepalive_loop, self._watch_loop, self._main_loop]
+        loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
         tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
         try:
             await asyncio.gather(*tasks)
@@ -248,6 +252,19 @@ class Agent:
                 await self._sleep_until(self.grid.near(start + self.grid.tick))
                 continue
             await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
+
+    async def _beat_loop(self) -> None:
+        """Beat the stall log every ``BEAT_EVERY`` on the timer grid (the same wake-ups as the
+        lease renewals): a gap between beats longer than ``BEAT_EVERY + STALL_SLACK`` is a
+        stall of the agent itself, and check failures during it are not judged (rule 7)."""
+        while True:
+            gap = self.stalls.beat(self.clock.now())
+            if gap > self.stalls.threshold:
+                log.warning(
+                    "%s: the agent was stalled for %.2fs (frozen or starved)", self.node, gap
+                )
+                self._decide(f"the agent was stalled for {gap:.2f}s (frozen or starved)")
+            await self._sleep_until(self.grid.at_or_after(self.clock.now() + BEAT_EVERY))
 
     async def _sleep_until(self, when: float) -> None:
         await asyncio.sleep(max(0.0, when - self.clock.now()))
@@ -552,7 +569,7 @@ class Agent:
     # --- actions --------------------------------------------------------------------------------
 
     def _service(self, name: str, res: Resource, driver: Driver) -> LocalService:
-        svc = LocalService(name, driver, list(res.health))
+        svc = LocalService(name, driver, list(res.health), stalls=self.stalls)
         svc.reset(self.clock.now())
         self._start_checks(svc)
         return svc

@@ -8,7 +8,7 @@ result is first classified into an event, then the event is looked up in one tab
     result                          counters                       event
     passed                          passes += 1, fails = 0         "rise" if passes >= rise
                                                                    else "pass"
-    failed, now < started_at+grace  passes = 0 (fails unchanged)   "ignored"
+    failed, in the start grace      passes = 0 (fails unchanged)   "ignored"
     failed, otherwise               fails += 1, passes = 0         "fall" if fails >= fall
                                                                    else "fail"
 
@@ -19,10 +19,14 @@ result is first classified into an event, then the event is looked up in one tab
     unhealthy  rise    healthy
 
 So the state changes only after ``rise`` passes in a row or ``fall`` counted failures in a row.
-A failure within the grace period breaks a run of passes (``rise`` means in a row) but never
-counts toward ``fall``: a service that is still starting is not failing. Hence a tracker is
-never ``unhealthy`` within the grace period of its (re)start. ``warning`` passes (Nagios:
-shown, not failing); ``critical``, ``unknown`` and ``timeout`` fail.
+The start grace: after a (re)start, failures do not count until ``grace`` seconds have passed
+or the tracker first turned ``healthy``, whichever comes first. A service that is still
+starting is not failing (a stand-in that needs 0.5 s to listen under load was restarted and
+counted in a loop with no grace); once it has passed, every failure counts, so a long grace
+does not slow the detection of a service that was up. A failure within the grace breaks a
+run of passes (``rise`` means in a row) but never counts toward ``fall``. Hence a tracker is
+never ``unhealthy`` within the grace of its (re)start unless it was ``healthy`` since.
+``warning`` passes (Nagios: shown, not failing); ``critical``, ``unknown`` and ``timeout`` fail.
 
 :class:`InstanceHealth` aggregates the trackers of one instance's checks: ``unhealthy`` when
 any check is, ``healthy`` when all are (also when there are no checks: a running service without
@@ -102,6 +106,7 @@ class HealthTracker:
         self.state: HealthState = "starting"
         self.passes = 0  # passes in a row
         self.fails = 0  # counted (outside grace) failures in a row
+        self.up_since_start = False  # turned healthy since the last (re)start: grace over
         self.last: CheckOutcome | None = None
         self.reason = "no check result yet"
 
@@ -114,8 +119,9 @@ class HealthTracker:
         return f"failing, {self.fails} of {self.fall} failures counted: {self.last.detail}"
 
     def in_grace(self, now: float) -> bool:
-        """True while failures do not count: within ``grace`` seconds of the last start."""
-        return now - self.started_at < self.grace
+        """True while failures do not count: within ``grace`` seconds of the last start and
+        not yet healthy since it."""
+        return not self.up_since_start and now - self.started_at < self.grace
 
     def restarted(self, now: float) -> Transition | None:
         """A new start of the service: no verdict until checks say so, grace from ``now``.
@@ -123,6 +129,7 @@ class HealthTracker:
         Returns the transition to ``starting`` when the state was another one."""
         self.started_at = now
         self.passes = self.fails = 0
+        self.up_since_start = False
         self.last = None
         wait = "a passing check" if self.rise == 1 else f"{self.rise} passing checks in a row"
         reason = f"restarted; waiting for {wait}"
@@ -134,6 +141,7 @@ class HealthTracker:
         event = self._classify(outcome, now)
         new = _TRANSITIONS.get((self.state, event), self.state)
         if event == "rise":
+            self.up_since_start = True
             # A pass keeps the reason fresh while healthy: status shows the latest detail.
             reason = f"{self._in_a_row(self.passes, 'passed')} (rise {self.rise}): "
             return self._go(new, reason + outcome.detail, refresh=self.state == "healthy")

@@ -72,7 +72,8 @@ class HealthCheck(_Model):
     ``exec`` follows the Nagios plugin convention: exit 0 OK, 1 WARNING (healthy, shown),
     2 CRITICAL and 3 UNKNOWN (unhealthy). A check that does not finish within ``timeout`` fails.
     A service turns healthy after ``rise`` successes in a row and unhealthy after ``fall``
-    failures in a row; failures during ``grace`` after a start do not count.
+    failures in a row; after a (re)start, failures do not count until ``grace`` has passed or
+    the service first turned healthy (a service still starting is not failing).
     """
 
     http: Annotated[HttpCheck | None, _shorthand("url")] = None
@@ -82,7 +83,7 @@ class HealthCheck(_Model):
     timeout: Duration = 0.5
     rise: int = Field(default=2, ge=1, le=100)
     fall: int = Field(default=2, ge=1, le=100)
-    grace: Duration = 0.0
+    grace: Duration = 10.0
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HealthCheck:
@@ -106,7 +107,7 @@ class HealthDefaults(_Model):
     timeout: Duration = 0.5
     rise: int = Field(default=2, ge=1, le=100)
     fall: int = Field(default=2, ge=1, le=100)
-    grace: Duration = 0.0
+    grace: Duration = 10.0  # ends early at the first healthy verdict (core/health.py)
 
 
 class FailurePolicy(_Model):
