@@ -245,6 +245,7 @@ class Agent:
             except LeaseNotFound:
                 self.lease, self.registration = None, None
                 self.controller.resign()
+                self._dirty.set()  # the main loop self-fences now (rule 1), not at its next wake
                 await self._event("lease", "node lease lost (expired): registering again")
             except StoreError as exc:
                 self._decide(f"keepalive failed: {exc}")
