@@ -164,6 +164,10 @@ for _name, _doc in (
     ("partition", "Cut NODE off from the other nodes only (the client still reaches it)."),
     ("heal_partition", "End NODE's partition."),
     ("clear_netem", "Remove loss and delay from NODE's link."),
+    ("kill_agent", "SIGKILL NODE's agent only (guard, etcd, services keep running)."),
+    ("kill_etcd", "SIGKILL NODE's embedded etcd member (the agent restarts it)."),
+    ("freeze", "SIGSTOP every process of NODE (a paused machine)."),
+    ("thaw", "SIGCONT every process of NODE."),
 ):
     _simple(_name, _doc)
 
