@@ -204,5 +204,44 @@ def malfunction(lab_dir: Path | None, node: str, resource: str, mode: str) -> No
     click.echo(f"{resource} on {node}: {mode}")
 
 
+@lab_group.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--minutes", type=float, default=4.0, show_default=True)
+@click.option("--fence", type=click.Choice(["reboot", "off", "none"]), default="reboot")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Work dir.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+def chaos(
+    spec_file: Path,
+    seed: int,
+    minutes: float,
+    fence: str,
+    work: Path | None,
+    json_out: Path | None,
+) -> None:
+    """A seeded chaos run on a fresh lab of SPEC_FILE, judged by the independent checker
+    (its own lab: brought up and taken down). Exit 1 when it found a violation."""
+    import tempfile
+
+    from corral.lab.chaosrun import RunConfig, dumps, run
+
+    work = work or Path(tempfile.mkdtemp(prefix="crlchaos-", dir="/tmp"))
+    result = run(
+        RunConfig(spec_file, work, seed=seed, minutes=minutes, fence=fence, log=click.echo)
+    )
+    for v in result.get("violations", []):
+        click.echo(
+            f"[{v['category']}] t={v['at']}s ({v['wall']}) {v['kind']} {v['subject']} "
+            f"{v['duration']}s: {v['detail'][:300]} ({v['during']})"
+        )
+    if json_out is not None:
+        json_out.write_text(dumps(result))
+    click.echo(f"counts {result.get('counts')}; logs in {work}")
+    if result.get("error"):
+        raise click.ClickException(str(result["error"]).splitlines()[0])
+    if result.get("counts", {}).get("violation"):
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":  # python -m corral.cli.lab (also before it is registered in main)
     lab_group(prog_name="corral lab")

@@ -59,3 +59,24 @@ def range_prefix(
         if found is not None:
             return found
     return None
+
+
+def put(
+    client_ns: str, endpoints: Sequence[str], key: bytes, value: Any, timeout: float = 1.0
+) -> bool:
+    """Write ``value`` (as JSON) at ``key`` through the first member that accepts it."""
+    body = json.dumps(
+        {
+            "key": base64.b64encode(key).decode(),
+            "value": base64.b64encode(json.dumps(value).encode()).decode(),
+        }
+    )
+    for endpoint in endpoints:
+        argv = ["curl", "-s", "-m", f"{timeout:g}", "-X", "POST", f"{endpoint}/v3/kv/put"]
+        out = netns.run(netns.exec_argv(client_ns, [*argv, "-d", body]), check=False)
+        try:
+            if "header" in json.loads(out):
+                return True
+        except ValueError:
+            continue
+    return False
