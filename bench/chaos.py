@@ -55,6 +55,7 @@ def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, 
     try:
         cfg = RunConfig(
             args.spec, work, seed=seed, minutes=args.minutes, fence=args.fence,
+            verbose=not args.quiet_agents,
             log=lambda line: console.print(line, highlight=False, markup=False),
         )  # fmt: skip
         return run(cfg)
@@ -102,8 +103,14 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
                 highlight=False,
                 markup=False,
             )
+            for line in v.get("events", [])[:8]:
+                console.print(f"      event {line}", highlight=False, markup=False)
         for d in r.get("all_vips_down", []):
-            console.print(f"  all VIPs down at t={d['at']}s for {d['duration']}s ({d['during']})")
+            console.print(
+                f"  all VIPs down at t={d['at']}s ({d.get('wall')}) for {d['duration']}s "
+                f"({d['during']})",
+                highlight=False,
+            )
     conv = [c for r in results for c in r.get("convergence", [])]
     return {
         "runs": results,
@@ -127,6 +134,7 @@ def main() -> int:
     parser.add_argument("--fence", choices=["reboot", "off", "none"], default="reboot")
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "openstack.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument("--quiet-agents", action="store_true", help="agents without -v")
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("haproxy") is None:
         print("bench/chaos.py needs root (network namespaces) and haproxy")

@@ -76,3 +76,24 @@ def test_unhealed_finds_a_fault_left_in_place() -> None:
 def test_mix_is_printed_per_kind() -> None:
     line = format_mix(schedule(2, duration=1.0, kinds=FAULTS))
     assert line.startswith(f"{len(FAULTS)} episodes") and "double x1" in line
+
+
+def test_outages_all_down_and_log_excerpt() -> None:
+    from corral.lab.chaosreport import all_down, availability, log_excerpt, outages
+
+    a = outages([(0.0, True), (1.0, False), (1.5, False), (2.0, True), (3.0, False)])
+    assert a == [(1.0, 2.0), (3.0, 3.0)]
+    b = outages([(0.0, True), (1.8, False), (2.5, True)])
+    assert all_down({"a": a, "b": b}) == [(1.8, 2.0)]
+    assert availability([(0.0, True), (1.0, False)]) == 0.5
+    lines = [
+        "2026-12-02 07:00:00,000 a",
+        "2026-12-02 07:00:05,000 b",
+        "Traceback (most recent call last):",
+        "2026-12-02 07:00:09,000 c",
+    ]
+    from corral.lab.chaosreport import log_time
+
+    t = log_time(lines[1])
+    assert t is not None
+    assert log_excerpt(lines, t, before=1, after=1) == lines[1:3]

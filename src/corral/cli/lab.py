@@ -227,7 +227,9 @@ def chaos(
 
     work = work or Path(tempfile.mkdtemp(prefix="crlchaos-", dir="/tmp"))
     result = run(
-        RunConfig(spec_file, work, seed=seed, minutes=minutes, fence=fence, log=click.echo)
+        RunConfig(
+            spec_file, work, seed=seed, minutes=minutes, fence=fence, verbose=True, log=click.echo
+        )
     )
     for v in result.get("violations", []):
         click.echo(

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ from typing import Any
 
 from corral.lab import chaos, chaosreport, gateway
 from corral.lab.checker import Checker, Topology, Violation
-from corral.lab.client import load
 from corral.lab.lab import Lab, LabError
 from corral.lab.netns import NetnsError
 
@@ -52,6 +50,7 @@ class RunConfig:
     converge_timeout: float = 30.0
     load: bool = True
     client_interval: float = 0.05
+    verbose: bool = False  # agents log every decision (-v): more evidence, more CPU
     log: Callable[[str], None] = field(default=print)
 
 
@@ -106,6 +105,8 @@ class ChaosRun:
         self.extra: list[Violation] = []  # the runner's own findings (convergence)
         self.convergence: list[float] = []
         self.final_convergence: float | None = None
+        self.events: dict[tuple[Any, ...], dict[str, Any]] = {}  # corral's own, for diagnosis
+        self.failcounts: dict[str, Any] = {}
         self.last_heal = self.t0
         self.result: dict[str, Any] = {"seed": cfg.seed, "fence": cfg.fence, "error": None}
 
@@ -117,6 +118,8 @@ class ChaosRun:
     def setup(self) -> list[chaos.Episode]:
         from corral.spec import load_spec_text
 
+        if self.cfg.verbose:  # read by Lab._start_agent, here and in the fence agent's process
+            os.environ["CORRAL_LAB_VERBOSE"] = "1"
         self.lab = Lab.up(self.cfg.spec, self.cfg.work / "lab", fence_action=self.cfg.fence)
         spec = load_spec_text(self.lab.spec_file.read_text())
         rng = random.Random(self.cfg.seed)
@@ -140,6 +143,7 @@ class ChaosRun:
         key = f"/corral/{spec.cluster}/admin/chaos-sentinel".encode()
         with self.checker.operator():
             gateway.put(topo.client_ns or "", topo.endpoints, key, {"seed": self.cfg.seed})
+        self.failcounts = self._read_failcounts() or {}
         if self.cfg.load and topo.vips:
             self._start_client(topo.vips, budget)
         return schedule
@@ -194,6 +198,53 @@ class ChaosRun:
         took = self._wait_converged(f"episode {index} {ep.kind}", self.cfg.converge_timeout)
         if took is not None:
             self.convergence.append(round(took, 2))
+        self._check_failcounts(index, ep, targets)
+        self._collect_events()
+
+    def _read_failcounts(self) -> dict[str, Any] | None:
+        assert self.checker is not None
+        topo = self.checker.topo
+        prefix = f"/corral/{topo.cluster}/failcounts/".encode()
+        return gateway.range_prefix(topo.client_ns or "", topo.endpoints, prefix)
+
+    def _check_failcounts(self, index: int, ep: chaos.Episode, targets: dict[str, str]) -> None:
+        """DESIGN.md rule 7: a failure counts against a resource on a node only when one of its
+        operations failed there. Failcounts that grew during an episode for anything but the
+        (node, resource) a service kill or malfunction of the episode aimed at are reported."""
+        new = self._read_failcounts()
+        if new is None:
+            return
+        aimed = {
+            f"{targets.get(s.node or '', s.node)}/{s.args[0]}"
+            for s in ep.steps
+            if s.action in ("kill_service", "malfunction")
+        }
+        for key, value in sorted(new.items()):
+            count = value.get("count", 0) if isinstance(value, dict) else 0
+            old = self.failcounts.get(key)
+            before = old.get("count", 0) if isinstance(old, dict) else 0
+            if count > before and key not in aimed:
+                now = time.monotonic()
+                nodes = ",".join(targets.get(n, n) for n in ep.nodes) or "-"
+                detail = f"failcount {before} -> {count} in episode {index} {ep.kind} on {nodes}"
+                self.extra.append(Violation("failcount-node-event", key, now, now, detail))
+                self.log(f"RULE 7: {key} {detail}")
+        self.failcounts = new
+
+    def _collect_events(self) -> None:
+        """corral's own event log (``corral events --json``), kept for the report only: the
+        checker judges without it. Read after every episode (the store keeps 1000)."""
+        assert self.lab is not None
+        argv = [sys.executable, "-m", "corral.cli.main", "events", "--json", "-n", "1000"]
+        argv += ["--spec", str(self.lab.spec_file)]
+        with contextlib.suppress(*ERRORS, subprocess.TimeoutExpired):
+            out = subprocess.run(
+                self.lab.exec_argv("client", argv), capture_output=True, text=True, timeout=30
+            ).stdout
+            for line in out.splitlines():
+                with contextlib.suppress(ValueError):
+                    ev = json.loads(line)
+                    self.events[(ev.get("time"), ev.get("node"), ev.get("kind"))] = ev
 
     def _resolve(self, target: str | None, cache: dict[str, str]) -> str | None:
         """A step's node: a name, or ``holder:<res>`` resolved once per episode from what
@@ -270,6 +321,7 @@ class ChaosRun:
                     if action != "power_on" or not rec["powered"]:
                         getattr(self.lab, action)(node)
         self.final_convergence = self._wait_converged("the last heal", self.cfg.converge_timeout)
+        self._collect_events()
         if self.final_convergence is not None:
             self.final_convergence = round(self.final_convergence, 2)
 
@@ -294,6 +346,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     ``bounds`` and ``error`` (None, or what broke the harness)."""
     cfg.work.mkdir(parents=True, exist_ok=True)
     r = ChaosRun(cfg)
+    from corral.lab.chaosresult import agent_logs, assemble
+
     violations: list[Violation] = []
     try:
         schedule = r.setup()
@@ -304,77 +358,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         r.log(f"harness error: {exc!r}")
     finally:
         violations = r.stop()
-        logs = _logs(r.lab)
+        logs = agent_logs(r.lab)
         if r.lab is not None:
             with contextlib.suppress(Exception):
                 r.lab.down(force=True)
     return assemble(r, violations, logs)
-
-
-def _logs(lab: Lab | None) -> dict[str, list[str]]:
-    if lab is None:
-        return {}
-    out = {}
-    with contextlib.suppress(Exception):
-        for name in lab.state()["nodes"]:
-            out[name] = lab.log_path(name).read_text(errors="replace").splitlines()
-    return out
-
-
-def assemble(
-    r: ChaosRun, violations: list[Violation], logs: dict[str, list[str]]
-) -> dict[str, Any]:
-    """The result dict of :func:`run` from the run's records."""
-    res = r.result
-    res.update(steps=r.steps, timeline=r.timeline, convergence=r.convergence)
-    res["final_convergence"] = r.final_convergence
-    res["violations"] = [_violation(v, r, logs) for v in violations]
-    res["counts"] = dict(Counter(v["category"] for v in res["violations"]))
-    if r.checker is not None:
-        res["tracebacks"] = dict(r.checker.tracebacks)
-        res["checker"] = {"samples": r.checker.samples, "max_gap": round(r.checker.max_gap, 3)}
-    res.update(_load_figures(r))
-    return res
-
-
-def _violation(v: Violation, r: ChaosRun, logs: dict[str, list[str]]) -> dict[str, Any]:
-    d = v.as_dict(r.t0)
-    wall = r.wall0 + (v.start - r.t0)
-    d["wall"] = time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1000):03d}"
-    d["during"] = chaosreport.during(v.start - r.t0, r.timeline)
-    if not v.context:
-        nodes = [n for n in logs if n == v.subject or f"{n}:" in v.detail] or list(logs)
-        d["log"] = {n: chaosreport.log_excerpt(logs[n], wall, limit=15) for n in nodes}
-    return d
-
-
-def _load_figures(r: ChaosRun) -> dict[str, Any]:
-    path = r.cfg.work / "load.json"
-    if not path.exists():
-        return {}
-    records = load(path)[0]
-    per_vip: dict[str, list[tuple[float, bool]]] = {}
-    for rec in records:
-        vip = rec.url.split("//", 1)[1].split(":", 1)[0]
-        per_vip.setdefault(vip, []).append((rec.sent, rec.ok))
-    outs = {vip: chaosreport.outages(s) for vip, s in per_vip.items()}
-    down = [
-        {
-            "at": round(a - r.t0, 2),
-            "duration": round(b - a, 2),
-            "during": chaosreport.during(a - r.t0, r.timeline),
-        }
-        for a, b in chaosreport.all_down(outs)
-        if b - a >= 0.2
-    ]
-    return {
-        "requests": len(records),
-        "availability": {v: chaosreport.availability(s) for v, s in per_vip.items()},
-        "longest_outage": {
-            v: round(max((b - a for a, b in o), default=0.0), 2) for v, o in outs.items()
-        },
-        "all_vips_down": down,
-    }
 
 
 def dumps(result: dict[str, Any]) -> str:
