@@ -340,7 +340,7 @@ class Checker:
                     self.frozen[name] = now
             for name, plist in found.items():
                 self._check_agents(now, name, plist, lab.get(name, {}))
-                self._check_marked(now, name, plist)
+            self._check_marked(now, found)
 
     def _lab_nodes(self) -> dict[str, dict[str, Any]]:
         if self.topo.lab_state is None:
@@ -367,21 +367,19 @@ class Checker:
         if recorded in alive:
             self._agents_seen[node] = recorded
 
-    def _check_marked(self, now: float, node: str, plist: list[procs.Proc]) -> None:
-        """Exclusive stand-ins found by argv: a copy running where the pid file says nothing
-        is a holder too (seen by the fast loop's pid files only once written)."""
+    def _check_marked(self, now: float, found: dict[str, list[procs.Proc]]) -> None:
+        """Exclusive stand-ins found by argv (a copy whose pid file is not written yet, or
+        is gone, still holds), joined with the pid-file holders of the last fast sample."""
         if self.topo.mode_dir is None:
             return
         for res in self.topo.exclusive:
-            marker = f"{res}@{node}.mode"
-            copies = [p for p in plist if any(a.endswith(marker) for a in p.argv)]
-            others = {n for n in self.exclusive_holders.get(res, set()) if n != node}
-            if copies and others:
-                held = {node: f"pid {copies[0].pid} {copies[0].state} (argv)"}
-                held |= {n: "pid file" for n in others}
-                self._judge(now, "exclusive-two-holders-argv", res, held)
-            else:
-                self.tracker.update(now, "exclusive-two-holders-argv", res, False)
+            held = {n: "pid file" for n in self.exclusive_holders.get(res, set())}
+            for node, plist in found.items():
+                marker = f"{res}@{node}.mode"
+                copies = [p for p in plist if any(a.endswith(marker) for a in p.argv)]
+                if copies:
+                    held[node] = f"pid {copies[0].pid} {copies[0].state} (argv)"
+            self._judge(now, "exclusive-two-holders-argv", res, held)
 
     def _read_logs(self, now: float) -> None:
         for node, tail in self._logs.items():

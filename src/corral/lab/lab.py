@@ -424,7 +424,7 @@ class Lab:
         agent's reboot racing the harness) start exactly one agent."""
         with self._lock():
             n = self.node(node)
-            if n["powered"] and n["agent_pid"] in netns.pids(n["ns"]):
+            if n["powered"] and _alive(n["agent_pid"]):
                 return int(n["agent_pid"])
             netns.set_link(n["ns"], n["ifname"], up=True)
             return self._start_agent(node)
@@ -434,7 +434,7 @@ class Lab:
         running, as after an agent crash); returns its pid. ``power_on`` starts it again."""
         with self._lock():
             pid = self.node(node)["agent_pid"]
-            if pid is None or pid not in netns.pids(self.node(node)["ns"]):
+            if not _alive(pid):
                 raise LabError(f"{node}: no agent running")
             os.kill(pid, signal.SIGKILL)
             self._reap()
@@ -550,3 +550,11 @@ class Lab:
         for child in list(self._children):
             if child.poll() is not None:
                 self._children.remove(child)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether the agent ``pid`` lab.json names still lives. Not "is it in the node's
+    namespace": for a moment after the start, ``ip netns exec`` has not entered it yet, and a
+    power-on that looked there then started a second agent (seen in chaos runs)."""
+    proc = procs.read_proc(pid) if pid is not None else None
+    return proc is not None and proc.alive
