@@ -57,6 +57,7 @@ def test_seeded_chaos_run_is_safe(tmp_path: Path) -> None:
         tmp_path,
         seed=12,
         minutes=0.1,  # the mandatory episodes only: one of each kind
+        max_seconds=170,  # all of them (about 100 s here), within the test's time
         kinds=KINDS,
         log=lines.append,
     )

@@ -66,12 +66,17 @@ def availability(samples: Sequence[tuple[float, bool]]) -> float | None:
 
 
 def during(t: float, timeline: Sequence[dict[str, Any]]) -> str:
-    """The episode in progress at ``t`` (``kind on nodes``), or ``between episodes``."""
+    """The episode in progress at ``t`` (``episode N kind on nodes``); after an episode's
+    end and before the next one's start, ``after episode N kind (converging)``."""
+    last = None
     for ep in timeline:
-        if ep["start"] <= t <= ep.get("end", float("inf")):
-            nodes = ",".join(ep.get("nodes", ()))
-            return f"episode {ep['index']} {ep['kind']}" + (f" on {nodes}" if nodes else "")
-    return "between episodes"
+        if ep["start"] <= t:
+            last = ep
+    if last is None:
+        return "before the first episode"
+    nodes = ",".join(last.get("nodes", ()))
+    text = f"episode {last['index']} {last['kind']}" + (f" on {nodes}" if nodes else "")
+    return text if t <= last.get("end", float("inf")) else f"after {text} (converging)"
 
 
 def failover_bounds(timing: Any, gossip: Any, nodes: int, probe: float = 0.1) -> dict[str, str]:

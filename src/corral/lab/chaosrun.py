@@ -50,6 +50,7 @@ class RunConfig:
     converge_timeout: float = 30.0
     load: bool = True
     client_interval: float = 0.05
+    max_seconds: float | None = None  # no new episode after this; None: 1.5 x minutes + 60 s
     verbose: bool = False  # agents log every decision (-v): more evidence, more CPU
     log: Callable[[str], None] = field(default=print)
 
@@ -164,7 +165,8 @@ class ChaosRun:
     # --- episodes ----------------------------------------------------------------------------
 
     def run_schedule(self, schedule: list[chaos.Episode]) -> None:
-        hard_stop = self.t0 + self.cfg.minutes * 60 * 1.5 + 60
+        limit = self.cfg.max_seconds
+        hard_stop = self.t0 + (limit if limit is not None else self.cfg.minutes * 90 + 60)
         for i, ep in enumerate(schedule):
             if time.monotonic() > hard_stop:
                 self.log(f"time is up: {len(schedule) - i} episode(s) not run")
