@@ -164,6 +164,10 @@ for _name, _doc in (
     ("partition", "Cut NODE off from the other nodes only (the client still reaches it)."),
     ("heal_partition", "End NODE's partition."),
     ("clear_netem", "Remove loss and delay from NODE's link."),
+    ("kill_agent", "SIGKILL NODE's agent only (guard, etcd, services keep running)."),
+    ("kill_etcd", "SIGKILL NODE's embedded etcd member (the agent restarts it)."),
+    ("freeze", "SIGSTOP every process of NODE (a paused machine)."),
+    ("thaw", "SIGCONT every process of NODE."),
 ):
     _simple(_name, _doc)
 
@@ -198,6 +202,47 @@ def malfunction(lab_dir: Path | None, node: str, resource: str, mode: str) -> No
     """RESOURCE on NODE answers 500, hangs (SIGSTOP), or is ok again (SIGCONT, 200)."""
     _fault(lab_dir, "malfunction", node, resource, mode)
     click.echo(f"{resource} on {node}: {mode}")
+
+
+@lab_group.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--minutes", type=float, default=4.0, show_default=True)
+@click.option("--fence", type=click.Choice(["reboot", "off", "none"]), default="reboot")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Work dir.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+def chaos(
+    spec_file: Path,
+    seed: int,
+    minutes: float,
+    fence: str,
+    work: Path | None,
+    json_out: Path | None,
+) -> None:
+    """A seeded chaos run on a fresh lab of SPEC_FILE, judged by the independent checker
+    (its own lab: brought up and taken down). Exit 1 when it found a violation."""
+    import tempfile
+
+    from corral.lab.chaosrun import RunConfig, dumps, run
+
+    work = work or Path(tempfile.mkdtemp(prefix="crlchaos-", dir="/tmp"))
+    result = run(
+        RunConfig(
+            spec_file, work, seed=seed, minutes=minutes, fence=fence, verbose=True, log=click.echo
+        )
+    )
+    for v in result.get("violations", []):
+        click.echo(
+            f"[{v['category']}] t={v['at']}s ({v['wall']}) {v['kind']} {v['subject']} "
+            f"{v['duration']}s: {v['detail'][:300]} ({v['during']})"
+        )
+    if json_out is not None:
+        json_out.write_text(dumps(result))
+    click.echo(f"counts {result.get('counts')}; logs in {work}")
+    if result.get("error"):
+        raise click.ClickException(str(result["error"]).splitlines()[0])
+    if result.get("counts", {}).get("violation"):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":  # python -m corral.cli.lab (also before it is registered in main)

@@ -24,135 +24,30 @@ keeps logs; it is idempotent. Faults act on one node: see each method.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
-import ipaddress
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.lab import netns
+from corral.lab import gateway, netns, procs
+from corral.lab.layout import LabError, lab_id, node_sysctls, ns_prefix, plan
 from corral.lab.modes import mode_dir, mode_file
-
-if TYPE_CHECKING:
-    from corral.spec import Spec
 
 LAB_ROOT = Path("/run/corral-lab")
 STATEFUL = Path("/usr/lib/ocf/resource.d/pacemaker/Stateful")
 APP = Path(__file__).with_name("app.py")
+__all__ = ["Lab", "LabError", "lab_id", "node_sysctls", "ns_prefix", "plan"]
 STATE = "lab.json"
 FENCE_SCRIPT = "fence_lab"
-Addr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-
-
-class LabError(RuntimeError):
-    """The lab could not do what was asked; the message says why (and shows agent logs)."""
-
-
-def lab_id(lab_dir: Path) -> str:
-    return hashlib.sha1(str(lab_dir.resolve()).encode()).hexdigest()[:6]
-
-
-def ns_prefix(lab_dir: Path) -> str:
-    """Every namespace of the lab in ``lab_dir`` starts with this."""
-    return f"crl-{lab_id(lab_dir)}-"
-
-
-# --- pure planning -------------------------------------------------------------------------
-
-
-def node_prefixlen(spec: Spec, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
-    """The prefix length of the first VIP subnet of ``spec`` holding ``address``, else 24."""
-    for res in spec.resources.values():
-        vips = [res.vip.address] if res.vip else list(res.vip_set.addresses) if res.vip_set else []
-        for vip in vips:
-            if address in vip.network:
-                return vip.network.prefixlen
-    return 24 if address.version == 4 else 64
-
-
-def client_addresses(node_cidrs: list[Addr], used: set[str]) -> list[Addr]:
-    """One client address per distinct node subnet: ``.250`` when the subnet has it free,
-    else its highest free usable address. Raises LabError when a subnet has none free."""
-    out: list[Addr] = []
-    for net in dict.fromkeys(c.network for c in node_cidrs):
-        taken = used | {str(c.ip) for c in node_cidrs}
-        hosts = [net.network_address + 250] if net.num_addresses > 252 else []
-        last = net.broadcast_address - 1 if net.version == 4 else net.broadcast_address
-        hosts += [last - i for i in range(min(256, net.num_addresses - 2))]
-        pick = next((h for h in hosts if h in net and str(h) not in taken), None)
-        if pick is None:
-            raise LabError(f"no free address for the client in {net}")
-        out.append(ipaddress.ip_interface(f"{pick}/{net.prefixlen}"))
-    return out
-
-
-def _vip_addresses(spec: Spec) -> set[str]:
-    found = set()
-    for res in spec.resources.values():
-        vips = [res.vip.address] if res.vip else list(res.vip_set.addresses) if res.vip_set else []
-        found |= {str(v.ip) for v in vips}
-    return found
-
-
-def plan(spec: Spec, lab_dir: Path, spec_path: Path) -> dict[str, Any]:
-    """The state record of a lab for ``spec`` (nodes already cut to the lab's), nothing made."""
-    ident = lab_id(lab_dir)
-    pre = f"crl-{ident}-"
-    nodes: dict[str, Any] = {}
-    cidrs: list[Addr] = []
-    for i, (name, node) in enumerate(spec.nodes.items()):
-        cidr = ipaddress.ip_interface(f"{node.address}/{node_prefixlen(spec, node.address)}")
-        cidrs.append(cidr)
-        nodes[name] = {
-            "ns": f"{pre}node-{name}",
-            "ifname": f"crl{ident}n{i}",
-            "switch_if": f"crl{ident}s{i}",
-            "address": str(cidr),
-            "state_dir": str(lab_dir / "nodes" / name),
-            "powered": False,
-            "agent_pid": None,
-        }
-    client = client_addresses(cidrs, _vip_addresses(spec))
-    return {
-        "version": 1,
-        "id": ident,
-        "cluster": spec.cluster,
-        "dir": str(lab_dir),
-        "spec": str(spec_path),
-        "switch_ns": f"{pre}switch",
-        "bridge": f"crlbr-{ident}",
-        "client": {
-            "ns": f"{pre}client",
-            "ifname": f"crl{ident}nc",
-            "switch_if": f"crl{ident}sc",
-            "addresses": [str(c) for c in client],
-        },
-        "nodes": nodes,
-        "ipv6": any(c.version == 6 for c in cidrs),
-        "created": time.time(),
-    }
-
-
-def node_sysctls(ipv6: bool) -> dict[str, str]:
-    values = {
-        "net.ipv4.ip_nonlocal_bind": "1",
-        "net.ipv4.conf.all.arp_ignore": "1",
-        "net.ipv4.conf.all.arp_announce": "2",
-    }
-    if not ipv6:
-        values["net.ipv6.conf.all.disable_ipv6"] = "1"
-        values["net.ipv6.conf.default.disable_ipv6"] = "1"
-    return values
 
 
 # --- the lab -------------------------------------------------------------------------------
@@ -165,6 +60,7 @@ class Lab:
         self.dir = lab_dir.resolve()
         self.python = python
         self._children: list[subprocess.Popen[bytes]] = []
+        self._held = threading.local()  # this thread's hold of the lab lock (see _lock)
 
     # state file ----------------------------------------------------------------------------
 
@@ -183,11 +79,33 @@ class Lab:
         return data
 
     @contextlib.contextmanager
-    def _edit(self) -> Iterator[dict[str, Any]]:
-        """Read-modify-write of the state under a lock (the fence agent writes it too)."""
+    def _lock(self) -> Iterator[None]:
+        """The lab lock (``flock`` of ``lab.lock``): every process and thread that edits the
+        state or changes a node's power holds it. Re-entrant within one thread (a power-on
+        holds it across its check and the agent start, which edits the state); other threads,
+        even of this process, wait (each takes its own open file description). Never fork
+        (without exec) while holding it: the child would share the lock's open file."""
+        held: list[Any] = self._held.__dict__.setdefault("stack", [])
+        if held:
+            held.append(None)
+            try:
+                yield
+            finally:
+                held.pop()
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / "lab.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            held.append(lock)
+            try:
+                yield
+            finally:
+                held.pop()
+
+    @contextlib.contextmanager
+    def _edit(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write of the state under the lab lock (the fence agent writes it too)."""
+        with self._lock():
             data = self.state()
             yield data
             self._write(data)
@@ -335,37 +253,22 @@ class Lab:
 
     # the cluster, as seen from the client namespace -----------------------------------------
 
+    def store_endpoints(self) -> list[str]:
+        """``http://address:port`` of every core member's client URL (the embedded store)."""
+        from corral.spec import load_spec_text
+
+        spec = load_spec_text(self.spec_file.read_text())
+        port = spec.store.embedded.client_port if spec.store.embedded else 2379
+        return [f"http://{spec.nodes[name].address}:{port}" for name in spec.core_nodes()]
+
     def registrations(self) -> dict[str, dict[str, Any]] | None:
         """Node registrations in the store (``nodes/<node>`` records: address, agent pid),
         read from the client namespace through etcd's JSON gateway; None when no member
         answers (an etcd error answer counts as none: the next member is asked)."""
         state = self.state()
         root = f"/corral/{state['cluster']}/nodes/".encode()
-        end = root[:-1] + bytes([root[-1] + 1])
-        body = json.dumps(
-            {"key": base64.b64encode(root).decode(), "range_end": base64.b64encode(end).decode()}
-        )
-        from corral.spec import load_spec_text
-
-        spec = load_spec_text(self.spec_file.read_text())
-        port = spec.store.embedded.client_port if spec.store.embedded else 2379
-        for name in spec.core_nodes():
-            url = f"http://{spec.nodes[name].address}:{port}/v3/kv/range"
-            argv = ["curl", "-s", "-m", "1", "-X", "POST", url, "-d", body]
-            out = netns.run(netns.exec_argv(state["client"]["ns"], argv), check=False)
-            try:
-                answer = json.loads(out)
-                if "header" not in answer:
-                    continue
-                return {
-                    base64.b64decode(kv["key"])[len(root) :].decode(): json.loads(
-                        base64.b64decode(kv["value"])
-                    )
-                    for kv in answer.get("kvs", [])  # etcd leaves out empty fields
-                }
-            except (ValueError, KeyError, TypeError):
-                continue
-        return None
+        found = gateway.range_prefix(state["client"]["ns"], self.store_endpoints(), root)
+        return None if found is None else {k: v for k, v in found.items() if isinstance(v, dict)}
 
     def online_nodes(self) -> set[str]:
         return set(self.registrations() or {})
@@ -500,24 +403,80 @@ class Lab:
     def power_off(self, node: str) -> list[int]:
         """A power loss: the node's NIC goes down, every process in its namespace gets SIGKILL,
         and every address but its own is removed (a machine that returns holds no VIP).
-        Returns the pids killed. Powering off a node that is off is fine."""
-        n = self.node(node)
-        with self._edit() as state:
-            state["nodes"][node].update(powered=False, agent_pid=None)
-        netns.set_link(n["ns"], n["ifname"], up=False)
-        killed = netns.kill_all(n["ns"])
-        self._reap()
-        netns.flush_addresses_except(n["ns"], n["ifname"], n["address"])
+        Returns the pids killed. Powering off a node that is off is fine. Atomic: the lab
+        lock is held throughout, so a concurrent power-on (a fence agent's reboot, the
+        harness) acts before or after it, never in the middle."""
+        with self._lock():
+            n = self.node(node)
+            with self._edit() as state:
+                state["nodes"][node].update(powered=False, agent_pid=None, frozen=False)
+            netns.set_link(n["ns"], n["ifname"], up=False)
+            killed = netns.kill_all(n["ns"])
+            self._reap()
+            netns.flush_addresses_except(n["ns"], n["ifname"], n["address"])
         return killed
 
     def power_on(self, node: str) -> int:
         """NIC up and the agent started again (which starts its etcd member); returns the agent
-        pid. A node that is on keeps its agent (its pid is returned)."""
-        n = self.node(node)
-        if n["powered"] and n["agent_pid"] in netns.pids(n["ns"]):
-            return int(n["agent_pid"])
-        netns.set_link(n["ns"], n["ifname"], up=True)
-        return self._start_agent(node)
+        pid. A node that is on keeps its agent (its pid is returned); a node that is on but
+        whose agent died (``kill_agent``) gets a new one, as systemd would start it. Atomic:
+        the check and the start happen under the lab lock, so two concurrent power-ons (a fence
+        agent's reboot racing the harness) start exactly one agent."""
+        with self._lock():
+            n = self.node(node)
+            if n["powered"] and _alive(n["agent_pid"]):
+                return int(n["agent_pid"])
+            netns.set_link(n["ns"], n["ifname"], up=True)
+            return self._start_agent(node)
+
+    def kill_agent(self, node: str) -> int:
+        """SIGKILL the node's agent alone (its lease guard, etcd member and services keep
+        running, as after an agent crash); returns its pid. ``power_on`` starts it again."""
+        with self._lock():
+            pid = self.node(node)["agent_pid"]
+            if not _alive(pid):
+                raise LabError(f"{node}: no agent running")
+            os.kill(pid, signal.SIGKILL)
+            self._reap()
+        return int(pid)
+
+    def kill_etcd(self, node: str) -> int:
+        """SIGKILL the node's embedded etcd member (the agent's supervisor restarts it);
+        returns its pid. LabError when the node runs none."""
+        ns = self.node(node)["ns"]
+        for pid in netns.pids(ns):
+            proc = procs.read_proc(pid)
+            if proc is not None and proc.alive and procs.is_etcd(proc, node):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        raise LabError(f"{node}: no etcd member running")
+
+    def freeze(self, node: str) -> list[int]:
+        """SIGSTOP every process of the node (a VM paused, a machine stalled): nothing runs,
+        the kernel still holds its addresses and answers ARP. Returns the pids stopped.
+        Repeated until no new process shows up (one may have forked meanwhile)."""
+        with self._edit() as state:
+            state["nodes"][node]["frozen"] = True
+        return self._signal_all(node, signal.SIGSTOP)
+
+    def thaw(self, node: str) -> list[int]:
+        """SIGCONT every process of the node; returns the pids continued."""
+        with self._edit() as state:
+            state["nodes"][node]["frozen"] = False
+        return self._signal_all(node, signal.SIGCONT)
+
+    def _signal_all(self, node: str, sig: signal.Signals) -> list[int]:
+        ns = self.node(node)["ns"]
+        done: set[int] = set()
+        for _ in range(20):
+            new = [p for p in netns.pids(ns) if p not in done and p != os.getpid()]
+            if not new:
+                break
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                done.add(pid)
+        return sorted(done)
 
     def cut_link(self, node: str) -> None:
         """The switch port goes down: the node is isolated, its processes keep running."""
@@ -591,3 +550,11 @@ class Lab:
         for child in list(self._children):
             if child.poll() is not None:
                 self._children.remove(child)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether the agent ``pid`` lab.json names still lives. Not "is it in the node's
+    namespace": for a moment after the start, ``ip netns exec`` has not entered it yet, and a
+    power-on that looked there then started a second agent (seen in chaos runs)."""
+    proc = procs.read_proc(pid) if pid is not None else None
+    return proc is not None and proc.alive
