@@ -133,3 +133,75 @@ async def test_after_a_lapse_an_instance_of_the_old_registration_is_stopped(
         await until(lambda: not svc.running, "the instance of the lapsed registration stopped")
         await asyncio.sleep(0.5)
         assert not svc.running and len(svc.attempts) == 1
+
+
+class RacingStore(MemoryStore):
+    """A store in which one write lands just before a given call, as another party's write
+    racing ours would: ``before(kind, key)`` returns the (key, value) to write first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race: tuple[str, bytes, bytes] | None = None  # (call kind, key, value) once
+
+    async def _maybe_race(self, kind: str) -> None:
+        if self.race is not None and self.race[0] == kind:
+            _, key, value = self.race
+            self.race = None
+            await MemoryStore.put(self, key, value)
+
+    async def txn(self, compares, success, failure=()):  # type: ignore[no-untyped-def]
+        await self._maybe_race("txn")
+        return await super().txn(compares, success, failure)
+
+    async def get(self, key: bytes):  # type: ignore[no-untyped-def]
+        if key.startswith(KEYS.prefix("assign")):
+            await self._maybe_race("get-assign")
+        return await super().get(key)
+
+
+async def test_an_exclusive_start_rereads_its_assignment_and_yields_to_a_move(
+    tmp_path: Path,
+) -> None:
+    """The chaos run's cinder-volume on two nodes: an agent's round read 'svc -> n1', took
+    seconds with other actions, and started svc after the controller had moved it to n2. The
+    start now reports the instance as starting, then reads its assignment again."""
+    store = RacingStore()
+    await controller_elsewhere(store)
+    svc = Refusing()
+    async with agent_on(store, {"svc": svc, "web": Refusing()}, tmp_path) as agent:
+        await until(lambda: agent.registration is not None, "registered")
+        # the controller's move to n2 lands between the round's read and the start
+        store.race = ("get-assign", KEYS.assign("svc"), assignment("n2", 1))
+        await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
+        await until(lambda: any("moved on meanwhile" in d for d in agent.decisions), "re-read")
+        await asyncio.sleep(0.5)
+        assert not svc.attempts, "started from a stale read of its assignment"
+        status = await store.get(KEYS.status("n1", "svc"))
+        assert status is None, "the starting report was not withdrawn"
+
+
+async def test_the_controller_does_not_assign_over_a_holder_it_did_not_see() -> None:
+    """The controller read 'svc runs nowhere' and places it on n1; n2's agent reported svc
+    starting before the controller's write: the write is refused (the status record changed), the controller
+    stays the controller, and its next step hands off instead of assigning a second node."""
+    from corral.agent.controller import Controller, parse_instances
+    from corral.agent.records import dump
+
+    spec = load_spec_text(SPEC)
+    store = RacingStore()
+    leases = {}
+    for node in spec.nodes:
+        leases[node] = (await store.grant(60)).id
+        await store.put(KEYS.node(node), b"{}", lease=leases[node])
+    controller = Controller(store, KEYS, "n2", lambda: spec)
+    assert await controller.campaign(leases["n2"])
+    starting = dump({"instances": [{"role": "started", "health": "starting", "item": None}]})
+    store.race = ("txn", KEYS.status("n2", "svc"), starting)
+    decision = await controller.step()
+    assert decision.startswith("not written: a holder appeared"), decision
+    assert controller.active
+    assert await store.get(KEYS.assign("svc")) is None
+    await controller.step()  # fresh read: n2 reports svc, so it is assigned there or nowhere
+    kv = await store.get(KEYS.assign("svc"))
+    nodes = {i.node for i in parse_instances(kv.value)} if kv else set()
+    assert nodes <= {"n2"}, nodes

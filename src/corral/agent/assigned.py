@@ -91,3 +91,18 @@ async def _frozen(store: Store, keys: Keys, spec: Spec, node: str) -> set[str]:
         frozen |= set(value.get("resources", []))
         frozen |= {p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + node)}
     return frozen
+
+
+async def still_assigned(
+    store: Store, keys: Keys, name: str, item: str | None, me: Registration
+) -> bool:
+    """Whether ``assign/<name>`` names this instance for ``me``'s current registration now
+    (a linearizable read): the last word before an exclusive start, since the round that
+    decided it read the assignments earlier and its actions may have taken seconds."""
+    kv = await store.get(keys.assign(name))
+    if kv is None or me.current is None:
+        return False
+    return any(
+        i.node == me.node and i.item == item and i.reg == me.current
+        for i in parse_instances(kv.value)
+    )

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
-from corral.core.scheduler import schedule
+from corral.core.scheduler import Instance, schedule
 from corral.core.scheduler.scores import Context, node_score
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
@@ -157,16 +157,45 @@ class Controller:
             ops.append(self._event_op("assign", f"{name} -> {where}: {reasons}", name))
         if not ops:
             return "no change"
-        fenced = await self._store.txn(
-            [Compare(self._keys.controller, "create_revision", "==", self.token)], ops
-        )
+        token = Compare(self._keys.controller, "create_revision", "==", self.token)
+        holders = self._holder_compares(spec, assigned, changed, result.kvs)
+        fenced = await self._store.txn([token, *holders], ops)
         if not fenced.succeeded:
+            mine = await self._store.get(self._keys.controller)
+            if holders and mine is not None and mine.create_revision == self.token:
+                # a node reported an exclusive instance since our read (an agent about to
+                # start it): plan again from a fresh read (its write wakes the next round)
+                return "not written: a holder appeared since the read; planning again"
             self.token = None
             return "deposed: the controller key is no longer ours"
         await self._trim_events(result.kvs)
         return f"wrote {len(changed)} assignment(s)" + (
             f": {', '.join(changed)}" if changed else ""
         )
+
+    def _holder_compares(
+        self,
+        spec: Spec,
+        assigned: dict[str, list[Instance]],
+        changed: list[str],
+        kvs: list[KeyValue],
+    ) -> list[Compare]:
+        """For every exclusive resource whose assignment this step changes: its status record
+        on each node it is not assigned to is as the read saw it (absent: mod revision 0).
+        An agent reports an exclusive instance as starting before it starts it (and reads its
+        assignment again); so a new assignment is never written over a report this step did
+        not see: the handoff waits for that holder instead (rule 1 across nodes)."""
+        seen = {kv.key: kv.mod_revision for kv in kvs}
+        out = []
+        for name in changed:
+            if not spec.resources[name].exclusive:
+                continue
+            targets = {i.node for i in assigned[name]}
+            for node in spec.nodes:
+                if node not in targets:
+                    key = self._keys.status(node, name)
+                    out.append(Compare(key, "mod_revision", "==", seen.get(key, 0)))
+        return out
 
     async def _fence_task(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
         """A background fence: a store that fails mid-way counts as a failed fence (retried

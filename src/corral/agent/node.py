@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.agent.assigned import Registration, local_instances, read_desired
+from corral.agent.assigned import Registration, local_instances, read_desired, still_assigned
 from corral.agent.controller import Controller
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
@@ -132,8 +132,13 @@ class Agent:
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self.decisions: list[str] = []  # recent loop decisions (tests, debugging)
         self._dirty = asyncio.Event()
+        self._claiming: dict[str, LocalService] = {}  # exclusive starts reported as starting
         self.status = StatusPublisher(
-            store, self.keys, node, lambda: self.services.values(), lambda: self.lease
+            store,
+            self.keys,
+            node,
+            lambda: [*self.services.values(), *self._claiming.values()],
+            lambda: self.lease,
         )
         self._restarts = RestartBackoff()
         self._next_poll = -math.inf
@@ -657,6 +662,8 @@ class Agent:
             if res.exclusive:
                 self._update_guard()
             driver = self._driver(name, res, item)
+            if res.exclusive and not await self._claim(key, res, driver):
+                return
             await driver.start()
         except NodeFault as exc:  # rule 7: the node's (or another node's) event, not counted
             self._wake(self.clock.now() + NODE_FAULT_RETRY)
@@ -670,9 +677,32 @@ class Agent:
             return
         finally:
             self._starting.discard(key)
+            self._claiming.pop(key, None)
         self._node_faults.pop(key, None)
         self.services[key] = self._service(key, res, driver)
         await self._event("start", f"started {key}: {reason}", name)
+
+    async def _claim(self, key: str, res: Resource, driver: Driver) -> bool:
+        """Before an exclusive start (rule 1 across nodes): report the instance as starting
+        here, then read its assignment again; True when it still names this registration.
+        The controller sees the report before it could assign the instance elsewhere (its
+        handoff waits for a reported holder), or its write of another assignment fails on
+        the status record that changed (it compares the status records of the resource on
+        every node it does not assign it to), or this read sees that other assignment. A
+        round whose earlier actions took seconds never starts from a stale read."""
+        name, item = split_key(key)
+        placeholder = LocalService(key, driver, list(res.health), stalls=self.stalls)
+        placeholder.reset(self.clock.now())
+        placeholder.detail = "starting"
+        self._claiming[key] = placeholder
+        await self.status.publish()
+        me = Registration(self.node, self.registration, frozenset(self._continuous))
+        if await still_assigned(self.store, self.keys, name, item, me):
+            return True
+        self._claiming.pop(key, None)
+        self._decide(f"not starting {key}: its assignment moved on meanwhile")
+        await self.status.publish()
+        return False
 
     async def _stop(self, name: str, reason: str, *, planned: bool = False) -> bool:
         """Stop one instance; True when it is stopped. A ``planned`` stop of a balanced,
