@@ -110,3 +110,21 @@ async def test_a_real_start_failure_still_counts(tmp_path: Path) -> None:
     async with running(driver, tmp_path) as (_agent, store):
         await wait_running(driver)
         assert await failcount(store) == 1
+
+
+async def test_an_instance_the_lease_guard_stopped_is_not_counted(tmp_path: Path) -> None:
+    """The agent stalled past its rule-1 deadline (an etcd election, a starved machine) and
+    renewed late; meanwhile the lease guard stopped its exclusive instance. The agent finds it
+    not running: that is the node's event (rule 7), so it starts it again without counting."""
+    driver = Refusing()
+    async with running(driver, tmp_path) as (agent, store):
+        await wait_running(driver)
+        driver.running = False  # the lease guard stopped it behind the agent's back...
+        agent._guard_lapse = agent.clock.now()  # ...while the agent renewed too late
+        deadline = time.monotonic() + 5
+        while len(driver.attempts) < 2:
+            assert time.monotonic() < deadline, "not started again"
+            await asyncio.sleep(0.05)
+        await wait_running(driver)
+        assert await failcount(store) == 0
+        assert any("stopped by the lease guard" in d for d in agent.decisions)

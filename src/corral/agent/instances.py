@@ -64,6 +64,7 @@ class LocalService:
     task: asyncio.Task[None] | None = None
     stalls: StallLog | None = None  # the agent's own stalls: failures during one are dropped
     stalled_results: int = 0  # failing results dropped for a stall of the agent
+    started_at: float = -math.inf  # when the agent (re)started or adopted it (its clock)
 
     def __post_init__(self) -> None:
         if not self.resource:
@@ -86,6 +87,7 @@ class LocalService:
         self.health = InstanceHealth.create(self.checks, now)
         self.detail = self.health.reason
         self.failed = False
+        self.started_at = now
 
     async def check_loop(
         self,

@@ -147,6 +147,7 @@ class Agent:
         self._lock = lock
         self._adopted: set[str] = set()
         self._registered_at = -math.inf
+        self._guard_lapse = -math.inf  # last renewal after the rule-1 deadline had passed
 
     # --- timing -------------------------------------------------------------------------------
 
@@ -156,9 +157,11 @@ class Agent:
 
     def may_hold_exclusive(self) -> bool:
         """Rule 1: True while the last renewal is younger than ``ttl - safety_margin``."""
-        timing = self.spec.effective_timing
-        age = self.clock.now() - self.renewed_at
-        return self.lease is not None and age < self.ttl - timing.safety_margin
+        return self.lease is not None and self.clock.now() < self._deadline()
+
+    def _deadline(self) -> float:
+        """The rule-1 deadline of the last renewal: ``renewed_at + ttl - safety_margin``."""
+        return self.renewed_at + self.ttl - self.spec.effective_timing.safety_margin
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -245,6 +248,8 @@ class Agent:
                 else:
                     sent = self.clock.now()  # the lease runs from when etcd got the renewal,
                     await self.store.keepalive(self.lease)  # which is not before we sent it
+                    if sent >= self._deadline():  # renewed too late: the lease guard may
+                        self._guard_lapse = sent  # have stopped exclusive instances (rule 1)
                     self.renewed_at = sent
                     self._update_guard()
             except LeaseNotFound:
@@ -432,8 +437,7 @@ class Agent:
         (``inf`` while none runs)."""
         if not any(self._exclusive(k) for k in self.services):
             return math.inf
-        timing = self.spec.effective_timing
-        deadline = self.renewed_at + self.ttl - timing.safety_margin
+        deadline = self._deadline()
         now = self.clock.now()
         # past it (no lease, or a stop that failed): try again every tick, never spin
         return deadline if deadline > now else now + self.grid.tick
@@ -564,7 +568,16 @@ class Agent:
             except DriverError as exc:
                 status = None
                 svc.detail = str(exc)
-            if (status is None or status.state != "running") and not svc.failed:
+            down = status is None or status.state != "running"
+            if down and self._exclusive(svc.name) and svc.started_at <= self._guard_lapse:
+                # rule 7: the lease guard stopped it while the agent renewed too late (a
+                # stall): the node's event, not the resource's failure; started again as
+                # assigned, not counted
+                self.services.pop(svc.name, None)
+                await svc.stop_checks()
+                await self._event("stop", f"{svc.name} was stopped by the lease guard (rule 1)")
+                died = True
+            elif down and not svc.failed:
                 svc.failed, died = True, True
                 svc.detail = status.detail if status else svc.detail
                 await self._event(
@@ -798,9 +811,8 @@ class Agent:
         started here (an agent killed during a start leaves nothing unguarded)."""
         if self._guard_files is None:
             return
-        timing = self.spec.effective_timing
         exclusive = sorted(k for k in {*self.services, *self._starting} if self._exclusive(k))
-        self._guard_files.update(self.renewed_at + self.ttl - timing.safety_margin, exclusive)
+        self._guard_files.update(self._deadline(), exclusive)
 
     # --- events ---------------------------------------------------------------------------------
 
