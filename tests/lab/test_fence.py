@@ -123,7 +123,8 @@ def test_the_cluster_fences_a_cut_off_node_through_the_lab_device(
     victim = next(n for n in ("n3", "n2") if n != controller)
     lab.cut_link(victim)
     wait_for(lambda: not lab.state()["nodes"][victim]["powered"], 20, "fenced by the cluster")
-    assert netns.pids(lab.node(victim)["ns"]) == []
+    # the power-off records the state first, then kills (under the lab lock): wait for it
+    wait_for(lambda: netns.pids(lab.node(victim)["ns"]) == [], 10, "every process killed")
     argv = [sys.executable, "-m", "corral.cli.main", "events", "--spec", str(lab.spec_file)]
     events = subprocess.run(
         lab.exec_argv("client", argv), capture_output=True, text=True, timeout=30
