@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -100,3 +103,32 @@ def test_agent_kill_etcd_kill_freeze_and_concurrent_power_on(
     states = {p.state for p in map(procs.read_proc, stopped) if p is not None}
     assert "T" not in states
     lab.wait_online(timeout=30)
+
+    # a node frozen while one of its processes held the lab lock (its fence agent in the middle
+    # of a power-off, seen in a chaos run): the thaw must continue it before it takes the lock
+    holder = subprocess.Popen(
+        lab.exec_argv(
+            "n1",
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, sys, time; f = open(sys.argv[1], 'a');"
+                " fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)",
+                str(lab.dir / "lab.lock"),
+            ],
+        ),
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        lab._signal_all("n1", signal.SIGSTOP)  # frozen with the lock held (no state edit)
+        done = threading.Event()
+        thawing = threading.Thread(target=lambda: (lab.thaw("n1"), done.set()), daemon=True)
+        thawing.start()
+        assert done.wait(15), "the thaw waited for a lock held by a frozen process"
+        assert holder.wait(10) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()

@@ -248,8 +248,11 @@ class Agent:
                 else:
                     sent = self.clock.now()  # the lease runs from when etcd got the renewal,
                     await self.store.keepalive(self.lease)  # which is not before we sent it
-                    if sent >= self._deadline():  # renewed too late: the lease guard may
-                        self._guard_lapse = sent  # have stopped exclusive instances (rule 1)
+                    done = self.clock.now()
+                    if done >= self._deadline():  # renewed too late (a slow renewal during an
+                        # etcd election, a stall): the lease guard may have stopped exclusive
+                        # instances meanwhile (rule 1); that is the node's event (rule 7)
+                        self._guard_lapse = done
                     self.renewed_at = sent
                     self._update_guard()
             except LeaseNotFound:
@@ -671,6 +674,7 @@ class Agent:
             self._decide(f"not starting {key}: the node lease is not fresh (rule 1)")
             return
         self._starting.add(key)
+        begun = self.clock.now()
         try:
             if res.exclusive:
                 self._update_guard()
@@ -685,6 +689,10 @@ class Agent:
                 await self._event("waiting", f"not starting {key} yet (not counted): {exc}", name)
             return
         except DriverError as exc:
+            if res.exclusive and (not self.may_hold_exclusive() or self._guard_lapse >= begun):
+                # the rule-1 deadline passed during the start: the lease guard stopped it
+                await self._event("stop", f"start of {key} cut short by rule 1 (not counted)")
+                return
             await self._count_failure(name, f"start failed: {exc}")
             await self._event("failed", f"could not start {key}: {exc}", name)
             return

@@ -460,10 +460,13 @@ class Lab:
         return self._signal_all(node, signal.SIGSTOP)
 
     def thaw(self, node: str) -> list[int]:
-        """SIGCONT every process of the node; returns the pids continued."""
+        """SIGCONT every process of the node; returns the pids continued. The signals go
+        first, the state edit after: a fence agent of the frozen node may hold the lab lock
+        (it was frozen in the middle of a power-off), and only the thaw releases it."""
+        continued = self._signal_all(node, signal.SIGCONT)
         with self._edit() as state:
             state["nodes"][node]["frozen"] = False
-        return self._signal_all(node, signal.SIGCONT)
+        return continued
 
     def _signal_all(self, node: str, sig: signal.Signals) -> list[int]:
         ns = self.node(node)["ns"]

@@ -4,12 +4,17 @@ Formulas (why each default is what it is):
 
 - etcd: ``election_timeout = 10 x heartbeat_interval`` (etcd's own guidance: 5-10 round trips);
   etcd grants no lease shorter than ``1.5 x election_timeout``.
-- ``lease_ttl = 10/3 x election_timeout`` (rounded up to 0.5 s, at least 1 s): the node lease.
+- ``lease_ttl = 50/11 x election_timeout`` (rounded up to whole seconds, as etcd grants them,
+  at least 1 s): the node lease.
   It must outlast an etcd leader election: when the leader dies no keepalive succeeds until a
   new one is elected, which takes up to ``2 x election_timeout`` (etcd randomises the timeout
   up to twice its value). An agent self-fences after ``lease_ttl - safety_margin`` without a
-  renewal, so ``lease_ttl x 3/4 >= 2 x election_timeout x 1.25``: losing the etcd leader must
-  not make every node drop its VIPs. (etcd itself grants no lease below ``1.5 x election``.)
+  renewal, and its last renewal may be a whole ``keepalive_interval`` older than the leader's
+  death, so ``lease_ttl x (1 - 1/4 - 1/5) >= 2 x election_timeout x 1.25``: losing the etcd
+  leader must not make every node drop its VIPs. (Until the chaos harness, the formula left the
+  keepalive interval out: ``10/3 x election``, a 2 s lan lease; powering off the node of the
+  etcd leader made the healthy nodes self-fence, every VIP down for ~2 s.) etcd itself grants
+  no lease below ``1.5 x election``.
   An exclusive instance moves through lease expiry no sooner than ``lease_ttl`` (+ up to 0.5 s,
   etcd's expiry check period) after the holder's last keepalive (DESIGN.md rule 2); the fast
   path (gossip + fence device) does not wait for it.
@@ -41,7 +46,7 @@ class Timing(BaseModel):
 
     etcd_heartbeat: Duration = Field(description="etcd --heartbeat-interval")
     etcd_election: Duration = Field(description="etcd --election-timeout, 10 x heartbeat")
-    lease_ttl: Duration = Field(description="node lease TTL, 10/3 x etcd_election")
+    lease_ttl: Duration = Field(description="node lease TTL, 50/11 x etcd_election, whole seconds")
     keepalive_interval: Duration = Field(description="lease renewal period, lease_ttl / 5")
     safety_margin: Duration = Field(description="self-fence this long before expiry, ttl / 4")
 
@@ -65,8 +70,8 @@ def profile_timing(profile: ProfileName) -> Timing:
     """The defaults of ``profile``, derived from its etcd heartbeat by the formulas above."""
     heartbeat = _BASE_HEARTBEAT[profile]
     election = 10 * heartbeat
-    # Round the lease up to a whole 0.5 s: etcd checks expiry each 0.5 s.
-    lease = max(1.0, math.ceil(election * 10 / 3 * 2 - 1e-9) / 2)
+    # Whole seconds: etcd's lease TTLs are (the agent asks for the ceiling anyway).
+    lease = max(1.0, float(math.ceil(election * 50 / 11 - 1e-9)))
     return Timing(
         etcd_heartbeat=heartbeat,
         etcd_election=election,
