@@ -22,7 +22,9 @@ APP = Path(__file__).with_name("app.py")  # the stand-in HTTP service
 NODES = {"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
 
 
-FAST_CHECKS = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2"
+# grace 2 s, not the 10 s default: a service that never passes (the 500 tests) is declared
+# unhealthy, restarted and counted every 2 s, so the threshold tests take seconds, not 30
+FAST_CHECKS = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2, grace: 2s"
 
 
 def spec_text(
