@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from corral.agent.node import Agent
@@ -17,6 +16,7 @@ from corral.core.health import CheckOutcome
 from corral.drivers.base import NodeContext
 from corral.spec import HealthCheck, Resource, load_spec_text
 from corral.store import Keys, MemoryStore
+from tests.agent.fakes import until
 from tests.agent.test_rule7 import Refusing
 
 SPEC = """
@@ -61,17 +61,23 @@ async def agent_on(
             await task
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def controller_elsewhere(store: MemoryStore) -> None:
     """n2 holds the controller key: n1's agent only reconciles (the test writes assignments)."""
     lease = await store.grant(3600)
     await store.put(KEYS.controller, b"n2", lease=lease.id)
+
+
+@contextlib.asynccontextmanager
+async def svc_running_on_n1(
+    store: MemoryStore, svc: Refusing, tmp_path: Path
+) -> AsyncIterator[Agent]:
+    """n1's agent, registered, running ``svc`` as assigned to its registration."""
+    await controller_elsewhere(store)
+    async with agent_on(store, {"svc": svc, "web": Refusing()}, tmp_path) as agent:
+        await until(lambda: agent.registration is not None, 5.0, "registered")
+        await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
+        await until(lambda: svc.running, 5.0, "svc started")
+        yield agent
 
 
 async def test_exclusive_assignment_for_an_earlier_registration_is_not_started(
@@ -84,30 +90,24 @@ async def test_exclusive_assignment_for_an_earlier_registration_is_not_started(
     await store.put(KEYS.assign("svc"), assignment("n1", stale))
     await store.put(KEYS.assign("web"), assignment("n1", stale))
     async with agent_on(store, drivers, tmp_path) as agent:
-        await until(lambda: agent.registration is not None, "registered")
-        await until(lambda: drivers["web"].running, "active-active web started")
+        await until(lambda: agent.registration is not None, 5.0, "registered")
+        await until(lambda: drivers["web"].running, 5.0, "active-active web started")
         await asyncio.sleep(1.0)  # several rounds
         assert not drivers["svc"].attempts, "started an exclusive assignment of a past life"
         assert any("assigned to an earlier registration" in d for d in agent.decisions)
         # the controller's rewrite for this registration: started at once
         await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
-        await until(lambda: drivers["svc"].running, "svc started once assigned to us")
+        await until(lambda: drivers["svc"].running, 5.0, "svc started once assigned to us")
 
 
 async def test_running_exclusive_instance_is_kept_while_its_assignment_catches_up(
     tmp_path: Path,
 ) -> None:
-    store = MemoryStore()
-    await controller_elsewhere(store)
-    svc = Refusing()
-    drivers = {"svc": svc, "web": Refusing()}
-    async with agent_on(store, drivers, tmp_path) as agent:
-        await until(lambda: agent.registration is not None, "registered")
-        await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
-        await until(lambda: svc.running, "svc started")
+    store, svc = MemoryStore(), Refusing()
+    async with svc_running_on_n1(store, svc, tmp_path) as agent:
         old = agent.registration
         agent.lease = None  # the agent registers again (as after a lost lease)
-        await until(lambda: agent.registration not in (None, old), "registered again")
+        await until(lambda: agent.registration not in (None, old), 5.0, "registered again")
         await asyncio.sleep(1.0)  # rounds with the assignment naming the old registration
         assert svc.running and len(svc.attempts) == 1, "a running instance was stopped"
 
@@ -118,19 +118,13 @@ async def test_after_a_lapse_an_instance_of_the_old_registration_is_stopped(
     """The lease expired (the agent stalled, or was cut off): the controller saw the node
     offline and may have moved the instance; the assignment that still names the old
     registration must not keep it running here."""
-    store = MemoryStore()
-    await controller_elsewhere(store)
-    svc = Refusing()
-    drivers = {"svc": svc, "web": Refusing()}
-    async with agent_on(store, drivers, tmp_path) as agent:
-        await until(lambda: agent.registration is not None, "registered")
-        await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
-        await until(lambda: svc.running, "svc started")
+    store, svc = MemoryStore(), Refusing()
+    async with svc_running_on_n1(store, svc, tmp_path) as agent:
         old = agent.registration
         assert agent.lease is not None
         await store.revoke(agent.lease)  # the lease is gone: its key with it
-        await until(lambda: agent.registration not in (None, old), "registered again")
-        await until(lambda: not svc.running, "the instance of the lapsed registration stopped")
+        await until(lambda: agent.registration not in (None, old), 5.0, "registered again")
+        await until(lambda: not svc.running, 5.0, "the instance of the lapsed registration stopped")
         await asyncio.sleep(0.5)
         assert not svc.running and len(svc.attempts) == 1
 
@@ -169,11 +163,11 @@ async def test_an_exclusive_start_rereads_its_assignment_and_yields_to_a_move(
     await controller_elsewhere(store)
     svc = Refusing()
     async with agent_on(store, {"svc": svc, "web": Refusing()}, tmp_path) as agent:
-        await until(lambda: agent.registration is not None, "registered")
+        await until(lambda: agent.registration is not None, 5.0, "registered")
         # the controller's move to n2 lands between the round's read and the start
         store.race = ("get-assign", KEYS.assign("svc"), assignment("n2", 1))
         await store.put(KEYS.assign("svc"), assignment("n1", agent.registration))
-        await until(lambda: any("moved on meanwhile" in d for d in agent.decisions), "re-read")
+        await until(lambda: any("moved on meanwhile" in d for d in agent.decisions), 5.0, "re-read")
         await asyncio.sleep(0.5)
         assert not svc.attempts, "started from a stale read of its assignment"
         status = await store.get(KEYS.status("n1", "svc"))

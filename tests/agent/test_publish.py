@@ -37,12 +37,12 @@ async def test_a_round_and_a_verdict_publishing_at_once_neither_fails(tmp_path: 
     agent.lease = (await store.grant(30)).id
     local_service(agent, "web")
     local_service(agent, "api")
-    await agent._publish()
+    await agent.status.publish()
     assert await statuses(store) == {"web": "starting", "api": "starting"}
 
     del agent.services["api"]  # api stopped; its record must go
     store.hold("delete", b"/status/")
-    round_publish = asyncio.create_task(agent._publish())
+    round_publish = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["delete"] == 1, 1, "the round inside the delete")
     becomes_healthy(agent, "web")
     verdict = asyncio.create_task(agent._on_verdict(agent.services["web"]))
@@ -52,7 +52,7 @@ async def test_a_round_and_a_verdict_publishing_at_once_neither_fails(tmp_path: 
 
     assert results == [None, None], results
     assert await statuses(store) == {"web": "healthy"}
-    await agent._publish()  # and the agent's bookkeeping agrees with the store
+    await agent.status.publish()  # and the agent's bookkeeping agrees with the store
     assert await statuses(store) == {"web": "healthy"}
 
 
@@ -66,7 +66,7 @@ async def test_an_older_view_of_the_services_never_lands_after_a_newer_one(
     agent.lease = (await store.grant(30)).id
     local_service(agent, "web")
     store.hold("put", b"/status/", count=1)  # only the round's put is slow
-    round_publish = asyncio.create_task(agent._publish())
+    round_publish = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["put"] == 1, 1, "the round inside its put")
     becomes_healthy(agent, "web")
     verdict = asyncio.create_task(agent._on_verdict(agent.services["web"]))
@@ -85,22 +85,22 @@ async def test_a_publish_cancelled_inside_a_write_is_written_again(tmp_path: Pat
     agent.lease = (await store.grant(30)).id
     local_service(agent, "web")
     store.hold("put", b"/status/n1/web")
-    task = asyncio.create_task(agent._publish())
+    task = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["put"] == 1, 1, "inside the put")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     store.release("put")
-    await asyncio.wait_for(agent._publish(), 1)
+    await asyncio.wait_for(agent.status.publish(), 1)
     assert await statuses(store) == {"web": "starting"}
 
     local_service(agent, "api")
-    await agent._publish()
+    await agent.status.publish()
     del agent.services["api"]
     store.hold("delete", b"/status/")
-    task = asyncio.create_task(agent._publish())
+    task = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["delete"] == 1, 1, "inside the delete")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     store.release("delete")
-    await asyncio.wait_for(agent._publish(), 1)
+    await asyncio.wait_for(agent.status.publish(), 1)
     assert await statuses(store) == {"web": "starting"}

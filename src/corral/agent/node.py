@@ -59,8 +59,7 @@ DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drain
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
 NODE_FAULT_RETRY = 0.5  # seconds before a start refused for a node-level reason is tried again
-BEAT_EVERY = 0.4  # seconds between the agent's stall beats (on the grid, with the renewals)
-STALL_SLACK = 0.6  # lateness beyond the beat period that counts as a stall of the agent
+STALL_SLACK = 0.6  # lateness beyond the stall beat's period that counts as a stall of the agent
 TICK = 0.1  # seconds between the instants of the agent's timer grid (at most; see timer_grid)
 
 
@@ -102,7 +101,7 @@ class Agent:
         self.clock = clock or MonotonicClock()
         self.wall = wall
         self.grid = timer_grid(spec, self.clock, wall)
-        self.stalls = StallLog(BEAT_EVERY + STALL_SLACK)
+        self.stalls = StallLog(spec.effective_timing.keepalive_interval + STALL_SLACK)
         self.driver_factory, self.checker = driver_factory, checker
         n = spec.nodes[node]
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
@@ -158,6 +157,10 @@ class Agent:
     def may_hold_exclusive(self) -> bool:
         """Rule 1: True while the last renewal is younger than ``ttl - safety_margin``."""
         return self.lease is not None and self.clock.now() < self._deadline()
+
+    def _me(self) -> Registration:
+        """This node's registration as assignments are read against (:mod:`.assigned`)."""
+        return Registration(self.node, self.registration, frozenset(self._continuous))
 
     def _deadline(self) -> float:
         """The rule-1 deadline of the last renewal: ``renewed_at + ttl - safety_margin``."""
@@ -268,9 +271,11 @@ class Agent:
             await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
 
     async def _beat_loop(self) -> None:
-        """Beat the stall log every ``BEAT_EVERY`` on the timer grid (the same wake-ups as the
-        lease renewals): a gap between beats longer than ``BEAT_EVERY + STALL_SLACK`` is a
-        stall of the agent itself, and check failures during it are not judged (rule 7)."""
+        """Beat the stall log every ``keepalive_interval``, at the grid instants the renewals
+        wake for (no wake-up of its own; not inside the renewal loop, whose store calls may
+        block for seconds without the agent being stalled): a gap between beats longer than
+        that plus ``STALL_SLACK`` is a stall of the agent itself, and check failures during it
+        are not judged (rule 7)."""
         while True:
             gap = self.stalls.beat(self.clock.now())
             if gap > self.stalls.threshold:
@@ -278,7 +283,8 @@ class Agent:
                     "%s: the agent was stalled for %.2fs (frozen or starved)", self.node, gap
                 )
                 self._decide(f"the agent was stalled for {gap:.2f}s (frozen or starved)")
-            await self._sleep_until(self.grid.at_or_after(self.clock.now() + BEAT_EVERY))
+            period = self.spec.effective_timing.keepalive_interval
+            await self._sleep_until(self.grid.near(self.clock.now() + period))
 
     async def _sleep_until(self, when: float) -> None:
         await asyncio.sleep(max(0.0, when - self.clock.now()))
@@ -471,7 +477,7 @@ class Agent:
                     # a record of a shape the scheduler cannot read: say so, and let the
                     # local work below (reconcile, reports) go on
                     await self._event("controller", f"cannot plan: a malformed record? {exc!r}")
-        me = Registration(self.node, self.registration, frozenset(self._continuous))
+        me = self._me()
         roles = {k: svc.role for k, svc in self.services.items()}
         desired, frozen, stale = await read_desired(self.store, self.keys, self.spec, me, roles)
         for key in sorted(stale):
@@ -502,7 +508,7 @@ class Agent:
             await self._requests(frozen)
             self._requests_pending = False  # only once every request was handled
         self._update_guard()
-        await self._publish()
+        await self.status.publish()
         if self.gossip is not None:
             if self.gossip.member is None and self.lease is not None:
                 await self._start_gossip()
@@ -623,7 +629,7 @@ class Agent:
     async def _on_verdict(self, svc: LocalService) -> None:
         reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
         with contextlib.suppress(StoreError):
-            await self._publish()  # operators see the verdict before the agent acts on it
+            await self.status.publish()  # operators see the verdict before the agent acts on it
         await self._event("health", f"{svc.name} is {svc.verdict}{reason}", svc.resource)
         self._dirty.set()
 
@@ -717,7 +723,7 @@ class Agent:
         placeholder.detail = "starting"
         self._claiming[key] = placeholder
         await self.status.publish()
-        me = Registration(self.node, self.registration, frozenset(self._continuous))
+        me = self._me()
         if await still_assigned(self.store, self.keys, name, item, me):
             return True
         self._claiming.pop(key, None)
@@ -752,7 +758,7 @@ class Agent:
     async def _drain(self, svc: LocalService) -> None:
         svc.draining = True
         try:
-            await self._publish()
+            await self.status.publish()
             await self._network()  # this node's own HAProxy too, before waiting for all
             if await self.lb.wait_drained(svc.resource, self.node, DRAIN_TIMEOUT):
                 await asyncio.sleep(DRAIN_GRACE)
@@ -787,7 +793,7 @@ class Agent:
             elif name in self.services:
                 if not await self._stop(name, "restart requested by an operator", planned=True):
                     continue  # kept: tried again at the next change
-                await self._publish()
+                await self.status.publish()
                 self._dirty.set()
             await self.store.txn(
                 [Compare(kv.key, "mod_revision", "==", kv.mod_revision)], [Delete(kv.key)]
@@ -802,10 +808,6 @@ class Agent:
             await self.store.put(
                 key, dump({"count": count + 1, "last": self.wall(), "reason": reason})
             )
-
-    async def _publish(self) -> None:
-        """Write this node's status records (serialized: see :mod:`corral.agent.publish`)."""
-        await self.status.publish()
 
     # --- guard -------------------------------------------------------------------------------
 
