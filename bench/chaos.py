@@ -43,6 +43,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from corral.lab.chaos import KINDS  # noqa: E402
 from corral.lab.chaosrun import RunConfig, dumps, run  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, 
     try:
         cfg = RunConfig(
             args.spec, work, seed=seed, minutes=args.minutes, fence=args.fence,
-            verbose=not args.quiet_agents,
+            verbose=not args.quiet_agents, kinds=args.kinds or KINDS,
             log=lambda line: console.print(line, highlight=False, markup=False),
         )  # fmt: skip
         return run(cfg)
@@ -135,6 +136,10 @@ def main() -> int:
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "openstack.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--quiet-agents", action="store_true", help="agents without -v")
+    parser.add_argument(
+        "--kinds", type=lambda text: tuple(text.split(",")), default=None,
+        help=f"comma-separated episode kinds (default: all of {', '.join(KINDS)})",
+    )  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("haproxy") is None:
         print("bench/chaos.py needs root (network namespaces) and haproxy")

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from corral.agent.node import Agent
+from corral.agent.node import ADOPT_GRACE, Agent
 from corral.core.health import CheckOutcome
 from corral.drivers.base import NodeContext
 from corral.spec import HealthCheck, Resource, load_spec_text
@@ -30,6 +30,7 @@ resources:
   web: {process: /bin/true}
 """
 KEYS = Keys("ep")
+ADOPT_GRACE_CHECK = ADOPT_GRACE + 0.5
 
 
 async def no_check(check: HealthCheck, node: NodeContext) -> CheckOutcome:
@@ -199,3 +200,68 @@ async def test_the_controller_does_not_assign_over_a_holder_it_did_not_see() -> 
     kv = await store.get(KEYS.assign("svc"))
     nodes = {i.node for i in parse_instances(kv.value)} if kv else set()
     assert nodes <= {"n2"}, nodes
+
+
+class Counting(Refusing):
+    """A driver that counts its stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stops = 0
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
+async def test_a_lapse_keeps_active_active_services_running(tmp_path: Path) -> None:
+    """The chaos run's frozen node: its lease expired, the controller withdrew every instance
+    of the node, and on thaw the agent stopped all its API services ("not assigned to this
+    node") only to start them again once the controller re-assigned them to its next
+    registration: seconds of outage on a node that was fine. The exclusive instance is still
+    stopped (rule 1); the active-active one is held until it is assigned again."""
+    store, svc, web = MemoryStore(), Refusing(), Counting()
+    await controller_elsewhere(store)
+    async with agent_on(store, {"svc": svc, "web": web}, tmp_path) as agent:
+        await until(lambda: agent.registration is not None, 5.0, "registered")
+        old = agent.registration
+        await store.put(KEYS.assign("svc"), assignment("n1", old))
+        await store.put(KEYS.assign("web"), assignment("n1", old))
+        await until(lambda: svc.running and web.running, 5.0, "both started")
+        store.set_available(False)  # the node cannot renew: past its deadline, rule 1 applies
+        await until(lambda: not svc.running, 5.0, "the exclusive instance self-fenced")
+        store.set_available(True)
+        # what the controller wrote when the lease expired: the node is gone
+        assert agent.lease is not None
+        await store.revoke(agent.lease)
+        await store.put(KEYS.assign("svc"), b'{"instances": []}')
+        await store.put(KEYS.assign("web"), b'{"instances": []}')
+        await until(lambda: agent.registration not in (None, old), 5.0, "registered again")
+        await asyncio.sleep(0.3)  # the controller's step after the registration
+        await store.put(KEYS.assign("web"), assignment("n1", agent.registration))
+        await asyncio.sleep(ADOPT_GRACE_CHECK)  # past the grace: web is an ordinary service
+        assert web.running and web.stops == 0, "a lease lapse stopped an active-active service"
+        assert not svc.running and svc.attempts and len(svc.attempts) == 1
+
+
+async def test_a_held_over_service_no_one_assigns_again_is_stopped(tmp_path: Path) -> None:
+    """The hold ends: a service the controller does not assign to the new registration within
+    the grace is stopped (it was withdrawn on purpose: a ban, standby, a spec change)."""
+    store, web = MemoryStore(), Counting()
+    await controller_elsewhere(store)
+    async with agent_on(store, {"svc": Refusing(), "web": web}, tmp_path) as agent:
+        await until(lambda: agent.registration is not None, 5.0, "registered")
+        old = agent.registration
+        await store.put(KEYS.assign("web"), assignment("n1", old))
+        await until(lambda: web.running, 5.0, "web started")
+        store.set_available(False)
+        await until(lambda: not agent.may_hold_exclusive(), 5.0, "past the renewal deadline")
+        store.set_available(True)
+        assert agent.lease is not None
+        await store.revoke(agent.lease)
+        await store.put(KEYS.assign("web"), b'{"instances": []}')
+        await until(lambda: agent.registration not in (None, old), 5.0, "registered again")
+        await asyncio.sleep(ADOPT_GRACE - 1.0)
+        assert web.running, "stopped before the grace ended"
+        await until(lambda: not web.running, 3.0, "web stopped after the grace")
+        assert web.stops == 1

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from corral.agent.assigned import Registration, local_instances, read_desired, still_assigned
@@ -37,6 +37,7 @@ from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
+from corral.agent.quorum import QuorumKeeper, QuorumProbe
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -88,11 +89,14 @@ class Agent:
         guard: bool = False,
         gossip: bool = False,
         lock: AgentLock | None = None,
+        members: Mapping[str, str] | None = None,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
         real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC.
         ``lock``: the state dir's agent lock, when the caller took it already (the CLI, before
-        it starts the embedded store member); else :meth:`run` takes it."""
+        it starts the embedded store member); else :meth:`run` takes it. ``members``: the
+        embedded store's member name -> client URL, for the proof rounds that keep exclusive
+        instances while no member has a leader (:mod:`corral.agent.quorum`); None: never."""
         if node not in spec.nodes:
             raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
         self.spec, self.node, self.store = spec, node, store
@@ -147,6 +151,8 @@ class Agent:
         self._adopted: set[str] = set()
         self._registered_at = -math.inf
         self._guard_lapse = -math.inf  # last renewal after the rule-1 deadline had passed
+        probe = QuorumProbe(members, self.clock) if members else None
+        self.keeper = QuorumKeeper(probe, self.clock)
 
     # --- timing -------------------------------------------------------------------------------
 
@@ -155,8 +161,17 @@ class Agent:
         return max(1, math.ceil(self.spec.effective_timing.lease_ttl))
 
     def may_hold_exclusive(self) -> bool:
-        """Rule 1: True while the last renewal is younger than ``ttl - safety_margin``."""
+        """Rule 1: True while the last renewal is younger than ``ttl - safety_margin``. The
+        condition to start or promote an exclusive instance."""
         return self.lease is not None and self.clock.now() < self._deadline()
+
+    def may_keep_exclusive(self) -> bool:
+        """The condition to keep running exclusive instances: the lease is fresh, or a proof
+        that no store member has a leader keeps it alive (:mod:`corral.core.quorum`)."""
+        return self.lease is not None and self.clock.now() < self._keep_deadline()
+
+    def _keep_deadline(self) -> float:
+        return self.keeper.deadline(self._deadline())
 
     def _me(self) -> Registration:
         """This node's registration as assignments are read against (:mod:`.assigned`)."""
@@ -187,7 +202,13 @@ class Agent:
             self._write_spec_copy()
             guard_spawn(self.ctx.state_dir)
         await self._adopt()
-        loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
+        loops = [
+            self._keepalive_loop,
+            self._watch_loop,
+            self._main_loop,
+            self._beat_loop,
+            self._quorum_loop,
+        ]
         tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
         try:
             await asyncio.gather(*tasks)
@@ -252,13 +273,14 @@ class Agent:
                     sent = self.clock.now()  # the lease runs from when etcd got the renewal,
                     await self.store.keepalive(self.lease)  # which is not before we sent it
                     done = self.clock.now()
-                    if done >= self._deadline():  # renewed too late (a slow renewal during an
+                    if done >= self._keep_deadline():  # renewed too late (a slow renewal during an
                         # etcd election, a stall): the lease guard may have stopped exclusive
                         # instances meanwhile (rule 1); that is the node's event (rule 7)
                         self._guard_lapse = done
                     self.renewed_at = sent
                     self._update_guard()
             except LeaseNotFound:
+                self._hold_over()
                 self.lease, self.registration = None, None
                 self.controller.resign()
                 self._dirty.set()  # the main loop self-fences now (rule 1), not at its next wake
@@ -285,6 +307,53 @@ class Agent:
                 self._decide(f"the agent was stalled for {gap:.2f}s (frozen or starved)")
             period = self.spec.effective_timing.keepalive_interval
             await self._sleep_until(self.grid.near(self.clock.now() + period))
+
+    async def _quorum_loop(self) -> None:
+        """While renewals are late (past half the renewal period before the deadline) and
+        exclusive instances run here, run proof rounds that no store member has a leader: each
+        one keeps them ``ttl - safety_margin`` past its start (:mod:`corral.core.quorum`).
+        Nothing is started meanwhile (rule 1 still holds for starts)."""
+        timing = self.spec.effective_timing
+        while True:
+            now = self.clock.now()
+            holding = any(self._exclusive(k) for k in self.services)
+            if (
+                holding
+                and self.lease is not None
+                and self.keeper.due(now, self._deadline(), timing.keepalive_interval)
+            ):
+                was = self.keeper.kept_since
+                if await self.keeper.round(
+                    self._deadline(), self.ttl - timing.safety_margin, timing.etcd_election
+                ):
+                    self._update_guard()
+                    if was is None:
+                        self._keep_began()
+            lasted = self.keeper.ended(self.clock.now())
+            if lasted is not None:
+                await self._event("store", self._keep_summary(lasted))
+            await self._sleep_until(
+                self.grid.near(self.clock.now() + timing.keepalive_interval / 2)
+            )
+
+    def _keep_began(self) -> None:
+        held = sorted(k for k in self.services if self._exclusive(k))
+        verdict = self.keeper.last_verdict
+        text = (
+            f"the store has no leader ({verdict.reason if verdict else '?'}): keeping "
+            f"{', '.join(held)} past the lease deadline, starting nothing"
+        )
+        log.warning("%s: %s", self.node, text)
+        self._decide(text)
+
+    def _keep_summary(self, lasted: float) -> str:
+        how = "renewals resumed" if self.may_hold_exclusive() else "no proof any more"
+        verdict = self.keeper.last_verdict
+        why = f" ({verdict.reason})" if verdict is not None and not verdict.proven else ""
+        return (
+            f"kept exclusive instances {lasted:.1f}s past the lease deadline while the store "
+            f"had no leader; ended: {how}{why}"
+        )
 
     async def _sleep_until(self, when: float) -> None:
         await asyncio.sleep(max(0.0, when - self.clock.now()))
@@ -446,13 +515,15 @@ class Agent:
         (``inf`` while none runs)."""
         if not any(self._exclusive(k) for k in self.services):
             return math.inf
-        deadline = self._deadline()
+        deadline = self._keep_deadline()
         now = self.clock.now()
         # past it (no lease, or a stop that failed): try again every tick, never spin
         return deadline if deadline > now else now + self.grid.tick
 
     async def _self_fence(self) -> None:
-        if self.may_hold_exclusive():
+        if not self.may_hold_exclusive():
+            self._hold_over()
+        if self.may_keep_exclusive():
             return
         for key, svc in list(self.services.items()):
             res = self.spec.resources.get(svc.resource)
@@ -496,6 +567,7 @@ class Agent:
             desired,
             running,
             may_hold_exclusive=self.may_hold_exclusive(),
+            may_keep_exclusive=self.may_keep_exclusive(),
             exclusive=exclusive,
             frozen=frozen,
             rank=ranks,
@@ -553,15 +625,26 @@ class Agent:
         res = self.spec.resources.get(split_key(key)[0])
         return res is not None and res.exclusive
 
+    def _hold_over(self) -> None:
+        """The lease may have lapsed (its renewal deadline passed, or etcd said it is gone):
+        the controller may take the node as gone and withdraw its assignments. Its running
+        active-active services are then held like adopted ones (:meth:`_keep_adopted`) until
+        the controller assigns them to the next registration. Stopping them would turn a lapse
+        (a frozen or starved node, an etcd election) into an outage of every service of the
+        node; an active-active instance has no exclusivity to keep (rules 1 and 2 are about
+        exclusive instances, which :meth:`_self_fence` stops)."""
+        self._adopted |= {k for k in self.services if not self._exclusive(k)}
+
     def _keep_adopted(self, name: str, exclusive: set[str]) -> bool:
-        """An adopted active-active service is not stopped for want of an assignment while the
-        controller may not have seen this agent's registration yet (a restart slower than the
-        lease TTL makes the node look gone for a moment). Exclusive ones get no such grace:
-        another node may hold them (rule 1)."""
+        """An adopted or held-over (:meth:`_hold_over`) active-active service is not stopped
+        for want of an assignment while the controller may not have seen this agent's current
+        registration yet: no lease, a lease past its renewal deadline, or registered less than
+        ``ADOPT_GRACE`` ago (a restart slower than the lease TTL makes the node look gone for
+        a moment). Exclusive ones get no such grace: another node may hold them (rule 1)."""
         if name not in self._adopted or name in exclusive:
             return False
         self._wake(self._registered_at + ADOPT_GRACE)
-        return self.lease is None or self.clock.now() - self._registered_at < ADOPT_GRACE
+        return not self.may_hold_exclusive() or self.clock.now() - self._registered_at < ADOPT_GRACE
 
     async def _poll_drivers(self) -> bool:
         """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
@@ -822,7 +905,7 @@ class Agent:
         if self._guard_files is None:
             return
         exclusive = sorted(k for k in {*self.services, *self._starting} if self._exclusive(k))
-        self._guard_files.update(self._deadline(), exclusive)
+        self._guard_files.update(self._keep_deadline(), exclusive)
 
     # --- events ---------------------------------------------------------------------------------
 

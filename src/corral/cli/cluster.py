@@ -109,6 +109,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             guard=True,
             gossip=True,
             lock=lock,
+            members=_member_urls(spec) if etcd is None and spec.store.embedded else None,
         )
         task = asyncio.create_task(the_agent.run())
         loop = asyncio.get_running_loop()
@@ -125,6 +126,12 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             del member
 
     asyncio.run(main())
+
+
+def _member_urls(spec: Spec) -> dict[str, str]:
+    """The embedded store's voting members: name -> client URL (the proof rounds that keep
+    exclusive instances while no member has a leader ask each of them)."""
+    return {name: config.client_url for name, config in members_from_spec(spec, Path("/")).items()}
 
 
 async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEtcd | None:

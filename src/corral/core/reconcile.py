@@ -1,8 +1,10 @@
 """Local reconcile: what one node must do to match its assignments (pure).
 
 Input: the instances assigned to this node (``desired``: resource -> role), what runs here
-(``running``), whether this node may hold exclusive instances now (its lease is fresh: DESIGN.md
-rule 1), which resources are exclusive, which are in maintenance here (rule 4), and the
+(``running``), whether this node may start exclusive instances now (``may_hold_exclusive``: its
+lease is fresh, DESIGN.md rule 1) and keep those it runs (``may_keep_exclusive``, default the
+same: a proof that the store has no leader may keep them, :mod:`corral.core.quorum`), which
+resources are exclusive, which are in maintenance here (rule 4), and the
 resources' rank (start order). Output: actions in the order to run them: stops and demotes
 first (reverse rank), then starts, restarts and promotes (rank order). An action is never
 emitted for a resource in maintenance on this node.
@@ -36,10 +38,12 @@ def reconcile(
     running: Mapping[str, LocalInstance],
     *,
     may_hold_exclusive: bool,
+    may_keep_exclusive: bool | None = None,
     exclusive: Set[str],
     frozen: Set[str] = frozenset(),
     rank: Mapping[str, int] | None = None,
 ) -> list[LocalAction]:
+    keep = may_hold_exclusive if may_keep_exclusive is None else may_keep_exclusive
     order = rank or {}
     down: list[LocalAction] = []
     up: list[LocalAction] = []
@@ -48,7 +52,7 @@ def reconcile(
             continue
         if res not in desired:
             down.append(LocalAction("stop", res, "not assigned to this node"))
-        elif res in exclusive and not may_hold_exclusive:
+        elif res in exclusive and not keep:
             down.append(LocalAction("stop", res, "self-fence: the node lease is not fresh"))
         elif desired[res] != "promoted" and inst.role == "promoted":
             down.append(LocalAction("demote", res, "the promoted role is assigned elsewhere"))

@@ -498,6 +498,19 @@ class Lab:
     def heal_partition(self, node: str) -> None:
         netns.heal_port(self.state()["switch_ns"], self.node(node)["switch_if"])
 
+    def cut_store_peers(self) -> None:
+        """Drop the embedded store's peer traffic between every two nodes (its members lose
+        quorum and their leader) while everything else passes: the nodes, their agents and
+        every member still answer each other and the client."""
+        from corral.spec import load_spec_text
+
+        spec = load_spec_text(self.spec_file.read_text())
+        port = spec.store.embedded.peer_port if spec.store.embedded else 2380
+        netns.block_tcp_port(self.state()["switch_ns"], "store-peers", port)
+
+    def heal_store_peers(self) -> None:
+        netns.unblock(self.state()["switch_ns"], "store-peers")
+
     def netem(self, node: str, *, loss: float = 0.0, delay: float = 0.0) -> None:
         """Loss (percent) and delay (seconds) on both ends of the node's link, so each direction
         sees them (a round trip gets twice ``delay``). Replaces earlier netem settings."""

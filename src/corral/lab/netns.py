@@ -246,6 +246,10 @@ def partition_port(ns: str, port: str, peers: Sequence[str]) -> None:
         "  }\n"
         "}\n"
     )
+    _nft_script(ns, script)
+
+
+def _nft_script(ns: str, script: str) -> None:
     proc = subprocess.run(
         ["ip", "netns", "exec", ns, NFT, "-f", "-"],
         input=script,
@@ -256,6 +260,29 @@ def partition_port(ns: str, port: str, peers: Sequence[str]) -> None:
     )
     if proc.returncode != 0:
         raise NetnsError(f"nft -f - (in {ns}) failed: {proc.stderr.strip()}")
+
+
+def block_tcp_port(ns: str, name: str, tcp_port: int) -> None:
+    """In the switch namespace ``ns``, drop every bridged TCP segment to or from ``tcp_port``
+    (an nftables bridge table ``name`` of its own; every other frame passes). Replaces an
+    earlier block of the same name."""
+    unblock(ns, name)
+    table = _nft_table(name)
+    _nft_script(
+        ns,
+        f"table bridge {table} {{\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f"    tcp dport {tcp_port} drop\n"
+        f"    tcp sport {tcp_port} drop\n"
+        "  }\n"
+        "}\n",
+    )
+
+
+def unblock(ns: str, name: str) -> None:
+    """Remove the block ``name`` (none is fine)."""
+    heal_port(ns, name)
 
 
 def heal_port(ns: str, port: str) -> None:

@@ -1,0 +1,128 @@
+"""Keeping exclusive instances while the store has no leader anywhere (pure).
+
+Rule 1 stops every exclusive instance of a node (its VIPs first) when its lease was not renewed
+for ``lease_ttl - safety_margin``: another node may take them once the lease expires. When the
+store itself has lost quorum while every node is up, that rule makes the HA manager take every
+API down. This module decides when an agent may instead **keep** what it holds (never start or
+promote anything) past its renewal deadline: while it holds a fresh proof that no etcd member
+can be a leader, so no lease can expire.
+
+Why a proof keeps the lease alive (see ``docs/safety-rules.md``, "Store quorum loss"):
+- etcd expires a lease only by a revoke that a leader commits, and a newly elected leader first
+  extends every lease to at least its election time + TTL (the lessor's promotion; corral runs
+  its embedded members without lease checkpointing, so the full TTL is granted again).
+- A **proof round** starts at ``s`` (this node's monotonic clock): every voting member is asked
+  for its status after ``s``, and every one answers that it has no leader, all answers received
+  before ``s + election_timeout``.
+- Then no lease expires in ``[s, s + ttl)``: a leader that could expire one there was elected
+  before ``s`` and stayed leader past ``s``; it was asked in ``[s, s + election)`` and said it
+  was not leader, so it lost its leadership before answering; but a leader steps down only an
+  election timeout after it last heard from a quorum (check-quorum; pre-vote keeps any other
+  member from deposing it sooner), so it committed nothing after ``s``. Any leader elected
+  after ``s`` extends every lease to beyond ``s + ttl``.
+- A round must start before the current keep deadline (the renewal deadline, or the previous
+  proof's), so the lease was alive when it started: the proofs chain without a gap.
+
+The keep deadline of a proof at ``s`` is ``s + ttl - safety_margin``, as for a renewal sent at
+``s``; the keep is bounded (``max_keep`` after the renewal deadline it extends) so that an
+unforeseen case cannot hold a VIP forever. A member that does not answer (killed, frozen,
+unreachable) is never counted as leaderless: a timeout or a refused connection also looks like a
+partition, in which the node must drop its instances as rule 1 says.
+
+Time is an input; nothing here reads a clock or the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MemberAnswer:
+    """One member's status answer: when it was received, and the leader it named (0: none)."""
+
+    received: float
+    leader: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A round's outcome: ``proven`` (no member can be a leader at ``started``) and why not."""
+
+    proven: bool
+    reason: str
+
+
+def judge_round(
+    started: float,
+    members: tuple[str, ...],
+    answers: Mapping[str, MemberAnswer],
+    election_timeout: float,
+) -> Verdict:
+    """Whether the round that started at ``started`` proves that no member can be a leader.
+
+    ``members``: every voting member of the store; ``answers``: the members that answered, by
+    name. Proven only when every member answered, with no leader, received in
+    ``[started, started + election_timeout)``."""
+    if not members:
+        return Verdict(False, "no voting members are known")
+    missing = [m for m in members if m not in answers]
+    if missing:
+        return Verdict(False, f"no answer from {', '.join(sorted(missing))}")
+    for name in members:
+        answer = answers[name]
+        if answer.leader != 0:
+            return Verdict(False, f"{name} has a leader ({answer.leader:x})")
+        if not started <= answer.received < started + election_timeout:
+            late = answer.received - started
+            return Verdict(False, f"{name} answered {late:.2f}s into the round (too late)")
+    return Verdict(True, f"none of {len(members)} member(s) has a leader")
+
+
+class KeepWindow:
+    """The keep deadline of one node's exclusive instances, past its renewal deadline.
+
+    ``renewal_deadline(d)`` reports the rule-1 deadline of the node's last renewal (called after
+    every renewal; a later renewal ends any keep). ``proof(s, verdict, lifetime)`` records a
+    judged round that started at ``s``; a proven round extends the keep deadline to
+    ``s + lifetime`` (``lifetime`` = ``ttl - safety_margin``) if it started before the current
+    deadline (no gap in the chain), never beyond ``max_keep`` past the renewal deadline.
+    ``deadline()`` is the later of the renewal deadline and the keep."""
+
+    def __init__(self, max_keep: float) -> None:
+        self.max_keep = max_keep
+        self._renewal = -math.inf
+        self._keep = -math.inf
+
+    def renewal_deadline(self, deadline: float) -> None:
+        if deadline > self._renewal:
+            self._renewal = deadline
+            if self._keep <= deadline:
+                self._keep = -math.inf
+
+    def proof(self, started: float, verdict: Verdict, lifetime: float) -> bool:
+        """Record a judged round; True when it extended the keep deadline."""
+        if not verdict.proven or self._renewal == -math.inf or started >= self.deadline():
+            return False
+        until = min(started + lifetime, self._renewal + self.max_keep)
+        if until <= self.deadline():
+            return False
+        self._keep = until
+        return True
+
+    def deadline(self) -> float:
+        return max(self._renewal, self._keep)
+
+    def keeping(self, now: float) -> bool:
+        """True when only a proof keeps the instances at ``now`` (past the renewal deadline)."""
+        return self._renewal <= now < self._keep
+
+    def extended(self, now: float) -> bool:
+        """True while a proof extends the renewal deadline and has not run out at ``now``."""
+        return self._keep > self._renewal and now < self._keep
+
+    def exhausted(self, now: float) -> bool:
+        """True once the keep reached its bound: no proof extends it any more."""
+        return now >= self._renewal + self.max_keep

@@ -1,0 +1,82 @@
+"""The store loses quorum while every node is up: the VIP and the active-passive service stay
+where they are (and are never held twice), nothing moves; a node that is also cut off from its
+peers drops its own as rule 1 says (docs/safety-rules.md, "Store quorum loss").
+
+Fault: the embedded etcd members' peer traffic is dropped on the switch (every member still
+runs and answers its clients, none has a leader), for four lease TTLs. Checked from outside by
+the lab's independent checker (addresses per namespace and pid files every 10 ms)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.lab.checker import Checker, Topology
+from corral.lab.lab import Lab
+
+from .conftest import NEEDS_ROOT, small_spec, wait_for
+
+pytestmark = [pytest.mark.etcd, NEEDS_ROOT]
+
+VIP = "198.18.0.100"
+SPEC = small_spec("quorum") + f"  vip:\n    vip: {VIP}/24\n"
+TTL = 3.0  # the lan profile's lease
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    spec = tmp_path / "quorum.yaml"
+    spec.write_text(SPEC)
+    try:
+        yield Lab.up(spec, tmp_path / "lab", nodes=3, timeout=60, fence_action="none")
+    finally:
+        Lab(tmp_path / "lab").down(force=True)
+
+
+def settled(checker: Checker) -> tuple[str, str] | None:
+    """(VIP holder, api holder) once each is held by exactly one node."""
+    vips, exclusive = checker.snapshot()
+    held, api = vips.get(VIP, set()), exclusive.get("api", set())
+    if len(held) == 1 and len(api) == 1:
+        return next(iter(held)), next(iter(api))
+    return None
+
+
+def agent_logs(lab: Lab) -> str:
+    return "".join(lab.log_path(n).read_text(errors="replace") for n in ("n1", "n2", "n3"))
+
+
+def test_a_store_without_a_leader_keeps_what_runs_and_a_cut_off_node_drops_it(
+    lab: Lab,
+) -> None:
+    checker = Checker(Topology.from_lab(lab))
+    checker.start()
+    try:
+        lab.wait_online(timeout=60)
+        vip_node, api_node = wait_for(lambda: settled(checker), 60, "VIP and api held once")
+        api_pid = lab.service_pid(api_node, "api")
+
+        lab.cut_store_peers()
+        try:
+            end = time.monotonic() + 4 * TTL
+            while time.monotonic() < end:  # every sample: still there, on the same node
+                assert settled(checker) == (vip_node, api_node), checker.snapshot()
+                time.sleep(0.05)
+            assert lab.service_pid(api_node, "api") == api_pid, "api was restarted"
+            assert "the store has no leader" in agent_logs(lab)
+
+            # now the VIP's node is also cut off from the other nodes: it cannot reach their
+            # members, so it has no proof, and drops the VIP and api (rule 1)
+            lab.partition(vip_node)
+            wait_for(lambda: not checker.snapshot()[0].get(VIP), 2 * TTL, "the cut-off node drops")
+            lab.heal_partition(vip_node)
+        finally:
+            lab.heal_store_peers()
+        lab.wait_online(timeout=60)
+        wait_for(lambda: settled(checker), 60, "VIP and api held once again")
+    finally:
+        violations = checker.stop()
+    assert not violations, violations
