@@ -84,9 +84,7 @@ def test_the_keep_is_bounded() -> None:
 
 
 @given(
-    st.lists(
-        st.tuples(st.floats(0, 20), st.booleans(), st.floats(0.1, 5)), min_size=1, max_size=30
-    )
+    st.lists(st.tuples(st.floats(0, 20), st.booleans(), st.floats(0.1, 5)), min_size=1, max_size=30)
 )
 def test_the_deadline_never_exceeds_a_proven_start_plus_lifetime_or_the_bound(
     rounds: list[tuple[float, bool, float]],
