@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.core.quorum import KeepWindow, MemberAnswer, Verdict, judge_round
+from corral.core.quorum import (
+    DeadStatement,
+    KeepWindow,
+    MemberAnswer,
+    StoreWord,
+    Verdict,
+    judge_round,
+)
 
 MEMBERS = ("a", "b", "c")
 ELECTION = 0.5
@@ -105,3 +113,62 @@ def test_the_deadline_never_exceeds_a_proven_start_plus_lifetime_or_the_bound(
         allowed.add(after)
         assert after <= 13.0
     assert window.deadline() in allowed
+
+
+def test_a_silent_member_stated_down_since_before_the_round_counts() -> None:
+    """Two members killed: the survivor answers; the dead ones' agents say, after seeing the
+    round's nonce, how long their member has been down."""
+    answers = {"a": MemberAnswer(10.1, 0)}
+    statements = {
+        "b": DeadStatement(received=10.4, down_for=3.0, echoes=True),
+        "c": DeadStatement(received=10.3, down_for=0.5, echoes=True),
+    }
+    verdict = judge_round(10.0, MEMBERS, answers, ELECTION, statements)
+    assert verdict.proven and "(b, c down)" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("statement", "why"),
+    [
+        (DeadStatement(10.4, 3.0, echoes=False), "said before the round: it may be stale"),
+        (DeadStatement(10.6, 0.5, echoes=True), "down only since after the round started"),
+        (DeadStatement(9.9, 3.0, echoes=True), "heard before the round started"),
+    ],
+)
+def test_a_statement_that_does_not_cover_the_round_start_is_refused(
+    statement: DeadStatement, why: str
+) -> None:
+    answers = {"a": MemberAnswer(10.1, 0), "b": MemberAnswer(10.1, 0)}
+    verdict = judge_round(10.0, MEMBERS, answers, ELECTION, {"c": statement})
+    assert not verdict.proven, why
+    assert "no answer from c" in verdict.reason
+
+
+def test_a_direct_answer_with_a_leader_beats_a_statement() -> None:
+    answers = {m: MemberAnswer(10.1, 0) for m in MEMBERS}
+    answers["c"] = MemberAnswer(10.1, 7)
+    statement = {"c": DeadStatement(10.2, 5.0, echoes=True)}
+    assert not judge_round(10.0, MEMBERS, answers, ELECTION, statement).proven
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", StoreWord()),
+        ("garbage", StoreWord()),
+        ("a=zz", StoreWord()),  # not a nonce
+        ("a=" + "f" * 40, StoreWord()),  # too long
+        ("d=-5;e=", StoreWord()),
+        ("d=x", StoreWord()),
+        ("d=1;e=ABC", StoreWord()),
+        ("a=0123;e=abc", StoreWord("0123", None, ("abc",))),  # no d=: states nothing
+    ],
+)
+def test_a_malformed_word_states_nothing(text: str, expected: StoreWord) -> None:
+    assert StoreWord.decode(text) == expected
+
+
+def test_a_word_round_trips() -> None:
+    word = StoreWord("ab12", 1500, ("cd34", "ef56"))
+    assert StoreWord.decode(word.encode()) == word
+    assert StoreWord.decode(StoreWord("ab12").encode()) == StoreWord("ab12")

@@ -80,3 +80,33 @@ def test_a_store_without_a_leader_keeps_what_runs_and_a_cut_off_node_drops_it(
     finally:
         violations = checker.stop()
     assert not violations, violations
+
+
+def test_two_members_that_cannot_start_are_stated_down_and_nothing_moves(lab: Lab) -> None:
+    """Two of three members crash-loop (their data directory is gone: a disk fault) while every
+    node is up. The dead members cannot answer; their agents state over gossip that they are
+    down (the VIP holder's own member among them), so the proof holds and nothing moves."""
+    checker = Checker(Topology.from_lab(lab))
+    checker.start()
+    try:
+        lab.wait_online(timeout=60)
+        vip_node, api_node = wait_for(lambda: settled(checker), 60, "VIP and api held once")
+        api_pid = lab.service_pid(api_node, "api")
+        broken = [vip_node, next(n for n in ("n1", "n2", "n3") if n != vip_node)]
+        for node in broken:
+            lab.break_etcd(node)
+        try:
+            end = time.monotonic() + 4 * TTL
+            while time.monotonic() < end:
+                assert settled(checker) == (vip_node, api_node), checker.snapshot()
+                time.sleep(0.05)
+            assert lab.service_pid(api_node, "api") == api_pid, "api was restarted"
+            assert "down)" in agent_logs(lab)  # a proof that counted stated-down members
+        finally:
+            for node in broken:
+                lab.repair_etcd(node)
+        lab.wait_online(timeout=60)
+        wait_for(lambda: settled(checker), 60, "VIP and api held once again")
+    finally:
+        violations = checker.stop()
+    assert not violations, violations

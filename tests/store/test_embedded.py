@@ -106,10 +106,28 @@ async def test_supervisor_backs_off_on_a_crash_loop(tmp_path: Path) -> None:
     member = EmbeddedEtcd(config(tmp_path), binary=binary, max_backoff=0.4)
     await member.start(wait=False)
     member.supervise()
-    await asyncio.sleep(1.5)  # backoff 0.2, 0.4, 0.4, ...: a handful of restarts, not hundreds
+    await asyncio.sleep(1.5)  # backoff 0.4, 0.4, ...: a handful of restarts, not hundreds
     await member.stop()
     assert 2 <= member.restarts <= 6
     assert not member.running
+
+
+async def test_down_since_says_since_when_a_supervised_member_is_down(tmp_path: Path) -> None:
+    """What the agent states to its peers' proof rounds (corral.core.quorum): the member was
+    down at least since then; None while a process runs, and before the supervisor saw the
+    exit (never an earlier exit's time)."""
+    binary = fake_binary(tmp_path, "import time; time.sleep(0.3)")
+    member = EmbeddedEtcd(config(tmp_path), binary=binary, max_backoff=1.0)
+    await member.start(wait=False)
+    assert member.down_since() is None  # running
+    member.supervise()
+    await member.wait()
+    await asyncio.sleep(0.05)
+    since = member.down_since()
+    assert since is not None and time.monotonic() - since < 0.3  # in its backoff
+    await asyncio.sleep(1.1)  # restarted: running again
+    assert member.running and member.down_since() is None
+    await member.stop()
 
 
 def test_timing_profiles_and_min_ttl() -> None:

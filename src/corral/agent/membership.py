@@ -136,3 +136,22 @@ class AgentGossip:
     async def stop(self) -> None:
         if self.member is not None:
             await self.member.stop(leave=True, grace=0.5)
+
+    def store_words(self) -> dict[str, str]:
+        """Every other live member's word about the store (``NodeMeta.store``), by node."""
+        if self.member is None:
+            return {}
+        return {
+            m.name: m.meta.store
+            for m in self.member.members()
+            if not m.is_self and m.state in ("alive", "suspect") and m.name in self.spec.nodes
+        }
+
+    def say_store(self, word: str) -> bool:
+        """Publish this agent's word about the store (a new incarnation of its metadata);
+        False when the member is not running yet."""
+        if self.member is None:
+            return False
+        me = self.spec.nodes[self.node]
+        self.member.update_meta(NodeMeta(tuple(me.roles), me.site or "", "", word))
+        return True

@@ -37,7 +37,7 @@ from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
-from corral.agent.quorum import QuorumKeeper, QuorumProbe
+from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.records import Event, dump, load
 from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
@@ -54,6 +54,7 @@ DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 STATUS_POLL = 1.0  # seconds between driver status polls (a dead service: a round at once)
 ROUND_EVERY = 5.0  # seconds between full rounds when nothing changed: a safety net, since
 # every change the agent must act on wakes it (watch, gossip, verdicts, driver polls)
+LATE = 2.5  # renewal periods before the rule-1 deadline at which proof rounds begin
 ADOPT_GRACE = 5.0  # seconds an adopted active-active service waits for its assignment
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
@@ -90,13 +91,16 @@ class Agent:
         gossip: bool = False,
         lock: AgentLock | None = None,
         members: Mapping[str, str] | None = None,
+        member_down_since: Callable[[], float | None] | None = None,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
         real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC.
         ``lock``: the state dir's agent lock, when the caller took it already (the CLI, before
         it starts the embedded store member); else :meth:`run` takes it. ``members``: the
         embedded store's member name -> client URL, for the proof rounds that keep exclusive
-        instances while no member has a leader (:mod:`corral.agent.quorum`); None: never."""
+        instances while no member has a leader (:mod:`corral.agent.quorum`); None: never.
+        ``member_down_since``: the supervisor's word on this node's member (it states, over
+        gossip, how long the member has been down, for the peers' proof rounds)."""
         if node not in spec.nodes:
             raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
         self.spec, self.node, self.store = spec, node, store
@@ -152,7 +156,8 @@ class Agent:
         self._registered_at = -math.inf
         self._guard_lapse = -math.inf  # last renewal after the rule-1 deadline had passed
         probe = QuorumProbe(members, self.clock) if members else None
-        self.keeper = QuorumKeeper(probe, self.clock)
+        self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
+        self.keeper = QuorumKeeper(probe, self.clock, self.voice)
 
     # --- timing -------------------------------------------------------------------------------
 
@@ -309,19 +314,19 @@ class Agent:
             await self._sleep_until(self.grid.near(self.clock.now() + period))
 
     async def _quorum_loop(self) -> None:
-        """While renewals are late (past half the renewal period before the deadline) and
-        exclusive instances run here, run proof rounds that no store member has a leader: each
-        one keeps them ``ttl - safety_margin`` past its start (:mod:`corral.core.quorum`).
-        Nothing is started meanwhile (rule 1 still holds for starts)."""
+        """While renewals are late (``LATE`` renewal periods before the rule-1 deadline, or
+        past it) and exclusive instances run here, run proof rounds that no store member has
+        a leader: each one keeps them ``ttl - safety_margin`` past its start
+        (:mod:`corral.core.quorum`). Nothing is started meanwhile (rule 1 still holds for
+        starts). Every pass also hears the peers' words about the store and says this node's
+        (its round's nonce; how long its member has been down, for the peers' rounds)."""
         timing = self.spec.effective_timing
         while True:
-            now = self.clock.now()
-            holding = any(self._exclusive(k) for k in self.services)
-            if (
-                holding
-                and self.lease is not None
-                and self.keeper.due(now, self._deadline(), timing.keepalive_interval)
-            ):
+            self.voice.listen()
+            late = self.keeper.due(
+                self.clock.now(), self._deadline(), LATE * timing.keepalive_interval
+            )
+            if late and self.lease is not None and any(map(self._exclusive, self.services)):
                 was = self.keeper.kept_since
                 if await self.keeper.round(
                     self._deadline(), self.ttl - timing.safety_margin, timing.etcd_election
@@ -329,6 +334,9 @@ class Agent:
                     self._update_guard()
                     if was is None:
                         self._keep_began()
+            else:
+                self.voice.ask = ""  # no round of ours: the peers need not answer one
+            self.voice.speak()
             lasted = self.keeper.ended(self.clock.now())
             if lasted is not None:
                 await self._event("store", self._keep_summary(lasted))

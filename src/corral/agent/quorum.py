@@ -1,5 +1,10 @@
 """Proof rounds against the store's members (shell of :mod:`corral.core.quorum`).
 
+:class:`StoreVoice` is this agent's word about the store in its gossip metadata: the nonce of
+its current proof round, and, when it supervises the node's member, how long that member has
+been down, echoing the nonces of the peers' rounds it has seen (their proof that the member was
+down when they asked). It notes when each peer's word first arrived here.
+
 :class:`QuorumProbe` asks every voting member of the embedded store for its status
 (``POST /v3/maintenance/status`` on its client URL, etcd's JSON gateway), all at once, and
 returns the answers that came back within the round's budget with the instant each arrived.
@@ -13,12 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 
 import httpx
 
+from corral.agent.membership import AgentGossip
 from corral.core.clock import Clock
-from corral.core.quorum import KeepWindow, MemberAnswer, Verdict, judge_round
+from corral.core.quorum import (
+    DeadStatement,
+    KeepWindow,
+    MemberAnswer,
+    StoreWord,
+    Verdict,
+    judge_round,
+)
 
 
 class QuorumProbe:
@@ -63,6 +77,69 @@ def _leader(body: bytes) -> int:
     return int(value.get("leader", 0))
 
 
+class StoreVoice:
+    """``gossip``: the agent's member (None: no statements are heard or made); ``down_since``:
+    the supervisor's :meth:`~corral.store.embedded.EmbeddedEtcd.down_since` for this node's
+    member (None: not supervised here, so nothing is stated about it)."""
+
+    def __init__(
+        self,
+        node: str,
+        gossip: AgentGossip | None,
+        down_since: Callable[[], float | None] | None,
+        clock: Clock,
+    ) -> None:
+        self.node, self.gossip, self.clock = node, gossip, clock
+        self._down_since = down_since
+        self.ask = ""
+        self._heard: dict[str, tuple[str, float]] = {}  # node -> (word, first seen here)
+        self._said: str | None = None
+        self.own_down_at_start: float | None = None  # this member's down time when a round began
+
+    def down_for(self) -> float | None:
+        """How long this node's member has been down, now (None: running or unknown)."""
+        since = self._down_since() if self._down_since is not None else None
+        return None if since is None else max(0.0, self.clock.now() - since)
+
+    def listen(self) -> None:
+        """Note the peers' words, and when each changed word was first seen here."""
+        if self.gossip is None:
+            return
+        now = self.clock.now()
+        for node, word in self.gossip.store_words().items():
+            if self._heard.get(node, ("", 0.0))[0] != word:
+                self._heard[node] = (word, now)
+
+    def speak(self) -> None:
+        """Publish this agent's word when it changed: its round's nonce, and while its member is
+        down, how long, echoing the peers' round nonces heard."""
+        if self.gossip is None:
+            return
+        down = self.down_for()
+        asks = sorted({w.ask for w in self._words().values() if w.ask})
+        word = StoreWord(self.ask, None if down is None else int(down * 1000), tuple(asks))
+        key = f"{self.ask}|{down is None}|{','.join(asks)}"
+        if key != self._said and self.gossip.say_store(word.encode()):
+            self._said = key
+
+    def statements(self, nonce: str, started: float) -> dict[str, DeadStatement]:
+        """The statements that members are down, by member (node) name: the peers' (heard
+        here), and this node's own, taken from its supervisor at ``started``."""
+        out = {
+            node: DeadStatement(at, word.down_ms / 1000, nonce in word.echo)
+            for node, (text, at) in self._heard.items()
+            if (word := StoreWord.decode(text)).down_ms is not None
+        }
+        own = self.own_down_at_start
+        if own is not None:
+            out[self.node] = DeadStatement(started, own, True)
+        return out
+
+    def _words(self) -> dict[str, StoreWord]:
+        return {node: StoreWord.decode(text) for node, (text, _) in self._heard.items()}
+
+
+STATEMENT_WAIT = 1.0  # seconds a round waits for the statements of members that did not answer
 MAX_KEEP = 600.0  # seconds past the renewal deadline a keep may last (an unforeseen case
 # must not hold a VIP forever)
 
@@ -73,8 +150,14 @@ class QuorumKeeper:
     lease checkpointing corral does not control; tests on an in-memory store) it proves
     nothing and the renewal deadline alone counts, as rule 1 says."""
 
-    def __init__(self, probe: QuorumProbe | None, clock: Clock, max_keep: float = MAX_KEEP):
-        self.probe, self.clock = probe, clock
+    def __init__(
+        self,
+        probe: QuorumProbe | None,
+        clock: Clock,
+        voice: StoreVoice | None = None,
+        max_keep: float = MAX_KEEP,
+    ):
+        self.probe, self.clock, self.voice = probe, clock, voice
         self.window = KeepWindow(max_keep)
         self.kept_since: float | None = None  # when the current keep began (None: none)
         self.last_verdict: Verdict | None = None
@@ -94,14 +177,38 @@ class QuorumKeeper:
         """One proof round; True when it extended the keep."""
         assert self.probe is not None
         self.window.renewal_deadline(renewal_deadline)
+        nonce = secrets.token_hex(4)
+        if self.voice is not None:
+            self.voice.ask = nonce
+            self.voice.own_down_at_start = self.voice.down_for()
+            self.voice.speak()
         started = self.clock.now()
         answers = await self.probe.round(election)
         members = tuple(sorted(self.probe.members))
-        self.last_verdict = judge_round(started, members, answers, election)
+        statements = await self._statements(nonce, started, set(members) - set(answers))
+        self.last_verdict = judge_round(started, members, answers, election, statements)
         extended = self.window.proof(started, self.last_verdict, lifetime)
         if extended and self.kept_since is None:
             self.kept_since = renewal_deadline
         return extended
+
+    async def _statements(
+        self, nonce: str, started: float, silent: set[str]
+    ) -> dict[str, DeadStatement]:
+        """The statements that the ``silent`` members are down, waiting up to
+        ``STATEMENT_WAIT`` for their agents to echo this round's nonce."""
+        voice = self.voice
+        if voice is None or not silent:
+            return {}
+        waited_until = started + STATEMENT_WAIT
+        while True:
+            voice.listen()
+            found = voice.statements(nonce, started)
+            if all(m in found and found[m].echoes for m in silent):
+                return found
+            if self.clock.now() >= waited_until:
+                return found
+            await asyncio.sleep(0.05)
 
     def ended(self, now: float) -> float | None:
         """If a keep had begun and the window no longer extends past the renewal deadline

@@ -110,6 +110,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             gossip=True,
             lock=lock,
             members=_member_urls(spec) if etcd is None and spec.store.embedded else None,
+            member_down_since=member.down_since if member is not None else None,
         )
         task = asyncio.create_task(the_agent.run())
         loop = asyncio.get_running_loop()

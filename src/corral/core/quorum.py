@@ -23,11 +23,18 @@ Why a proof keeps the lease alive (see ``docs/safety-rules.md``, "Store quorum l
 - A round must start before the current keep deadline (the renewal deadline, or the previous
   proof's), so the lease was alive when it started: the proofs chain without a gap.
 
+A member that does not answer counts as leaderless only by the **statement** of the agent that
+supervises it (:class:`StoreWord`, carried in gossip metadata): "my member has been down for
+``d`` seconds", made after it saw this round's nonce (so after ``s``), and received here at
+``r`` with ``r - s <= d`` (so the member was already down at ``s``: it cannot have been a
+leader then, nor acked one, and if it restarts later any leader it helps elect is new).
+
 The keep deadline of a proof at ``s`` is ``s + ttl - safety_margin``, as for a renewal sent at
 ``s``; the keep is bounded (``max_keep`` after the renewal deadline it extends) so that an
 unforeseen case cannot hold a VIP forever. A member that does not answer (killed, frozen,
 unreachable) is never counted as leaderless: a timeout or a refused connection also looks like a
-partition, in which the node must drop its instances as rule 1 says.
+partition, in which the node must drop its instances as rule 1 says; only its own agent's
+statement (which knows the process exited) stands for it.
 
 Time is an input; nothing here reads a clock or the network.
 """
@@ -48,6 +55,60 @@ class MemberAnswer:
 
 
 @dataclass(frozen=True)
+class DeadStatement:
+    """A peer agent's word that its member is down: received here at ``received``, down for
+    ``down_for`` seconds when it was said, and whether it echoes this round's nonce."""
+
+    received: float
+    down_for: float
+    echoes: bool
+
+
+ECHO_MAX = 8  # nonces one statement echoes (one per peer asking at once)
+
+
+@dataclass(frozen=True)
+class StoreWord:
+    """What an agent says about the store in its gossip metadata: ``ask``, the nonce of its
+    current proof round ('' when none); ``down_ms``, how long the store member it supervises
+    has been down (None: running, or not supervised here); ``echo``, the peers' round nonces
+    it had seen when it said so. Encoded as ``a=<ask>;d=<ms>;e=<n1>,<n2>``."""
+
+    ask: str = ""
+    down_ms: int | None = None
+    echo: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        parts = [f"a={self.ask}"] if self.ask else []
+        if self.down_ms is not None:
+            parts.append(f"d={self.down_ms}")
+            parts.append("e=" + ",".join(self.echo[:ECHO_MAX]))
+        return ";".join(parts)
+
+    @classmethod
+    def decode(cls, text: str) -> StoreWord:
+        """The word in ``text``; an empty word for anything malformed (a word that cannot be
+        read proves nothing)."""
+        try:
+            fields = dict(part.split("=", 1) for part in text.split(";") if part)
+            down = fields.get("d")
+            echo = tuple(n for n in fields.get("e", "").split(",") if n)
+            ask = fields.get("a", "")
+            if not all(_nonce_ok(n) for n in (*echo, *([ask] if ask else []))):
+                return cls()
+            down_ms = int(down) if down is not None else None
+            if down_ms is not None and down_ms < 0:
+                return cls()
+            return cls(ask, down_ms, echo[:ECHO_MAX])
+        except ValueError:
+            return cls()
+
+
+def _nonce_ok(nonce: str) -> bool:
+    return 0 < len(nonce) <= 16 and all(c in "0123456789abcdef" for c in nonce)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """A round's outcome: ``proven`` (no member can be a leader at ``started``) and why not."""
 
@@ -60,25 +121,47 @@ def judge_round(
     members: tuple[str, ...],
     answers: Mapping[str, MemberAnswer],
     election_timeout: float,
+    statements: Mapping[str, DeadStatement] | None = None,
 ) -> Verdict:
     """Whether the round that started at ``started`` proves that no member can be a leader.
 
     ``members``: every voting member of the store; ``answers``: the members that answered, by
-    name. Proven only when every member answered, with no leader, received in
-    ``[started, started + election_timeout)``."""
+    name; ``statements``: peer agents' words that their member is down, by member. Proven only
+    when every member either answered, with no leader, received in
+    ``[started, started + election_timeout)``, or is the subject of a statement that echoes the
+    round's nonce and was received no later than ``down_for`` after ``started``."""
     if not members:
         return Verdict(False, "no voting members are known")
-    missing = [m for m in members if m not in answers]
+    stated = statements or {}
+    down = [m for m in members if m not in answers and _dead_at(stated.get(m), started)]
+    missing = [m for m in members if m not in answers and m not in down]
     if missing:
         return Verdict(False, f"no answer from {', '.join(sorted(missing))}")
     for name in members:
+        if name in down:
+            continue
         answer = answers[name]
         if answer.leader != 0:
             return Verdict(False, f"{name} has a leader ({answer.leader:x})")
         if not started <= answer.received < started + election_timeout:
             late = answer.received - started
             return Verdict(False, f"{name} answered {late:.2f}s into the round (too late)")
+    if down:
+        return Verdict(
+            True,
+            f"none of {len(members)} member(s) has a leader ({', '.join(sorted(down))} down)",
+        )
     return Verdict(True, f"none of {len(members)} member(s) has a leader")
+
+
+def _dead_at(statement: DeadStatement | None, started: float) -> bool:
+    """The statement shows its member down at ``started``: said after it (it echoes the
+    round's nonce) and covering it (received within ``down_for`` of it)."""
+    return (
+        statement is not None
+        and statement.echoes
+        and started <= statement.received <= started + statement.down_for
+    )
 
 
 class KeepWindow:

@@ -451,6 +451,23 @@ class Lab:
                 return pid
         raise LabError(f"{node}: no etcd member running")
 
+    def break_etcd(self, node: str) -> int:
+        """A member that cannot start (a disk fault): its data directory is moved aside and a
+        plain file put in its place, then the member is SIGKILLed; every restart of the
+        agent's supervisor exits at once, with a backoff that grows. Returns the pid killed.
+        :meth:`repair_etcd` undoes it."""
+        data = Path(self.node(node)["state_dir"]) / "etcd" / node
+        data.rename(data.with_name(node + ".broken"))
+        data.write_text("corral lab: a broken disk\n")
+        return self.kill_etcd(node)
+
+    def repair_etcd(self, node: str) -> None:
+        """Put the member's data directory back (the supervisor's next restart succeeds)."""
+        data = Path(self.node(node)["state_dir"]) / "etcd" / node
+        if data.with_name(node + ".broken").exists():
+            data.unlink(missing_ok=True)
+            data.with_name(node + ".broken").rename(data)
+
     def freeze(self, node: str) -> list[int]:
         """SIGSTOP every process of the node (a VM paused, a machine stalled): nothing runs,
         the kernel still holds its addresses and answers ARP. Returns the pids stopped.

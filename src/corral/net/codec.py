@@ -51,7 +51,7 @@ class DecodeError(ValueError):
 
 
 def _meta(m: NodeMeta) -> list[Any]:
-    return [list(m.roles), m.site, m.api]
+    return [list(m.roles), m.site, m.api, m.store]
 
 
 def _encode_one(msg: Message) -> list[Any]:
@@ -123,12 +123,15 @@ def _addr(v: object) -> str:
 
 
 def _decode_meta(v: object) -> NodeMeta:
-    roles, site, api = _list(v, 3, 3)
+    fields = _list(v, 3, 4)  # 3: from an agent before the store field (a rolling upgrade)
+    roles, site, api = fields[:3]
+    store = fields[3] if len(fields) > 3 else ""
     role_list = _list(roles, 0, MAX_ROLES)
     return NodeMeta(
         tuple(_str(r, MAX_FIELD) for r in role_list),
         _str(site, MAX_FIELD, empty=True),
         _str(api, MAX_FIELD, empty=True),
+        _str(store, MAX_FIELD, empty=True),
     )
 
 

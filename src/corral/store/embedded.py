@@ -8,7 +8,7 @@ Contract of :class:`EmbeddedEtcd`:
   cluster must be started with ``wait=False`` and then waited for together: none is healthy
   before a quorum of them runs.
 - ``supervise()`` restarts the member whenever it exits on its own, after a backoff that
-  doubles from 0.2 s up to ``max_backoff`` and starts over once a run lasted ``stable_after``
+  doubles from ``FIRST_BACKOFF`` up to ``max_backoff`` and starts over once a run lasted ``stable_after``
   seconds. ``restarts`` counts the restarts. A restarted member keeps its data directory, so
   it rejoins with its identity (etcd ignores the initial-cluster flags then).
 - ``stop()`` ends supervision, sends SIGTERM, and SIGKILL after ``timeout``. Only the process
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A member down for less than a gossip round trip cannot be stated down in time for the peers'
+# proof rounds (corral.core.quorum); one member restarting a second later costs no quorum.
+FIRST_BACKOFF = 1.0
 _TIMING: dict[str, tuple[int, int]] = {"local": (25, 250), "lan": (50, 500), "wan": (250, 2500)}
 
 
@@ -190,6 +193,7 @@ class EmbeddedEtcd:
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._exited_at: float | None = None  # when the supervisor saw the process exit
 
     @property
     def log_path(self) -> Path:
@@ -203,6 +207,12 @@ class EmbeddedEtcd:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
+
+    def down_since(self) -> float | None:
+        """When (the event loop's monotonic clock) the supervisor saw the member's process exit,
+        while it has not been started again; None while it runs or when not supervised. The
+        member was down at least since then (the exit is seen after it happened)."""
+        return None if self.running else self._exited_at
 
     async def start(self, *, wait: bool = True, timeout: float = 20.0) -> None:
         """Spawn the member (if it is not running) and, with ``wait``, wait until healthy."""
@@ -222,6 +232,7 @@ class EmbeddedEtcd:
                 stderr=out,
                 start_new_session=True,  # a Ctrl-C to the agent's group is the agent's to handle
             )
+        self._exited_at = None  # a new process runs: its exit is not seen yet
 
     async def healthy(self, timeout: float = 1.0) -> bool:
         """True when the member answers ``/health`` with a leader within ``timeout``."""
@@ -266,17 +277,18 @@ class EmbeddedEtcd:
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.2
+        backoff = min(FIRST_BACKOFF, self._max_backoff)
         started = loop.time()
         while not self._stopping and self._proc is not None:
             proc = self._proc
             code = await proc.wait()
+            self._exited_at = loop.time()
             if self._stopping:
                 return
             if self._proc is not proc and self.running:
                 continue  # someone called start() meanwhile: watch the new process
             if loop.time() - started >= self._stable_after:
-                backoff = 0.2  # it ran well: this is a new crash, not a crash loop
+                backoff = min(FIRST_BACKOFF, self._max_backoff)  # a new crash, not a loop
             log.warning(
                 "etcd member %s exited with %s; restarting in %.1fs: %s",
                 self.config.name,

@@ -36,6 +36,9 @@ class NodeMeta:
     site: str = ""
     api: str = ""
     """Address of the member's agent API (``host:port``), empty when it has none."""
+    store: str = ""
+    """The agent's word about the store (:mod:`corral.core.quorum`: a proof round's nonce, and
+    how long its store member has been down), empty when it has none."""
 
 
 NO_META = NodeMeta()
@@ -149,7 +152,9 @@ def _s(text: str) -> int:
 
 def meta_size(meta: NodeMeta) -> int:
     """Upper bound of an encoded :class:`NodeMeta`."""
-    return _ARR + _ARR + sum(_s(r) for r in meta.roles) + _s(meta.site) + _s(meta.api)
+    return (
+        _ARR + _ARR + sum(_s(r) for r in meta.roles) + _s(meta.site) + _s(meta.api) + _s(meta.store)
+    )
 
 
 def estimated_size(msg: Message) -> int:
