@@ -45,6 +45,15 @@ def settled(checker: Checker) -> tuple[str, str] | None:
     return None
 
 
+def stays_put(lab: Lab, checker: Checker, where: tuple[str, str], api_pid: int | None) -> None:
+    """For four lease TTLs, every sample: the VIP and api on the same nodes, api not restarted."""
+    end = time.monotonic() + 4 * TTL
+    while time.monotonic() < end:
+        assert settled(checker) == where, checker.snapshot()
+        time.sleep(0.05)
+    assert lab.service_pid(where[1], "api") == api_pid, "api was restarted"
+
+
 def agent_logs(lab: Lab) -> str:
     return "".join(lab.log_path(n).read_text(errors="replace") for n in ("n1", "n2", "n3"))
 
@@ -61,11 +70,7 @@ def test_a_store_without_a_leader_keeps_what_runs_and_a_cut_off_node_drops_it(
 
         lab.cut_store_peers()
         try:
-            end = time.monotonic() + 4 * TTL
-            while time.monotonic() < end:  # every sample: still there, on the same node
-                assert settled(checker) == (vip_node, api_node), checker.snapshot()
-                time.sleep(0.05)
-            assert lab.service_pid(api_node, "api") == api_pid, "api was restarted"
+            stays_put(lab, checker, (vip_node, api_node), api_pid)
             assert "the store has no leader" in agent_logs(lab)
 
             # now the VIP's node is also cut off from the other nodes: it cannot reach their
@@ -96,11 +101,7 @@ def test_two_members_that_cannot_start_are_stated_down_and_nothing_moves(lab: La
         for node in broken:
             lab.break_etcd(node)
         try:
-            end = time.monotonic() + 4 * TTL
-            while time.monotonic() < end:
-                assert settled(checker) == (vip_node, api_node), checker.snapshot()
-                time.sleep(0.05)
-            assert lab.service_pid(api_node, "api") == api_pid, "api was restarted"
+            stays_put(lab, checker, (vip_node, api_node), api_pid)
             assert "down)" in agent_logs(lab)  # a proof that counted stated-down members
         finally:
             for node in broken:
