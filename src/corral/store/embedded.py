@@ -10,7 +10,8 @@ Contract of :class:`EmbeddedEtcd`:
 - ``supervise()`` restarts the member whenever it exits on its own, after a backoff that
   doubles from ``FIRST_BACKOFF`` up to ``max_backoff`` and starts over once a run lasted
   ``stable_after`` seconds. ``down_since()`` says since when it has been down. ``restarts``
-  counts the restarts. A restarted member keeps its data directory, so it rejoins with its identity (etcd ignores the initial-cluster flags then).
+  counts the restarts. A restarted member keeps its data directory, so it rejoins with its
+  identity (etcd ignores the initial-cluster flags then).
 - ``stop()`` ends supervision, sends SIGTERM, and SIGKILL after ``timeout``. Only the process
   this object started is ever signalled, by its PID.
 - etcd's output goes to ``<data_dir>.log``, beside the data directory.
