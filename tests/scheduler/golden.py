@@ -3,7 +3,9 @@
 ``input.yaml`` names a spec (``specs/<spec>.yaml``, or ``openstack`` for the shipped example),
 holds a state (the state-file format of ``corral simulate``) and optional ``inject`` faults (the
 simulate options). ``expected.txt`` is the transition summary plus the plan computed on the
-target state, which must be empty (minimal disruption). Regenerate with ``pytest --update``.
+target state, which must be empty (minimal disruption); a case that converges in two steps by
+design says ``converges_in: 2``, and the plan after the second step must be empty. Regenerate
+with ``pytest --update``.
 """
 
 from __future__ import annotations
@@ -48,4 +50,8 @@ def run_case(case_dir: Path) -> tuple[str, Spec, Any]:
     tail = ["", "Plan on the target state"]
     tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]
     summary = render_plan(spec, snap, plan, after)
+    if body.get("converges_in", 1) == 2:  # a second step by design (a gated fail-back)
+        again = schedule(spec, apply_plan(after, again))
+        tail += ["", "Plan after that"]
+        tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]
     return (note + "\n" if note else "") + summary + "\n".join(tail) + "\n", spec, again

@@ -351,12 +351,28 @@ class Placer:
             assign[item] = node
             count[node] = count.get(node, 0) + 1
 
+        def ready(node: str) -> bool:
+            """What the VIPs go with (``with:``, HAProxy) is healthy there now."""
+            return all(
+                any(i.node == node and i.health == "healthy" for i in ctx.observed.get(p, []))
+                for p in res.with_
+            )
+
+        # A VIP that nobody holds goes where it serves at once while such a node exists, not
+        # to a node that has just come back and is still starting HAProxy (the VIP would
+        # answer there with nothing behind it, for seconds). A held VIP's move is gated by
+        # the order instead (it waits for HAProxy on the target, and serves meanwhile).
+        some_ready = any(map(ready, allowed))
+
+        def fit(item: str, node: str) -> bool:
+            return bool(holders.get(item)) or not some_ready or ready(node)
+
         for node in assign.values():
             count[node] = count.get(node, 0) + 1
         if res.vip_set.fail_back and ctx.snap.quorum:
             for item in free:
                 home = homes[items.index(item) % len(homes)] if homes else None
-                if home in allowed and count.get(home, 0) < cap:
+                if home in allowed and fit(item, home) and count.get(home, 0) < cap:
                     take(item, home)
                     d.why_leave[item] = f"returns to its home node {home} (fail_back)"
         for item in free:  # stickiness: a VIP stays where it is while its node has room
@@ -373,9 +389,13 @@ class Placer:
             if not allowed:
                 d.reasons.append(f"{item} cannot run anywhere: " + self._why_not(scores))
                 continue
-            node = min(allowed, key=lambda n: (count.get(n, 0), ctx.node_order[n]))
+            node = min(
+                allowed, key=lambda n: (not fit(item, n), count.get(n, 0), ctx.node_order[n])
+            )
             take(item, node)
-            d.why_leave[item] = "spread: one VIP per node while there are enough nodes"
+            d.why_leave[item] = "spread: one VIP per node while there are enough nodes" + (
+                "" if all(fit(item, n) for n in allowed) else ", among those ready to serve it"
+            )
         d.target = [
             _keep(frozen_items[item])
             if item in frozen_items
