@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corral.drivers._files import write_atomic
+from corral.fileio import write_atomic
 
 POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
 IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)

@@ -39,7 +39,8 @@ from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.records import Event, dump, load
-from corral.core.clock import Clock, Grid, MonotonicClock, wall_grid
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock, Grid, wall_grid
 from corral.core.reconcile import LocalAction, LocalInstance, reconcile
 from corral.core.scheduler.actions import resource_ranks
 from corral.core.scheduler.model import Snapshot
@@ -538,7 +539,7 @@ class Agent:
             if res is not None and res.exclusive:
                 await self._stop(key, "self-fence: node lease not renewed in time (rule 1)")
 
-    async def _round(self, changed: bool = True) -> None:
+    async def _round(self, changed: bool = True) -> None:  # noqa: C901, PLR0912
         if self.lease is not None:
             now = self.clock.now()
             if not self.controller.active:

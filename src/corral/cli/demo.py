@@ -194,7 +194,7 @@ def _downtime(console: Console, tour: Tour, out: Path, fault: float) -> None:
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml")
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
-def demo(spec_file: str, lab_dir: Path | None) -> None:
+def demo(spec_file: str, lab_dir: Path | None) -> None:  # noqa: PLR0915
     """Bring up SPEC_FILE in a network-namespace lab and tour a failover (root only)."""
     console = Console(highlight=False)
     try:

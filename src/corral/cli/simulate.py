@@ -14,11 +14,21 @@ from corral.core.scheduler import (
     Snapshot,
     apply_plan,
     explain,
-    load_state,
+    load_state_text,
     render_plan,
     schedule,
 )
-from corral.spec import Spec, SpecError, load_spec
+from corral.spec import Spec, SpecError, SpecIssue, load_spec
+
+
+def load_state(path: str, spec: Spec) -> Snapshot:
+    """The state file at ``path`` (at most 1 MiB read), or SpecError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(1 << 20)
+    except OSError as exc:
+        raise SpecError([SpecIssue(f"cannot read: {exc.strerror or exc}", file=path)]) from None
+    return load_state_text(data, spec, path)
 
 
 def _load(spec_file: str, state_file: str | None) -> tuple[Spec, Snapshot]:

@@ -1,13 +1,13 @@
 """Injected time.
 
 Cores never read the clock; shells pass ``now`` in. Shells that need a clock take a
-:class:`Clock` through their constructor so tests and the simulator can drive time by hand.
+:class:`Clock` through their constructor so tests and the simulator can drive time by hand;
+the real one is :class:`corral.clocks.MonotonicClock`, outside the core.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Protocol
 
 
@@ -15,13 +15,6 @@ class Clock(Protocol):
     """A source of monotonic time in seconds. ``now()`` never goes backwards."""
 
     def now(self) -> float: ...
-
-
-class MonotonicClock:
-    """The real clock: :func:`time.monotonic`."""
-
-    def now(self) -> float:
-        return time.monotonic()
 
 
 class ManualClock:

@@ -45,36 +45,45 @@ def reconcile(
 ) -> list[LocalAction]:
     keep = may_hold_exclusive if may_keep_exclusive is None else may_keep_exclusive
     order = rank or {}
-    down: list[LocalAction] = []
-    up: list[LocalAction] = []
-    for res, inst in running.items():
-        if res in frozen:
-            continue
-        if res not in desired:
-            down.append(LocalAction("stop", res, "not assigned to this node"))
-        elif res in exclusive and not keep:
-            down.append(LocalAction("stop", res, "self-fence: the node lease is not fresh"))
-        elif desired[res] != "promoted" and inst.role == "promoted":
-            down.append(LocalAction("demote", res, "the promoted role is assigned elsewhere"))
-    for res, role in desired.items():
-        if res in frozen:
-            continue
-        have = running.get(res)
-        if have is None:
-            if res in exclusive and not may_hold_exclusive:
-                continue  # rule 1: never start an exclusive instance without a fresh lease
-            up.append(LocalAction("start", res, "assigned to this node"))
-            if role == "promoted":
-                up.append(LocalAction("promote", res, "assigned the promoted role"))
-            continue
-        if res in exclusive and not may_hold_exclusive:
-            continue
-        if have.failed:
-            up.append(LocalAction("restart", res, "the service manager reports it failed"))
-        elif have.health == "unhealthy":
-            up.append(LocalAction("restart", res, "its health checks fail"))
-        if role == "promoted" and have.role != "promoted":
-            up.append(LocalAction("promote", res, "assigned the promoted role"))
+    down = [
+        action
+        for res, inst in running.items()
+        if res not in frozen
+        and (action := _down(res, inst, desired.get(res), res in exclusive and not keep))
+    ]
+    up = [
+        action
+        for res, role in desired.items()
+        if res not in frozen and not (res in exclusive and not may_hold_exclusive)
+        # rule 1: nothing exclusive is started, restarted or promoted without a fresh lease
+        for action in _up(res, role, running.get(res))
+    ]
     down.sort(key=lambda a: (-order.get(a.resource, 0), a.kind != "demote", a.resource))
     up.sort(key=lambda a: (order.get(a.resource, 0), a.kind == "promote", a.resource))
     return down + up
+
+
+def _down(res: str, inst: LocalInstance, role: str | None, fenced: bool) -> LocalAction | None:
+    """The stop or demote a running instance needs (``role``: what it is assigned, None if
+    nothing; ``fenced``: it is exclusive and may not be kept)."""
+    if role is None:
+        return LocalAction("stop", res, "not assigned to this node")
+    if fenced:
+        return LocalAction("stop", res, "self-fence: the node lease is not fresh")
+    if role != "promoted" and inst.role == "promoted":
+        return LocalAction("demote", res, "the promoted role is assigned elsewhere")
+    return None
+
+
+def _up(res: str, role: str, have: LocalInstance | None) -> list[LocalAction]:
+    """The start, restart and promote an assigned instance needs."""
+    out: list[LocalAction] = []
+    if have is None:
+        out.append(LocalAction("start", res, "assigned to this node"))
+    elif have.failed:
+        out.append(LocalAction("restart", res, "the service manager reports it failed"))
+    elif have.health == "unhealthy":
+        out.append(LocalAction("restart", res, "its health checks fail"))
+    if role == "promoted" and (have is None or have.role != "promoted"):
+        out.append(LocalAction("promote", res, "assigned the promoted role"))
+    return out

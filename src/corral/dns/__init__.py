@@ -6,7 +6,8 @@ name cannot be served), :class:`DnsServer` and :class:`DnsStats` (the asyncio UD
 """
 
 from corral.dns.server import DnsServer, DnsStats
-from corral.dns.zone import DEFAULT_TTL, EDNS_PAYLOAD, Zone, answer, name_problem, zone_for
+from corral.dns.zone import DEFAULT_TTL, EDNS_PAYLOAD, Zone, answer, zone_for
+from corral.spec.dnsname import name_problem
 
 __all__ = [
     "DEFAULT_TTL",

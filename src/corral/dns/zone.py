@@ -53,6 +53,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from corral.spec.dnsname import name_problem
+
 if TYPE_CHECKING:
     from corral.spec.model import Spec
 
@@ -73,24 +75,6 @@ _SOA_TIMERS = (60, 10, 600)  # refresh, retry, expire: nobody transfers this zon
 
 Address = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 Transport = Literal["udp", "tcp"]
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a VIP-set DNS name, or ``None`` if it can.
-
-    A name needs at least two labels (its parent, the apex we answer for, must not be the
-    root) and no wildcard label; it must be a valid DNS name (labels of at most 63 octets,
-    255 in all; IDNA for non-ASCII).
-    """
-    try:
-        parsed = dns.name.from_text(name.strip())
-    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
-        return f"not a DNS name: {exc}"
-    if len(parsed.labels) < 3:  # the root label counts: "api.example." has three
-        return "needs at least two labels (we answer for its parent, which must not be the root)"
-    if parsed.is_wild() or b"*" in parsed.labels:
-        return "wildcard names are not supported"
-    return None
 
 
 def _parse_name(name: str) -> dns.name.Name:

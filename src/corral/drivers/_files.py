@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from corral.drivers.base import DriverError, NodeContext
+from corral.fileio import write_atomic as write_atomic  # the drivers' one import
 
 
 def checked_name(name: str) -> str:
@@ -38,14 +39,6 @@ def append_log(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8", errors="replace") as f:
         f.write(text if text.endswith("\n") else text + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def tail(path: Path, lines: int = 5, limit: int = 8192) -> str:

@@ -21,13 +21,12 @@ Every driver is created by :func:`corral.drivers.make_driver` from the resource'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from corral.core.node import DriverError, NodeContext
 
-class DriverError(Exception):
-    """A driver action failed; the message says why (for events and ``corral status``)."""
+__all__ = ["Driver", "DriverError", "DriverStatus", "NodeContext", "NodeFault"]
 
 
 class NodeFault(DriverError):
@@ -37,23 +36,6 @@ class NodeFault(DriverError):
     rule 7: a node's event is not the resource's failure) and tries again soon. A fault of
     this node's own parts (a NIC down) is a plain DriverError: counted, so that the resource
     moves to a node where it can run."""
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    """What a driver or check may know of the node it runs on (for ``{node.*}`` templates)."""
-
-    name: str
-    address: str
-    attrs: dict[str, str] = field(default_factory=dict)
-    state_dir: Path = Path("/var/lib/corral")  # per-node state: pid files, logs
-
-    def render(self, template: str) -> str:
-        """Fill ``{node.name}``, ``{node.address}`` and ``{node.<attr>}``."""
-        out = template.replace("{node.name}", self.name).replace("{node.address}", self.address)
-        for key, value in self.attrs.items():
-            out = out.replace("{node." + key + "}", value)
-        return out
 
 
 @dataclass(frozen=True)

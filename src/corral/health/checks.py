@@ -32,9 +32,10 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from corral.core.clock import Clock, MonotonicClock
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock
 from corral.core.health import CheckOutcome, CheckStatus
-from corral.drivers.base import NodeContext
+from corral.core.node import NodeContext
 from corral.health import plainhttp
 from corral.spec import HealthCheck
 from corral.spec.model import HttpCheck

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from corral.core.health import CheckOutcome, CheckStatus
-from corral.drivers.base import NodeContext
+from corral.core.node import NodeContext
 from corral.health.checks import Checker
 from corral.spec import HealthCheck
 

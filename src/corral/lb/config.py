@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from corral.core.node import NodeContext
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
-from corral.drivers.base import NodeContext
 from corral.spec.model import HealthCheck, Resource, Spec
 
 SOCKET = "haproxy.sock"

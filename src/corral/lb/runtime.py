@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from corral.drivers.base import DriverError
+from corral.core.node import DriverError
 
 AdminState = Literal["ready", "drain", "maint"]
 ADMIN_STATES: tuple[AdminState, ...] = ("ready", "drain", "maint")

@@ -57,7 +57,7 @@ def _name(name: str) -> str:
     return name
 
 
-def plan(
+def plan(  # noqa: C901, PLR0912
     desired: Mapping[str, Mapping[str, str]],
     observed: Mapping[tuple[str, str], str],
     *,

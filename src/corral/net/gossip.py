@@ -35,7 +35,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corral.core.clock import Clock, MonotonicClock, wall_grid
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock, wall_grid
 from corral.core.membership import (
     NO_META,
     Effect,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from corral.core.membership import MemberChanged, NodeMeta, profile
+from corral.fileio import write_atomic
 from corral.net.gossip import GossipNode
 from corral.net.keyring import Keyring, KeyringError, generate_key
 
@@ -83,12 +84,6 @@ def status(node: GossipNode) -> dict[str, Any]:
         ],
         "stats": node.stats(),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 async def run(args: argparse.Namespace, events: IO[str] | None) -> int:

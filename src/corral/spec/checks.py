@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 
+from corral.spec.dnsname import name_problem
 from corral.spec.model import SERVICE_KINDS, Resource, Spec
 from corral.spec.yamlpos import Path
 
@@ -128,7 +129,7 @@ def _eligible(spec: Spec, res: Resource) -> list[str]:
     return [name for name, node in spec.nodes.items() if res.on.allows(name, node)]
 
 
-def _resources(spec: Spec) -> Iterator[Problem]:
+def _resources(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
     roles = {r for node in spec.nodes.values() for r in node.roles}
     sites = {node.site for node in spec.nodes.values() if node.site}
     dns_names: dict[str, str] = {}  # DNS name -> the vip-set that has it
@@ -153,8 +154,6 @@ def _resources(spec: Spec) -> Iterator[Problem]:
         if res.dns is not None and res.kind != "vip-set":
             yield (*base, "dns"), "dns names the VIPs of a vip-set; this resource is not one"
         elif res.dns is not None:
-            from corral.dns.zone import name_problem
-
             problem = name_problem(res.dns)
             if problem is not None:
                 yield (*base, "dns"), problem
@@ -216,7 +215,7 @@ def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:
         yield (*base, "balance"), f"only services can be balanced, not a {res.kind}"
 
 
-def _references(spec: Spec) -> Iterator[Problem]:
+def _references(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
     names = spec.resources
     has_haproxy = any(r.kind == "haproxy" for r in names.values())
     for name, res in names.items():

@@ -20,7 +20,8 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from corral.core.clock import Clock, MonotonicClock
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock
 from corral.store.base import (
     Compare,
     Delete,

@@ -277,7 +277,7 @@ class Membership(Claims):
 
     # ------------------------------------------------------------------ timers
 
-    def _fire(self, kind: Timer, key: object, now: float) -> None:
+    def _fire(self, kind: Timer, key: object, now: float) -> None:  # noqa: C901, PLR0912
         if kind is Timer.PROBE:
             self._start_probe(now)
         elif kind is Timer.PROBE_TIMEOUT:

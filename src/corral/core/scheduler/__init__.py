@@ -1,7 +1,7 @@
 """The scheduler core: ``(spec, snapshot) -> plan``, pure and deterministic.
 
 Public API: :func:`schedule`, :func:`apply_plan`, :func:`render_plan`, :func:`explain`,
-:func:`load_state` / :func:`load_state_text`, and the data types of :mod:`.model`.
+:func:`load_state_text`, and the data types of :mod:`.model`.
 """
 
 from corral.core.scheduler.apply import apply_plan
@@ -17,7 +17,7 @@ from corral.core.scheduler.model import (
     Snapshot,
 )
 from corral.core.scheduler.schedule import schedule
-from corral.core.scheduler.statefile import load_state, load_state_text
+from corral.core.scheduler.statefile import load_state_text
 from corral.core.scheduler.summary import explain, render_plan
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "Snapshot",
     "apply_plan",
     "explain",
-    "load_state",
     "load_state_text",
     "render_plan",
     "schedule",

@@ -11,6 +11,7 @@ import heapq
 
 from corral.core.scheduler.model import Decision, Instance, Score
 from corral.core.scheduler.scores import Context, LazyScores, ranked
+from corral.core.scheduler.vipset import VipSpread
 
 
 class Placer:
@@ -319,37 +320,10 @@ class Placer:
         ctx = self.ctx
         res = ctx.spec.resources[d.resource]
         assert res.vip_set is not None
-        items = [str(a.ip) for a in res.vip_set.addresses]
-        homes = ctx.static_nodes(d.resource)
-        allowed = self._ranked(scores)
         holders: dict[str, list[Instance]] = {}
         for inst in ctx.observed.get(d.resource, []):
             if inst.item and ctx.snap.node(inst.node).state != "offline":
                 holders.setdefault(inst.item, []).append(inst)
-        frozen_items = {i.item: i for i in frozen if i.item}
-        assign: dict[str, str] = {}
-        count: dict[str, int] = {}
-        cap = -(-len(items) // max(len(allowed), 1))
-        blocked: set[str] = set()
-        for item, kept in frozen_items.items():
-            assign[item] = kept.node
-        for item in items:
-            if item in assign:
-                continue
-            unclean = [
-                i.node for i in holders.get(item, []) if ctx.snap.node(i.node).state == "unclean"
-            ]
-            if unclean:
-                d.blocked.append(f"{item}: " + self._wait_text(unclean[0]))  # rule 2
-                blocked.add(item)
-            elif not ctx.snap.quorum and not any(i.node in allowed for i in holders.get(item, [])):
-                d.blocked.append(f"{item}: no quorum, not started")  # rule 3
-                blocked.add(item)
-        free = [i for i in items if i not in assign and i not in blocked]
-
-        def take(item: str, node: str) -> None:
-            assign[item] = node
-            count[node] = count.get(node, 0) + 1
 
         def ready(node: str) -> bool:
             """What the VIPs go with (``with:``, HAProxy) is healthy there now."""
@@ -358,56 +332,54 @@ class Placer:
                 for p in res.with_
             )
 
-        # A VIP that nobody holds goes where it serves at once while such a node exists, not
-        # to a node that has just come back and is still starting HAProxy (the VIP would
-        # answer there with nothing behind it, for seconds). A held VIP's move is gated by
-        # the order instead (it waits for HAProxy on the target, and serves meanwhile).
-        some_ready = any(map(ready, allowed))
-
-        def fit(item: str, node: str) -> bool:
-            return bool(holders.get(item)) or not some_ready or ready(node)
-
-        for node in assign.values():
-            count[node] = count.get(node, 0) + 1
+        spread = VipSpread(
+            [str(a.ip) for a in res.vip_set.addresses],
+            ctx.static_nodes(d.resource),
+            self._ranked(scores),
+            holders,
+            ready,
+            ctx.node_order,
+        )
+        frozen_items = {i.item: i for i in frozen if i.item}
+        for item, kept in frozen_items.items():
+            spread.keep(item, kept.node)
+        free = [
+            i
+            for i in spread.items
+            if i not in spread.assign and not self._vip_blocked(d, i, spread)
+        ]
         if res.vip_set.fail_back and ctx.snap.quorum:
-            for item in free:
-                home = homes[items.index(item) % len(homes)] if homes else None
-                if home in allowed and fit(item, home) and count.get(home, 0) < cap:
-                    take(item, home)
-                    d.why_leave[item] = f"returns to its home node {home} (fail_back)"
-        for item in free:  # stickiness: a VIP stays where it is while its node has room
-            for holder in holders.get(item, []):
-                if (
-                    item not in assign
-                    and holder.node in allowed
-                    and count.get(holder.node, 0) < cap
-                ):
-                    take(item, holder.node)
-        for item in free:
-            if item in assign:
-                continue
-            if not allowed:
-                d.reasons.append(f"{item} cannot run anywhere: " + self._why_not(scores))
-                continue
-            node = min(
-                allowed, key=lambda n: (not fit(item, n), count.get(n, 0), ctx.node_order[n])
-            )
-            take(item, node)
-            d.why_leave[item] = "spread: one VIP per node while there are enough nodes" + (
-                "" if all(fit(item, n) for n in allowed) else ", among those ready to serve it"
-            )
+            spread.fail_back(free)
+        spread.stick(free)
+        for item in spread.spread(free):
+            d.reasons.append(f"{item} cannot run anywhere: " + self._why_not(scores))
+        d.why_leave.update(spread.why)
         d.target = [
             _keep(frozen_items[item])
             if item in frozen_items
-            else Instance(d.resource, assign[item], item=item)
-            for item in items
-            if item in assign
+            else Instance(d.resource, spread.assign[item], item=item)
+            for item in spread.items
+            if item in spread.assign
         ]
         if d.target:
             d.reasons.append(
                 "one VIP per node while there are enough nodes: "
                 + ", ".join(f"{i.item} on {i.node}" for i in d.target)
             )
+
+    def _vip_blocked(self, d: Decision, item: str, spread: VipSpread) -> bool:
+        """Whether ``item`` must wait (rule 2: its holder is unclean; rule 3: no quorum and
+        it runs on no allowed node); says why in ``d.blocked``."""
+        snap = self.ctx.snap
+        holders = spread.holders.get(item, [])
+        unclean = [i.node for i in holders if snap.node(i.node).state == "unclean"]
+        if unclean:
+            d.blocked.append(f"{item}: " + self._wait_text(unclean[0]))  # rule 2
+            return True
+        if not snap.quorum and not any(i.node in spread.allowed for i in holders):
+            d.blocked.append(f"{item}: no quorum, not started")  # rule 3
+            return True
+        return False
 
 
 def _keep(inst: Instance) -> Instance:

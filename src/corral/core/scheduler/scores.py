@@ -141,7 +141,7 @@ def static_reason(ctx: Context, res: Resource, node: str) -> str:
     return "labels do not match"
 
 
-def node_score(
+def node_score(  # noqa: C901, PLR0912
     ctx: Context,
     name: str,
     node: str,

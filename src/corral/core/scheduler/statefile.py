@@ -117,16 +117,7 @@ def load_state_text(text: str | bytes, spec: Spec, file: str = "<state>") -> Sna
     return snap
 
 
-def load_state(path: str, spec: Spec) -> Snapshot:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(1 << 20)
-    except OSError as exc:
-        raise SpecError([SpecIssue(f"cannot read: {exc.strerror or exc}", file=path)]) from None
-    return load_state_text(data, spec, path)
-
-
-def _convert(state: _State, spec: Spec, problems: list[tuple[Path, str]]) -> Snapshot:
+def _convert(state: _State, spec: Spec, problems: list[tuple[Path, str]]) -> Snapshot:  # noqa: C901
     def node_ok(name: str, path: Path) -> bool:
         if name not in spec.nodes:
             problems.append((path, f"unknown node {name!r}"))
