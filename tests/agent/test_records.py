@@ -43,3 +43,22 @@ def test_assignment_parsing_tolerates_garbage() -> None:
     assert parse_assignment(dump({"instances": [{"node": 3}, {"node": "n1"}]})) == [
         ("n1", "started", None)
     ]
+
+
+def test_corral_status_shows_a_fenced_registration_as_fenced() -> None:
+    """``corral status`` once called every registered node online, even the registration a
+    fence record names (the node was powered off, its lease not expired yet); the scheduler
+    never did. Both read the same rule now."""
+    from corral.agent.records import node_states
+    from corral.cli.cluster import cluster_view
+
+    kvs = [
+        KeyValue(KEYS.node("n1"), dump({}), 7, 7, 1),
+        KeyValue(KEYS.fenced("n1"), dump({"revision": 7}), 9, 9, 1),  # that registration
+        KeyValue(KEYS.node("n2"), dump({}), 12, 12, 1),
+        KeyValue(KEYS.fenced("n2"), dump({"revision": 8}), 9, 9, 1),  # an earlier one
+    ]
+    assert node_states(SPEC, KEYS, kvs) == {"n1": "fenced", "n2": "online"}
+    assert cluster_view(SPEC, KEYS, kvs)["nodes"] == {"n1": "fenced", "n2": "online"}
+    assert snapshot_from_kvs(SPEC, KEYS, kvs, now=1.0).node("n1").state == "offline"
+    assert node_states(SPEC, KEYS, kvs[2:])["n1"] == "offline"

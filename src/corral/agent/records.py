@@ -55,6 +55,33 @@ def _rel(keys: Keys, key: bytes) -> list[str]:
     return key.decode(errors="replace")[len(keys.root) :].split("/")
 
 
+def node_states(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, str]:
+    """Every spec node's state as the store records it: ``online`` (registered), ``fenced``
+    (its registration is the one a ``fenced/<node>`` record names: it was fenced and has not
+    registered again) or ``offline`` (no registration: its lease expired)."""
+    registration: dict[str, int] = {}
+    fenced: dict[str, int] = {}
+    for kv in kvs:
+        parts = _rel(keys, kv.key)
+        if len(parts) != 2 or parts[1] not in spec.nodes:
+            continue
+        if parts[0] == "nodes":
+            registration[parts[1]] = kv.mod_revision
+        elif parts[0] == "fenced":
+            value = load(kv.value)
+            revision = value.get("revision") if isinstance(value, dict) else None
+            if isinstance(revision, int):
+                fenced[parts[1]] = revision
+    return {
+        n: "offline"
+        if n not in registration
+        else "fenced"
+        if fenced.get(n) == registration[n]
+        else "online"
+        for n in spec.nodes
+    }
+
+
 def snapshot_from_kvs(
     spec: Spec,
     keys: Keys,
@@ -75,39 +102,22 @@ def snapshot_from_kvs(
     are being fenced: neither is fenced (again) by this plan. Records naming unknown nodes or
     resources, or that do not parse, are ignored.
     """
-    online: set[str] = set()
-    registration: dict[str, int] = {}
-    fenced: dict[str, int] = {}
+    states = node_states(spec, keys, kvs)
+    online = {n for n, state in states.items() if state == "online"}
     instances: list[Instance] = []
     failures: dict[tuple[str, str], FailCount] = {}
     admin: dict[str, Any] = {}
     for kv in kvs:
         parts = _rel(keys, kv.key)
-        if parts[0] == "nodes" and len(parts) == 2 and parts[1] in spec.nodes:
-            # the key's presence is the registration (its lease lives), whatever its value
-            online.add(parts[1])
-            registration[parts[1]] = kv.mod_revision
-            continue
-        value = load(kv.value)
+        value = load(kv.value) if parts[0] in ("status", "failcounts", "admin") else None
         if value is None:
             continue
-        if parts[0] == "nodes":
-            continue
-        elif parts[0] == "fenced" and len(parts) == 2 and isinstance(value, dict):
-            revision = value.get("revision")
-            if isinstance(revision, int):
-                fenced[parts[1]] = revision
-        elif parts[0] == "status" and len(parts) == 3:
+        if parts[0] == "status" and len(parts) == 3:
             instances += _instances(spec, parts[1], parts[2], value)
-        elif parts[0] == "failcounts" and len(parts) == 3 and isinstance(value, dict):
-            node, res = parts[1], parts[2]
-            if node in spec.nodes and res in spec.resources:
-                failures[(res, node)] = FailCount(
-                    int(value.get("count", 0)), float(value.get("last", 0.0))
-                )
+        elif parts[0] == "failcounts" and len(parts) == 3:
+            failures.update(_failcount(spec, parts[1], parts[2], value))
         elif parts[0] == "admin" and len(parts) == 2:
             admin[parts[1]] = value
-    online -= {n for n, rev in fenced.items() if registration.get(n) == rev}
     live = [i for i in instances if i.node in online]
     standby = set(admin.get("standby", {}).get("nodes", []))
     return Snapshot(
@@ -119,7 +129,7 @@ def snapshot_from_kvs(
                 if n in online
                 else "offline",
                 standby=n in standby,
-                fenced=n in fenced and registration.get(n) == fenced[n],
+                fenced=states[n] == "fenced",
                 fence_failed=n in (fence_failed or set()),
                 fencing=n in (fencing or set()),
             )
@@ -132,6 +142,14 @@ def snapshot_from_kvs(
         moves={k: v for k, v in admin.get("moves", {}).items() if isinstance(v, str)},
         tickets={k: v for k, v in admin.get("tickets", {}).items() if isinstance(v, str)},
     )
+
+
+def _failcount(spec: Spec, node: str, res: str, value: Any) -> dict[tuple[str, str], FailCount]:
+    """``failcounts/<node>/<res>`` as the scheduler reads it (nothing for unknown names or a
+    record that is not a mapping)."""
+    if node not in spec.nodes or res not in spec.resources or not isinstance(value, dict):
+        return {}
+    return {(res, node): FailCount(int(value.get("count", 0)), float(value.get("last", 0.0)))}
 
 
 def _instances(spec: Spec, node: str, res: str, value: Any) -> list[Instance]:

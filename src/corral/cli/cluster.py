@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.agent.controller import parse_assignment
-from corral.agent.records import load
+from corral.agent.records import load, node_states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
@@ -161,7 +161,7 @@ def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
     """Everything ``corral status`` shows, as plain data (also its ``--json``)."""
     by = {kv.key.decode(errors="replace")[len(keys.root) :]: kv for kv in kvs}
     controller = by.get("controller")
-    nodes = {n: ("online" if f"nodes/{n}" in by else "offline") for n in spec.nodes}
+    nodes = node_states(spec, keys, kvs)  # a fenced registration is not online
     resources: dict[str, Any] = {}
     for name, res in spec.resources.items():
         assigned = by.get(f"assign/{name}")
