@@ -141,7 +141,7 @@ def static_reason(ctx: Context, res: Resource, node: str) -> str:
     return "labels do not match"
 
 
-def node_score(  # noqa: C901, PLR0912
+def node_score(
     ctx: Context,
     name: str,
     node: str,
@@ -158,31 +158,11 @@ def node_score(  # noqa: C901, PLR0912
     :meth:`corral.core.scheduler.placement.Placer.decide`); an operator's ban still holds.
     """
     res = ctx.spec.resources[name]
-    status = ctx.status(node)
-    if status.state != "online":
-        return Score(None, why=f"node {status.state}")
-    if status.standby:
-        return Score(None, why="node in standby")
-    if ctx.frozen(name, node):  # rule 4: nothing is started where maintenance applies
-        return Score(None, why="in maintenance here")
-    if node not in ctx.static_set(name):
-        return Score(None, why=static_reason(ctx, res, node))
-    if res.ticket is not None:
-        holder = ctx.snap.tickets.get(res.ticket)
-        site = ctx.spec.nodes[node].site
-        if holder is None or holder != site:
-            return Score(None, why=f"site {site} does not hold ticket {res.ticket}")
-    if (name, node) in ctx.snap.bans:
-        return Score(None, why="banned by an operator")
-    banned = None if lift_failure_bans else ctx.banned_by_failures(name, node)
-    if banned:
-        return Score(None, why=banned)
-    for other in res.with_:
-        if node not in with_nodes.get(other, set()):
-            return Score(None, why=f"{other} is not placed here (with)")
-    for other in res.apart:
-        if node in apart_nodes.get(other, set()):
-            return Score(None, why=f"{other} is placed here (apart)")
+    why = _excluded(ctx, name, node, lift_failure_bans) or _placement_excluded(
+        res, node, with_nodes, apart_nodes
+    )
+    if why:
+        return Score(None, why=why)
     parts: list[tuple[str, int]] = []
     if node in res.prefer:
         parts.append(("prefer", res.prefer[node]))
@@ -192,6 +172,41 @@ def node_score(  # noqa: C901, PLR0912
     if ctx.snap.moves.get(name) == node:
         parts.append(("move", MOVE_SCORE))
     return Score(sum(v for _, v in parts), tuple(parts))
+
+
+def _excluded(ctx: Context, name: str, node: str, lift_failure_bans: bool) -> str | None:
+    """Why ``node`` cannot run ``name`` whatever else is placed (None: it can), in order:
+    node state, standby, maintenance (rule 4), static placement, ticket, bans."""
+    res = ctx.spec.resources[name]
+    status = ctx.status(node)
+    if status.state != "online":
+        return f"node {status.state}"
+    if status.standby:
+        return "node in standby"
+    if ctx.frozen(name, node):  # rule 4: nothing is started where maintenance applies
+        return "in maintenance here"
+    if node not in ctx.static_set(name):
+        return static_reason(ctx, res, node)
+    if res.ticket is not None:
+        holder, site = ctx.snap.tickets.get(res.ticket), ctx.spec.nodes[node].site
+        if holder is None or holder != site:
+            return f"site {site} does not hold ticket {res.ticket}"
+    if (name, node) in ctx.snap.bans:
+        return "banned by an operator"
+    return None if lift_failure_bans else ctx.banned_by_failures(name, node)
+
+
+def _placement_excluded(
+    res: Resource, node: str, with_nodes: dict[str, set[str]], apart_nodes: dict[str, set[str]]
+) -> str | None:
+    """Why colocation (``with``) or anti-colocation (``apart``) keeps ``res`` off ``node``."""
+    for other in res.with_:
+        if node not in with_nodes.get(other, set()):
+            return f"{other} is not placed here (with)"
+    for other in res.apart:
+        if node in apart_nodes.get(other, set()):
+            return f"{other} is placed here (apart)"
+    return None
 
 
 def ranked(scores: Mapping[str, Score], order: dict[str, int], load: dict[str, int]) -> list[str]:
