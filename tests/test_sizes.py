@@ -22,10 +22,9 @@ FUNCTIONS_OVER = {
     "cli/cluster.py:agent",
     "cli/demo.py:demo",
     "core/membership/core.py:Membership.__init__",
-    "core/scheduler/statefile.py:_convert",
     "lab/client.py:summarize",
 }
-COMPLEXITY_NOQA = 7  # functions over ruff's complexity limits today (their noqa comments)
+COMPLEXITY_NOQA = 6  # functions over ruff's complexity limits today (their noqa comments)
 _NOQA = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR0912|PLR0915)\b")
 
 

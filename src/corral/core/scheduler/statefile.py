@@ -117,72 +117,83 @@ def load_state_text(text: str | bytes, spec: Spec, file: str = "<state>") -> Sna
     return snap
 
 
-def _convert(state: _State, spec: Spec, problems: list[tuple[Path, str]]) -> Snapshot:  # noqa: C901
-    def node_ok(name: str, path: Path) -> bool:
-        if name not in spec.nodes:
-            problems.append((path, f"unknown node {name!r}"))
-            return False
-        return True
-
-    def res_ok(name: str, path: Path) -> bool:
-        if name not in spec.resources:
-            problems.append((path, f"unknown resource {name!r}"))
-            return False
-        return True
-
-    def pair(key: str, path: Path) -> tuple[str, str | None, str] | None:
-        match = _KEY.match(key)
-        if not match:
-            problems.append((path, f"{key!r}: write RESOURCE@NODE or RESOURCE[ITEM]@NODE"))
-            return None
-        res, item, node = match.groups()
-        if res_ok(res, path) and node_ok(node, path):
-            return res, item, node
-        return None
-
+def _convert(state: _State, spec: Spec, problems: list[tuple[Path, str]]) -> Snapshot:
+    names = _Names(spec, problems)
     nodes = {
         name: NodeStatus(n.state, n.standby, n.maintenance, n.fenced)
         for name, n in state.nodes.items()
-        if node_ok(name, ("nodes", name))
+        if names.node(name, ("nodes", name))
     }
-    instances = []
-    for key, inst in state.instances.items():
-        parsed = pair(key, ("instances", key))
-        if parsed:
-            res, item, node = parsed
-            instances.append(
-                Instance(res, node, inst.role, inst.health, item, inst.score, inst.count)
-            )
-    failures = {}
-    for key, fail in state.failures.items():
-        parsed = pair(key, ("failures", key))
-        if parsed:
-            failures[(parsed[0], parsed[2])] = FailCount(fail.count, fail.last)
-    m = state.maintenance
-    maint_pairs = [pair(k, ("maintenance", "instances", i)) for i, k in enumerate(m.instances)]
-    bans = [pair(k, ("bans", i)) for i, k in enumerate(state.bans)]
-    maintenance = Maintenance(
-        m.cluster,
-        frozenset(n for i, n in enumerate(m.nodes) if node_ok(n, ("maintenance", "nodes", i))),
-        frozenset(
-            r for i, r in enumerate(m.resources) if res_ok(r, ("maintenance", "resources", i))
-        ),
-        frozenset((p[0], p[2]) for p in maint_pairs if p),
-    )
+    instances = [
+        Instance(p[0], p[2], inst.role, inst.health, p[1], inst.score, inst.count)
+        for key, inst in state.instances.items()
+        if (p := names.pair(key, ("instances", key)))
+    ]
+    failures = {
+        (p[0], p[2]): FailCount(fail.count, fail.last)
+        for key, fail in state.failures.items()
+        if (p := names.pair(key, ("failures", key)))
+    }
+    bans = [names.pair(k, ("bans", i)) for i, k in enumerate(state.bans)]
     for res, node in state.moves.items():
-        if res_ok(res, ("moves", res)):
-            node_ok(node, ("moves", res))
+        if names.resource(res, ("moves", res)):
+            names.node(node, ("moves", res))
     for i, res in enumerate(state.wait_for_all):
-        res_ok(res, ("wait_for_all", i))
+        names.resource(res, ("wait_for_all", i))
     return Snapshot(
         now=state.now,
         quorum=state.quorum,
         nodes=nodes,
         instances=tuple(instances),
         failures=failures,
-        maintenance=maintenance,
+        maintenance=_maintenance(state.maintenance, names),
         bans=frozenset((p[0], p[2]) for p in bans if p),
         moves=dict(state.moves),
         tickets=dict(state.tickets),
         wait_for_all=frozenset(state.wait_for_all),
     )
+
+
+def _maintenance(m: _Maint, names: _Names) -> Maintenance:
+    pairs = [names.pair(k, ("maintenance", "instances", i)) for i, k in enumerate(m.instances)]
+    return Maintenance(
+        m.cluster,
+        frozenset(n for i, n in enumerate(m.nodes) if names.node(n, ("maintenance", "nodes", i))),
+        frozenset(
+            r
+            for i, r in enumerate(m.resources)
+            if names.resource(r, ("maintenance", "resources", i))
+        ),
+        frozenset((p[0], p[2]) for p in pairs if p),
+    )
+
+
+class _Names:
+    """Checks the names a state file uses against the spec; each unknown one is a problem
+    (with its path in the file)."""
+
+    def __init__(self, spec: Spec, problems: list[tuple[Path, str]]) -> None:
+        self.spec, self.problems = spec, problems
+
+    def node(self, name: str, path: Path) -> bool:
+        if name not in self.spec.nodes:
+            self.problems.append((path, f"unknown node {name!r}"))
+            return False
+        return True
+
+    def resource(self, name: str, path: Path) -> bool:
+        if name not in self.spec.resources:
+            self.problems.append((path, f"unknown resource {name!r}"))
+            return False
+        return True
+
+    def pair(self, key: str, path: Path) -> tuple[str, str | None, str] | None:
+        """``RESOURCE@NODE`` or ``RESOURCE[ITEM]@NODE`` -> (resource, item, node)."""
+        match = _KEY.match(key)
+        if not match:
+            self.problems.append((path, f"{key!r}: write RESOURCE@NODE or RESOURCE[ITEM]@NODE"))
+            return None
+        res, item, node = match.groups()
+        if self.resource(res, path) and self.node(node, path):
+            return res, item, node
+        return None
