@@ -566,3 +566,10 @@ def test_push_pull_period_follows_the_cluster_size_known_now() -> None:
     assert not [s for s in sends(out) if s.reliable]  # not at the small-cluster period
     out = advance(m, 1.5 * period + 1)
     assert len([s for s in sends(out) if s.reliable]) == 1
+
+
+def test_every_timer_has_a_handler() -> None:
+    from corral.core.membership.core import _ON_TIMER
+    from corral.core.membership.timers import Timer
+
+    assert set(_ON_TIMER) == set(Timer)

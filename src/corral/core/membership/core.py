@@ -28,7 +28,8 @@ ones whose reason went away, so an idle member wakes its shell about once per pr
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from corral.core.clock import Grid
 from corral.core.membership.broadcast import BroadcastQueue
@@ -277,35 +278,20 @@ class Membership(Claims):
 
     # ------------------------------------------------------------------ timers
 
-    def _fire(self, kind: Timer, key: object, now: float) -> None:  # noqa: C901, PLR0912
-        if kind is Timer.PROBE:
-            self._start_probe(now)
-        elif kind is Timer.PROBE_TIMEOUT:
-            self._probe_timeout(key, now)
-        elif kind is Timer.PROBE_END:
-            self._probe_end(key, now)
-        elif kind is Timer.RELAY:
-            self._relay_timeout(key)
-        elif kind is Timer.SUSPICION:
-            self._suspicion_timeout(key, now)
-        elif kind is Timer.GOSSIP:
-            self._gossip_at = float("inf")
-            self._gossip_round(now)
-            if self._queue:
-                self._gossip_at = now + self.config.gossip_interval
-                self._timers.at(self._gossip_at, Timer.GOSSIP)
-        elif kind is Timer.PUSH_PULL:
-            self._push_pull_round(now)
-        elif kind is Timer.REAP:
-            self._reap(now)
-        elif kind is Timer.JOIN:
-            if not self.joined and not self.leaving:
-                self._send_join()
-                self._timers.at(now + self.config.join_retry, Timer.JOIN)
-        elif kind is Timer.LEAVE:
-            self._check_leave_done(now, force=True)
-        elif kind is Timer.RECONNECT:
-            self._reconnect_round(now)
+    def _fire(self, kind: Timer, key: object, now: float) -> None:
+        _ON_TIMER[kind](self, key, now)
+
+    def _gossip_due(self, now: float) -> None:
+        self._gossip_at = float("inf")
+        self._gossip_round(now)
+        if self._queue:
+            self._gossip_at = now + self.config.gossip_interval
+            self._timers.at(self._gossip_at, Timer.GOSSIP)
+
+    def _join_due(self, now: float) -> None:
+        if not self.joined and not self.leaving:
+            self._send_join()
+            self._timers.at(now + self.config.join_retry, Timer.JOIN)
 
     def _start_probe(self, now: float) -> None:
         if self.leaving:
@@ -553,3 +539,19 @@ class Membership(Claims):
     def _flush(self) -> list[Effect]:
         out, self._out = self._out, []
         return out
+
+
+# What each timer does when it fires: ``handler(membership, key, now)``.
+_ON_TIMER: dict[Timer, Callable[[Membership, Any, float], None]] = {
+    Timer.PROBE: lambda m, key, now: m._start_probe(now),
+    Timer.PROBE_TIMEOUT: lambda m, key, now: m._probe_timeout(key, now),
+    Timer.PROBE_END: lambda m, key, now: m._probe_end(key, now),
+    Timer.RELAY: lambda m, key, now: m._relay_timeout(key),
+    Timer.SUSPICION: lambda m, key, now: m._suspicion_timeout(key, now),
+    Timer.GOSSIP: lambda m, key, now: m._gossip_due(now),
+    Timer.PUSH_PULL: lambda m, key, now: m._push_pull_round(now),
+    Timer.REAP: lambda m, key, now: m._reap(now),
+    Timer.JOIN: lambda m, key, now: m._join_due(now),
+    Timer.LEAVE: lambda m, key, now: m._check_leave_done(now, force=True),
+    Timer.RECONNECT: lambda m, key, now: m._reconnect_round(now),
+}
