@@ -57,7 +57,7 @@ def _name(name: str) -> str:
     return name
 
 
-def plan(  # noqa: C901, PLR0912
+def plan(
     desired: Mapping[str, Mapping[str, str]],
     observed: Mapping[tuple[str, str], str],
     *,
@@ -65,49 +65,77 @@ def plan(  # noqa: C901, PLR0912
     allow_delete: bool = True,
 ) -> SyncPlan:
     """The runtime commands that take ``observed`` to ``desired`` (see the module contract)."""
-    adds: list[str] = []
-    changes: list[str] = []
-    deletes: list[str] = []
-    reasons: list[str] = []
+    out = _Commands()
     running: dict[str, dict[str, str]] = {}
     for (backend, server), state in observed.items():
         running.setdefault(backend, {})[server] = state
     for backend in sorted(set(running) - set(desired)):
-        reasons.append(f"backend {backend} runs but is not desired")
+        out.reasons.append(f"backend {backend} runs but is not desired")
     for backend in sorted(desired):
         wanted = desired[backend]
-        for server, state in wanted.items():
-            if state not in STATES:
-                raise ValueError(f"{backend}/{server}: unknown state {state!r}")
-            _name(server)
-        _name(backend)
+        _check(backend, wanted)
         have = running.get(backend)
         if have is None:
             if wanted:
-                reasons.append(f"backend {backend} is not in the running configuration")
+                out.reasons.append(f"backend {backend} is not in the running configuration")
             continue
         for server in sorted(wanted):
-            ref = f"{backend}/{server}"
-            if server in have:
-                if have[server] != wanted[server]:
-                    changes.append(f"set server {ref} state {wanted[server]}")
-                continue
-            spec = _known_server(known, backend, server)
-            if spec is None:
-                reasons.append(f"server {ref} is not running and its address is unknown")
-                continue
-            b, address = spec
-            adds += [f"add server {ref} {address} {server_params(b.check)}"]
-            adds += [f"enable health {ref}", f"set server {ref} state {wanted[server]}"]
+            out.bring(backend, server, wanted[server], have.get(server), known)
         for server in sorted(set(have) - set(wanted)):
-            ref = f"{backend}/{_name(server)}"
-            if not allow_delete:
-                reasons.append(f"server {ref} runs but is not desired")
-                continue
-            if have[server] != "maint":
-                deletes.append(f"set server {ref} state maint")
-            deletes += [f"shutdown sessions server {ref}", f"del server {ref}"]
-    return SyncPlan(tuple(adds + changes + deletes), bool(reasons), tuple(reasons))
+            out.remove(f"{backend}/{_name(server)}", have[server], allow_delete)
+    return SyncPlan(
+        tuple(out.adds + out.changes + out.deletes), bool(out.reasons), tuple(out.reasons)
+    )
+
+
+def _check(backend: str, wanted: Mapping[str, str]) -> None:
+    """ValueError for an unknown state or a name HAProxy cannot take."""
+    for server, state in wanted.items():
+        if state not in STATES:
+            raise ValueError(f"{backend}/{server}: unknown state {state!r}")
+        _name(server)
+    _name(backend)
+
+
+class _Commands:
+    """The commands of one plan, in their three groups, and why it is incomplete."""
+
+    def __init__(self) -> None:
+        self.adds: list[str] = []
+        self.changes: list[str] = []
+        self.deletes: list[str] = []
+        self.reasons: list[str] = []
+
+    def bring(
+        self,
+        backend: str,
+        server: str,
+        want: str,
+        have: str | None,
+        known: Mapping[str, Backend] | None,
+    ) -> None:
+        """Take one wanted server from ``have`` (None: not running) to ``want``."""
+        ref = f"{backend}/{server}"
+        if have is not None:
+            if have != want:
+                self.changes.append(f"set server {ref} state {want}")
+            return
+        spec = _known_server(known, backend, server)
+        if spec is None:
+            self.reasons.append(f"server {ref} is not running and its address is unknown")
+            return
+        b, address = spec
+        self.adds += [f"add server {ref} {address} {server_params(b.check)}"]
+        self.adds += [f"enable health {ref}", f"set server {ref} state {want}"]
+
+    def remove(self, ref: str, have: str, allow_delete: bool) -> None:
+        """Take out a server that runs but is not wanted (drained first, unless in maint)."""
+        if not allow_delete:
+            self.reasons.append(f"server {ref} runs but is not desired")
+            return
+        if have != "maint":
+            self.deletes.append(f"set server {ref} state maint")
+        self.deletes += [f"shutdown sessions server {ref}", f"del server {ref}"]
 
 
 def _known_server(
