@@ -129,45 +129,59 @@ def _eligible(spec: Spec, res: Resource) -> list[str]:
     return [name for name, node in spec.nodes.items() if res.on.allows(name, node)]
 
 
-def _resources(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
-    roles = {r for node in spec.nodes.values() for r in node.roles}
-    sites = {node.site for node in spec.nodes.values() if node.site}
+def _resources(spec: Spec) -> Iterator[Problem]:
     dns_names: dict[str, str] = {}  # DNS name -> the vip-set that has it
     for name, res in spec.resources.items():
         base: Path = ("resources", name)
-        for role in res.on.required_roles():
-            if role not in roles:
-                yield (*base, "on"), _unknown("role", role, roles, "no node has it")
-        for node in [*res.on.nodes, *res.prefer]:
-            if node not in spec.nodes:
-                yield (
-                    (*base, "on" if node in res.on.nodes else "prefer"),
-                    _unknown("node", node, spec.nodes),
-                )
-        if res.on.site is not None and res.on.site not in sites:
-            yield (*base, "on", "site"), _unknown("site", res.on.site, sites)
-        if not _eligible(spec, res) and set(res.on.required_roles()) <= roles:
-            yield (*base, "on"), "no node is eligible for this resource"
+        yield from _placement_names(spec, base, res)
         yield from _mode(spec, name, res)
         if res.ticket is not None and res.ticket not in spec.tickets:
             yield (*base, "ticket"), _unknown("ticket", res.ticket, spec.tickets)
-        if res.dns is not None and res.kind != "vip-set":
-            yield (*base, "dns"), "dns names the VIPs of a vip-set; this resource is not one"
-        elif res.dns is not None:
-            problem = name_problem(res.dns)
-            if problem is not None:
-                yield (*base, "dns"), problem
-            elif res.dns.lower().rstrip(".") in dns_names:
-                other = dns_names[res.dns.lower().rstrip(".")]
-                yield (*base, "dns"), f"{res.dns} is already the name of {other}"
-            else:
-                dns_names[res.dns.lower().rstrip(".")] = name
+        yield from _dns_name(base, name, res, dns_names)
         for check_idx, check in enumerate(res.health):
             if check.timeout > 0 and check.interval > 0 and check.timeout > check.interval * 10:
                 yield (
                     (*base, "health", check_idx, "timeout"),
                     (f"timeout {check.timeout:g}s is more than 10 x interval"),
                 )
+
+
+def _placement_names(spec: Spec, base: Path, res: Resource) -> Iterator[Problem]:
+    """Roles, nodes and sites that ``on:`` and ``prefer:`` name must exist; some node must be
+    eligible."""
+    roles = {r for node in spec.nodes.values() for r in node.roles}
+    sites = {node.site for node in spec.nodes.values() if node.site}
+    for role in res.on.required_roles():
+        if role not in roles:
+            yield (*base, "on"), _unknown("role", role, roles, "no node has it")
+    for node in [*res.on.nodes, *res.prefer]:
+        if node not in spec.nodes:
+            yield (
+                (*base, "on" if node in res.on.nodes else "prefer"),
+                _unknown("node", node, spec.nodes),
+            )
+    if res.on.site is not None and res.on.site not in sites:
+        yield (*base, "on", "site"), _unknown("site", res.on.site, sites)
+    if not _eligible(spec, res) and set(res.on.required_roles()) <= roles:
+        yield (*base, "on"), "no node is eligible for this resource"
+
+
+def _dns_name(base: Path, name: str, res: Resource, dns_names: dict[str, str]) -> Iterator[Problem]:
+    """A vip-set's ``dns:`` is a servable name no other vip-set has (recorded in
+    ``dns_names``)."""
+    if res.dns is None:
+        return
+    if res.kind != "vip-set":
+        yield (*base, "dns"), "dns names the VIPs of a vip-set; this resource is not one"
+        return
+    problem = name_problem(res.dns)
+    key = res.dns.lower().rstrip(".")
+    if problem is not None:
+        yield (*base, "dns"), problem
+    elif key in dns_names:
+        yield (*base, "dns"), f"{res.dns} is already the name of {dns_names[key]}"
+    else:
+        dns_names[key] = name
 
 
 def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:
@@ -215,9 +229,8 @@ def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:
         yield (*base, "balance"), f"only services can be balanced, not a {res.kind}"
 
 
-def _references(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
+def _references(spec: Spec) -> Iterator[Problem]:
     names = spec.resources
-    has_haproxy = any(r.kind == "haproxy" for r in names.values())
     for name, res in names.items():
         base: Path = ("resources", name)
         for field, targets in (("with", res.with_), ("apart", res.apart)):
@@ -228,17 +241,7 @@ def _references(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
                     yield (*base, field, i), "a resource cannot be placed relative to itself"
         if set(res.with_) & set(res.apart):
             yield (*base, "apart"), "a resource cannot be both 'with' and 'apart' another one"
-        if res.balance is not None:
-            via = res.balance.via
-            if via not in names:
-                yield (*base, "balance", "via"), _unknown("resource", via, names)
-            elif names[via].kind not in ("vip", "vip-set"):
-                yield (
-                    (*base, "balance", "via"),
-                    (f"{via!r} is a {names[via].kind}; balance.via names a vip or vip-set"),
-                )
-            if not has_haproxy:
-                yield (*base, "balance"), "balance needs a resource of kind haproxy in the spec"
+        yield from _balance(spec, base, res)
     for i, order in enumerate(spec.order):
         for side in ("first", "then"):
             target = getattr(order, side)
@@ -246,8 +249,29 @@ def _references(spec: Spec) -> Iterator[Problem]:  # noqa: C901, PLR0912
                 yield ("order", i), _unknown("resource", target, names)
         if order.first == order.then:
             yield ("order", i), f"{order.first!r} cannot be ordered after itself"
+    yield from _balance_ports(spec)
+
+
+def _balance(spec: Spec, base: Path, res: Resource) -> Iterator[Problem]:
+    """``balance.via`` names a vip or vip-set, and some resource is HAProxy."""
+    if res.balance is None:
+        return
+    names, via = spec.resources, res.balance.via
+    if via not in names:
+        yield (*base, "balance", "via"), _unknown("resource", via, names)
+    elif names[via].kind not in ("vip", "vip-set"):
+        yield (
+            (*base, "balance", "via"),
+            (f"{via!r} is a {names[via].kind}; balance.via names a vip or vip-set"),
+        )
+    if not any(r.kind == "haproxy" for r in names.values()):
+        yield (*base, "balance"), "balance needs a resource of kind haproxy in the spec"
+
+
+def _balance_ports(spec: Spec) -> Iterator[Problem]:
+    """No two services balanced on one port of one VIP resource."""
     ports: dict[tuple[str, int], str] = {}
-    for name, res in names.items():
+    for name, res in spec.resources.items():
         if res.balance is not None:
             key = (res.balance.via, res.balance.port)
             if key in ports:
