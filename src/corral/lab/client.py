@@ -161,26 +161,11 @@ def summarize(
     rs = sorted((r for r in records if url is None or r.url == url), key=lambda r: r.sent)
     after = [r for r in rs if r.sent >= fault_time]
     failures = [r for r in after if not r.ok]
-
-    def rel(t: float | None) -> float | None:
-        return None if t is None else round(t - fault_time, 6)
-
-    def first_ok_after(t: float) -> float | None:
-        return next((r.sent for r in after if r.ok and r.sent > t), None)
-
-    first_success: float | None
-    all_ok: float | None
-    if not failures:
-        first_success = all_ok = 0.0
-        first_fail = last_fail = None
-    else:
-        first_fail, last_fail = failures[0].sent, failures[-1].sent
-        first_success = rel(first_ok_after(first_fail))
-        all_ok = rel(first_ok_after(last_fail))
+    first_fail, last_fail = (failures[0].sent, failures[-1].sent) if failures else (None, None)
+    first_success = _back_after(after, first_fail, fault_time)
     tail = 0
     if failures and first_success is not None:
-        back = fault_time + first_success
-        tail = sum(1 for r in failures if r.sent > back)
+        tail = sum(1 for r in failures if r.sent > fault_time + first_success)
     return {
         "requests": len(rs),
         "requests_after_fault": len(after),
@@ -188,14 +173,26 @@ def summarize(
         "failed_before_fault": sum(1 for r in rs if not r.ok and r.sent < fault_time),
         "failed_after_fault": len(failures),
         "tail_failed": tail,
-        "first_failure_s": rel(first_fail),
+        "first_failure_s": _rel(first_fail, fault_time),
         "first_success_s": first_success,
-        "all_ok_s": all_ok,
-        "last_failure_s": rel(last_fail),
+        "all_ok_s": _back_after(after, last_fail, fault_time),
+        "last_failure_s": _rel(last_fail, fault_time),
         "longest_gap_s": _longest_gap(after, fault_time),
         "errors": dict(Counter(r.error or "?" for r in failures)),
         "served_by": dict(Counter(r.body for r in after if r.ok)),
     }
+
+
+def _rel(t: float | None, fault_time: float) -> float | None:
+    return None if t is None else round(t - fault_time, 6)
+
+
+def _back_after(after: Sequence[Record], failed: float | None, fault_time: float) -> float | None:
+    """Seconds after the fault of the first success sent after the failure at ``failed``:
+    0.0 when nothing failed, None when nothing succeeded after it."""
+    if failed is None:
+        return 0.0
+    return _rel(next((r.sent for r in after if r.ok and r.sent > failed), None), fault_time)
 
 
 def _longest_gap(after: Sequence[Record], fault_time: float) -> float | None:
