@@ -19,7 +19,6 @@ MODULES_OVER = {"agent/node.py"}
 FUNCTIONS_OVER = {
     "agent/controller.py:Controller.step",
     "agent/node.py:Agent.__init__",
-    "cli/cluster.py:agent",
     "cli/demo.py:demo",
     "core/membership/core.py:Membership.__init__",
 }

@@ -73,18 +73,7 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
-    )
-    for noisy in (
-        "httpx",
-        "httpcore",
-        "grpc",
-        "asyncio",
-        "pyroute2",
-    ):  # their debug lines drown ours
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
+    _agent_logging(verbose)
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
@@ -127,6 +116,15 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             del member
 
     asyncio.run(main())
+
+
+def _agent_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    for noisy in ("httpx", "httpcore", "grpc", "asyncio", "pyroute2"):  # they drown ours
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
 
 
 def _member_urls(spec: Spec) -> dict[str, str]:
