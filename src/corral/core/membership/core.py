@@ -134,8 +134,11 @@ class Membership(Claims):
             Dead: self._on_dead,
             PushPull: self._on_push_pull,
         }
-        # Random phases, so that members started together do not probe in lockstep.
-        t = self._timers
+        self._first_timers(now)
+
+    def _first_timers(self, now: float) -> None:
+        """Random phases, so that members started together do not probe in lockstep."""
+        t, config, rng = self._timers, self.config, self._rng
         first = now + rng.uniform(0, config.probe_interval)
         t.at(first if self._grid is None else self._grid.at_or_after(first), Timer.PROBE)
         t.at(now + config.push_pull_period(1) * (0.5 + rng.random()), Timer.PUSH_PULL)
