@@ -36,7 +36,7 @@ test: install
 check: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src tests bench
 
 demo: install
 	$(VENV)/bin/corral demo examples/openstack.yaml

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def _patch_no_checks() -> None:
     async def ok(check: Any, node: Any) -> CheckOutcome:
         return CheckOutcome("ok", "patched", 0.0)
 
-    checks.run_check = ok  # type: ignore[assignment]
+    checks.run_check = ok
 
 
 def _patch_no_poll() -> None:
@@ -152,7 +153,7 @@ def _patch_raw_http() -> None:
     async def raw(self: Any, spec: Any, url: str, timeout: float) -> tuple[str, str]:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or spec.body is not None:
-            return await original(self, spec, url, timeout)  # type: ignore[no-any-return]
+            return await original(self, spec, url, timeout)
         try:
             reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
         except OSError as exc:
@@ -205,9 +206,9 @@ def _patch_cached_timing() -> None:
     """``Spec.effective_timing`` computed once per spec instead of on every access (it builds
     a pydantic model; the agent reads it several times per keepalive interval)."""
     from corral.spec import model
+    from corral.spec.profiles import resolve_timing as resolve
 
     cache: dict[int, Any] = {}
-    resolve = model.resolve_timing
 
     def effective_timing(self: Any) -> Any:
         key = id(self)
@@ -270,7 +271,10 @@ def _patch_count_wakeups() -> None:
     def dump() -> None:
         while True:
             time.sleep(2.0)
-            doc = {"seconds": time.monotonic() - state["t0"], "wakes": state["wakes"]}
+            doc: dict[str, Any] = {
+                "seconds": time.monotonic() - state["t0"],
+                "wakes": state["wakes"],
+            }
             doc["first_handle"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
             doc["gc"] = gc.get_stats()
             history.append(doc.copy())
@@ -293,7 +297,7 @@ def _patch_count_wakeups() -> None:
     call = etcd.EtcdStore._call
 
     async def counted_call(self: Any, name: str, attempt: Any, **kw: Any) -> Any:
-        frame = sys._getframe(1)
+        frame: types.FrameType | None = sys._getframe(1)
         while frame is not None and "corral/store/" in frame.f_code.co_filename:
             frame = frame.f_back
         where = f"{frame.f_code.co_qualname}" if frame is not None else "?"
@@ -346,7 +350,7 @@ def _patch_count_wakeups() -> None:
     stage(mcore.Membership, "handle", "core.handle")
     stage(mcore.Membership, "tick", "core.tick")
     stage(ntransport.UdpTransport, "send_packet", "send_packet")
-    etcd.EtcdStore._call = counted_call  # type: ignore[method-assign]
+    etcd.EtcdStore._call = counted_call  # type: ignore[method-assign,assignment]
     selectors.EpollSelector.select = counted_select  # type: ignore[method-assign]
     events.Handle._run = counted_run  # type: ignore[method-assign]
     threading.Thread(target=dump, daemon=True).start()
@@ -356,7 +360,7 @@ def _patch_uvloop() -> None:
     """The agent on uvloop's event loop (libuv) instead of asyncio's selector loop (an
     experiment: ``pip install uvloop`` first; measured no gain here)."""
     try:
-        import uvloop
+        import uvloop  # type: ignore[import-not-found]
     except ImportError:
         sys.exit("agent_idle: the uvloop patch needs `pip install uvloop` (not a dependency)")
 

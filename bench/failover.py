@@ -358,6 +358,7 @@ def _partition(t: Target, node: str, on: bool) -> None:
         return
     from _keepalived import SWITCH_NS
 
+    assert isinstance(t, KeepalivedTarget)
     port = t.lab.node(node).switch_if
     if on:
         peers = [n.switch_if for n in t.lab.nodes if n.name != node]
@@ -400,7 +401,7 @@ def scenario_backend_crash(t: Target, work: Path) -> dict[str, Any]:
     node = t.home(t.vips[1])
     t.kill_backend(node)
     records, _ = c.finish()
-    if not isinstance(t, CorralTarget):
+    if isinstance(t, KeepalivedTarget):
         t.lab.start_backend(node)  # what systemd's Restart= does for the baseline
     out = summarize(records, fault)
     return {"failed": out["failed"], "requests": out["requests"]}

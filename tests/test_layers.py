@@ -112,7 +112,9 @@ def test_the_cores_do_no_io_and_read_no_clock() -> None:
                 names = [node.module]
             bad = [n for n in names if n.split(".")[0] in SHELL_ONLY]
             if bad:
-                wrong.append(f"{path.relative_to(SRC)}:{node.lineno} imports {', '.join(bad)}")
+                wrong.append(
+                    f"{path.relative_to(SRC)}:{getattr(node, 'lineno', 0)} imports {', '.join(bad)}"
+                )
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)

@@ -58,9 +58,7 @@ def test_modules_stay_under_600_lines() -> None:
 
 
 def test_functions_stay_under_60_lines() -> None:
-    over = {
-        name for p in sources() for name, lines in functions(p).items() if lines > MAX_FUNCTION
-    }
+    over = {name for p in sources() for name, lines in functions(p).items() if lines > MAX_FUNCTION}
     assert not over - FUNCTIONS_OVER, f"split these functions: {sorted(over - FUNCTIONS_OVER)}"
     assert not FUNCTIONS_OVER - over, f"now short: drop {sorted(FUNCTIONS_OVER - over)}"
 

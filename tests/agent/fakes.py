@@ -87,17 +87,17 @@ class GatedStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self._holds: dict[str, tuple[bytes, asyncio.Event, list[int]]] = {}
+        self._held: dict[str, tuple[bytes, asyncio.Event, list[int]]] = {}
         self.waiting: dict[str, int] = {"put": 0, "delete": 0}
 
     def hold(self, op: str, match: bytes, count: int = 1_000_000) -> None:
-        self._holds[op] = (match, asyncio.Event(), [count])
+        self._held[op] = (match, asyncio.Event(), [count])
 
     def release(self, op: str) -> None:
-        self._holds.pop(op)[1].set()
+        self._held.pop(op)[1].set()
 
     async def _gate(self, op: str, key: bytes) -> None:
-        held = self._holds.get(op)
+        held = self._held.get(op)
         if held is None or held[0] not in key or held[2][0] <= 0:
             return
         held[2][0] -= 1

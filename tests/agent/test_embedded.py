@@ -34,7 +34,7 @@ def _ours(marker: str) -> list[int]:
 def _serves(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=0.5) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except OSError:
         return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from corral.agent.controller import plausible
 from corral.agent.guard import _mark, _once, _pause
@@ -117,7 +118,7 @@ async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_p
 
 
 def test_the_deadline_record_moves_the_listing_on_only_when_whole_and_of_its_writer(
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     import struct
 

@@ -50,7 +50,7 @@ async def test_a_round_and_a_verdict_publishing_at_once_neither_fails(tmp_path: 
     store.release("delete")
     results = await asyncio.gather(round_publish, verdict, return_exceptions=True)
 
-    assert results == [None, None], results
+    assert list(results) == [None, None], results
     assert await statuses(store) == {"web": "healthy"}
     await agent.status.publish()  # and the agent's bookkeeping agrees with the store
     assert await statuses(store) == {"web": "healthy"}

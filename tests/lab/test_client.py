@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -68,7 +69,9 @@ def silent() -> Iterator[str]:
         s.close()
 
 
-def client(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[list[Record], dict, float]:
+def client(
+    tmp_path: Path, *args: str, timeout: float = 30
+) -> tuple[list[Record], dict[str, Any], float]:
     out = tmp_path / "run.json"
     start = time.monotonic()
     argv = [sys.executable, "-m", "corral.lab.client", *args, "--out", str(out)]

@@ -123,7 +123,12 @@ def test_agent_kill_etcd_kill_freeze_and_concurrent_power_on(
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
         lab._signal_all("n1", signal.SIGSTOP)  # frozen with the lock held (no state edit)
         done = threading.Event()
-        thawing = threading.Thread(target=lambda: (lab.thaw("n1"), done.set()), daemon=True)
+
+        def thaw() -> None:
+            lab.thaw("n1")
+            done.set()
+
+        thawing = threading.Thread(target=thaw, daemon=True)
         thawing.start()
         assert done.wait(15), "the thaw waited for a lock held by a frozen process"
         assert holder.wait(10) == 0

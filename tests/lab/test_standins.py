@@ -34,8 +34,9 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
         res = spec.resources[name]
         assert res.kind == "process", name
         port = out.ports[name]
+        assert res.process is not None and res.health[0].http is not None, name
         assert f" {port} " in res.process.command and "/opt/app.py" in res.process.command
-        assert len(res.health) == 1 and res.health[0].http is not None, name
+        assert len(res.health) == 1
         assert f":{port}/" in res.health[0].http.url
     # ports the spec names are kept; exec checks (cinder-volume, galera) get allocated ones
     assert out.ports["keystone"] == 5000 and out.ports["rabbitmq"] == 5672
@@ -43,7 +44,8 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
     assert out.ports["cinder-volume"] != out.ports["galera"]
     # the check's own timing is kept; the rest still comes from defaults
     assert spec.resources["galera"].health[0].timeout == 2.0
-    assert spec.resources["keystone"].health[0].http.url.endswith(":5000/v3")
+    keystone_http = spec.resources["keystone"].health[0].http
+    assert keystone_http is not None and keystone_http.url.endswith(":5000/v3")
     assert spec.resources["cinder-volume"].mode == "active-passive"
     # galera: no pacemaker:Stateful here -> the documented active-active simplification
     assert spec.resources["galera"].mode == "active-active"
@@ -62,7 +64,9 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
 
 def test_the_stand_in_reads_its_mode_file_per_node() -> None:
     spec = load_spec_text(rewrite(EXAMPLE.read_text(), opts()).text)
-    command = spec.resources["nova-api"].process.command
+    process = spec.resources["nova-api"].process
+    assert process is not None
+    command = process.command
     assert str(mode_file(LAB, "nova-api", "{node.name}")) in command
     assert mode_file(LAB, "nova-api", "ctl2") == LAB / "modes" / "nova-api@ctl2.mode"
 
@@ -70,7 +74,8 @@ def test_the_stand_in_reads_its_mode_file_per_node() -> None:
 def test_promotable_uses_stateful_when_installed() -> None:
     spec = load_spec_text(rewrite(EXAMPLE.read_text(), opts(stateful=True)).text)
     galera = spec.resources["galera"]
-    assert galera.kind == "ocf" and galera.ocf.agent == "pacemaker:Stateful"
+    assert galera.kind == "ocf" and galera.ocf is not None
+    assert galera.ocf.agent == "pacemaker:Stateful"
     assert galera.mode == "promotable" and galera.promoted == 3
 
 
@@ -110,8 +115,10 @@ resources:
 """
     out = rewrite(text, opts())
     spec = load_spec_text(out.text)
-    assert spec.resources["plain"].health[0].http.url == f"http://{{node.address}}:{PORT_BASE}/"
-    assert spec.resources["own"].process.command == "sleep 1000"  # runs here already
+    http, process = spec.resources["plain"].health[0].http, spec.resources["own"].process
+    assert http is not None and process is not None
+    assert http.url == f"http://{{node.address}}:{PORT_BASE}/"
+    assert process.command == "sleep 1000"  # runs here already
     assert spec.store.embedded is not None and spec.store.etcd is None
 
 

@@ -87,7 +87,8 @@ def test_unaligned_member_keeps_its_own_phase() -> None:
 
 def test_aligned_member_still_detects_a_silent_target() -> None:
     m = _member(phase=0.07)
-    now, reqs, suspected = 0.0, 0, set()
+    now, reqs = 0.0, 0
+    suspected: set[str] = set()
     while now < 3.0 and len(suspected) < 3:
         now = m.next_deadline() + 0.002
         effects = m.tick(now)

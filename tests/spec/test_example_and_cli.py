@@ -19,7 +19,8 @@ def test_example_is_a_realistic_control_plane() -> None:
     res = spec.resources
     for name in ("keystone", "glance-api", "nova-api", "neutron-server", "placement"):
         assert res[name].mode == "active-active"
-        assert res[name].balance is not None and res[name].balance.via == "api-vips"
+        balance = res[name].balance
+        assert balance is not None and balance.via == "api-vips"
     assert res["api-vips"].vip_set is not None and len(res["api-vips"].vip_set.addresses) == 3
     assert res["haproxy"].kind == "haproxy"
     assert res["cinder-volume"].mode == "active-passive"
