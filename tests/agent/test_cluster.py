@@ -270,3 +270,38 @@ async def test_gossip_sees_a_killed_agent_within_a_second_or_so(cluster: Cluster
         10,
     )
     assert time.monotonic() - start < 5  # includes two CLI round trips per poll
+
+
+async def test_state_dump_and_the_controller_inputs_replay_in_simulate(cluster: Cluster) -> None:
+    """An incident becomes a golden case with one command: ``corral state dump`` writes the
+    live cluster as a state file, the controller keeps its last inputs the same way (like
+    Pacemaker's pe-input files), and ``corral simulate`` replays both."""
+    dumped = corral(cluster, "state", "dump", "-o", str(cluster.base / "now.yaml"))
+    assert dumped.returncode == 0, dumped.stderr
+    text = (cluster.base / "now.yaml").read_text()
+    assert text.startswith("# corral state dump of") and "api@" in text
+
+    def replay(state: Path) -> subprocess.CompletedProcess[str]:
+        return run_cli("simulate", str(cluster.spec_file), "--state", str(state))
+
+    def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "corral.cli.main", *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    steady = replay(cluster.base / "now.yaml")
+    assert steady.returncode == 0, steady.stderr
+    assert "Actions\n  (none)" in steady.stdout  # a steady cluster plans nothing
+    inputs = sorted(
+        p for n in NODES for p in (cluster.state_dir(n) / "controller-inputs").glob("input-*.yaml")
+    )
+    assert inputs, "the controller kept no input"
+    first = replay(inputs[0])  # the first transition: what the controller planned then
+    assert first.returncode == 0, first.stderr
+    assert "start " in first.stdout and "plan:" in inputs[0].read_text()
+    bad = run_cli("state", "dump", "--spec", str(cluster.spec_file), "--etcd", "http://127.0.0.1:1")
+    assert bad.returncode != 0 and "cannot read the store" in bad.stderr

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from corral.agent.inputlog import InputLog
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.core.assign import staged_assignments
 from corral.core.scheduler import Instance, schedule
@@ -51,6 +52,7 @@ class Controller:
         spec: Callable[[], Spec],
         wall: Callable[[], float] = time.time,
         deaths: Callable[[], dict[str, float]] = dict,
+        inputs: InputLog | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
@@ -58,6 +60,7 @@ class Controller:
         self._spec = spec
         self._wall = wall
         self._deaths = deaths  # node -> when gossip came to hold it dead (monotonic)
+        self._inputs = inputs  # the last transitions' inputs (like Pacemaker's pe-input)
         self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
@@ -157,6 +160,8 @@ class Controller:
             ops.append(self._event_op("assign", f"{name} -> {where}: {reasons}", name))
         if not ops:
             return "no change"
+        if self._inputs is not None:
+            self._inputs.record(snap, plan, changed)
         token = Compare(self._keys.controller, "create_revision", "==", self.token)
         holders = self._holder_compares(spec, assigned, changed, result.kvs)
         fenced = await self._store.txn([token, *holders], ops)

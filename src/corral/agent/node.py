@@ -31,6 +31,7 @@ from corral.agent.assigned import Registration, local_instances, read_desired, s
 from corral.agent.controller import Controller
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
+from corral.agent.inputlog import InputLog
 from corral.agent.instances import Checker, LocalService, RestartBackoff, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.lock import AgentLock
@@ -127,6 +128,7 @@ class Agent:
             lambda: self.spec,
             wall,
             deaths=self.gossip.deaths if self.gossip is not None else dict,
+            inputs=InputLog(state_dir / "controller-inputs", node),
         )
         self.lb = LbDuty(store, self.keys, node)
         self.network = NetworkDuties(state_dir)

@@ -146,7 +146,7 @@ async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEt
     return member
 
 
-async def _read(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
+async def read_cluster(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
     store = EtcdStore(endpoints, timeout=3.0)
     try:
         keys = Keys(cluster)
@@ -277,7 +277,7 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
         console.width = max(console.width, 140)  # a pipe or a log: one line per resource
     while True:
         try:
-            keys, kvs = asyncio.run(_read(endpoints, spec.cluster))
+            keys, kvs = asyncio.run(read_cluster(endpoints, spec.cluster))
         except Exception as exc:  # the store's errors name the endpoints
             raise click.ClickException(f"cannot read the cluster state: {exc}") from None
         view = cluster_view(spec, keys, kvs)
@@ -300,7 +300,7 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
 def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
         event = load(kv.value)
         if isinstance(event, dict) and as_json:
@@ -317,7 +317,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
 def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(_read(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
     views: dict[str, list[dict[str, Any]]] = {}
     prefix = keys.prefix("members")
     for kv in kvs:

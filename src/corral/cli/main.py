@@ -16,6 +16,7 @@ from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
 from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
+from corral.cli.state import state_group
 from corral.spec import Spec, SpecError, load_spec
 
 
@@ -61,6 +62,7 @@ for command in (agent, status, events, members, check, spec_group, *ADMIN_COMMAN
 cli.add_command(explain_cmd)
 cli.add_command(resource_group)
 cli.add_command(lab_group)
+cli.add_command(state_group)
 
 
 def main() -> None:

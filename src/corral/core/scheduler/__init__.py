@@ -17,7 +17,7 @@ from corral.core.scheduler.model import (
     Snapshot,
 )
 from corral.core.scheduler.schedule import schedule
-from corral.core.scheduler.statefile import load_state_text
+from corral.core.scheduler.statefile import dump_state_text, load_state_text
 from corral.core.scheduler.summary import explain, render_plan
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Score",
     "Snapshot",
     "apply_plan",
+    "dump_state_text",
     "explain",
     "load_state_text",
     "render_plan",

@@ -197,3 +197,66 @@ class _Names:
         if self.resource(res, path) and self.node(node, path):
             return res, item, node
         return None
+
+
+def dump_state_text(snap: Snapshot, header: str = "") -> str:
+    """``snap`` as a state file that :func:`load_state_text` reads back to an equal snapshot
+    (what a node's ``fence_failed``/``fencing`` says is the controller's memory, not state,
+    and is left out). ``header``: comment lines put first."""
+    import yaml
+
+    doc = state_document(snap)
+    lines = [f"# {line}" for line in header.splitlines()]
+    return "\n".join([*lines, yaml.safe_dump(doc, sort_keys=False, width=100)])
+
+
+def state_document(snap: Snapshot) -> dict[str, Any]:
+    """The state file's content for ``snap``: defaults left out, everything sorted."""
+    doc: dict[str, Any] = {"now": snap.now, "quorum": snap.quorum}
+    nodes = {n: _node_doc(s) for n, s in sorted(snap.nodes.items()) if _node_doc(s) != "online"}
+    instances = {i.key: _instance_doc(i) for i in sorted(snap.instances, key=lambda i: i.key)}
+    m = snap.maintenance
+    sections: dict[str, Any] = {
+        "nodes": nodes,
+        "instances": instances,
+        "failures": {
+            f"{res}@{node}": {"count": f.count, "last": f.last}
+            for (res, node), f in sorted(snap.failures.items())
+        },
+        "maintenance": {
+            k: v
+            for k, v in (
+                ("cluster", m.cluster),
+                ("nodes", sorted(m.nodes)),
+                ("resources", sorted(m.resources)),
+                ("instances", sorted(f"{r}@{n}" for r, n in m.instances)),
+            )
+            if v
+        },
+        "bans": sorted(f"{r}@{n}" for r, n in snap.bans),
+        "moves": dict(sorted(snap.moves.items())),
+        "tickets": dict(sorted(snap.tickets.items())),
+        "wait_for_all": sorted(snap.wait_for_all),
+    }
+    doc.update({k: v for k, v in sections.items() if v})
+    return doc
+
+
+def _node_doc(s: NodeStatus) -> str | dict[str, Any]:
+    extra = {k: True for k in ("standby", "maintenance", "fenced") if getattr(s, k)}
+    return {"state": s.state, **extra} if extra else s.state
+
+
+def _instance_doc(i: Instance) -> str | dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if i.role != "started":
+        doc["role"] = i.role
+    if i.health != "healthy":
+        doc["health"] = i.health
+    if i.score is not None:
+        doc["score"] = i.score
+    if i.count != 1:
+        doc["count"] = i.count
+    if not doc:
+        return "started"
+    return next(iter(doc.values())) if list(doc) in (["role"], ["health"]) else doc
