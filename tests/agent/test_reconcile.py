@@ -64,3 +64,32 @@ def test_promotion_and_demotion() -> None:
         exclusive={"db", "pg"},
     )
     assert kinds(actions) == [("demote", "pg"), ("promote", "db")]
+
+
+def test_a_move_drains_a_self_fence_does_not() -> None:
+    """Whether a stop first takes the instance out of the load balancers is decided here, not
+    read from the wording of its reason: a self-fence must not wait for a drain (rule 1)."""
+    moved = reconcile(
+        {}, {"web": LocalInstance(health="healthy")}, may_hold_exclusive=True, exclusive=set()
+    )
+    fenced = reconcile(
+        {"ap": "started"},
+        {"ap": LocalInstance(health="healthy")},
+        may_hold_exclusive=False,
+        exclusive={"ap"},
+    )
+    assert [(a.kind, a.drain) for a in moved] == [("stop", True)]
+    assert [(a.kind, a.drain) for a in fenced] == [("stop", False)]
+
+
+def test_keep_without_start_while_the_store_has_no_leader() -> None:
+    """A proof that no store member has a leader keeps what runs (may_keep_exclusive) but
+    starts, restarts and promotes nothing exclusive (may_hold_exclusive is False)."""
+    actions = reconcile(
+        {"ap": "started", "vip": "started", "db": "promoted"},
+        {"ap": LocalInstance(health="unhealthy"), "db": LocalInstance(health="healthy")},
+        may_hold_exclusive=False,
+        may_keep_exclusive=True,
+        exclusive={"ap", "vip", "db"},
+    )
+    assert actions == []

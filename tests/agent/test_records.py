@@ -62,3 +62,17 @@ def test_corral_status_shows_a_fenced_registration_as_fenced() -> None:
     assert cluster_view(SPEC, KEYS, kvs)["nodes"] == {"n1": "fenced", "n2": "online"}
     assert snapshot_from_kvs(SPEC, KEYS, kvs, now=1.0).node("n1").state == "offline"
     assert node_states(SPEC, KEYS, kvs[2:])["n1"] == "offline"
+
+
+def test_one_reading_of_maintenance_for_the_scheduler_and_the_agents() -> None:
+    """The agent once re-implemented maintenance coverage on the raw record (a string where a
+    list belongs matched by substring there); both read it through parse_maintenance now."""
+    from corral.agent.records import parse_maintenance
+
+    m = parse_maintenance(
+        {"cluster": "false", "nodes": "n1", "resources": ["web", 7], "instances": ["db@n2", 3]}
+    )
+    assert not m.cluster and m.nodes == frozenset()  # a string is not a list of nodes
+    assert m.resources == {"web"} and m.instances == {("db", "n2")}
+    assert m.covers("web", "n1") and m.covers("db", "n2") and not m.covers("db", "n1")
+    assert parse_maintenance(["junk"]) == parse_maintenance(None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from corral.agent.controller import parse_instances
 from corral.agent.instances import instance_key
-from corral.agent.records import load
+from corral.agent.records import load, parse_maintenance
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
 from corral.spec import Spec
@@ -83,14 +83,8 @@ async def read_desired(
 async def _frozen(store: Store, keys: Keys, spec: Spec, node: str) -> set[str]:
     """Resources in maintenance on ``node`` (a malformed record freezes nothing)."""
     maint = await store.get(keys.admin("maintenance"))
-    frozen: set[str] = set()
-    value = load(maint.value) if maint is not None else None
-    if isinstance(value, dict):
-        if value.get("cluster") or node in value.get("nodes", []):
-            frozen = set(spec.resources)
-        frozen |= set(value.get("resources", []))
-        frozen |= {p.split("@")[0] for p in value.get("instances", []) if p.endswith("@" + node)}
-    return frozen
+    covered = parse_maintenance(load(maint.value) if maint is not None else None)
+    return {name for name in spec.resources if covered.covers(name, node)}
 
 
 async def still_assigned(

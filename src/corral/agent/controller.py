@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 from corral.agent.inputlog import InputLog
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
+from corral.clocks import MonotonicClock
 from corral.core.assign import staged_assignments
+from corral.core.clock import Clock
 from corral.core.scheduler import Instance, schedule
 from corral.core.scheduler.scores import Context, node_score
 from corral.drivers.base import DriverError, NodeContext
@@ -53,7 +55,11 @@ class Controller:
         wall: Callable[[], float] = time.time,
         deaths: Callable[[], dict[str, float]] = dict,
         inputs: InputLog | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``wall``: the time records carry (failure times, shown to people); ``clock``: the
+        monotonic clock every window of the controller runs on (a wall clock step must not
+        move the fence-retry window)."""
         self._store = store
         self._keys = keys
         self._node = node
@@ -61,10 +67,11 @@ class Controller:
         self._wall = wall
         self._deaths = deaths  # node -> when gossip came to hold it dead (monotonic)
         self._inputs = inputs  # the last transitions' inputs (like Pacemaker's pe-input)
+        self._clock = clock or MonotonicClock()
         self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: set[str] = set()
-        self._fence_failed: dict[str, float] = {}  # node -> wall time of its failed fence
+        self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
 
     @property
@@ -99,7 +106,7 @@ class Controller:
         result = await self._store.range(self._keys.root.encode())
         now = self._wall()
         lost = self._lost(result.kvs)
-        failed = {n for n, t in self._fence_failed.items() if now - t < FENCE_RETRY}
+        failed = {n for n in self._fence_failed if self._fence_recent(n)}
         fencing = {n for n, task in self._fencing.items() if not task.done()}
         snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
         plan = schedule(spec, snap)
@@ -202,13 +209,18 @@ class Controller:
                     out.append(Compare(key, "mod_revision", "==", seen.get(key, 0)))
         return out
 
+    def _fence_recent(self, node: str) -> bool:
+        """A fence of ``node`` failed less than ``FENCE_RETRY`` ago: not tried again yet."""
+        failed = self._fence_failed.get(node)
+        return failed is not None and self._clock.now() - failed < FENCE_RETRY
+
     async def _fence_task(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
         """A background fence: a store that fails mid-way counts as a failed fence (retried
         after ``FENCE_RETRY``, the lease path meanwhile), never as an unobserved exception."""
         try:
             return await self._fence(spec, node, kvs)
         except StoreError as exc:
-            self._fence_failed[node] = self._wall()
+            self._fence_failed[node] = self._clock.now()
             log.warning("%s: fencing %s: the store failed: %s", self._node, node, exc)
             return False
 
@@ -233,7 +245,7 @@ class Controller:
         lease, even when the key still existed): the revision names one of them."""
         seen = self._seen.get(key)
         if seen is None or seen[0] != revision:
-            seen = (revision, time.monotonic())
+            seen = (revision, self._clock.now())
             self._seen[key] = seen
         return seen[1]
 
@@ -279,7 +291,7 @@ class Controller:
         if not plausible(set(deaths), spec.nodes, self._node):
             return None  # our own gossip is the likelier one to be cut off
 
-        if self._wall() - self._fence_failed.get(holder, -FENCE_RETRY) < FENCE_RETRY:
+        if self._fence_recent(holder):
             return None
         target = spec.nodes[holder]
         if not (spec.fencing if target.fence is None else target.fence):
@@ -303,13 +315,13 @@ class Controller:
         errors = []
         for name in devices:
             device = spec.fencing[name]
-            began = time.monotonic()
+            began = self._clock.now()
             try:
                 await fence_node(device, ctx)
             except DriverError as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            took = time.monotonic() - began
+            took = self._clock.now() - began
             record = dump({"revision": found.mod_revision, "time": self._wall(), "device": name})
             reason = f"{node} fenced by {name} ({device.action}, {took:.2f}s): {why}"
             fenced = await self._store.txn(
@@ -323,7 +335,7 @@ class Controller:
                 with contextlib.suppress(StoreError):
                     await self._store.revoke(found.lease)
             return fenced.succeeded
-        self._fence_failed[node] = self._wall()
+        self._fence_failed[node] = self._clock.now()
         await self._event(
             "fence", f"fencing {node} failed, waiting for its lease: {'; '.join(errors)}"
         )

@@ -129,6 +129,7 @@ class Agent:
             wall,
             deaths=self.gossip.deaths if self.gossip is not None else dict,
             inputs=InputLog(state_dir / "controller-inputs", node),
+            clock=self.clock,
         )
         self.lb = LbDuty(store, self.keys, node)
         self.network = NetworkDuties(state_dir)
@@ -730,7 +731,7 @@ class Agent:
     async def _apply(self, action: LocalAction) -> None:
         name = action.resource
         if action.kind == "stop":
-            await self._stop(name, action.reason, planned=not action.reason.startswith("self-"))
+            await self._stop(name, action.reason, planned=action.drain)
         elif action.kind == "start":
             await self._start(name, action.reason)
         elif action.kind == "restart":

@@ -137,7 +137,7 @@ def snapshot_from_kvs(
         },
         instances=tuple(live),
         failures=failures,
-        maintenance=_maintenance(admin.get("maintenance")),
+        maintenance=parse_maintenance(admin.get("maintenance")),
         bans=frozenset(_pairs(admin.get("bans", {}).get("instances", []))),
         moves={k: v for k, v in admin.get("moves", {}).items() if isinstance(v, str)},
         tickets={k: v for k, v in admin.get("tickets", {}).items() if isinstance(v, str)},
@@ -182,12 +182,18 @@ def _pairs(values: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _maintenance(value: Any) -> Maintenance:
+def parse_maintenance(value: Any) -> Maintenance:
+    """``admin/maintenance`` as the scheduler and the agents read it (one reading for both):
+    a record that is not a mapping, and entries that are not strings, freeze nothing."""
     if not isinstance(value, dict):
         return Maintenance()
     return Maintenance(
-        cluster=bool(value.get("cluster", False)),
-        nodes=frozenset(value.get("nodes", [])),
-        resources=frozenset(value.get("resources", [])),
+        cluster=value.get("cluster") is True,
+        nodes=frozenset(_strings(value.get("nodes"))),
+        resources=frozenset(_strings(value.get("resources"))),
         instances=frozenset(_pairs(value.get("instances", []))),
     )
+
+
+def _strings(values: Any) -> list[str]:
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []

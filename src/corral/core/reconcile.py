@@ -28,9 +28,13 @@ class LocalInstance:
 
 @dataclass(frozen=True)
 class LocalAction:
+    """``drain``: a stop that may first take the instance out of the load balancers (the
+    controller moved it, or an operator asked): not a self-fence, which must not wait."""
+
     kind: LocalKind
     resource: str
     reason: str
+    drain: bool = False
 
 
 def reconcile(
@@ -67,7 +71,7 @@ def _down(res: str, inst: LocalInstance, role: str | None, fenced: bool) -> Loca
     """The stop or demote a running instance needs (``role``: what it is assigned, None if
     nothing; ``fenced``: it is exclusive and may not be kept)."""
     if role is None:
-        return LocalAction("stop", res, "not assigned to this node")
+        return LocalAction("stop", res, "not assigned to this node", drain=True)
     if fenced:
         return LocalAction("stop", res, "self-fence: the node lease is not fresh")
     if role != "promoted" and inst.role == "promoted":
