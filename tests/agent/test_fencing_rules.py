@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from corral.agent.controller import plausible
-from corral.agent.guard import _mark, _once, _pause
+from corral.agent.guard import _mark, _once, _pause, due
 
 
 def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
@@ -20,26 +20,30 @@ def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
     assert plausible(set(), three, me="a")
 
 
-def test_the_guard_fences_once_per_deadline_and_again_for_a_new_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_guard_fences_once_per_deadline_and_again_for_a_new_name(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text("cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n")
-    past = time.monotonic() - 1.0
-    first = {"node": "n1", "deadline": past, "exclusive": ["ghost"]}
+    now = 100.0
+    first = {"node": "n1", "deadline": now - 1.0, "exclusive": ["ghost"]}
+    assert not due({**first, "deadline": now + 1.0}, None, now)  # not yet
+    assert due(first, None, now)
     log = tmp_path / "guard.log"
-    fenced = _once(tmp_path, first, log, None)
+    fenced = _once(tmp_path, first, log, None, now)
     assert fenced == _mark(first)
-    assert _once(tmp_path, first, log, fenced) == fenced  # not again for the same listing
-    assert _pause(first, fenced) == 0.5  # acted on: no busy polling while the agent is dead
+    assert not due(first, fenced, now)
+    assert _once(tmp_path, first, log, fenced, now) == fenced  # not again for the same listing
+    assert _pause(first, fenced, now) == 0.5  # acted on: no busy polling while the agent is dead
     second = {**first, "exclusive": ["ghost", "other"]}
-    assert _once(tmp_path, second, log, fenced) == _mark(second)  # a new name: fenced too
+    assert _once(tmp_path, second, log, fenced, now) == _mark(second)  # a new name: fenced too
+    assert not due({"deadline": now - 1.0, "exclusive": []}, None, now)  # nothing listed
 
 
 def test_the_guard_sleeps_until_the_deadline_it_read() -> None:
-    soon = {"deadline": time.monotonic() + 0.2, "exclusive": ["vip"]}
-    assert 0.05 <= _pause(soon, None) <= 0.2
-    assert _pause({"deadline": time.monotonic() + 9, "exclusive": ["vip"]}, None) == 0.5
-    assert _pause({"deadline": time.monotonic() - 9, "exclusive": ["vip"]}, None) == 0.05
-    assert _pause({"exclusive": []}, None) == 0.5
-    assert _pause({"deadline": float("nan"), "exclusive": ["vip"]}, None) == 0.5
+    now = 100.0
+    assert _pause({"deadline": now + 0.25, "exclusive": ["vip"]}, None, now) == 0.25
+    assert _pause({"deadline": now + 9, "exclusive": ["vip"]}, None, now) == 0.5
+    assert _pause({"deadline": now - 9, "exclusive": ["vip"]}, None, now) == 0.05
+    assert _pause({"exclusive": []}, None, now) == 0.5
+    assert _pause({"deadline": float("nan"), "exclusive": ["vip"]}, None, now) == 0.5
 
 
 SPEC_TEXT = """

@@ -186,13 +186,13 @@ def guard(state_dir: Path) -> None:
             data = _read(path)
             if data.get("exit"):
                 return
-            fenced = _once(state_dir, data, log, fenced)
+            fenced = _once(state_dir, data, log, fenced, time.monotonic())
         except Exception as exc:  # the guard must outlive any surprise; it says what happened
             _log(log, f"guard error: {exc!r}")
-        time.sleep(_pause(data, fenced))
+        time.sleep(_pause(data, fenced, time.monotonic()))
 
 
-def _pause(data: dict[str, object], fenced: object) -> float:
+def _pause(data: dict[str, object], fenced: object, now: float) -> float:
     """How long to sleep before reading the file again: until the deadline it names while it
     lists services (then the agent has renewed, and the file says so, or it is time to act),
     at most ``IDLE``; ``IDLE`` when it lists none or was acted on already; never less than
@@ -202,7 +202,7 @@ def _pause(data: dict[str, object], fenced: object) -> float:
         return IDLE
     if fenced == _mark(data):
         return IDLE
-    return min(IDLE, max(POLL, deadline - time.monotonic()))
+    return min(IDLE, max(POLL, deadline - now))
 
 
 def _mark(data: dict[str, object]) -> tuple[object, tuple[str, ...]]:
@@ -212,17 +212,26 @@ def _mark(data: dict[str, object]) -> tuple[object, tuple[str, ...]]:
     return data.get("deadline"), names
 
 
-def _once(state_dir: Path, data: dict[str, object], log: Path, fenced: object) -> object:
-    """Fence if the deadline in ``data`` has passed (once per deadline and listing: a name
-    listed later under the same deadline is fenced too); return what was last fenced for."""
+def due(data: dict[str, object], fenced: object, now: float) -> bool:
+    """Whether the listing in ``data`` must be fenced at ``now``: its deadline has passed and
+    this deadline and listing were not fenced already (a name listed later under the same
+    deadline is fenced too)."""
     deadline, names = _mark(data)
-    if (
+    return (
         isinstance(deadline, int | float)
-        and names
-        and time.monotonic() > deadline
+        and bool(names)
+        and now > deadline
         and _mark(data) != fenced
-    ):
-        asyncio.run(_fence(state_dir, str(data.get("node", "")), list(names), log))
+    )
+
+
+def _once(
+    state_dir: Path, data: dict[str, object], log: Path, fenced: object, now: float
+) -> object:
+    """Fence if :func:`due`; return what was last fenced for."""
+    if due(data, fenced, now):
+        names = list(_mark(data)[1])
+        asyncio.run(_fence(state_dir, str(data.get("node", "")), names, log))
         return _mark(data)
     return fenced
 
