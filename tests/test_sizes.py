@@ -17,7 +17,6 @@ MAX_MODULE = 600
 MAX_FUNCTION = 60
 MODULES_OVER = {"agent/node.py"}
 FUNCTIONS_OVER = {
-    "agent/controller.py:Controller.step",
     "agent/node.py:Agent.__init__",
     "cli/demo.py:demo",
 }

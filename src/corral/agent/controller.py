@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from corral.agent.inputlog import InputLog
 from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.clocks import MonotonicClock
-from corral.core.assign import staged_assignments
+from corral.core.assign import Assigned, staged_assignments
 from corral.core.clock import Clock
-from corral.core.scheduler import Instance, schedule
+from corral.core.scheduler import Instance, Plan, Snapshot, schedule
 from corral.core.scheduler.scores import Context, node_score
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
@@ -104,56 +104,82 @@ class Controller:
             return "not the controller"
         spec = self._spec()
         result = await self._store.range(self._keys.root.encode())
+        snap, plan = self._plan(spec, result.kvs)
+        assigned, notes = staged_assignments(spec, snap, plan)
+        ops, changed = self._assignment_ops(assigned, result.kvs)
+        for note in sorted(set(notes) - self._last_notes):
+            ops.append(self._event_op("waiting", note))
+        self._last_notes = set(notes)
+        ops += self._explanations(spec, snap, plan, assigned, changed)
+        if not ops:
+            return "no change"
+        if self._inputs is not None:
+            self._inputs.record(snap, plan, changed)
+        return await self._write(spec, ops, assigned, changed, result.kvs)
+
+    def _plan(self, spec: Spec, kvs: list[KeyValue]) -> tuple[Snapshot, Plan]:
+        """The snapshot and the plan; fences the plan asks for start in the background (a
+        slow fence agent must not stop the cluster) and the plan is made again around them
+        as fences under way (their success wakes a new step)."""
         now = self._wall()
-        lost = self._lost(result.kvs)
+        lost = self._lost(kvs)
         failed = {n for n in self._fence_failed if self._fence_recent(n)}
         fencing = {n for n, task in self._fencing.items() if not task.done()}
-        snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
+        snap = snapshot_from_kvs(spec, self._keys, kvs, now, lost, failed, fencing)
         plan = schedule(spec, snap)
         started = [a.node for a in plan.actions if a.kind == "fence"]
-        for node in started:  # in the background: a slow fence agent must not stop the cluster
-            self._fencing[node] = asyncio.create_task(self._fence_task(spec, node, result.kvs))
-        if started:  # plan around them as fences under way; their success wakes a new step
+        for node in started:
+            self._fencing[node] = asyncio.create_task(self._fence_task(spec, node, kvs))
+        if started:
             fencing |= set(started)
-            snap = snapshot_from_kvs(spec, self._keys, result.kvs, now, lost, failed, fencing)
+            snap = snapshot_from_kvs(spec, self._keys, kvs, now, lost, failed, fencing)
             plan = schedule(spec, snap)
-        assigned, notes = staged_assignments(spec, snap, plan)
-        # each instance names the registration it is for: an agent whose node registered
-        # again since (a fenced node that rebooted fast) does not act on an exclusive
-        # assignment meant for its previous life (rule 2: the fence ended that one)
+        return snap, plan
+
+    def _assignment_ops(
+        self, assigned: Assigned, kvs: list[KeyValue]
+    ) -> tuple[list[Put | Delete], list[str]]:
+        """The writes that take ``assign/`` to ``assigned`` (and delete the assignments of
+        resources no longer in the spec), and the resources whose assignment changes. Each
+        instance names the registration it is for: an agent whose node registered again
+        since (a fenced node that rebooted fast) does not act on an exclusive assignment meant
+        for its previous life (rule 2: the fence ended that one)."""
         regs = {
             kv.key[len(self._keys.nodes()) :].decode(errors="replace"): kv.mod_revision
-            for kv in result.kvs
+            for kv in kvs
             if kv.key.startswith(self._keys.nodes())
         }
-        current = {
-            kv.key: kv.value for kv in result.kvs if kv.key.startswith(self._keys.prefix("assign"))
-        }
+        current = {kv.key: kv.value for kv in kvs if kv.key.startswith(self._keys.prefix("assign"))}
         ops: list[Put | Delete] = []
         changed = []
         for name, instances in assigned.items():
-            value = dump(
-                {
-                    "instances": [
-                        {"node": i.node, "role": i.role, "item": i.item, "reg": regs.get(i.node)}
-                        for i in instances
-                    ]
-                }
-            )
-            key = self._keys.assign(name)
+            records = [
+                {"node": i.node, "role": i.role, "item": i.item, "reg": regs.get(i.node)}
+                for i in instances
+            ]
+            value, key = dump({"instances": records}), self._keys.assign(name)
             if current.pop(key, None) != value:
                 ops.append(Put(key, value))
                 changed.append(name)
         ops += [Delete(key) for key in current]  # resources no longer in the spec
-        for note in sorted(set(notes) - self._last_notes):
-            ops.append(self._event_op("waiting", note))
-        self._last_notes = set(notes)
+        return ops, changed
+
+    def _explanations(
+        self,
+        spec: Spec,
+        snap: Snapshot,
+        plan: Plan,
+        assigned: Assigned,
+        changed: list[str],
+    ) -> list[Put | Delete]:
+        """An ``assign`` event per changed resource: where it goes, and why it leaves the
+        nodes it ran on (the score that excludes them, if any)."""
         ctx = Context(spec, snap)
         placed = {n: {i.node for i in insts} for n, insts in assigned.items()}
+        ops: list[Put | Delete] = []
         for name in changed:
             decision = plan.decisions[name]
             running_on = {i.node for i in ctx.observed.get(name, [])}
-            # why it leaves the nodes it ran on: the score that excludes them, if any
             left = [
                 f"{node}: {score.why}"
                 for node in sorted(running_on - placed[name])
@@ -165,12 +191,21 @@ class Controller:
             reasons = "; ".join(left + decision.reasons + decision.blocked)
             where = ", ".join(f"{i.node}" for i in assigned[name]) or "nowhere"
             ops.append(self._event_op("assign", f"{name} -> {where}: {reasons}", name))
-        if not ops:
-            return "no change"
-        if self._inputs is not None:
-            self._inputs.record(snap, plan, changed)
+        return ops
+
+    async def _write(
+        self,
+        spec: Spec,
+        ops: list[Put | Delete],
+        assigned: Assigned,
+        changed: list[str],
+        kvs: list[KeyValue],
+    ) -> str:
+        """One transaction, fenced by this controller's token and by the status records of
+        exclusive instances' other nodes (see :meth:`_holder_compares`)."""
+        assert self.token is not None  # step() returned before, otherwise
         token = Compare(self._keys.controller, "create_revision", "==", self.token)
-        holders = self._holder_compares(spec, assigned, changed, result.kvs)
+        holders = self._holder_compares(spec, assigned, changed, kvs)
         fenced = await self._store.txn([token, *holders], ops)
         if not fenced.succeeded:
             mine = await self._store.get(self._keys.controller)
@@ -180,7 +215,7 @@ class Controller:
                 return "not written: a holder appeared since the read; planning again"
             self.token = None
             return "deposed: the controller key is no longer ours"
-        await self._trim_events(result.kvs)
+        await self._trim_events(kvs)
         return f"wrote {len(changed)} assignment(s)" + (
             f": {', '.join(changed)}" if changed else ""
         )
