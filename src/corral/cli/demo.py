@@ -23,13 +23,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from corral.cli.render import print_summary
 from corral.spec import Spec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from corral.lab.lab import Lab
 
 LAB_ROOT = Path("/run/corral-lab")
 PY = sys.executable
@@ -194,9 +197,36 @@ def _downtime(console: Console, tour: Tour, out: Path, fault: float) -> None:
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml")
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
-def demo(spec_file: str, lab_dir: Path | None) -> None:  # noqa: PLR0915
+def demo(spec_file: str, lab_dir: Path | None) -> None:
     """Bring up SPEC_FILE in a network-namespace lab and tour a failover (root only)."""
     console = Console(highlight=False)
+    spec = _demo_spec(spec_file)
+    lab, where = _bring_up(spec, Path(spec_file), lab_dir, console)
+    tour = Tour(lab, spec)
+    took = tour.wait("start")
+    console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
+    console.rule("corral status")
+    click.echo(tour.corral("status"))
+    victim = next(iter(h for h in tour.holders().values() if h), {""}).pop()
+    _failover(tour, lab, where, victim, console)
+    console.rule(f"{victim} comes back")
+    lab.power_on(victim)
+    took = tour.wait("the node's return")
+    console.print(f"{victim} rejoined and its VIP failed back home in {took:.1f} s")
+    click.echo(tour.corral("status"))
+    console.rule("the cluster keeps running")
+    console.print(
+        f"look at it:  corral lab status --dir {where}\n"
+        f"             corral lab exec --dir {where} client -- corral status --spec "
+        f"{lab.spec_file}\n"
+        f"             corral lab exec --dir {where} client -- corral events --spec "
+        f"{lab.spec_file}\n"
+        f"break it:    corral lab fault --help\n"
+        f"stop it:     make demo-down   (corral demo-down)"
+    )
+
+
+def _demo_spec(spec_file: str) -> Spec:
     try:
         spec = load_spec(spec_file)
     except SpecError as exc:
@@ -209,6 +239,13 @@ def demo(spec_file: str, lab_dir: Path | None) -> None:  # noqa: PLR0915
             "(sudo make demo). Without root: corral simulate examples/openstack.yaml "
             "--state examples/openstack-state.yaml --fail-node ctl1"
         )
+    return spec
+
+
+def _bring_up(
+    spec: Spec, spec_file: Path, lab_dir: Path | None, console: Console
+) -> tuple[Lab, Path]:
+    """The lab up for ``spec`` (a previous demo's lab taken down first), described."""
     from corral.lab.lab import Lab, LabError
 
     print_summary(spec, console)
@@ -220,20 +257,18 @@ def demo(spec_file: str, lab_dir: Path | None) -> None:  # noqa: PLR0915
     try:
         # fencing switches a lost node off and leaves it off (the spec's reboot would bring
         # it back at once): the tour powers it on itself, to show its return
-        lab = Lab.up(Path(spec_file), where, timeout=90.0, fence_action="off")
+        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off")
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     state = lab.state()
     for name, n in state["nodes"].items():
         console.print(f"  {name}: {n['address']} in namespace {n['ns']}")
     console.print(f"  client: {', '.join(state['client']['addresses'])} in {state['client']['ns']}")
-    tour = Tour(lab, spec)
-    took = tour.wait("start")
-    console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
-    console.rule("corral status")
-    click.echo(tour.corral("status"))
+    return lab, where
 
-    victim = next(iter(h for h in tour.holders().values() if h), {""}).pop()
+
+def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) -> None:
+    """Power ``victim`` off under a client's load; show what moved and what clients saw."""
     console.rule(f"failover: {victim} loses power")
     out = where / "demo-client.json"
     vips = {v for v, h in tour.holders().items() if victim in h}
@@ -254,22 +289,6 @@ def demo(spec_file: str, lab_dir: Path | None) -> None:  # noqa: PLR0915
     _downtime(console, tour, out, fault)
     console.print("what corral did, from its events (corral events):")
     _account(console, tour, fault_wall)
-
-    console.rule(f"{victim} comes back")
-    lab.power_on(victim)
-    took = tour.wait("the node's return")
-    console.print(f"{victim} rejoined and its VIP failed back home in {took:.1f} s")
-    click.echo(tour.corral("status"))
-    console.rule("the cluster keeps running")
-    console.print(
-        f"look at it:  corral lab status --dir {where}\n"
-        f"             corral lab exec --dir {where} client -- corral status --spec "
-        f"{lab.spec_file}\n"
-        f"             corral lab exec --dir {where} client -- corral events --spec "
-        f"{lab.spec_file}\n"
-        f"break it:    corral lab fault --help\n"
-        f"stop it:     make demo-down   (corral demo-down)"
-    )
 
 
 @click.command(name="demo-down")
