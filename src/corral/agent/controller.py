@@ -7,7 +7,7 @@ Contract:
   stages the assignments (:mod:`corral.core.assign`) and writes the changed ones in ONE
   transaction that compares the controller key's create revision with the one this controller
   won: a deposed controller's write fails (fencing token), and it learns it was deposed.
-- Fencing (DESIGN.md rule 2's fast path): when the plan fences an unclean node, ``step()``
+- Fencing (safety rule 2's fast path): when the plan fences an unclean node, ``step()``
   starts a background task that runs the node's fence devices in order until one succeeds and
   records ``fenced/<node>`` naming the fenced registration (in a transaction comparing the
   controller key and that registration), then revokes its lease; meanwhile the step plans

@@ -1,4 +1,4 @@
-"""The lease guard: DESIGN.md rule 1 that outlives the agent.
+"""The lease guard: safety rule 1 that outlives the agent.
 
 An agent killed -9 cannot stop its exclusive services when its lease runs out, yet the controller
 starts them elsewhere once that lease has expired. The guard is a small process per node, in its

@@ -94,7 +94,7 @@ def snapshot_from_kvs(
     """The scheduler's view of the cluster from one consistent range read of the cluster prefix.
 
     Nodes with a key under ``nodes/`` are online; spec nodes without one are offline (their lease
-    expired: DESIGN.md rule 2 makes that safe, since agents self-fence before expiry). A node
+    expired: safety rule 2 makes that safe, since agents self-fence before expiry). A node
     with a live lease that gossip holds dead (``lost``) is ``unclean``: what it ran may still
     run, so nothing exclusive moves before its lease expires or it is fenced. A registration
     named by a ``fenced/<node>`` record is offline (fenced); the node's next registration is

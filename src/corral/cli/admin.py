@@ -2,7 +2,7 @@
 
 Each command edits one JSON record under ``admin/`` with a compare-and-swap loop (read, change,
 write if unchanged since the read), so two operators at once never lose an edit. The scheduler
-and the agents read these records (DESIGN.md rule 4 for maintenance).
+and the agents read these records (safety rule 4 for maintenance).
 """
 
 from __future__ import annotations

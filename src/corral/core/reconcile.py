@@ -2,7 +2,7 @@
 
 Input: the instances assigned to this node (``desired``: resource -> role), what runs here
 (``running``), whether this node may start exclusive instances now (``may_hold_exclusive``: its
-lease is fresh, DESIGN.md rule 1) and keep those it runs (``may_keep_exclusive``, default the
+lease is fresh, safety rule 1) and keep those it runs (``may_keep_exclusive``, default the
 same: a proof that the store has no leader may keep them, :mod:`corral.core.quorum`), which
 resources are exclusive, which are in maintenance here (rule 4), and the
 resources' rank (start order). Output: actions in the order to run them: stops and demotes

@@ -4,7 +4,7 @@ A health check that times out tells something about the service only if the agen
 was awake for the check's whole window. When the agent's own event loop was late (its node
 frozen with SIGSTOP or a paused VM, resumed; a machine so loaded that the agent did not run),
 every check in flight "times out" at once on resume, and judging those results would restart
-and count failures against services that did nothing wrong (DESIGN.md rule 7: a node's event is
+and count failures against services that did nothing wrong (safety rule 7: a node's event is
 not the resource's failure).
 
 :class:`StallLog` is fed a beat on every instant of the agent's timer grid (``beat(now)``) and

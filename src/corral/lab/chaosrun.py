@@ -210,7 +210,7 @@ class ChaosRun:
         return gateway.range_prefix(topo.client_ns or "", topo.endpoints, prefix)
 
     def _check_failcounts(self, index: int, ep: chaos.Episode, targets: dict[str, str]) -> None:
-        """DESIGN.md rule 7: a failure counts against a resource on a node only when one of its
+        """safety rule 7: a failure counts against a resource on a node only when one of its
         operations failed there. Failcounts that grew during an episode for anything but the
         (node, resource) a service kill or malfunction of the episode aimed at are reported."""
         new = self._read_failcounts()

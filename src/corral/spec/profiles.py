@@ -16,7 +16,7 @@ Formulas (why each default is what it is):
   etcd leader made the healthy nodes self-fence, every VIP down for ~2 s.) etcd itself grants
   no lease below ``1.5 x election``.
   An exclusive instance moves through lease expiry no sooner than ``lease_ttl`` (+ up to 0.5 s,
-  etcd's expiry check period) after the holder's last keepalive (DESIGN.md rule 2); the fast
+  etcd's expiry check period) after the holder's last keepalive (safety rule 2); the fast
   path (gossip + fence device) does not wait for it.
 - ``keepalive_interval = lease_ttl / 5``: several renewals fit in one TTL, so one lost keepalive
   does not cost the lease; a failed renewal is tried again on the next tick of the agent's timer

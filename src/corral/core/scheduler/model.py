@@ -14,7 +14,7 @@ from typing import Literal
 NodeState = Literal["online", "unclean", "offline"]
 """``online``: live lease. ``unclean``: lost (gossip or lease) but its lease has not expired and
 it was not fenced, so what ran there may still run. ``offline``: gone and safe: lease expired or
-fenced (DESIGN.md rule 2)."""
+fenced (safety rule 2)."""
 
 Role = Literal["started", "promoted"]
 Health = Literal["healthy", "unhealthy", "unknown"]
@@ -61,7 +61,7 @@ class FailCount:
 
 @dataclass(frozen=True)
 class Maintenance:
-    """Maintenance at every level (DESIGN.md rule 4). ``instances`` holds (resource, node)."""
+    """Maintenance at every level (safety rule 4). ``instances`` holds (resource, node)."""
 
     cluster: bool = False
     nodes: frozenset[str] = frozenset()

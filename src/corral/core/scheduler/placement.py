@@ -1,6 +1,6 @@
 """Per-resource placement: the target instances of one resource, with reasons.
 
-Safety is enforced here (DESIGN.md rules 1-4), each rule at the line that names it:
+Safety is enforced here (safety rules 1-4), each rule at the line that names it:
 an exclusive instance that may still run on an unclean node blocks any new holder; without
 quorum nothing exclusive starts; what is in maintenance is left exactly as it is.
 """
