@@ -25,6 +25,7 @@ from typing import Literal
 
 from corral.core.clock import Clock, Grid
 from corral.core.health import CheckOutcome, InstanceHealth
+from corral.core.ref import InstanceRef
 from corral.core.stall import StallLog
 from corral.drivers.base import Driver, NodeContext
 from corral.spec import HealthCheck
@@ -36,15 +37,13 @@ Verdict = Literal["starting", "healthy", "unhealthy"]
 
 def instance_key(resource: str, item: str | None) -> str:
     """The local name of an instance: ``web``, or ``api-vips[198.18.0.100]`` for a set member."""
-    return f"{resource}[{item}]" if item else resource
+    return InstanceRef(resource, item).key
 
 
 def split_key(key: str) -> tuple[str, str | None]:
-    """The inverse of :func:`instance_key`."""
-    if key.endswith("]") and "[" in key:
-        resource, _, item = key[:-1].partition("[")
-        return resource, item
-    return key, None
+    """The inverse of :func:`instance_key` (:class:`~corral.core.ref.InstanceRef` parses)."""
+    ref = InstanceRef.parse(key, node=False)
+    return (ref.resource, ref.item) if ref is not None else (key, None)
 
 
 @dataclass

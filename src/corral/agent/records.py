@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from corral.core.ref import InstanceRef
 from corral.core.scheduler import FailCount, Instance, Maintenance, NodeStatus, Snapshot
 from corral.spec import Spec
 from corral.store import Keys, KeyValue
@@ -176,9 +177,9 @@ def _instances(spec: Spec, node: str, res: str, value: Any) -> list[Instance]:
 def _pairs(values: Any) -> list[tuple[str, str]]:
     out = []
     for text in values if isinstance(values, list) else []:
-        res, _, node = str(text).partition("@")
-        if res and node:
-            out.append((res, node))
+        ref = InstanceRef.parse(text)
+        if ref is not None and ref.node is not None and ref.item is None:
+            out.append((ref.resource, ref.node))
     return out
 
 

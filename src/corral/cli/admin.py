@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from corral.agent.records import dump, load
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
+from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit, spec_pair
 from corral.spec import Spec
 from corral.store import Compare, EtcdStore, Keys, Put
 
@@ -41,10 +41,8 @@ def _toggle(items: list[str], item: str, on: bool) -> list[str]:
 
 
 def _pair(spec: Spec, text: str) -> str:
-    res, _, node = text.partition("@")
-    if res not in spec.resources or node not in spec.nodes:
-        raise click.BadParameter(f"{text!r}: write RESOURCE@NODE with names from the spec")
-    return text
+    res, node = spec_pair(spec, text)
+    return f"{res}@{node}"
 
 
 spec_option = click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
@@ -164,7 +162,7 @@ def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str
 def cleanup(instance: str, spec_file: str, etcd: str | None) -> None:
     """Forget the failures of a resource on a node (lifts a ban by the failure policy)."""
     spec = spec_or_exit(spec_file)
-    res, _, node = _pair(spec, instance).partition("@")
+    res, node = spec_pair(spec, instance)
 
     async def forget() -> None:
         store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from corral.agent.controller import parse_assignment
 from corral.agent.records import load, node_states
+from corral.core.ref import InstanceRef
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
@@ -44,6 +45,22 @@ def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None
     if node in core:
         core = [node, *(n for n in core if n != node)]
     return [f"http://{spec.nodes[n].address}:{port}" for n in core]
+
+
+def spec_pair(spec: Spec, text: str, option: str | None = None) -> tuple[str, str]:
+    """``RESOURCE@NODE`` with names from ``spec``, or a usage error that says how to write it."""
+    ref = InstanceRef.parse(text)
+    if (
+        ref is None
+        or ref.item is not None
+        or ref.resource not in spec.resources
+        or ref.node not in spec.nodes
+    ):
+        raise click.BadParameter(
+            f"{text!r}: write RESOURCE@NODE with names from the spec", param_hint=option
+        )
+    assert ref.node is not None
+    return ref.resource, ref.node
 
 
 def spec_or_exit(path: str) -> Spec:

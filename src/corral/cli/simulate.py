@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import click
 
+from corral.cli.cluster import spec_pair
 from corral.core.scheduler import (
     FailCount,
     Instance,
@@ -42,15 +43,6 @@ def _load(spec_file: str, state_file: str | None) -> tuple[Spec, Snapshot]:
     return spec, snap
 
 
-def _pair(spec: Spec, text: str, option: str) -> tuple[str, str]:
-    res, _, node = text.partition("@")
-    if res not in spec.resources or node not in spec.nodes:
-        raise click.BadParameter(
-            f"{text!r}: write RESOURCE@NODE with names from the spec", param_hint=option
-        )
-    return res, node
-
-
 def inject(
     spec: Spec,
     snap: Snapshot,
@@ -72,7 +64,7 @@ def inject(
     instances = list(snap.instances)
     failures = dict(snap.failures)
     for text in fail_resources:
-        res, node = _pair(spec, text, "--fail-resource")
+        res, node = spec_pair(spec, text, "--fail-resource")
         instances = [
             replace(i, health="unhealthy") if (i.resource, i.node) == (res, node) else i
             for i in instances
@@ -88,7 +80,9 @@ def inject(
         elif text.startswith("node:"):
             maint = replace(maint, nodes=maint.nodes | {text[5:]})
         elif "@" in text:
-            maint = replace(maint, instances=maint.instances | {_pair(spec, text, "--maintenance")})
+            maint = replace(
+                maint, instances=maint.instances | {spec_pair(spec, text, "--maintenance")}
+            )
         elif text in spec.resources:
             maint = replace(maint, resources=maint.resources | {text})
         else:

@@ -22,11 +22,11 @@ Format (every section optional; nodes not listed are online)::
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from corral.core.ref import InstanceRef
 from corral.core.scheduler.model import (
     FailCount,
     Instance,
@@ -37,8 +37,6 @@ from corral.core.scheduler.model import (
 from corral.spec import Spec, SpecError, SpecIssue
 from corral.spec.loader import issue_at, pydantic_issues
 from corral.spec.yamlpos import Path, YamlProblem, load_yaml
-
-_KEY = re.compile(r"^([a-z0-9][a-z0-9_.-]*)(?:\[([^\]]+)\])?@([a-z0-9][a-z0-9_.-]*)$")
 
 
 class _M(BaseModel):
@@ -189,13 +187,12 @@ class _Names:
 
     def pair(self, key: str, path: Path) -> tuple[str, str | None, str] | None:
         """``RESOURCE@NODE`` or ``RESOURCE[ITEM]@NODE`` -> (resource, item, node)."""
-        match = _KEY.match(key)
-        if not match:
+        ref = InstanceRef.parse(key)
+        if ref is None or ref.node is None:
             self.problems.append((path, f"{key!r}: write RESOURCE@NODE or RESOURCE[ITEM]@NODE"))
             return None
-        res, item, node = match.groups()
-        if self.resource(res, path) and self.node(node, path):
-            return res, item, node
+        if self.resource(ref.resource, path) and self.node(ref.node, path):
+            return ref.resource, ref.item, ref.node
         return None
 
 
