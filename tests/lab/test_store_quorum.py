@@ -87,22 +87,29 @@ def test_a_store_without_a_leader_keeps_what_runs_and_a_cut_off_node_drops_it(
     assert not violations, violations
 
 
-def test_two_members_that_cannot_start_are_stated_down_and_nothing_moves(lab: Lab) -> None:
+def test_two_members_in_a_crash_loop_start_nothing_anywhere_else(lab: Lab) -> None:
     """Two of three members crash-loop (their data directory is gone: a disk fault) while every
-    node is up. The dead members cannot answer; their agents state over gossip that they are
-    down (the VIP holder's own member among them), so the proof holds and nothing moves."""
+    node is up, the VIP holder's own member among them. Their agents state over gossip that
+    they are down; whether that keeps the VIP and api depends on where the supervisor's
+    restarts fall (a restart ends the down period a statement covers: see the safety rules'
+    limits), so this checks what must always hold: in every sample, nothing runs anywhere but
+    where it ran (no node can start anything without a lease), never twice, and all is held
+    once again after the repair."""
     checker = Checker(Topology.from_lab(lab))
     checker.start()
     try:
         lab.wait_online(timeout=60)
         vip_node, api_node = wait_for(lambda: settled(checker), 60, "VIP and api held once")
-        api_pid = lab.service_pid(api_node, "api")
         broken = [vip_node, next(n for n in ("n1", "n2", "n3") if n != vip_node)]
         for node in broken:
             lab.break_etcd(node)
         try:
-            stays_put(lab, checker, (vip_node, api_node), api_pid)
-            assert "down)" in agent_logs(lab)  # a proof that counted stated-down members
+            end = time.monotonic() + 4 * TTL
+            while time.monotonic() < end:
+                vips, exclusive = checker.snapshot()
+                assert vips.get(VIP, set()) <= {vip_node}, vips
+                assert exclusive.get("api", set()) <= {api_node}, exclusive
+                time.sleep(0.05)
         finally:
             for node in broken:
                 lab.repair_etcd(node)

@@ -338,6 +338,8 @@ class Agent:
                     self._update_guard()
                     if was is None:
                         self._keep_began()
+                verdict = self.keeper.last_verdict
+                self._decide(f"store proof round: {verdict.reason if verdict else '?'}")
             else:
                 self.voice.ask = ""  # no round of ours: the peers need not answer one
             self.voice.speak()
