@@ -62,7 +62,7 @@ def test_a_proof_keeps_ttl_minus_margin_past_its_start() -> None:
     window.renewal_deadline(12.25)  # renewal sent at 10, ttl 3, margin 0.75
     assert window.proof(12.0, PROVEN, 2.25)
     assert window.deadline() == 14.25
-    assert window.keeping(13.0) and not window.keeping(12.0)  # before 12.25 the lease keeps
+    assert window.extended(13.0) and not window.extended(14.25)
 
 
 def test_a_round_started_after_the_deadline_cannot_revive_it() -> None:
@@ -88,7 +88,7 @@ def test_the_keep_is_bounded() -> None:
     started = 9.0
     while window.proof(started, PROVEN, 2.25):
         started = window.deadline() - 0.5
-    assert window.deadline() == 15.0 and window.exhausted(15.0)
+    assert window.deadline() == 15.0  # the bound: 5 s past the renewal deadline
 
 
 @given(

@@ -230,6 +230,7 @@ class Agent:
                 with contextlib.suppress(Exception):
                     await self.gossip.stop()
             await self.network.close_dns()
+            await self.keeper.close()
             if self._guard_files is not None:
                 self._guard_files.close()
 

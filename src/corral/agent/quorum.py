@@ -210,6 +210,10 @@ class QuorumKeeper:
                 return found
             await asyncio.sleep(0.05)
 
+    async def close(self) -> None:
+        if self.probe is not None:
+            await self.probe.close()
+
     def ended(self, now: float) -> float | None:
         """If a keep had begun and the window no longer extends past the renewal deadline
         (a renewal came, or the proofs stopped and the deadline passed): how long it lasted,

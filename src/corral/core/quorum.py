@@ -198,14 +198,6 @@ class KeepWindow:
     def deadline(self) -> float:
         return max(self._renewal, self._keep)
 
-    def keeping(self, now: float) -> bool:
-        """True when only a proof keeps the instances at ``now`` (past the renewal deadline)."""
-        return self._renewal <= now < self._keep
-
     def extended(self, now: float) -> bool:
         """True while a proof extends the renewal deadline and has not run out at ``now``."""
         return self._keep > self._renewal and now < self._keep
-
-    def exhausted(self, now: float) -> bool:
-        """True once the keep reached its bound: no proof extends it any more."""
-        return now >= self._renewal + self.max_keep
