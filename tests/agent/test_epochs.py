@@ -11,7 +11,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from corral.agent.node import ADOPT_GRACE, Agent
+from corral.agent.node import Agent
+from corral.core.agent.core import ADOPT_GRACE
 from corral.core.health import CheckOutcome
 from corral.drivers.base import NodeContext
 from corral.spec import HealthCheck, Resource, load_spec_text

@@ -45,7 +45,7 @@ async def test_a_round_and_a_verdict_publishing_at_once_neither_fails(tmp_path: 
     round_publish = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["delete"] == 1, 1, "the round inside the delete")
     becomes_healthy(agent, "web")
-    verdict = asyncio.create_task(agent._on_verdict(agent.services["web"]))
+    verdict = asyncio.create_task(agent.act.on_verdict(agent.services["web"]))
     await asyncio.sleep(0.05)  # the verdict's publish runs as far as it can
     store.release("delete")
     results = await asyncio.gather(round_publish, verdict, return_exceptions=True)
@@ -69,7 +69,7 @@ async def test_an_older_view_of_the_services_never_lands_after_a_newer_one(
     round_publish = asyncio.create_task(agent.status.publish())
     await until(lambda: store.waiting["put"] == 1, 1, "the round inside its put")
     becomes_healthy(agent, "web")
-    verdict = asyncio.create_task(agent._on_verdict(agent.services["web"]))
+    verdict = asyncio.create_task(agent.act.on_verdict(agent.services["web"]))
     await asyncio.sleep(0.05)
     store.release("put")
     await asyncio.gather(round_publish, verdict)

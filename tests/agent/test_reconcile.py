@@ -78,8 +78,8 @@ def test_a_move_drains_a_self_fence_does_not() -> None:
         may_hold_exclusive=False,
         exclusive={"ap"},
     )
-    assert [(a.kind, a.drain) for a in moved] == [("stop", True)]
-    assert [(a.kind, a.drain) for a in fenced] == [("stop", False)]
+    assert [(a.kind, a.why.drain) for a in moved] == [("stop", True)]
+    assert [(a.kind, a.why.drain) for a in fenced] == [("stop", False)]
 
 
 def test_keep_without_start_while_the_store_has_no_leader() -> None:

@@ -120,7 +120,7 @@ async def test_an_instance_the_lease_guard_stopped_is_not_counted(tmp_path: Path
     async with running(driver, tmp_path) as (agent, store):
         await wait_running(driver)
         driver.running = False  # the lease guard stopped it behind the agent's back...
-        agent._guard_lapse = agent.clock.now()  # ...while the agent renewed too late
+        agent.core.lease.lapsed_at = agent.clock.now()  # ...while the agent renewed too late
         deadline = time.monotonic() + 5
         while len(driver.attempts) < 2:
             assert time.monotonic() < deadline, "not started again"

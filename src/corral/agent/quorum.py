@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 
@@ -33,6 +34,8 @@ from corral.core.quorum import (
     Verdict,
     judge_round,
 )
+
+log = logging.getLogger(__name__)
 
 
 class QuorumProbe:
@@ -213,6 +216,32 @@ class QuorumKeeper:
     async def close(self) -> None:
         if self.probe is not None:
             await self.probe.close()
+
+    def round_text(self, began: bool, held: list[str]) -> str:
+        """What the last round found; ``began``: it began a keep of ``held`` (logged too)."""
+        why = self.last_verdict.reason if self.last_verdict is not None else "?"
+        if not began:
+            return f"store proof round: {why}"
+        text = (
+            f"the store has no leader ({why}): keeping {', '.join(held)} past the lease "
+            "deadline, starting nothing"
+        )
+        log.warning("%s", text)
+        return text
+
+    def ended_text(self, now: float, renewed: bool) -> str | None:
+        """The event that a keep ended (:meth:`ended`), once; ``renewed``: renewals resumed
+        (else the proofs stopped)."""
+        lasted = self.ended(now)
+        if lasted is None:
+            return None
+        how = "renewals resumed" if renewed else "no proof any more"
+        verdict = self.last_verdict
+        why = f" ({verdict.reason})" if verdict is not None and not verdict.proven else ""
+        return (
+            f"kept exclusive instances {lasted:.1f}s past the lease deadline while the store "
+            f"had no leader; ended: {how}{why}"
+        )
 
     def ended(self, now: float) -> float | None:
         """If a keep had begun and the window no longer extends past the renewal deadline

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Literal
 
+from corral.core.agent.effects import Why
+
 LocalKind = Literal["start", "stop", "restart", "promote", "demote"]
 
 
@@ -28,13 +30,16 @@ class LocalInstance:
 
 @dataclass(frozen=True)
 class LocalAction:
-    """``drain``: a stop that may first take the instance out of the load balancers (the
-    controller moved it, or an operator asked): not a self-fence, which must not wait."""
+    """``why.drain``: a stop that may first take the instance out of the load balancers (the
+    controller moved it): not a self-fence, which must not wait."""
 
     kind: LocalKind
     resource: str
-    reason: str
-    drain: bool = False
+    why: Why
+
+    @property
+    def reason(self) -> str:
+        return self.why.text
 
 
 def reconcile(
@@ -71,11 +76,11 @@ def _down(res: str, inst: LocalInstance, role: str | None, fenced: bool) -> Loca
     """The stop or demote a running instance needs (``role``: what it is assigned, None if
     nothing; ``fenced``: it is exclusive and may not be kept)."""
     if role is None:
-        return LocalAction("stop", res, "not assigned to this node", drain=True)
+        return LocalAction("stop", res, Why.NOT_ASSIGNED)
     if fenced:
-        return LocalAction("stop", res, "self-fence: the node lease is not fresh")
+        return LocalAction("stop", res, Why.SELF_FENCE)
     if role != "promoted" and inst.role == "promoted":
-        return LocalAction("demote", res, "the promoted role is assigned elsewhere")
+        return LocalAction("demote", res, Why.PROMOTED_ELSEWHERE)
     return None
 
 
@@ -83,11 +88,11 @@ def _up(res: str, role: str, have: LocalInstance | None) -> list[LocalAction]:
     """The start, restart and promote an assigned instance needs."""
     out: list[LocalAction] = []
     if have is None:
-        out.append(LocalAction("start", res, "assigned to this node"))
+        out.append(LocalAction("start", res, Why.ASSIGNED))
     elif have.failed:
-        out.append(LocalAction("restart", res, "the service manager reports it failed"))
+        out.append(LocalAction("restart", res, Why.FAILED))
     elif have.health == "unhealthy":
-        out.append(LocalAction("restart", res, "its health checks fail"))
+        out.append(LocalAction("restart", res, Why.UNHEALTHY))
     if role == "promoted" and (have is None or have.role != "promoted"):
-        out.append(LocalAction("promote", res, "assigned the promoted role"))
+        out.append(LocalAction("promote", res, Why.PROMOTE_ASSIGNED))
     return out

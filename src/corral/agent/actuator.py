@@ -1,0 +1,295 @@
+"""Carrying out the agent core's effects on this node's services (shell).
+
+:class:`Actuator` owns the local services (:class:`~corral.agent.instances.LocalService`) and
+does what :class:`~corral.core.agent.core.AgentCore` decided: starts (an exclusive one claimed
+first, see :meth:`Actuator._claim`), stops (drained first when the reason says so), restarts,
+promotions, failure counts and events. It decides nothing: whether an exclusive start may
+begin, whether a failed start counts, what a stopped service means, are asked of the core,
+and its answers are carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from corral.agent.assigned import Registration, still_assigned
+from corral.agent.events import EventLog
+from corral.agent.instances import Checker, LocalService, split_key
+from corral.agent.lb import LbDuty
+from corral.agent.network import NetworkDuties
+from corral.agent.publish import StatusPublisher
+from corral.agent.records import dump, load
+from corral.core.agent.core import AgentCore
+from corral.core.agent.effects import (
+    CountFailure,
+    Demote,
+    Effect,
+    Event,
+    Note,
+    Promote,
+    Restart,
+    Start,
+    Stop,
+    Why,
+)
+from corral.core.clock import Clock, Grid
+from corral.core.stall import StallLog
+from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
+from corral.spec import Resource, Spec
+from corral.store import Compare, Delete, Keys, Store, StoreError
+
+DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
+DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
+DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
+
+
+class Actuator:
+    def __init__(
+        self,
+        core: AgentCore,
+        store: Store,
+        keys: Keys,
+        ctx: NodeContext,
+        *,
+        clock: Clock,
+        wall: Callable[[], float],
+        events: EventLog,
+        drivers: DriverFactory,
+        checker: Checker,
+        lb: LbDuty,
+        network: NetworkDuties,
+        lease: Callable[[], int | None],
+        me: Callable[[], Registration],
+    ) -> None:
+        """``lease``/``me``: the current lease and registration (read at each use)."""
+        self.core, self.store, self.keys, self.ctx = core, store, keys, ctx
+        self.clock, self.wall, self.events = clock, wall, events
+        self.driver_factory, self.checker = drivers, checker
+        self.lb, self.network, self._me = lb, network, me
+        self.services: dict[str, LocalService] = {}
+        self.starting: set[str] = set()  # instances whose start is under way
+        self.claiming: dict[str, LocalService] = {}  # exclusive starts reported as starting
+        self.status = StatusPublisher(
+            store, keys, ctx.name, lambda: [*self.services.values(), *self.claiming.values()], lease
+        )
+        self.stalls = StallLog(0.0)
+        self.grid: Grid | None = None
+        self.on_change: Callable[[], None] = lambda: None  # wake the main loop
+        self.on_guard: Callable[[], None] = lambda: None  # tell the lease guard what runs
+        self.sync_network: Callable[[], Awaitable[None]] = _nothing
+
+    @property
+    def spec(self) -> Spec:
+        return self.core.spec
+
+    async def carry_out(self, effects: list[Effect]) -> None:
+        """Carry out ``effects`` in order (a restart starts again only if its stop worked)."""
+        for effect in effects:
+            if isinstance(effect, Stop):
+                await self.stop(effect.key, effect.why.text, drain=effect.why.drain)
+            elif isinstance(effect, Start):
+                await self.start(effect.key, effect.why.text)
+            elif isinstance(effect, Restart):
+                if await self.stop(effect.key, f"restart: {effect.why.text}"):
+                    await self.start(effect.key, f"restart: {effect.why.text}")
+            elif isinstance(effect, Promote | Demote):
+                await self._role(effect)
+            elif isinstance(effect, CountFailure):
+                await self.count_failure(effect.resource, effect.reason)
+            elif isinstance(effect, Event):
+                await self.events.event(effect.kind, effect.text, effect.resource)
+            elif isinstance(effect, Note):
+                self.events.decide(effect.text)
+
+    async def _role(self, effect: Promote | Demote) -> None:
+        svc = self.services.get(effect.key)
+        if svc is None:
+            return
+        kind = "promote" if isinstance(effect, Promote) else "demote"
+        try:
+            await (svc.driver.promote() if kind == "promote" else svc.driver.demote())
+            svc.role = "promoted" if kind == "promote" else "started"
+            await self.events.event(kind, f"{effect.key}: {effect.why.text}", svc.resource)
+        except DriverError as exc:
+            await self.events.event("failed", f"{kind} {effect.key} failed: {exc}", svc.resource)
+
+    # --- services -----------------------------------------------------------------------
+
+    def driver(self, name: str, res: Resource, item: str | None) -> Driver:
+        if res.kind == "haproxy":
+            self.lb.forget()  # a new HAProxy: apply configuration and states again
+            return self.network.haproxy_driver(name, res, self.ctx, lambda: self.spec)
+        return self.driver_factory(name, res, self.ctx, item)
+
+    def service(self, name: str, res: Resource, driver: Driver) -> LocalService:
+        svc = LocalService(name, driver, list(res.health), stalls=self.stalls)
+        svc.reset(self.clock.now())
+        self.start_checks(svc)
+        return svc
+
+    def start_checks(self, svc: LocalService) -> None:
+        svc.start_checks(self.ctx, self.checker, self.clock, self.on_verdict, self.grid)
+        if svc.task is not None:
+            svc.task.add_done_callback(self._check_task_done)
+
+    def _check_task_done(self, task: asyncio.Task[None]) -> None:
+        """A loop that ended by itself wakes the main loop, which starts it again at once."""
+        if not task.cancelled():
+            self.on_change()
+
+    async def on_verdict(self, svc: LocalService) -> None:
+        reason = f": {svc.detail}" if svc.detail and svc.verdict == "unhealthy" else ""
+        with contextlib.suppress(StoreError):
+            await self.status.publish()  # operators see the verdict before the agent acts on it
+        await self.events.event("health", f"{svc.name} is {svc.verdict}{reason}", svc.resource)
+        self.on_change()
+
+    # --- start ----------------------------------------------------------------------------
+
+    async def start(self, key: str, reason: str) -> None:
+        """Start one instance, if the core says it may at this very moment; an exclusive one
+        is listed for the lease guard before its start begins and until it is running (an
+        agent killed meanwhile leaves nothing unguarded)."""
+        refused = self.core.may_start(key, self.clock.now())
+        if refused is not None:
+            self.events.decide(refused.text)
+            return
+        name, item = split_key(key)
+        res = self.spec.resources[name]
+        self.starting.add(key)
+        begun = self.clock.now()
+        try:
+            if res.exclusive:
+                self.on_guard()
+            driver = self.driver(name, res, item)
+            if res.exclusive and not await self._claim(key, res, driver):
+                return
+            await driver.start()
+        except NodeFault as exc:  # rule 7: the node's (or another node's) event
+            await self.carry_out(self.core.start_refused(key, str(exc), self.clock.now()))
+            return
+        except DriverError as exc:
+            await self.carry_out(self.core.start_failed(key, str(exc), begun, self.clock.now()))
+            return
+        finally:
+            self.starting.discard(key)
+            self.claiming.pop(key, None)
+        self.core.started(key)
+        self.services[key] = self.service(key, res, driver)
+        await self.events.event("start", f"started {key}: {reason}", name)
+
+    async def _claim(self, key: str, res: Resource, driver: Driver) -> bool:
+        """Before an exclusive start (rule 1 across nodes): report the instance as starting
+        here, then read its assignment again; True when it still names this registration.
+        The controller sees the report before it could assign the instance elsewhere (its
+        handoff waits for a reported holder), or its write of another assignment fails on
+        the status record that changed (it compares the status records of the resource on
+        every node it does not assign it to), or this read sees that other assignment. A
+        round whose earlier actions took seconds never starts from a stale read."""
+        name, item = split_key(key)
+        placeholder = LocalService(key, driver, list(res.health), stalls=self.stalls)
+        placeholder.reset(self.clock.now())
+        placeholder.detail = "starting"
+        self.claiming[key] = placeholder
+        await self.status.publish()
+        if await still_assigned(self.store, self.keys, name, item, self._me()):
+            return True
+        self.claiming.pop(key, None)
+        self.events.decide(f"not starting {key}: its assignment moved on meanwhile")
+        await self.status.publish()
+        return False
+
+    # --- stop -----------------------------------------------------------------------------
+
+    async def stop(self, name: str, reason: str, *, drain: bool = False) -> bool:
+        """Stop one instance; True when it is stopped. With ``drain``, a balanced, healthy
+        service is drained first: its status says ``draining``, and the stop waits until
+        every HAProxy took it out of rotation (at most ``DRAIN_TIMEOUT``) and in-flight
+        requests had ``DRAIN_GRACE``. A stop that fails keeps the instance (failed, still
+        reported, still guarded): it may run on, and the next round tries again."""
+        svc = self.services.get(name)
+        if svc is None:
+            return True
+        res = self.spec.resources.get(svc.resource)
+        if drain and res is not None and res.balance is not None and svc.verdict == "healthy":
+            await self._drain(svc)
+        await svc.stop_checks()
+        try:
+            await svc.driver.stop()
+        except DriverError as exc:
+            svc.failed, svc.detail = True, f"stop failed: {exc}"
+            await self.events.event("failed", f"stop of {name} failed: {exc}", svc.resource)
+            return False
+        self.services.pop(name, None)
+        await self.events.event("stop", f"stopped {name}: {reason}", svc.resource)
+        return True
+
+    async def stop_all(self) -> None:
+        """Stop every local service, drained (``corral agent --stop-on-exit``, tests)."""
+        for name in list(self.services):
+            await self.stop(name, Why.SHUTDOWN.text, drain=Why.SHUTDOWN.drain)
+
+    async def _drain(self, svc: LocalService) -> None:
+        svc.draining = True
+        try:
+            await self.status.publish()
+            await self.sync_network()  # this node's own HAProxy too, before waiting for all
+            if await self.lb.wait_drained(svc.resource, self.ctx.name, DRAIN_TIMEOUT):
+                await asyncio.sleep(DRAIN_GRACE)
+                self.events.decide(f"drained {svc.name} from every load balancer")
+            else:
+                await self.events.event(
+                    "drain",
+                    f"{svc.name}: not every load balancer confirmed the drain within "
+                    f"{DRAIN_TIMEOUT:g}s; stopping anyway",
+                    svc.resource,
+                )
+        except StoreError as exc:
+            self.events.decide(f"cannot drain {svc.name} (store: {exc}); stopping anyway")
+        finally:
+            svc.draining = False
+
+    async def count_failure(self, name: str, reason: str) -> None:
+        key = self.keys.failcount(self.ctx.name, name)
+        with contextlib.suppress(StoreError):
+            kv = await self.store.get(key)
+            value = load(kv.value) if kv is not None else None
+            count = int(value.get("count", 0)) if isinstance(value, dict) else 0
+            await self.store.put(
+                key, dump({"count": count + 1, "last": self.wall(), "reason": reason})
+            )
+
+
+@dataclass(frozen=True)
+class Request:
+    """One operator request as read (``valid``: it parsed as a restart request)."""
+
+    key: bytes
+    revision: int
+    name: str
+    valid: bool
+
+
+async def read_requests(store: Store, prefix: bytes) -> list[Request]:
+    """The requests under ``prefix`` (``requests/<node>/``)."""
+    out = []
+    for kv in (await store.range(prefix)).kvs:
+        name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
+        value = load(kv.value)
+        valid = isinstance(value, dict) and value.get("action") == "restart"
+        out.append(Request(kv.key, kv.mod_revision, name, valid))
+    return out
+
+
+async def delete_request(store: Store, request: Request) -> None:
+    """Delete that version of the request (a newer one stays)."""
+    await store.txn(
+        [Compare(request.key, "mod_revision", "==", request.revision)], [Delete(request.key)]
+    )
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,1 @@
+"""The agent's decisions as a pure core: inputs with ``now`` in, effects out."""
