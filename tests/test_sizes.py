@@ -15,11 +15,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "corral"
 MAX_MODULE = 600
 MAX_FUNCTION = 60
-MODULES_OVER = {"agent/node.py"}
-FUNCTIONS_OVER = {
-    "agent/node.py:Agent.__init__",
-}
-COMPLEXITY_NOQA = 1  # functions over ruff's complexity limits today (their noqa comments)
+MODULES_OVER: set[str] = set()
+FUNCTIONS_OVER: set[str] = set()
+COMPLEXITY_NOQA = 0  # functions over ruff's complexity limits today (their noqa comments)
 _NOQA = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR0912|PLR0915)\b")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+
+from corral.core.clock import Clock
 
 
 class MonotonicClock:
@@ -10,3 +13,8 @@ class MonotonicClock:
 
     def now(self) -> float:
         return time.monotonic()
+
+
+async def sleep_until(clock: Clock, when: float) -> None:
+    """Sleep until ``clock`` reads ``when`` (at once if it is past)."""
+    await asyncio.sleep(max(0.0, when - clock.now()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
 from corral.spec import Resource, Spec
 from corral.store import Compare, Delete, Keys, Store, StoreError
 
+log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
@@ -146,6 +148,80 @@ class Actuator:
             await self.status.publish()  # operators see the verdict before the agent acts on it
         await self.events.event("health", f"{svc.name} is {svc.verdict}{reason}", svc.resource)
         self.on_change()
+
+    async def adopt(self, candidates: dict[str, tuple[str, str | None]]) -> None:
+        """Adopt the ``candidates`` (instance key -> (resource, item)) already running here,
+        left by a previous agent: taken over, not restarted (the core holds them until the
+        controller assigns them, see :meth:`~corral.core.agent.core.AgentCore.round`)."""
+        for key, (name, item) in candidates.items():
+            res = self.spec.resources[name]
+            try:
+                driver = self.driver(name, res, item)
+                if await driver.adopt():
+                    self.services[key] = self.service(key, res, driver)
+                    self.core.adopted.add(key)
+                    self.events.decide(f"adopted {key}: already running")
+            except DriverError as exc:
+                self.events.decide(f"cannot inspect {key}: {exc}")
+
+    async def supervise_checks(self) -> None:
+        """Start again the checks of every service whose checks do not run (their task ended
+        by itself, or a failed stop kept the service): without them it would keep its last
+        verdict forever. Each restart is an event."""
+        for svc in list(self.services.values()):
+            why = svc.checks_down()
+            if why is None:
+                continue
+            log.error(
+                "%s: the checks of %s are down (%s); starting them", self.ctx.name, svc.name, why
+            )
+            self.start_checks(svc)
+            await self.events.event(
+                "health", f"the checks of {svc.name} were down ({why}); started again", svc.resource
+            )
+
+    async def poll(self) -> bool:
+        """Ask every driver for its status; True when a service newly turned out dead (the
+        round must act now). One the lease guard stopped is dropped, as the core says (rule 7:
+        started again as assigned, not counted); another is marked failed (restarted and
+        counted by the next round)."""
+        died = False
+        for svc in list(self.services.values()):
+            try:
+                status = await svc.driver.status()
+            except DriverError as exc:
+                status, svc.detail = None, str(exc)
+            if status is not None and status.state == "running":
+                continue
+            if self.core.stopped_by_guard(svc.name, svc.started_at):
+                self.services.pop(svc.name, None)
+                await svc.stop_checks()
+                text = f"{svc.name} was stopped by the lease guard (rule 1)"
+                await self.events.event("stop", text)
+                died = True
+            elif not svc.failed:
+                svc.failed, died = True, True
+                svc.detail = status.detail if status else svc.detail
+                text = f"{svc.name} is not running: {svc.detail}"
+                await self.events.event("failed", text, svc.resource)
+        return died
+
+    async def requests(self, prefix: bytes, frozen: set[str]) -> bool:
+        """Operator requests under ``prefix`` (``requests/<node>/``), as the core judges them
+        (:meth:`~corral.core.agent.core.AgentCore.request`). Each is deleted once done (only
+        that version of it: a newer request stays); True when a service was stopped."""
+        stopped = False
+        for request in await read_requests(self.store, prefix):
+            plan = self.core.request(request.name, request.valid, frozen, set(self.services))
+            if plan.stop is not None:
+                if not await self.stop(plan.stop.key, plan.stop.why.text, drain=True):
+                    continue  # kept: tried again at the next change
+                await self.status.publish()
+                stopped = True
+            if plan.event is not None:
+                await self.carry_out([plan.event])
+            await delete_request(self.store, request)
+        return stopped
 
     # --- start ----------------------------------------------------------------------------
 

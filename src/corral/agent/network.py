@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING
 
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
-from corral.drivers.base import NodeContext
+from corral.drivers.base import DriverError, NodeContext
 from corral.spec import Resource, Spec
 
-if TYPE_CHECKING:  # imported when first needed: an agent without these duties never loads them
+if TYPE_CHECKING:
+    from corral.agent.instances import LocalService
+    from corral.agent.lb import (
+        ClusterView,
+    )  # imported when first needed: an agent without these duties never loads them
     from corral.dns import DnsServer, Zone
     from corral.drivers.haproxy import HaproxyService
 
@@ -46,6 +50,34 @@ class NetworkDuties:
         from corral.drivers.haproxy import HaproxyService
 
         return HaproxyService(name, res, node, spec, run_dir=self.run_dir)
+
+    async def sync(
+        self,
+        spec: Spec,
+        ctx: NodeContext,
+        hap: LocalService | None,
+        sync_lb: Callable[[ClusterView, HaproxyService], Awaitable[None]],
+        view: Callable[[], Awaitable[ClusterView]],
+        events: EventSink,
+    ) -> None:
+        """This node's HAProxy server states (``hap``: its HAProxy service, if it runs one;
+        ``sync_lb`` applies them) and DNS zone, from one read of the store (``view``)."""
+        dns_here = self.dns_names(spec, ctx.name)
+        if not dns_here:
+            await self.close_dns()
+        if hap is None and not dns_here:
+            return
+        seen = await view()
+        if hap is not None and not hap.failed:
+            from corral.drivers.haproxy import HaproxyService
+
+            assert isinstance(hap.driver, HaproxyService)  # made by haproxy_driver
+            try:
+                await sync_lb(seen, hap.driver)
+            except DriverError as exc:
+                await events("haproxy", f"load balancer not updated: {exc}", hap.resource)
+        if dns_here:
+            await self.serve_dns(spec, ctx, seen.live, events)
 
     # --- DNS ------------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corral.agent.actuator import Actuator, DriverFactory, delete_request, read_requests
+from corral.agent.actuator import Actuator, DriverFactory
 from corral.agent.assigned import Registration, local_instances, read_desired
 from corral.agent.controller import Controller
 from corral.agent.events import EventLog
@@ -40,21 +41,25 @@ from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.inputlog import InputLog
 from corral.agent.instances import Checker, LocalService
-from corral.agent.lb import LbDuty
+from corral.agent.lb import ClusterView, LbDuty
 from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
-from corral.clocks import MonotonicClock
+from corral.agent.watch import WatchFeed
+from corral.clocks import MonotonicClock, sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import Note
 from corral.core.clock import Clock, Grid, wall_grid
 from corral.core.reconcile import LocalInstance
 from corral.core.stall import StallLog
-from corral.drivers.base import DriverError, NodeContext
+from corral.drivers.base import NodeContext
 from corral.spec import Spec
-from corral.store import Keys, LeaseNotFound, Store, StoreError
+from corral.store import Keys, Store, StoreError
+
+if TYPE_CHECKING:
+    from corral.drivers.haproxy import HaproxyService
 
 __all__ = ["Agent", "DriverFactory"]
 log = logging.getLogger(__name__)
@@ -113,34 +118,41 @@ class Agent:
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
         self.events = EventLog(store, self.keys, node, wall)
         self.gossip = AgentGossip(spec, node, store, self.keys) if gossip else None
-        self.controller = Controller(
-            store,
-            self.keys,
-            node,
-            lambda: self.spec,
-            wall,
-            deaths=self.gossip.deaths if self.gossip is not None else dict,
-            inputs=InputLog(state_dir / "controller-inputs", node),
-            clock=self.clock,
-        )
+        self.controller = self._controller()
         self.lb, self.network = LbDuty(store, self.keys, node), NetworkDuties(state_dir)
         self.act = self._actuator(driver_factory, checker, spec)
         self.status = self.act.status
-        self.registrar = Registrar(
-            self.core, store, self.keys, address=self.ctx.address, clock=self.clock,
-            wall=wall, events=self.events, gossip=self.gossip, status=self.status, lb=self.lb,
-            spec_text=spec_text, spec_copy=state_dir / "spec.yaml" if guard else None,
-        )  # fmt: skip
-        self.registrar.on_change = self._dirty_set
+        self.registrar = self._registrar(spec_text, guard)
         self._guard, self._lock = guard, lock
         self._guard_files = GuardWriter(state_dir, node) if guard else None
         self._dirty = asyncio.Event()
-        self._requests_pending = True  # read requests/<node>/ at start and when it changes
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self._next_poll = self._last_campaign = self._last_network = -math.inf
+        self.watch = WatchFeed(
+            store, self.keys, self._request_prefix, self.events, self.registrar.adopt_spec
+        )
+        self.watch.on_change, self.watch.on_controller = self._dirty_set, self._on_controller_key
         probe = QuorumProbe(members, self.clock) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
         self.keeper = QuorumKeeper(probe, self.clock, self.voice)
+
+    def _controller(self) -> Controller:
+        deaths = self.gossip.deaths if self.gossip is not None else dict
+        inputs = InputLog(self.ctx.state_dir / "controller-inputs", self.node)
+        return Controller(
+            self.store, self.keys, self.node, lambda: self.spec, self.wall,
+            deaths=deaths, inputs=inputs, clock=self.clock,
+        )  # fmt: skip
+
+    def _registrar(self, spec_text: str | None, guard: bool) -> Registrar:
+        copy = self.ctx.state_dir / "spec.yaml" if guard else None
+        registrar = Registrar(
+            self.core, self.store, self.keys, address=self.ctx.address, clock=self.clock,
+            wall=self.wall, events=self.events, gossip=self.gossip, status=self.status,
+            lb=self.lb, spec_text=spec_text, spec_copy=copy,
+        )  # fmt: skip
+        registrar.on_change, registrar.on_renewed = self._dirty_set, self._update_guard
+        return registrar
 
     def _actuator(self, drivers: DriverFactory, checker: Checker, spec: Spec) -> Actuator:
         act = Actuator(
@@ -150,11 +162,8 @@ class Agent:
         )  # fmt: skip
         act.stalls = StallLog(spec.effective_timing.keepalive_interval + STALL_SLACK)
         act.grid = self.grid
-        act.on_change, act.on_guard, act.sync_network = (
-            self._dirty_set,
-            self._update_guard,
-            (self._network),
-        )
+        act.on_change, act.on_guard = self._dirty_set, self._update_guard
+        act.sync_network = self._network
         return act
 
     # --- what tests, the CLI and the lab read ---------------------------------------------------
@@ -222,7 +231,7 @@ class Agent:
         if self._guard:
             self.registrar.write_spec_copy()
             guard_spawn(self.ctx.state_dir)
-        await self._adopt()
+        await self.act.adopt(local_instances(self.spec, self.node))
         loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
         tasks = [asyncio.create_task(self._forever(loop)) for loop in [*loops, self._quorum_loop]]
         try:
@@ -260,48 +269,43 @@ class Agent:
         """Stop every local service (``corral agent --stop-on-exit``, tests)."""
         await self.act.stop_all()
 
-    async def _adopt(self) -> None:
-        for key, (name, item) in local_instances(self.spec, self.node).items():
-            res = self.spec.resources[name]
-            try:
-                driver = self.act.driver(name, res, item)
-                if await driver.adopt():
-                    self.services[key] = self.act.service(key, res, driver)
-                    self.core.adopted.add(key)
-                    self.events.decide(f"adopted {key}: already running")
-            except DriverError as exc:
-                self.events.decide(f"cannot inspect {key}: {exc}")
-
     async def _sleep_until(self, when: float) -> None:
-        await asyncio.sleep(max(0.0, when - self.clock.now()))
+        await sleep_until(self.clock, when)
 
-    # --- lease ----------------------------------------------------------------------------------
+    # --- loops ----------------------------------------------------------------------------------
 
     async def _keepalive_loop(self) -> None:
-        """Renew every ``keepalive_interval``, on the timer grid (the grid instant nearest
-        the interval: renewals share their wake-ups with the gossip probes)."""
+        await self.registrar.keepalive_loop(self.grid, self._keep_deadline, self._lease_lost)
+
+    async def _lease_lost(self) -> None:
+        self.controller.resign()
+        self._dirty.set()  # the main loop self-fences now (rule 1), not at its next wake
+        await self.act.carry_out([self.core.lease_lost(self.services)])
+
+    async def _quorum_loop(self) -> None:
+        """Proof rounds while renewals are late (:meth:`QuorumKeeper.step`), every half
+        renewal period."""
         while True:
-            interval = self.spec.effective_timing.keepalive_interval
-            start = self.clock.now()
-            try:
-                if self.lease is None:
-                    await self.registrar.register()
-                else:
-                    sent = self.clock.now()  # the lease runs from when etcd got the renewal,
-                    await self.store.keepalive(self.lease)  # which is not before we sent it
-                    self.core.lease.renewed(sent, self.clock.now(), self._keep_deadline())
-                    self._update_guard()
-            except LeaseNotFound:
-                lost = self.core.lease_lost(self.services)
-                self.controller.resign()
-                self._dirty.set()  # the main loop self-fences now (rule 1), not at its next wake
-                await self.act.carry_out([lost])
-            except StoreError as exc:
-                self.events.decide(f"keepalive failed: {exc}")
-                # again a tick from now, not an interval: the self-fence deadline runs
-                await self._sleep_until(self.grid.near(start + self.grid.tick))
-                continue
-            await self._sleep_until(self.grid.near(max(start + interval, self.clock.now())))
+            timing = self.spec.effective_timing
+            late_after = LATE * timing.keepalive_interval
+            kept, effects = await self.keeper.step(
+                self.core, list(self.services), late_after, timing.etcd_election
+            )
+            if kept:
+                self._update_guard()
+            await self.act.carry_out(effects)
+            await self._sleep_until(
+                self.grid.near(self.clock.now() + timing.keepalive_interval / 2)
+            )
+
+    async def _watch_loop(self) -> None:
+        await self.watch.run()
+
+    def _on_controller_key(self, key: bytes, revision: int | None) -> None:
+        if revision is None:  # deleted: campaign at once
+            self._last_campaign = -math.inf
+        else:  # made once per term: a creation
+            self.controller.noticed(key, revision)
 
     async def _beat_loop(self) -> None:
         """Beat the stall log every ``keepalive_interval``, at the grid instants the renewals
@@ -316,63 +320,6 @@ class Agent:
                 self.events.decide(text)
             period = self.spec.effective_timing.keepalive_interval
             await self._sleep_until(self.grid.near(self.clock.now() + period))
-
-    async def _quorum_loop(self) -> None:
-        """While renewals are late (``LATE`` renewal periods before the rule-1 deadline, or
-        past it) and exclusive instances run here, run proof rounds that no store member has
-        a leader: each one keeps them ``ttl - safety_margin`` past its start
-        (:mod:`corral.core.quorum`). Every pass also hears the peers' words about the store
-        and says this node's (its round's nonce; how long its member has been down)."""
-        while True:
-            timing, lease = self.spec.effective_timing, self.core.lease
-            self.voice.listen()
-            late = self.keeper.due(
-                self.clock.now(), lease.deadline(), LATE * timing.keepalive_interval
-            )
-            if self.core.wants_proof(late, self.services):
-                was = self.keeper.kept_since
-                kept = await self.keeper.round(
-                    lease.deadline(), lease.ttl - lease.margin, timing.etcd_election
-                )
-                if kept:
-                    self._update_guard()
-                began = kept and was is None
-                self.events.decide(self.keeper.round_text(began, self._exclusive_running()))
-            else:
-                self.voice.ask = ""  # no round of ours: the peers need not answer one
-            self.voice.speak()
-            summary = self.keeper.ended_text(self.clock.now(), self.may_hold_exclusive())
-            if summary is not None:
-                await self.events.event("store", summary)
-            await self._sleep_until(
-                self.grid.near(self.clock.now() + timing.keepalive_interval / 2)
-            )
-
-    def _exclusive_running(self) -> list[str]:
-        return sorted(k for k in self.services if self.core.exclusive(k))
-
-    # --- watch ----------------------------------------------------------------------------------
-
-    async def _watch_loop(self) -> None:
-        while True:
-            try:
-                start = (await self.store.range(self.keys.spec)).revision + 1
-                async for event in self.store.watch(self.keys.root.encode(), start):
-                    if event.key == self.keys.spec and event.kind == "put":
-                        await self.registrar.adopt_spec(event.value)
-                    if event.key == self.keys.controller and event.kind == "delete":
-                        self._last_campaign = -math.inf
-                    elif event.key == self.keys.controller:  # made once per term: a creation
-                        self.controller.noticed(event.key, event.revision)
-                    if event.key.startswith(self._request_prefix) and event.kind == "put":
-                        self._requests_pending = True
-                    if not event.key.startswith(self.keys.event_prefix()):
-                        self._dirty.set()
-            except StoreError as exc:
-                self.events.decide(f"watch lost: {exc}")
-                self._requests_pending = True  # a request may have come while we were away
-            self._dirty.set()  # the watch starts again at the current revision: look now
-            await asyncio.sleep(0.5)
 
     # --- main loop ------------------------------------------------------------------------------
 
@@ -390,9 +337,12 @@ class Agent:
             await self._wait_dirty(min(self._next_poll, fence, next_round, self.core.wake_at))
             stops = self.core.self_fence(self.clock.now(), self.services, self._keep_deadline())
             await self.act.carry_out(list(stops))
-            await self._supervise_checks()
-            if await self._poll_drivers():
-                self._dirty.set()
+            await self.act.supervise_checks()
+            now = self.clock.now()
+            if now >= self._next_poll:  # at most every STATUS_POLL, on the grid
+                self._next_poll = self.grid.near(now + STATUS_POLL)
+                if await self.act.poll():
+                    self._dirty.set()
             now = self.clock.now()
             if not self._dirty.is_set() and now < min(self.core.wake_at, next_round):
                 continue
@@ -415,50 +365,6 @@ class Agent:
             async with asyncio.timeout(delay):  # a scope, not wait_for: no task per wait
                 await self._dirty.wait()
 
-    async def _supervise_checks(self) -> None:
-        """Start again the checks of every service whose checks do not run (their task ended
-        by itself, or a failed stop kept the service): without them it would keep its last
-        verdict forever. Each restart is an event."""
-        for svc in list(self.services.values()):
-            why = svc.checks_down()
-            if why is None:
-                continue
-            log.error("%s: the checks of %s are down (%s); starting them", self.node, svc.name, why)
-            self.act.start_checks(svc)
-            await self.events.event(
-                "health", f"the checks of {svc.name} were down ({why}); started again", svc.resource
-            )
-
-    async def _poll_drivers(self) -> bool:
-        """Ask every driver for its status (at most every ``STATUS_POLL``); True when a
-        service newly turned out dead (the round must act now)."""
-        now = self.clock.now()
-        if now < self._next_poll:
-            return False
-        self._next_poll = self.grid.near(now + STATUS_POLL)
-        died = False
-        for svc in list(self.services.values()):
-            try:
-                status = await svc.driver.status()
-            except DriverError as exc:
-                status, svc.detail = None, str(exc)
-            if status is not None and status.state == "running":
-                continue
-            if self.core.stopped_by_guard(svc.name, svc.started_at):  # rule 7: not counted
-                self.services.pop(svc.name, None)
-                await svc.stop_checks()
-                await self.events.event(
-                    "stop", f"{svc.name} was stopped by the lease guard (rule 1)"
-                )
-                died = True
-            elif not svc.failed:
-                svc.failed, died = True, True
-                svc.detail = status.detail if status else svc.detail
-                await self.events.event(
-                    "failed", f"{svc.name} is not running: {svc.detail}", svc.resource
-                )
-        return died
-
     async def _round(self, changed: bool = True) -> None:
         if self.lease is not None:
             await self._controller_duty()
@@ -475,9 +381,10 @@ class Agent:
         ]
         effects = self.core.round(self.clock.now(), desired, frozen, running, self._keep_deadline())
         await self.act.carry_out([*notes, *effects])
-        if self._requests_pending:
-            await self._requests(frozen)
-            self._requests_pending = False  # only once every request was handled
+        if self.watch.requests_pending:
+            if await self.act.requests(self._request_prefix, frozen):
+                self._dirty.set()  # a restart: the next round starts it again
+            self.watch.requests_pending = False  # only once every request was handled
         self._update_guard()
         await self.status.publish()
         if self.gossip is not None:
@@ -509,45 +416,17 @@ class Agent:
                 # work (reconcile, reports) go on
                 await self.events.event("controller", f"cannot plan: a malformed record? {exc!r}")
 
-    async def _requests(self, frozen: set[str]) -> None:
-        """Operator requests for this node (``requests/<node>/<resource>``), as the core
-        judges them (:meth:`~corral.core.agent.core.AgentCore.request`). The request is
-        deleted once done (only that version of it: a newer request stays)."""
-        for request in await read_requests(self.store, self._request_prefix):
-            plan = self.core.request(request.name, request.valid, frozen, set(self.services))
-            if plan.stop is not None:
-                if not await self.act.stop(plan.stop.key, plan.stop.why.text, drain=True):
-                    continue  # kept: tried again at the next change
-                await self.status.publish()
-                self._dirty.set()
-            if plan.event is not None:
-                await self.act.carry_out([plan.event])
-            await delete_request(self.store, request)
-
     async def _network(self) -> None:
-        """This node's HAProxy server states and DNS zone, from one read of the store."""
+        """This node's HAProxy server states and DNS zone (:meth:`NetworkDuties.sync`)."""
         hap = next((s for s in self.services.values() if self._kind(s.resource) == "haproxy"), None)
-        dns_here = self.network.dns_names(self.spec, self.node)
-        if not dns_here:
-            await self.network.close_dns()
-        if hap is None and not dns_here:
-            return
-        view = await self.lb.view(self.spec)
-        lost = self.gossip.lost() if self.gossip is not None else set()
-        if hap is not None and not hap.failed:
-            from corral.drivers.haproxy import HaproxyService
 
-            assert isinstance(hap.driver, HaproxyService)  # made by the actuator for this kind
-            try:
-                self.events.decide(
-                    await self.lb.sync(self.spec, hap.driver, self.lease, lost, view)
-                )
-            except DriverError as exc:
-                await self.events.event(
-                    "haproxy", f"load balancer not updated: {exc}", hap.resource
-                )
-        if dns_here:
-            await self.network.serve_dns(self.spec, self.ctx, view.live, self.events.event)
+        async def sync_lb(view: ClusterView, driver: HaproxyService) -> None:
+            lost = self.gossip.lost() if self.gossip is not None else set()
+            self.events.decide(await self.lb.sync(self.spec, driver, self.lease, lost, view))
+
+        await self.network.sync(
+            self.spec, self.ctx, hap, sync_lb, lambda: self.lb.view(self.spec), self.events.event
+        )
 
     def _kind(self, resource: str) -> str:
         res = self.spec.resources.get(resource)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from corral.agent.membership import AgentGossip
+from corral.core.agent.core import AgentCore
+from corral.core.agent.effects import Effect, Event, Note
 from corral.core.clock import Clock
 from corral.core.quorum import (
     DeadStatement,
@@ -216,6 +218,35 @@ class QuorumKeeper:
     async def close(self) -> None:
         if self.probe is not None:
             await self.probe.close()
+
+    async def step(
+        self, core: AgentCore, running: list[str], late_after: float, election: float
+    ) -> tuple[bool, list[Effect]]:
+        """One pass of the agent's quorum loop. Hears the peers' words about the store; when
+        renewals are ``late_after`` seconds from the rule-1 deadline or past it and the core
+        wants a proof (exclusive instances run here), runs a proof round that no store member
+        has a leader, which keeps them ``ttl - safety_margin`` past its start; says this
+        node's word (its round's nonce; how long its member has been down). Returns whether
+        the keep was extended, and the notes and events to carry out."""
+        lease, effects = core.lease, list[Effect]()
+        kept = False
+        if self.voice is not None:
+            self.voice.listen()
+        late = self.due(self.clock.now(), lease.deadline(), late_after)
+        if core.wants_proof(late, running):
+            was = self.kept_since
+            kept = await self.round(lease.deadline(), lease.ttl - lease.margin, election)
+            held = sorted(k for k in running if core.exclusive(k))
+            effects.append(Note(self.round_text(kept and was is None, held)))
+        elif self.voice is not None:
+            self.voice.ask = ""  # no round of ours: the peers need not answer one
+        if self.voice is not None:
+            self.voice.speak()
+        now = self.clock.now()
+        summary = self.ended_text(now, lease.may_hold(now))
+        if summary is not None:
+            effects.append(Event("store", summary))
+        return kept, effects
 
     def round_text(self, began: bool, held: list[str]) -> str:
         """What the last round found; ``began``: it began a keep of ``held`` (logged too)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.agent.events import EventLog
@@ -24,10 +24,11 @@ from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
 from corral.agent.publish import StatusPublisher
 from corral.agent.records import dump
+from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
-from corral.core.clock import Clock
+from corral.core.clock import Clock, Grid
 from corral.spec import SpecError, load_spec_text
-from corral.store import Compare, Keys, Put, Store, StoreError
+from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
 
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 
@@ -55,6 +56,7 @@ class Registrar:
         self.gossip, self.status, self.lb = gossip, status, lb
         self.spec_text, self.spec_copy = spec_text, spec_copy
         self.on_change: Callable[[], None] = lambda: None
+        self.on_renewed: Callable[[], None] = lambda: None  # tell the lease guard
         self._gossip_error: str | None = None
 
     async def register(self) -> None:
@@ -89,6 +91,36 @@ class Registrar:
         await self.start_gossip()
         self.on_change()
         self.events.decide(f"registered under lease {lease.id:x} (ttl {lease.ttl}s)")
+
+    async def keepalive_loop(
+        self,
+        grid: Grid,
+        keep_deadline: Callable[[], float],
+        on_lost: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Register, then renew every ``keepalive_interval`` on the timer ``grid`` (the grid
+        instant nearest the interval: renewals share their wake-ups with the gossip probes).
+        A renewal tells the core when it was sent (the lease runs from when etcd got it, which
+        is not before) and ``on_renewed``; a lost lease calls ``on_lost``; a store error is
+        retried a tick later, not an interval (the self-fence deadline runs meanwhile)."""
+        while True:
+            start = self.clock.now()
+            try:
+                if self.core.lease.lease is None:
+                    await self.register()
+                else:
+                    sent = self.clock.now()
+                    await self.store.keepalive(self.core.lease.lease)
+                    self.core.lease.renewed(sent, self.clock.now(), keep_deadline())
+                    self.on_renewed()
+            except LeaseNotFound:
+                await on_lost()
+            except StoreError as exc:
+                self.events.decide(f"keepalive failed: {exc}")
+                await sleep_until(self.clock, grid.near(start + grid.tick))
+                continue
+            interval = self.core.spec.effective_timing.keepalive_interval
+            await sleep_until(self.clock, grid.near(max(start + interval, self.clock.now())))
 
     async def start_gossip(self) -> None:
         if self.gossip is None or self.gossip.member is not None:

@@ -1,0 +1,56 @@
+"""The agent's watch on the cluster prefix (shell): what changed, to whom it matters.
+
+Every change but an event wakes the main loop (``on_change``); a new spec is handed to
+``on_spec`` (the registrar validates it); the controller key's creation and deletion go to
+``on_controller`` (a deleted key: campaign now; a new one: seen when made, not when its holder
+dies); a request for this node sets ``requests_pending``. A lost watch is said, and started
+again at the current revision, with a look at everything (a request may have come meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from corral.agent.events import EventLog
+from corral.store import Keys, Store, StoreError
+
+RETRY = 0.5  # seconds before a lost watch is started again
+
+
+class WatchFeed:
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        requests: bytes,
+        events: EventLog,
+        on_spec: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """``requests``: the prefix of this node's operator requests."""
+        self.store, self.keys, self.requests, self.events = store, keys, requests, events
+        self.on_spec = on_spec
+        self.on_change: Callable[[], None] = lambda: None
+        self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
+        self.requests_pending = True  # read the requests at start and when they change
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        while True:
+            try:
+                start = (await self.store.range(self.keys.spec)).revision + 1
+                async for event in self.store.watch(self.keys.root.encode(), start):
+                    if event.key == self.keys.spec and event.kind == "put":
+                        await self.on_spec(event.value)
+                    if event.key == self.keys.controller:
+                        deleted = event.kind == "delete"
+                        self.on_controller(event.key, None if deleted else event.revision)
+                    if event.key.startswith(self.requests) and event.kind == "put":
+                        self.requests_pending = True
+                    if not event.key.startswith(self.keys.event_prefix()):
+                        self.on_change()
+            except StoreError as exc:
+                self.events.decide(f"watch lost: {exc}")
+                self.requests_pending = True  # a request may have come while we were away
+            self.on_change()  # the watch starts again at the current revision: look now
+            await asyncio.sleep(RETRY)
