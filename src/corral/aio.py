@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 async def wait_until(
@@ -22,3 +25,23 @@ async def wait_until(
             raise TimeoutError(f"{what or 'condition'} not reached within {timeout:g}s")
         await asyncio.sleep(interval)
     return time.monotonic() - start
+
+
+async def forever(
+    loop: Callable[[], Awaitable[None]], said: Callable[[str], None], pause: float = 0.5
+) -> None:
+    """Run ``loop``; if it ever ends, fails or is cancelled from inside, tell ``said`` and run
+    it again after ``pause`` (an agent never dies of a surprise in one of its loops). Only a
+    cancellation of this task itself ends it."""
+    while True:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            said(f"{loop.__name__} was cancelled from inside; restarting it")
+        except Exception as exc:
+            log.exception("%s failed", loop.__name__)
+            said(f"{loop.__name__} failed ({exc!r}); restarting it")
+        await asyncio.sleep(pause)

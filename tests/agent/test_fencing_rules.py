@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from corral.agent.controller import plausible
-from corral.agent.guard import _mark, _once, _pause, due
+from corral.agent.guard import fence_if_due
+from corral.core.guard import Listing, due, pause
 
 
 def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
@@ -23,27 +24,35 @@ def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
 def test_the_guard_fences_once_per_deadline_and_again_for_a_new_name(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text("cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n")
     now = 100.0
-    first = {"node": "n1", "deadline": now - 1.0, "exclusive": ["ghost"]}
-    assert not due({**first, "deadline": now + 1.0}, None, now)  # not yet
+    first = Listing(node="n1", deadline=now - 1.0, exclusive=("ghost",))
+    assert not due(Listing(node="n1", deadline=now + 1.0, exclusive=("ghost",)), None, now)
     assert due(first, None, now)
     log = tmp_path / "guard.log"
-    fenced = _once(tmp_path, first, log, None, now)
-    assert fenced == _mark(first)
+    fenced = fence_if_due(tmp_path, first, log, None, now)
+    assert fenced == first.mark
     assert not due(first, fenced, now)
-    assert _once(tmp_path, first, log, fenced, now) == fenced  # not again for the same listing
-    assert _pause(first, fenced, now) == 0.5  # acted on: no busy polling while the agent is dead
-    second = {**first, "exclusive": ["ghost", "other"]}
-    assert _once(tmp_path, second, log, fenced, now) == _mark(second)  # a new name: fenced too
-    assert not due({"deadline": now - 1.0, "exclusive": []}, None, now)  # nothing listed
+    assert fence_if_due(tmp_path, first, log, fenced, now) == fenced  # not again for the same
+    assert pause(first, fenced, now) == 0.5  # acted on: no busy polling while the agent is dead
+    second = Listing(node="n1", deadline=now - 1.0, exclusive=("ghost", "other"))
+    assert fence_if_due(tmp_path, second, log, fenced, now) == second.mark  # a new name: too
+    assert not due(Listing(deadline=now - 1.0), None, now)  # nothing listed
 
 
 def test_the_guard_sleeps_until_the_deadline_it_read() -> None:
     now = 100.0
-    assert _pause({"deadline": now + 0.25, "exclusive": ["vip"]}, None, now) == 0.25
-    assert _pause({"deadline": now + 9, "exclusive": ["vip"]}, None, now) == 0.5
-    assert _pause({"deadline": now - 9, "exclusive": ["vip"]}, None, now) == 0.05
-    assert _pause({"exclusive": []}, None, now) == 0.5
-    assert _pause({"deadline": float("nan"), "exclusive": ["vip"]}, None, now) == 0.5
+    assert pause(Listing(deadline=now + 0.25, exclusive=("vip",)), None, now) == 0.25
+    assert pause(Listing(deadline=now + 9, exclusive=("vip",)), None, now) == 0.5
+    assert pause(Listing(deadline=now - 9, exclusive=("vip",)), None, now) == 0.05
+    assert pause(Listing(), None, now) == 0.5
+    assert pause(Listing(deadline=float("nan"), exclusive=("vip",)), None, now) == 0.5
+
+
+def test_a_guard_file_that_is_not_a_listing_guards_nothing() -> None:
+    for text in ["", "[1]", "{", '{"deadline": "soon", "exclusive": "vip"}', "null"]:
+        listing = Listing.parse(text)
+        assert not due(listing, None, 1e9), text
+    assert Listing.parse('{"exit": true}').exit
+    assert not Listing.parse('{"exit": "yes"}').exit
 
 
 SPEC_TEXT = """
@@ -126,39 +135,34 @@ def test_the_deadline_record_moves_the_listing_on_only_when_whole_and_of_its_wri
 ) -> None:
     import struct
 
-    from corral.agent.guard import GuardWriter, _read, read_deadline
+    from corral.agent.guard import GuardWriter, read_deadline, read_listing
 
     listing, record = tmp_path / "guard.json", tmp_path / "guard.deadline"
     writer = GuardWriter(tmp_path, "n1")
     writer.update(100.0, ["vip"])
-    assert _read(listing) == {
-        "node": "n1",
-        "deadline": 100.0,
-        "exclusive": ["vip"],
-        "token": writer.token,
-    }
+    assert read_listing(listing) == Listing("n1", 100.0, ("vip",), writer.token)
     before = listing.stat().st_mtime_ns
     writer.update(105.5, ["vip"])
-    assert _read(listing)["deadline"] == 105.5  # renewed since the listing was written
+    assert read_listing(listing).deadline == 105.5  # renewed since the listing was written
     assert listing.stat().st_mtime_ns == before  # the same listing: not rewritten
     raw = record.read_bytes()
     record.write_bytes(struct.pack("<QdQd", writer.token, 99.0, writer.token, 99.0))
-    assert _read(listing)["deadline"] == 100.0  # never earlier than the listing says
+    assert read_listing(listing).deadline == 100.0  # never earlier than the listing says
     other = writer.token ^ 1
     record.write_bytes(struct.pack("<QdQd", other, 500.0, other, 500.0))
     assert read_deadline(record, writer.token) is None  # another agent lifetime's record
-    assert _read(listing)["deadline"] == 100.0
+    assert read_listing(listing).deadline == 100.0
     record.write_bytes(struct.pack("<QdQd", writer.token, 200.0, writer.token, 105.0))
     assert read_deadline(record, writer.token, tries=2) is None  # torn: halves disagree
     nan = float("nan")
     record.write_bytes(struct.pack("<QdQd", writer.token, nan, writer.token, nan))
-    assert _read(listing)["deadline"] == 100.0
+    assert read_listing(listing).deadline == 100.0
     record.write_bytes(b"short")
-    assert _read(listing)["deadline"] == 100.0
+    assert read_listing(listing).deadline == 100.0
     record.write_bytes(raw)
-    assert _read(listing)["deadline"] == 105.5
+    assert read_listing(listing).deadline == 105.5
     writer.update(106.0, [])  # nothing exclusive any more: listed once, then no writes
-    assert _read(listing)["exclusive"] == []
+    assert read_listing(listing).exclusive == ()
     cleared = listing.stat().st_mtime_ns, record.read_bytes()
     writer.update(107.0, [])
     assert (listing.stat().st_mtime_ns, record.read_bytes()) == cleared

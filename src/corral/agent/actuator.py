@@ -23,6 +23,7 @@ from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
 from corral.agent.records import dump, load
+from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import (
     CountFailure,
@@ -222,6 +223,20 @@ class Actuator:
                 await self.carry_out([plan.event])
             await delete_request(self.store, request)
         return stopped
+
+    async def beat_loop(self, grid: Grid) -> None:
+        """Beat the stall log every ``keepalive_interval``, at the grid instants the renewals
+        wake for (not inside the renewal loop, whose store calls may block for seconds without
+        the agent being stalled): a gap between beats longer than the stall log's threshold
+        is a stall of the agent itself, and check failures during it are not judged (rule 7)."""
+        while True:
+            gap = self.stalls.beat(self.clock.now())
+            if gap > self.stalls.threshold:
+                text = f"the agent was stalled for {gap:.2f}s (frozen or starved)"
+                log.warning("%s: %s", self.ctx.name, text)
+                self.events.decide(text)
+            period = self.spec.effective_timing.keepalive_interval
+            await sleep_until(self.clock, grid.near(self.clock.now() + period))
 
     # --- start ----------------------------------------------------------------------------
 

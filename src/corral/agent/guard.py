@@ -38,10 +38,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock
+from corral.core.guard import Fenced, Listing, due, pause
 from corral.fileio import write_atomic
 
-POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
-IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
 _RECORD = struct.Struct("<QdQd")
 
 
@@ -96,19 +97,13 @@ def read_deadline(path: Path, token: object, tries: int = 3) -> float | None:
     return None
 
 
-def _read(path: Path) -> dict[str, object]:
+def read_listing(path: Path) -> Listing:
     """``guard.json``, its deadline moved on by ``guard.deadline`` (same token, later)."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    later = read_deadline(path.with_name("guard.deadline"), value.get("token"))
-    listed = value.get("deadline")
-    if later is not None and isinstance(listed, int | float) and later > listed:
-        value["deadline"] = later
-    return value
+        listing = Listing.parse(path.read_text())
+    except OSError:
+        return Listing()
+    return listing.renewed(read_deadline(path.with_name("guard.deadline"), listing.token))
 
 
 _SPEC: tuple[float, Any] | None = None  # (mtime, Spec) of the last spec.yaml read
@@ -174,65 +169,33 @@ def _log(path: Path, line: str) -> None:
         handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
-def guard(state_dir: Path) -> None:
-    """Poll the guard file until told to exit (synchronous: it only waits and reads a file)."""
+def guard(state_dir: Path, clock: Clock | None = None) -> None:
+    """Poll the guard file until told to exit (synchronous: it only waits and reads a file).
+    ``clock``: CLOCK_MONOTONIC (the agent writes its deadlines on it)."""
+    clock = clock or MonotonicClock()
     path, log = state_dir / "guard.json", state_dir / "guard.log"
-    fenced: object = None
+    fenced: Fenced = None
     _log(log, f"guard {os.getpid()} watching {path}")
     _prepare(state_dir, log)
     while state_dir.is_dir():
-        data: dict[str, object] = {}
+        listing = Listing()
         try:
-            data = _read(path)
-            if data.get("exit"):
+            listing = read_listing(path)
+            if listing.exit:
                 return
-            fenced = _once(state_dir, data, log, fenced, time.monotonic())
+            fenced = fence_if_due(state_dir, listing, log, fenced, clock.now())
         except Exception as exc:  # the guard must outlive any surprise; it says what happened
             _log(log, f"guard error: {exc!r}")
-        time.sleep(_pause(data, fenced, time.monotonic()))
+        time.sleep(pause(listing, fenced, clock.now()))
 
 
-def _pause(data: dict[str, object], fenced: object, now: float) -> float:
-    """How long to sleep before reading the file again: until the deadline it names while it
-    lists services (then the agent has renewed, and the file says so, or it is time to act),
-    at most ``IDLE``; ``IDLE`` when it lists none or was acted on already; never less than
-    ``POLL``."""
-    deadline, listed = data.get("deadline"), data.get("exclusive")
-    if not listed or not isinstance(deadline, int | float) or deadline != deadline:
-        return IDLE
-    if fenced == _mark(data):
-        return IDLE
-    return min(IDLE, max(POLL, deadline - now))
-
-
-def _mark(data: dict[str, object]) -> tuple[object, tuple[str, ...]]:
-    """What one fence is for: a deadline and the names listed with it."""
-    listed = data.get("exclusive")
-    names = tuple(sorted(str(n) for n in listed)) if isinstance(listed, list) else ()
-    return data.get("deadline"), names
-
-
-def due(data: dict[str, object], fenced: object, now: float) -> bool:
-    """Whether the listing in ``data`` must be fenced at ``now``: its deadline has passed and
-    this deadline and listing were not fenced already (a name listed later under the same
-    deadline is fenced too)."""
-    deadline, names = _mark(data)
-    return (
-        isinstance(deadline, int | float)
-        and bool(names)
-        and now > deadline
-        and _mark(data) != fenced
-    )
-
-
-def _once(
-    state_dir: Path, data: dict[str, object], log: Path, fenced: object, now: float
-) -> object:
-    """Fence if :func:`due`; return what was last fenced for."""
-    if due(data, fenced, now):
-        names = list(_mark(data)[1])
-        asyncio.run(_fence(state_dir, str(data.get("node", "")), names, log))
-        return _mark(data)
+def fence_if_due(
+    state_dir: Path, listing: Listing, log: Path, fenced: Fenced, now: float
+) -> Fenced:
+    """Fence if :func:`~corral.core.guard.due`; return what was last fenced for."""
+    if due(listing, fenced, now):
+        asyncio.run(_fence(state_dir, listing.node, list(listing.exclusive), log))
+        return listing.mark
     return fenced
 
 

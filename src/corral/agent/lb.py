@@ -18,12 +18,12 @@ Every call returns a decision string or raises StoreError/DriverError to the age
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Protocol
 
 from corral.agent.records import dump, load
+from corral.core.clock import Clock
 from corral.core.lbstate import Desired, desired_servers, drained
 from corral.drivers.base import DriverError
 from corral.spec import Spec
@@ -50,8 +50,8 @@ class Balancer(Protocol):
 
 
 class LbDuty:
-    def __init__(self, store: Store, keys: Keys, node: str) -> None:
-        self.store, self.keys, self.node = store, keys, node
+    def __init__(self, store: Store, keys: Keys, node: str, clock: Clock) -> None:
+        self.store, self.keys, self.node, self.clock = store, keys, node, clock
         self._config: str | None = None
         self._applied: Desired | None = None
         self._published: bytes | None = None
@@ -129,7 +129,7 @@ class LbDuty:
 
     async def wait_drained(self, backend: str, server: str, timeout: float) -> bool:
         """True once every reporting HAProxy has ``server`` of ``backend`` out of rotation."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.now() + timeout
         while True:
             result = await self.store.range(self.keys.prefix("lb"))
             applied: dict[str, Mapping[str, Mapping[str, str]]] = {}
@@ -139,6 +139,6 @@ class LbDuty:
                     applied[self.keys.relative(kv.key)[1]] = value["servers"]
             if drained(applied, backend, server, set(applied)):
                 return True
-            if time.monotonic() > deadline:
+            if self.clock.now() > deadline:
                 return False
             await asyncio.sleep(0.02)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 
 from corral.agent.records import dump
+from corral.clocks import MonotonicClock
+from corral.core.clock import Clock
 from corral.core.membership.effects import MemberChanged
 from corral.core.membership.messages import NodeMeta
 from corral.net.gossip import GossipNode
@@ -43,7 +44,10 @@ async def cluster_keyring(store: Store, keys: Keys) -> Keyring:
 
 
 class AgentGossip:
-    def __init__(self, spec: Spec, node: str, store: Store, keys: Keys) -> None:
+    def __init__(
+        self, spec: Spec, node: str, store: Store, keys: Keys, clock: Clock | None = None
+    ) -> None:
+        self.clock = clock or MonotonicClock()
         self.spec, self.node, self.store, self.keys = spec, node, store, keys
         self.member: GossipNode | None = None
         self._lock = asyncio.Lock()
@@ -84,7 +88,7 @@ class AgentGossip:
         # "left" is a graceful stop (an agent restart, a shutdown): its lease decides, and the
         # lease guard stops what it ran; only a death makes a node unclean
         if change.member.state.label == "dead":
-            self._dead_at.setdefault(change.member.name, time.monotonic())
+            self._dead_at.setdefault(change.member.name, self.clock.now())
         else:
             self._dead_at.pop(change.member.name, None)
 

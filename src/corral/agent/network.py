@@ -12,7 +12,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +22,9 @@ from corral.drivers.base import DriverError, NodeContext
 from corral.spec import Resource, Spec
 
 if TYPE_CHECKING:
+    from corral.agent.events import EventLog
     from corral.agent.instances import LocalService
-    from corral.agent.lb import (
-        ClusterView,
-    )  # imported when first needed: an agent without these duties never loads them
+    from corral.agent.lb import LbDuty
     from corral.dns import DnsServer, Zone
     from corral.drivers.haproxy import HaproxyService
 
@@ -55,29 +54,32 @@ class NetworkDuties:
         self,
         spec: Spec,
         ctx: NodeContext,
-        hap: LocalService | None,
-        sync_lb: Callable[[ClusterView, HaproxyService], Awaitable[None]],
-        view: Callable[[], Awaitable[ClusterView]],
-        events: EventSink,
+        services: Iterable[LocalService],
+        lb: LbDuty,
+        lease: int | None,
+        lost: Set[str],
+        events: EventLog,
     ) -> None:
-        """This node's HAProxy server states (``hap``: its HAProxy service, if it runs one;
-        ``sync_lb`` applies them) and DNS zone, from one read of the store (``view``)."""
+        """This node's HAProxy server states (if it runs a ``haproxy`` resource among
+        ``services``; ``lost``: nodes gossip holds dead) and DNS zone, from one read of the
+        store. A driver that refuses is an event, retried at the next call."""
+        hap = next((s for s in services if _kind(spec, s.resource) == "haproxy"), None)
         dns_here = self.dns_names(spec, ctx.name)
         if not dns_here:
             await self.close_dns()
         if hap is None and not dns_here:
             return
-        seen = await view()
+        view = await lb.view(spec)
         if hap is not None and not hap.failed:
             from corral.drivers.haproxy import HaproxyService
 
             assert isinstance(hap.driver, HaproxyService)  # made by haproxy_driver
             try:
-                await sync_lb(seen, hap.driver)
+                events.decide(await lb.sync(spec, hap.driver, lease, lost, view))
             except DriverError as exc:
-                await events("haproxy", f"load balancer not updated: {exc}", hap.resource)
+                await events.event("haproxy", f"load balancer not updated: {exc}", hap.resource)
         if dns_here:
-            await self.serve_dns(spec, ctx, seen.live, events)
+            await self.serve_dns(spec, ctx, view.live, events.event)
 
     # --- DNS ------------------------------------------------------------------------------
 
@@ -128,3 +130,8 @@ class NetworkDuties:
             await self._dns.close()
             self._dns = None
             self._dns_key = None
+
+
+def _kind(spec: Spec, resource: str) -> str:
+    res = spec.resources.get(resource)
+    return res.kind if res is not None else ""

@@ -29,37 +29,34 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from corral.agent.actuator import Actuator, DriverFactory
 from corral.agent.assigned import Registration, local_instances, read_desired
 from corral.agent.controller import Controller
+from corral.agent.duty import ControllerDuty
 from corral.agent.events import EventLog
 from corral.agent.guard import GuardWriter
 from corral.agent.guard import spawn as guard_spawn
 from corral.agent.inputlog import InputLog
 from corral.agent.instances import Checker, LocalService
-from corral.agent.lb import ClusterView, LbDuty
+from corral.agent.lb import LbDuty
 from corral.agent.lock import AgentLock
 from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
 from corral.agent.watch import WatchFeed
+from corral.aio import forever
 from corral.clocks import MonotonicClock, sleep_until
 from corral.core.agent.core import AgentCore
-from corral.core.agent.effects import Note
 from corral.core.clock import Clock, Grid, wall_grid
 from corral.core.reconcile import LocalInstance
 from corral.core.stall import StallLog
 from corral.drivers.base import NodeContext
 from corral.spec import Spec
 from corral.store import Keys, Store, StoreError
-
-if TYPE_CHECKING:
-    from corral.drivers.haproxy import HaproxyService
 
 __all__ = ["Agent", "DriverFactory"]
 log = logging.getLogger(__name__)
@@ -117,9 +114,10 @@ class Agent:
         n = spec.nodes[node]
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
         self.events = EventLog(store, self.keys, node, wall)
-        self.gossip = AgentGossip(spec, node, store, self.keys) if gossip else None
+        self.gossip = AgentGossip(spec, node, store, self.keys, self.clock) if gossip else None
         self.controller = self._controller()
-        self.lb, self.network = LbDuty(store, self.keys, node), NetworkDuties(state_dir)
+        self.duty = ControllerDuty(self.controller, self.clock, self.events)
+        self.lb, self.network = LbDuty(store, self.keys, node, self.clock), NetworkDuties(state_dir)
         self.act = self._actuator(driver_factory, checker, spec)
         self.status = self.act.status
         self.registrar = self._registrar(spec_text, guard)
@@ -127,11 +125,11 @@ class Agent:
         self._guard_files = GuardWriter(state_dir, node) if guard else None
         self._dirty = asyncio.Event()
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
-        self._next_poll = self._last_campaign = self._last_network = -math.inf
+        self._next_poll = self._last_network = -math.inf
         self.watch = WatchFeed(
             store, self.keys, self._request_prefix, self.events, self.registrar.adopt_spec
         )
-        self.watch.on_change, self.watch.on_controller = self._dirty_set, self._on_controller_key
+        self.watch.on_change, self.watch.on_controller = self._dirty_set, self.duty.key_changed
         probe = QuorumProbe(members, self.clock) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
         self.keeper = QuorumKeeper(probe, self.clock, self.voice)
@@ -233,7 +231,10 @@ class Agent:
             guard_spawn(self.ctx.state_dir)
         await self.act.adopt(local_instances(self.spec, self.node))
         loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
-        tasks = [asyncio.create_task(self._forever(loop)) for loop in [*loops, self._quorum_loop]]
+        tasks = [
+            asyncio.create_task(forever(loop, self.events.decide))
+            for loop in [*loops, self._quorum_loop]
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -248,22 +249,6 @@ class Agent:
             await self.keeper.close()
             if self._guard_files is not None:
                 self._guard_files.close()
-
-    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run ``loop``; if it ever fails, say so and run it again (an agent never dies of a
-        surprise in one of its loops)."""
-        while True:
-            try:
-                await loop()
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                self.events.decide(f"{loop.__name__} was cancelled from inside; restarting it")
-            except Exception as exc:
-                log.exception("%s: %s failed", self.node, loop.__name__)
-                self.events.decide(f"{loop.__name__} failed ({exc!r}); restarting it")
-            await asyncio.sleep(0.5)
 
     async def stop_services(self) -> None:
         """Stop every local service (``corral agent --stop-on-exit``, tests)."""
@@ -301,25 +286,8 @@ class Agent:
     async def _watch_loop(self) -> None:
         await self.watch.run()
 
-    def _on_controller_key(self, key: bytes, revision: int | None) -> None:
-        if revision is None:  # deleted: campaign at once
-            self._last_campaign = -math.inf
-        else:  # made once per term: a creation
-            self.controller.noticed(key, revision)
-
     async def _beat_loop(self) -> None:
-        """Beat the stall log every ``keepalive_interval``, at the grid instants the renewals
-        wake for (not inside the renewal loop, whose store calls may block for seconds without
-        the agent being stalled): a gap between beats longer than that plus ``STALL_SLACK`` is
-        a stall of the agent itself, and check failures during it are not judged (rule 7)."""
-        while True:
-            gap = self.act.stalls.beat(self.clock.now())
-            if gap > self.act.stalls.threshold:
-                text = f"the agent was stalled for {gap:.2f}s (frozen or starved)"
-                log.warning("%s: %s", self.node, text)
-                self.events.decide(text)
-            period = self.spec.effective_timing.keepalive_interval
-            await self._sleep_until(self.grid.near(self.clock.now() + period))
+        await self.act.beat_loop(self.grid)
 
     # --- main loop ------------------------------------------------------------------------------
 
@@ -367,7 +335,7 @@ class Agent:
 
     async def _round(self, changed: bool = True) -> None:
         if self.lease is not None:
-            await self._controller_duty()
+            await self.duty.run(self.lease)
         roles = {k: svc.role for k, svc in self.services.items()}
         desired, frozen, stale = await read_desired(
             self.store, self.keys, self.spec, self._me(), roles
@@ -376,11 +344,9 @@ class Agent:
             n: LocalInstance(role=s.role, health=s.verdict, failed=s.failed)
             for n, s in self.services.items()
         }
-        notes = [
-            Note(f"not running {key}: assigned to an earlier registration") for key in sorted(stale)
-        ]
-        effects = self.core.round(self.clock.now(), desired, frozen, running, self._keep_deadline())
-        await self.act.carry_out([*notes, *effects])
+        now = self.clock.now()
+        effects = self.core.round(now, desired, frozen, running, self._keep_deadline(), stale)
+        await self.act.carry_out(effects)
         if self.watch.requests_pending:
             if await self.act.requests(self._request_prefix, frozen):
                 self._dirty.set()  # a restart: the next round starts it again
@@ -396,41 +362,12 @@ class Agent:
             self._last_network = now
             await self._network()
 
-    async def _controller_duty(self) -> None:
-        """Replace a dead controller, campaign (at most every second), and step if ours."""
-        assert self.lease is not None
-        if not self.controller.active:
-            replaced = await self.controller.replace_dead()
-            if replaced is not None:
-                self.events.decide(replaced)
-                self._last_campaign = -math.inf
-        now = self.clock.now()
-        if not self.controller.active and now - self._last_campaign > 1.0:
-            self._last_campaign = now
-            await self.controller.campaign(self.lease)
-        if self.controller.active:
-            try:
-                self.events.decide(await self.controller.step())
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                # a record of a shape the scheduler cannot read: say so, and let the local
-                # work (reconcile, reports) go on
-                await self.events.event("controller", f"cannot plan: a malformed record? {exc!r}")
-
     async def _network(self) -> None:
-        """This node's HAProxy server states and DNS zone (:meth:`NetworkDuties.sync`)."""
-        hap = next((s for s in self.services.values() if self._kind(s.resource) == "haproxy"), None)
-
-        async def sync_lb(view: ClusterView, driver: HaproxyService) -> None:
-            lost = self.gossip.lost() if self.gossip is not None else set()
-            self.events.decide(await self.lb.sync(self.spec, driver, self.lease, lost, view))
-
+        lost = self.gossip.lost() if self.gossip is not None else set()
+        services = self.services.values()
         await self.network.sync(
-            self.spec, self.ctx, hap, sync_lb, lambda: self.lb.view(self.spec), self.events.event
+            self.spec, self.ctx, services, self.lb, self.lease, lost, self.events
         )
-
-    def _kind(self, resource: str) -> str:
-        res = self.spec.resources.get(resource)
-        return res.kind if res is not None else ""
 
     def _update_guard(self) -> None:
         """Tell the guard until when exclusive services may run, and which run or are being

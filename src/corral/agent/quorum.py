@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from corral.core.quorum import (
     StoreWord,
     Verdict,
     judge_round,
+    leader_of,
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class QuorumProbe:
                 reply = await client.post(f"{url}/v3/maintenance/status", content=b"{}")
                 received = self.clock.now()
                 if reply.status_code == 200:
-                    answers[name] = MemberAnswer(received, _leader(reply.content))
+                    answers[name] = MemberAnswer(received, leader_of(reply.content))
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(budget):
@@ -71,15 +71,6 @@ class QuorumProbe:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _leader(body: bytes) -> int:
-    """The member's leader id from a status body (0: it names none). Raises ``ValueError`` for
-    a body that is not a status (an answer that cannot be read is no proof)."""
-    value = json.loads(body)
-    if not isinstance(value, dict) or "header" not in value:
-        raise ValueError("not an etcd status")
-    return int(value.get("leader", 0))
 
 
 class StoreVoice:

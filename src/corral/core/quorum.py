@@ -41,6 +41,7 @@ Time is an input; nothing here reads a clock or the network.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -201,3 +202,13 @@ class KeepWindow:
     def extended(self, now: float) -> bool:
         """True while a proof extends the renewal deadline and has not run out at ``now``."""
         return self._keep > self._renewal and now < self._keep
+
+
+def leader_of(body: bytes) -> int:
+    """The member's leader id from etcd's ``/v3/maintenance/status`` answer (0: it names none).
+    Raises ``ValueError`` for a body that is not a status (an answer that cannot be read is no
+    proof)."""
+    value = json.loads(body)
+    if not isinstance(value, dict) or "header" not in value:
+        raise ValueError("not an etcd status")
+    return int(value.get("leader", 0))

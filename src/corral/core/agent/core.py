@@ -154,9 +154,15 @@ class AgentCore:
         frozen: Set[str],
         running: Mapping[str, LocalInstance],
         keep_deadline: float,
+        stale: Set[str] = frozenset(),
     ) -> list[Effect]:
         """The effects that take this node toward ``desired`` (instance key -> role; read for
-        this registration), leaving alone instances of resources in ``frozen`` (rule 4)."""
+        this registration), leaving alone instances of resources in ``frozen`` (rule 4).
+        ``stale``: exclusive instances assigned to an earlier registration of this node, left
+        out of ``desired`` (rule 2: they may be moving elsewhere; stopped if they run)."""
+        effects: list[Effect] = [
+            Note(f"not running {key}: assigned to an earlier registration") for key in sorted(stale)
+        ]
         self.adopted -= set(desired)  # assigned again: an ordinary service from now on
         keys = set(desired) | set(running)
         exclusive = {k for k in keys if self.exclusive(k)}
@@ -169,7 +175,6 @@ class AgentCore:
             frozen={k for k in keys if resource_of(k) in frozen},
             rank={k: self._ranks.get(resource_of(k), 0) for k in keys},
         )
-        effects: list[Effect] = []
         for action in actions:
             if action.kind == "stop" and self._keep_adopted(action.resource, exclusive, now):
                 continue
