@@ -121,9 +121,7 @@ def agent(spec: Spec, node: str, store: MemoryStore, base: Path) -> Agent:
         return drivers.setdefault(name, Driver(refusals))
 
     (base / node).mkdir()
-    return Agent(
-        spec, node, store, state_dir=base / node, driver_factory=factory, checker=healthy
-    )
+    return Agent(spec, node, store, state_dir=base / node, driver_factory=factory, checker=healthy)
 
 
 async def until(check: object, what: str, timeout: float = 20.0) -> None:
