@@ -89,7 +89,7 @@ class LbRecord(Record):
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
-        servers = value.get("servers") or {}
+        servers = value.get("servers", {})
         if not isinstance(servers, dict):
             raise Malformed(f"servers is not an object: {servers!r}"[:200])
         return cls({b: string_map(s, f"servers.{b}") for b, s in servers.items()})
