@@ -88,3 +88,12 @@ def test_one_reading_of_maintenance_for_the_scheduler_and_the_agents() -> None:
     assert m.resources == {"web"} and m.instances == {("db", "n2")}
     assert m.covers("web", "n1") and m.covers("db", "n2") and not m.covers("db", "n1")
     assert parse_maintenance(["junk"]) == parse_maintenance(None)
+
+
+def test_corral_status_names_the_records_it_left_out() -> None:
+    from corral.cli.cluster import cluster_view
+
+    kvs = [kv(KEYS.node("n1"), encode({})), kv(KEYS.status("n1", "web"), b"{oops")]
+    view = cluster_view(SPEC, KEYS, kvs)
+    assert view["skipped_records"] == ["/corral/t/status/n1/web (revision 1): not JSON"]
+    assert view["resources"]["web"]["running"] == []

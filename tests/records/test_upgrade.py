@@ -128,3 +128,15 @@ async def test_an_upgraded_agent_reads_its_assignments_and_maintenance() -> None
     )
     assert desired == {"db": "started", "front": "started", "web": "started"}
     assert frozen == set() and stale == set()
+
+
+def test_corral_status_of_the_recorded_store() -> None:
+    from corral.cli.cluster import cluster_view
+
+    view = cluster_view(SPEC_NOW, KEYS, recorded())
+    assert view["controller"] == "n1"
+    assert view["nodes"] == {"n1": "online", "n2": "online", "n3": "fenced"}
+    assert view["resources"]["web"]["assigned"] == ["n1", "n2"]
+    assert view["resources"]["web"]["failcounts"] == {"n3": 1}
+    assert [r["node"] for r in view["resources"]["web"]["running"]] == ["n1", "n2", "n3"]
+    assert view["last_events"][-1]["kind"] == "assign" and view["skipped_records"] == []

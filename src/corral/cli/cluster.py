@@ -179,11 +179,13 @@ def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for name, res in spec.resources.items():
         assigned = records.assign.get(name)
-        running = [
-            {"node": n, "item": i.item, "role": i.role, "health": i.health, "detail": i.detail}
-            for n in spec.nodes
-            for i in getattr(records.status.get((n, name)), "instances", ())
-        ]
+        running = []
+        for n in spec.nodes:
+            status = records.status.get((n, name))
+            running += [
+                {"node": n, "item": i.item, "role": i.role, "health": i.health, "detail": i.detail}
+                for i in (status.instances if status else ())
+            ]
         fails = {n: fc.count for (n, r), fc in records.failcounts.items() if r == name}
         resources[name] = {
             "kind": res.kind,

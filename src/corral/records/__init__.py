@@ -14,8 +14,8 @@ The version contract (``"v"``):
 
 - Every record this version writes carries ``"v": 1`` (:data:`VERSION`).
 - A record without ``v`` is version 0, written by corral before versions; it reads exactly as
-  that version read it (version 1 added ``v`` and nothing else, except for ``admin/moves`` and
-  ``admin/tickets``, whose map moved under a field: see :mod:`corral.records.admin`).
+  that version read it (version 1 added ``v`` and changed no layout, so that agents of version
+  0 read what version 1 writes during the upgrade too).
 - A field this version does not know (a newer agent's) is ignored.
 - A record with a higher ``v`` than this version knows is read for the fields it knows: a
   newer version may add fields but keeps the meaning of these (what breaks that needs a new

@@ -9,12 +9,13 @@ with a compare-and-swap; read by the scheduler and the agents).
   not a JSON object is malformed (and freezes nothing).
 - ``admin/standby`` (:class:`StandbyRecord`): ``{"nodes": [...]}``.
 - ``admin/bans`` (:class:`BansRecord`): ``{"instances": ["RES@NODE", ...]}``.
-- ``admin/moves`` (:class:`MovesRecord`): resource -> node. Version 0 wrote the map as the
-  whole record (``{"web": "n2"}``); version 1 writes ``{"v": 1, "moves": {...}}`` (a resource
-  may be called ``v``). A record whose ``v`` is a version number reads the ``moves`` field;
-  otherwise the whole record is the map.
-- ``admin/tickets`` (:class:`TicketsRecord`): ticket -> site holding it, laid out as moves
-  (``tickets`` field from version 1).
+- ``admin/moves`` (:class:`MovesRecord`): resource -> node, the map as the whole record
+  (``{"web": "n2", "v": 1}``), so that agents of version 0 read it during an upgrade. Read as
+  version 0 read it: entries whose value is not a string are left out (the version number
+  among them). A resource called ``v`` is a string entry there: a record that moves it is
+  written without a version (as version 0 wrote it; it reads the same). A newer version may
+  not add string-valued fields to these maps (they would read as entries): it needs a new key.
+- ``admin/tickets`` (:class:`TicketsRecord`): ticket -> site holding it, laid out as moves.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, Self
 
 from corral.core.ref import InstanceRef
 from corral.core.scheduler import Maintenance
-from corral.records.codec import Record, string_map, strings, version
+from corral.records.codec import Record, encode, strings
 
 
 def pairs(texts: object) -> frozenset[tuple[str, str]]:
@@ -111,33 +112,33 @@ class BansRecord(Record):
 
 @dataclass(frozen=True)
 class _NameMap(Record):
-    """A name -> name map, bare in version 0 and under :attr:`FIELD` from version 1."""
+    """A name -> name map as the whole record (see the module docstring)."""
 
     NAME: ClassVar[str] = ""
-    FIELD: ClassVar[str] = ""
-    VERSIONED_BY_FIELD: ClassVar[bool] = False
+    VERSIONED_BY_FIELD: ClassVar[bool] = False  # a "v" that is a string is an entry
     entries: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
-        if version(value) in (None, 0):  # "v" absent, or an entry (a resource called v)
-            return cls(string_map(value, cls.NAME))
-        return cls(string_map(value.get(cls.FIELD, {}), cls.FIELD))
+        return cls({k: v for k, v in value.items() if isinstance(v, str)})
 
     def to_value(self) -> dict[str, Any]:
-        return {self.FIELD: dict(self.entries)}
+        return dict(self.entries)
+
+    def dump(self) -> bytes:
+        if "v" in self.entries:  # an entry named v: no room for the version (reads the same)
+            return encode(self.to_value())
+        return super().dump()
 
 
 @dataclass(frozen=True)
 class MovesRecord(_NameMap):
     NAME: ClassVar[str] = "moves"
-    FIELD: ClassVar[str] = "moves"
 
 
 @dataclass(frozen=True)
 class TicketsRecord(_NameMap):
     NAME: ClassVar[str] = "tickets"
-    FIELD: ClassVar[str] = "tickets"
 
 
 @dataclass(frozen=True)
