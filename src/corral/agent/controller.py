@@ -16,6 +16,8 @@ Contract:
   failed is not fenced again for ``FENCE_RETRY`` seconds; meanwhile its exclusive instances
   wait for its lease to expire.
 - Every step returns a decision string (what it did), for logs and tests.
+- Records that do not read (:mod:`corral.records`) are left out of the plan; the step emits one
+  ``record`` event per such key and mod revision (not one per step).
 """
 
 from __future__ import annotations
