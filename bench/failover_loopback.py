@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.lab.loopback import Cluster
+from corral.records import StatusRecord
 from corral.spec.profiles import profile_timing
 from corral.store import EtcdStore, Keys
 
@@ -72,7 +73,8 @@ async def until_unhealthy(store: EtcdStore, node: str, limit: float = 20.0) -> f
     start = time.monotonic()
     while time.monotonic() - start < limit:
         kv = await store.get(key)
-        if kv is not None and b'"unhealthy"' in kv.value:
+        status = StatusRecord.parse(kv.value) if kv is not None else None
+        if status is not None and any(i.health == "unhealthy" for i in status.instances):
             return time.monotonic() - start
         await asyncio.sleep(0.01)
     raise TimeoutError(f"web on {node} never reported unhealthy")

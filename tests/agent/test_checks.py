@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from corral.agent.node import Agent
-from corral.agent.records import load
 from corral.core.health import CheckOutcome
+from corral.records import Event, StatusRecord
 from corral.store import MemoryStore
 
 from .fakes import ScriptedChecker, make_agent, spec_text, until
@@ -24,11 +24,11 @@ from .fakes import ScriptedChecker, make_agent, spec_text, until
 
 def health(store: MemoryStore, resource: str = "web") -> str | None:
     kv = store._kv.get(f"/corral/t/status/n1/{resource}".encode())
-    return None if kv is None else str(load(kv.value)["instances"][0]["health"])
+    return None if kv is None else StatusRecord.read(kv.value).instances[0].health
 
 
 def events(store: MemoryStore) -> list[str]:
-    return [str(load(kv.value)["reason"]) for k, kv in store._kv.items() if b"/events/" in k]
+    return [Event.read(kv.value).reason for k, kv in store._kv.items() if b"/events/" in k]
 
 
 @contextlib.asynccontextmanager

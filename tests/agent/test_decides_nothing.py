@@ -27,13 +27,6 @@ CLOCKS = {
     ("datetime", "utcnow"),
 }
 PARSERS = {("json", "loads"), ("json", "load")}
-NOT_YET: set[str] = {  # modules that still parse records themselves (the list only shrinks)
-    "actuator.py",
-    "assigned.py",
-    "controller.py",
-    "lb.py",
-    "records.py",
-}
 
 
 def calls(path: Path) -> list[tuple[int, str, str]]:
@@ -73,8 +66,6 @@ def test_no_agent_module_reads_a_clock_of_its_own() -> None:
 def test_no_agent_module_parses_or_branches_on_records() -> None:
     found = []
     for path in sorted(AGENT.glob("*.py")):
-        if path.name in NOT_YET:
-            continue
         found += [
             f"{path.name}:{line} {owner}.{attr}()"
             for line, owner, attr in calls(path)
@@ -82,17 +73,6 @@ def test_no_agent_module_parses_or_branches_on_records() -> None:
         ]
         found += [f"{path.name}:{line} isinstance(..., dict)" for line in dict_checks(path)]
     assert not found, "parse in the records module, judge in a core: " + ", ".join(found)
-
-
-def test_modules_not_yet_clean_leave_the_list_once_clean() -> None:
-    clean = [
-        name
-        for name in NOT_YET
-        if not dict_checks(AGENT / name)
-        and not any((o, a) in PARSERS for _, o, a in calls(AGENT / name))
-        and "load(" not in (AGENT / name).read_text()
-    ]
-    assert not clean, f"drop {clean} from NOT_YET"
 
 
 def test_the_agent_shell_stays_small() -> None:

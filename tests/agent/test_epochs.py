@@ -180,8 +180,8 @@ async def test_the_controller_does_not_assign_over_a_holder_it_did_not_see() -> 
     """The controller read 'svc runs nowhere' and places it on n1; n2's agent reported svc
     starting before the controller's write: the write is refused (the status record changed), the controller
     stays the controller, and its next step hands off instead of assigning a second node."""
-    from corral.agent.controller import Controller, parse_instances
-    from corral.agent.records import dump
+    from corral.agent.controller import Controller
+    from corral.records import AssignRecord, encode
 
     spec = load_spec_text(SPEC)
     store = RacingStore()
@@ -191,7 +191,7 @@ async def test_the_controller_does_not_assign_over_a_holder_it_did_not_see() -> 
         await store.put(KEYS.node(node), b"{}", lease=leases[node])
     controller = Controller(store, KEYS, "n2", lambda: spec)
     assert await controller.campaign(leases["n2"])
-    starting = dump({"instances": [{"role": "started", "health": "starting", "item": None}]})
+    starting = encode({"instances": [{"role": "started", "health": "starting", "item": None}]})
     store.race = ("txn", KEYS.status("n2", "svc"), starting)
     decision = await controller.step()
     assert decision.startswith("not written: a holder appeared"), decision
@@ -199,7 +199,8 @@ async def test_the_controller_does_not_assign_over_a_holder_it_did_not_see() -> 
     assert await store.get(KEYS.assign("svc")) is None
     await controller.step()  # fresh read: n2 reports svc, so it is assigned there or nowhere
     kv = await store.get(KEYS.assign("svc"))
-    nodes = {i.node for i in parse_instances(kv.value)} if kv else set()
+    record = AssignRecord.parse(kv.value) if kv else None
+    nodes = set(record.nodes) if record else set()
     assert nodes <= {"n2"}, nodes
 
 

@@ -66,7 +66,7 @@ nodes:
 
 async def test_a_death_counts_only_after_the_registration_was_seen() -> None:
     from corral.agent.controller import Controller
-    from corral.agent.records import dump
+    from corral.records import encode as dump
     from corral.spec import load_spec_text
     from corral.store import Keys, MemoryStore
 
@@ -92,7 +92,8 @@ async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_p
     import asyncio
 
     from corral.agent.controller import Controller
-    from corral.agent.records import dump, load
+    from corral.records import AssignRecord
+    from corral.records import encode as dump
     from corral.spec import load_spec_text
     from corral.store import Keys, MemoryStore
 
@@ -121,10 +122,10 @@ async def test_a_slow_fence_runs_in_the_background_and_the_cluster_goes_on(tmp_p
     began = time.monotonic()
     said = await controller.step()  # starts the fence, plans around it
     assert time.monotonic() - began < 0.5, "the step waited for the fence agent"
-    web = load((await store.get(keys.assign("web"))).value)  # type: ignore[union-attr]
-    assert sorted(i["node"] for i in web["instances"]) == ["n1", "n2"], said  # n3 left at once
-    db = load((await store.get(keys.assign("db"))).value)  # type: ignore[union-attr]
-    assert [i["node"] for i in db["instances"]] in ([], ["n3"])  # db waits for the fence
+    web = AssignRecord.read((await store.get(keys.assign("web"))).value)  # type: ignore[union-attr]
+    assert sorted(web.nodes) == ["n1", "n2"], said  # n3 left at once
+    db = AssignRecord.read((await store.get(keys.assign("db"))).value)  # type: ignore[union-attr]
+    assert db.nodes in ([], ["n3"])  # db waits for the fence
     await asyncio.wait_for(controller._fencing["n3"], 5)
     assert await store.get(keys.fenced("n3")) is not None
     assert await store.get(keys.node("n3")) is None  # its lease was revoked

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from corral.agent.records import load
 from corral.core.health import CheckOutcome
+from corral.records import StatusRecord
 
 from .fakes import GatedStore, local_service, make_agent, spec_text, until
 
@@ -17,8 +17,7 @@ async def statuses(store: GatedStore) -> dict[str, str]:
     """resource -> reported health of its first instance, as ``corral status`` reads them."""
     out = {}
     for kv in (await store.range(b"/corral/t/status/n1/")).kvs:
-        value = load(kv.value)
-        out[kv.key.decode().rsplit("/", 1)[-1]] = value["instances"][0]["health"]
+        out[kv.key.decode().rsplit("/", 1)[-1]] = StatusRecord.read(kv.value).instances[0].health
     return out
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from corral.agent.node import Agent
 from corral.core.health import CheckOutcome
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
+from corral.records import FailCountRecord
 from corral.spec import HealthCheck, Resource, load_spec_text
 from corral.store import Keys, MemoryStore
 
@@ -81,7 +81,7 @@ async def running(driver: Refusing, tmp_path: Path) -> AsyncIterator[tuple[Agent
 
 async def failcount(store: MemoryStore) -> int:
     kv = await store.get(Keys("r7").failcount("n1", "svc"))
-    return 0 if kv is None else int(json.loads(kv.value)["count"])
+    return 0 if kv is None else FailCountRecord.read(kv.value).count
 
 
 async def wait_running(driver: Refusing, timeout: float = 10.0) -> None:

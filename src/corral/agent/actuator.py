@@ -22,7 +22,6 @@ from corral.agent.instances import Checker, LocalService, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
-from corral.agent.records import dump, load
 from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import (
@@ -40,6 +39,7 @@ from corral.core.agent.effects import (
 from corral.core.clock import Clock, Grid
 from corral.core.stall import StallLog
 from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
+from corral.records import FailCountRecord, RequestRecord
 from corral.spec import Resource, Spec
 from corral.store import Compare, Delete, Keys, Store, StoreError
 
@@ -347,11 +347,8 @@ class Actuator:
         key = self.keys.failcount(self.ctx.name, name)
         with contextlib.suppress(StoreError):
             kv = await self.store.get(key)
-            value = load(kv.value) if kv is not None else None
-            count = int(value.get("count", 0)) if isinstance(value, dict) else 0
-            await self.store.put(
-                key, dump({"count": count + 1, "last": self.wall(), "reason": reason})
-            )
+            stored = kv.value if kv is not None else None
+            await self.store.put(key, FailCountRecord.after(stored, self.wall(), reason).dump())
 
 
 @dataclass(frozen=True)
@@ -369,9 +366,8 @@ async def read_requests(store: Store, prefix: bytes) -> list[Request]:
     out = []
     for kv in (await store.range(prefix)).kvs:
         name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
-        value = load(kv.value)
-        valid = isinstance(value, dict) and value.get("action") == "restart"
-        out.append(Request(kv.key, kv.mod_revision, name, valid))
+        record = RequestRecord.parse(kv.value)
+        out.append(Request(kv.key, kv.mod_revision, name, record is not None and record.restart))
     return out
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from corral.agent.controller import parse_instances
 from corral.agent.instances import instance_key
-from corral.agent.records import load, parse_maintenance
 from corral.core.scheduler.model import Snapshot
 from corral.core.scheduler.scores import Context
+from corral.records import AssignRecord, MaintenanceRecord
 from corral.spec import Spec
 from corral.store import Keys, Store
 
@@ -67,7 +66,7 @@ async def read_desired(
         name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
         if name not in spec.resources:
             continue
-        for inst in parse_instances(kv.value):
+        for inst in (AssignRecord.parse(kv.value) or AssignRecord()).instances:
             if inst.node != me.node:
                 continue
             key = instance_key(name, inst.item)
@@ -83,7 +82,8 @@ async def read_desired(
 async def _frozen(store: Store, keys: Keys, spec: Spec, node: str) -> set[str]:
     """Resources in maintenance on ``node`` (a malformed record freezes nothing)."""
     maint = await store.get(keys.admin("maintenance"))
-    covered = parse_maintenance(load(maint.value) if maint is not None else None)
+    record = MaintenanceRecord.parse(maint.value) if maint is not None else None
+    covered = (record or MaintenanceRecord()).maintenance()
     return {name for name in spec.resources if covered.covers(name, node)}
 
 
@@ -98,5 +98,5 @@ async def still_assigned(
         return False
     return any(
         i.node == me.node and i.item == item and i.reg == me.current
-        for i in parse_instances(kv.value)
+        for i in (AssignRecord.parse(kv.value) or AssignRecord()).instances
     )

@@ -16,6 +16,8 @@ Contract:
   failed is not fenced again for ``FENCE_RETRY`` seconds; meanwhile its exclusive instances
   wait for its lease to expire.
 - Every step returns a decision string (what it did), for logs and tests.
+- Records that do not read (:mod:`corral.records`) are left out of the plan; the step emits one
+  ``record`` event per such key and mod revision (not one per step).
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from corral.agent.inputlog import InputLog
-from corral.agent.records import Event, dump, load, snapshot_from_kvs
 from corral.clocks import MonotonicClock
 from corral.core.assign import Assigned, staged_assignments
 from corral.core.clock import Clock
@@ -37,6 +37,15 @@ from corral.core.scheduler import Instance, Plan, Snapshot, schedule
 from corral.core.scheduler.scores import Context, node_score
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
+from corral.records import (
+    AssignedInstance,
+    AssignRecord,
+    Event,
+    FencedRecord,
+    Skipped,
+    read_records,
+    snapshot_from_kvs,
+)
 from corral.spec import Spec
 from corral.store import Compare, Delete, Keys, KeyValue, Put, Store, StoreError
 
@@ -73,6 +82,7 @@ class Controller:
         self._last_notes: set[str] = set()
         self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
+        self._skipped: set[tuple[bytes, int]] = set()  # malformed records said (key, revision)
 
     @property
     def active(self) -> bool:
@@ -111,6 +121,7 @@ class Controller:
             ops.append(self._event_op("waiting", note))
         self._last_notes = set(notes)
         ops += self._explanations(spec, snap, plan, assigned, changed)
+        ops += self._skipped_events(read_records(self._keys, result.kvs).skipped)
         if not ops:
             return "no change"
         if self._inputs is not None:
@@ -153,13 +164,15 @@ class Controller:
         ops: list[Put | Delete] = []
         changed = []
         for name, instances in assigned.items():
-            records = [
-                {"node": i.node, "role": i.role, "item": i.item, "reg": regs.get(i.node)}
-                for i in instances
-            ]
-            value, key = dump({"instances": records}), self._keys.assign(name)
-            if current.pop(key, None) != value:
-                ops.append(Put(key, value))
+            record = AssignRecord(
+                tuple(AssignedInstance(i.node, i.role, i.item, regs.get(i.node)) for i in instances)
+            )
+            key = self._keys.assign(name)
+            old = current.pop(key, None)
+            # compared as records: one written before versions, or by a newer controller with
+            # more fields, is not rewritten (nor explained) for saying the same
+            if old is None or AssignRecord.parse(old) != record:
+                ops.append(Put(key, record.dump()))
                 changed.append(name)
         ops += [Delete(key) for key in current]  # resources no longer in the spec
         return ops, changed
@@ -357,7 +370,7 @@ class Controller:
                 errors.append(f"{name}: {exc}")
                 continue
             took = self._clock.now() - began
-            record = dump({"revision": found.mod_revision, "time": self._wall(), "device": name})
+            record = FencedRecord(found.mod_revision, self._wall(), name).dump()
             reason = f"{node} fenced by {name} ({device.action}, {took:.2f}s): {why}"
             fenced = await self._store.txn(
                 [guard, Compare(found.key, "mod_revision", "==", found.mod_revision)],
@@ -379,7 +392,15 @@ class Controller:
     def _event_op(self, kind: str, reason: str, resource: str = "") -> Put:
         now = self._wall()
         key = self._keys.event_key(time.time_ns(), self._node)
-        return Put(key, Event(now, self._node, resource, kind, reason).record())
+        return Put(key, Event(now, self._node, resource, kind, reason).dump())
+
+    def _skipped_events(self, skipped: list[Skipped]) -> list[Put | Delete]:
+        """A ``record`` event for each malformed record the step left out, once per key and
+        revision (a record rewritten malformed again is said again)."""
+        seen = {(s.key, s.mod_revision) for s in skipped}
+        new = [s for s in skipped if (s.key, s.mod_revision) not in self._skipped]
+        self._skipped = seen  # only what is still there: the memory stays bounded
+        return [self._event_op("record", f"skipped a malformed record: {s}") for s in new]
 
     async def _event(self, kind: str, reason: str, resource: str = "") -> None:
         op = self._event_op(kind, reason, resource)
@@ -391,44 +412,6 @@ class Controller:
         if len(events) > MAX_EVENTS + 100:  # trim in batches, oldest first
             for key in sorted(events)[: len(events) - MAX_EVENTS]:
                 await self._store.delete(key)
-
-
-@dataclass(frozen=True)
-class AssignedInstance:
-    """One instance of an ``assign/<resource>`` record. ``reg``: the registration of ``node``
-    (the mod revision of its ``nodes/<node>`` key) the controller assigned it to; None in a
-    record that does not say (written by an older controller)."""
-
-    node: str
-    role: str
-    item: str | None
-    reg: int | None
-
-
-def parse_instances(raw: bytes) -> list[AssignedInstance]:
-    """``assign/<resource>`` value -> its instances; corrupt values read as empty."""
-    value = load(raw)
-    if not isinstance(value, dict):
-        return []
-    out = []
-    for inst in value.get("instances", []):
-        if isinstance(inst, dict) and isinstance(inst.get("node"), str):
-            reg = inst.get("reg")
-            item = inst.get("item")
-            out.append(
-                AssignedInstance(
-                    inst["node"],
-                    str(inst.get("role", "started")),
-                    item if isinstance(item, str) else None,
-                    reg if isinstance(reg, int) and not isinstance(reg, bool) else None,
-                )
-            )
-    return out
-
-
-def parse_assignment(raw: bytes) -> list[tuple[str, str, str | None]]:
-    """``assign/<resource>`` value -> [(node, role, item)]; corrupt values read as empty."""
-    return [(i.node, i.role, i.item) for i in parse_instances(raw)]
 
 
 def plausible(dead: set[str], nodes: Iterable[str], me: str) -> bool:

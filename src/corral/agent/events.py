@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from corral.agent.records import Event
+from corral.records import Event
 from corral.store import Keys, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EventLog:
         now = self._wall()
         self._last_ns = max(int(now * 1e9), self._last_ns + 1)
         key = self._keys.event_key(self._last_ns, self._node)
-        return Put(key, Event(now, self._node, resource, kind, reason).record())
+        return Put(key, Event(now, self._node, resource, kind, reason).dump())
 
     async def event(self, kind: str, reason: str, resource: str = "") -> None:
         self.decide(f"{kind}: {reason}")

@@ -22,10 +22,10 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Protocol
 
-from corral.agent.records import dump, load
 from corral.core.clock import Clock
 from corral.core.lbstate import Desired, desired_servers, drained
 from corral.drivers.base import DriverError
+from corral.records import FencedRecord, LbRecord, StatusRecord
 from corral.spec import Spec
 from corral.store import Keys, Store
 
@@ -75,25 +75,23 @@ class LbDuty:
         status = await self.store.range(self.keys.prefix("status"))
         registration = {self.keys.relative(kv.key)[1]: kv.mod_revision for kv in nodes.kvs}
         for kv in fenced.kvs:
-            value = load(kv.value)
+            record = FencedRecord.parse(kv.value)
             node = self.keys.relative(kv.key)[1]
-            if isinstance(value, dict) and value.get("revision") == registration.get(node):
+            if record is not None and record.revision == registration.get(node):
                 registration.pop(node, None)
         online = set(registration) & set(spec.nodes)
         health: dict[tuple[str, str], str] = {}
         live: dict[str, list[str]] = {}
         for kv in status.kvs:
             parts = self.keys.relative(kv.key)
-            value = load(kv.value)
-            if len(parts) != 3 or not isinstance(value, dict):
+            reported = StatusRecord.parse(kv.value)
+            if len(parts) != 3 or reported is None:
                 continue
-            instances = [i for i in value.get("instances") or [] if isinstance(i, dict)]
+            instances = reported.instances
             if instances:
-                health[(parts[2], parts[1])] = str(instances[0].get("health", "unknown"))
+                health[(parts[2], parts[1])] = instances[0].health
             if parts[1] in online:
-                live.setdefault(parts[2], []).extend(
-                    str(i["item"]) for i in instances if i.get("item")
-                )
+                live.setdefault(parts[2], []).extend(i.item for i in instances if i.item)
         return ClusterView(online, health, live)
 
     async def sync(
@@ -121,7 +119,7 @@ class LbDuty:
             await balancer.set_servers(desired)
             self._applied = desired
             said.append("server states applied")
-        value = dump({"servers": desired})
+        value = LbRecord(desired).dump()
         if lease is not None and value != self._published:
             await self.store.put(self.keys.lb(self.node), value, lease=lease)
             self._published = value
@@ -134,9 +132,9 @@ class LbDuty:
             result = await self.store.range(self.keys.prefix("lb"))
             applied: dict[str, Mapping[str, Mapping[str, str]]] = {}
             for kv in result.kvs:
-                value = load(kv.value)
-                if isinstance(value, dict) and isinstance(value.get("servers"), dict):
-                    applied[self.keys.relative(kv.key)[1]] = value["servers"]
+                record = LbRecord.parse(kv.value)
+                if record is not None:
+                    applied[self.keys.relative(kv.key)[1]] = record.servers
             if drained(applied, backend, server, set(applied)):
                 return True
             if self.clock.now() > deadline:

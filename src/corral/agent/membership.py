@@ -18,13 +18,13 @@ import asyncio
 import base64
 import logging
 
-from corral.agent.records import dump
 from corral.clocks import MonotonicClock
 from corral.core.clock import Clock
 from corral.core.membership.effects import MemberChanged
 from corral.core.membership.messages import NodeMeta
 from corral.net.gossip import GossipNode
 from corral.net.keyring import Keyring, generate_key
+from corral.records import MemberRow, MembersRecord
 from corral.spec import Spec
 from corral.store import Compare, Keys, Put, Store
 
@@ -109,16 +109,16 @@ class AgentGossip:
             if m.state in ("dead", "left") and m.name in self.spec.nodes
         }
 
-    def view(self) -> list[dict[str, object]]:
+    def view(self) -> list[MemberRow]:
         if self.member is None:
             return []
         return [
-            {
-                "name": m.name,
-                "state": m.state,
-                "incarnation": m.incarnation,
-                "last_seen": round(m.last_seen, 3) if m.last_seen is not None else None,
-            }
+            MemberRow(
+                m.name,
+                m.state,
+                m.incarnation,
+                round(m.last_seen, 3) if m.last_seen is not None else None,
+            )
             for m in self.member.members()
         ]
 
@@ -130,11 +130,11 @@ class AgentGossip:
         """Write this node's view under its lease when it changed."""
         if lease is None or self.member is None:
             return
-        states = [(m["name"], m["state"], m["incarnation"]) for m in self.view()]
-        value = dump({"view": self.view()})
-        marker = dump(states)
-        if marker != self._published:
-            await self.store.put(self.keys.members(self.node), value, lease=lease)
+        view = self.view()
+        marker = repr([(m.name, m.state, m.incarnation) for m in view]).encode()
+        if marker != self._published:  # last_seen alone changing is not worth a write
+            record = MembersRecord(tuple(view))
+            await self.store.put(self.keys.members(self.node), record.dump(), lease=lease)
             self._published = marker
 
     async def stop(self) -> None:

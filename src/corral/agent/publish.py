@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from corral.agent.instances import LocalService
-from corral.agent.records import dump
+from corral.records import StatusInstance, StatusRecord
 from corral.store import Keys, Store
 
 _UNKNOWN = b""  # never a record's value (dump() of a dict is never empty): must be written
@@ -58,7 +58,7 @@ class StatusPublisher:
             if lease != self._written_lease:  # records of an older lease are gone with it
                 self._written.clear()
                 self._written_lease = lease
-            wanted = {name: dump({"instances": v}) for name, v in self._records().items()}
+            wanted = {name: StatusRecord(v).dump() for name, v in self._records().items()}
             for name, value in wanted.items():
                 if self._written.get(name) != value:
                     self._written[name] = _UNKNOWN  # until the put is known to be applied
@@ -69,15 +69,9 @@ class StatusPublisher:
                 await self._store.delete(self._keys.status(self._node, name))
                 del self._written[name]  # safe: no other call runs while we hold the lock
 
-    def _records(self) -> dict[str, list[dict[str, object]]]:
-        by_resource: dict[str, list[dict[str, object]]] = {}
+    def _records(self) -> dict[str, tuple[StatusInstance, ...]]:
+        by_resource: dict[str, tuple[StatusInstance, ...]] = {}
         for svc in sorted(self._services(), key=lambda s: s.name):
-            by_resource.setdefault(svc.resource, []).append(
-                {
-                    "role": svc.role,
-                    "health": svc.reported_health,
-                    "detail": svc.detail,
-                    "item": svc.item,
-                }
-            )
+            inst = StatusInstance(svc.role, svc.reported_health, svc.detail, svc.item)
+            by_resource[svc.resource] = (*by_resource.get(svc.resource, ()), inst)
         return by_resource

@@ -23,10 +23,10 @@ from corral.agent.events import EventLog
 from corral.agent.lb import LbDuty
 from corral.agent.membership import AgentGossip
 from corral.agent.publish import StatusPublisher
-from corral.agent.records import dump
 from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.clock import Clock, Grid
+from corral.records import RegistrationRecord
 from corral.spec import SpecError, load_spec_text
 from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
 
@@ -68,7 +68,7 @@ class Registrar:
                     await asyncio.wait_for(self.gossip.member.wait_joined(), JOIN_WAIT)
         asked = self.clock.now()
         lease = await self.store.grant(self.core.lease.ttl)
-        record = dump({"address": self.address, "pid": os.getpid(), "since": self.wall()})
+        record = RegistrationRecord(self.address, os.getpid(), self.wall()).dump()
         key = self.keys.node(self.core.node)
         old = await self.store.get(key)
         replaced = None

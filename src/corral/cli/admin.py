@@ -1,43 +1,48 @@
 """Administrative state: maintenance at every level, standby, bans, moves, failure cleanup.
 
-Each command edits one JSON record under ``admin/`` with a compare-and-swap loop (read, change,
-write if unchanged since the read), so two operators at once never lose an edit. The scheduler
-and the agents read these records (safety rule 4 for maintenance).
+Each command edits one record under ``admin/`` (:mod:`corral.records.admin`) with a
+compare-and-swap loop (read, change, write if unchanged since the read), so two operators at
+once never lose an edit. A record that does not read is edited as an empty one (as the
+scheduler reads it). The scheduler and the agents read these records (safety rule 4 for
+maintenance).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TypeVar
 
 import click
 
-from corral.agent.records import dump, load
 from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit, spec_pair
+from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
 from corral.spec import Spec
 from corral.store import Compare, EtcdStore, Keys, Put
 
+R = TypeVar("R", MaintenanceRecord, StandbyRecord, BansRecord, MovesRecord)
 
-async def _edit(spec: Spec, etcd: str | None, name: str, change: Callable[[Any], Any]) -> Any:
+
+async def _edit(spec: Spec, etcd: str | None, kind: type[R], change: Callable[[R], R]) -> R:
     store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
-    key = Keys(spec.cluster).admin(name)
+    key = Keys(spec.cluster).admin(kind.NAME)
     try:
         for _ in range(20):
             kv = await store.get(key)
-            value = load(kv.value) if kv is not None else None
-            new = change(value if isinstance(value, dict) else {})
+            old = kind.parse(kv.value) if kv is not None else None
+            new = change(old or kind())
             guard = Compare.unchanged_since(key, kv.mod_revision) if kv else Compare.missing(key)
-            if (await store.txn([guard], [Put(key, dump(new))])).succeeded:
+            if (await store.txn([guard], [Put(key, new.dump())])).succeeded:
                 return new
-        raise click.ClickException(f"admin/{name} kept changing under us; try again")
+        raise click.ClickException(f"admin/{kind.NAME} kept changing under us; try again")
     finally:
         await store.close()
 
 
-def _toggle(items: list[str], item: str, on: bool) -> list[str]:
+def _toggle(items: tuple[str, ...], item: str, on: bool) -> tuple[str, ...]:
     rest = [i for i in items if i != item]
-    return sorted([*rest, item]) if on else rest
+    return tuple(sorted([*rest, item]) if on else rest)
 
 
 def _pair(spec: Spec, text: str) -> str:
@@ -77,15 +82,18 @@ def maintenance(
         raise click.BadParameter(f"unknown resource {resource!r}", param_hint="--resource")
     target = _pair(spec, instance) if instance else None
 
-    def change(value: dict[str, Any]) -> dict[str, Any]:
+    def change(value: MaintenanceRecord) -> MaintenanceRecord:
         if whole:
-            value["cluster"] = on
-        for field, item in (("nodes", node), ("resources", resource), ("instances", target)):
-            if item is not None:
-                value[field] = _toggle(list(value.get(field, [])), item, on)
+            value = replace(value, cluster=on)
+        if node is not None:
+            value = replace(value, nodes=_toggle(value.nodes, node, on))
+        if resource is not None:
+            value = replace(value, resources=_toggle(value.resources, resource, on))
+        if target is not None:
+            value = replace(value, instances=_toggle(value.instances, target, on))
         return value
 
-    asyncio.run(_edit(spec, etcd, "maintenance", change))
+    asyncio.run(_edit(spec, etcd, MaintenanceRecord, change))
     what = "cluster" if whole else node or resource or target
     click.echo(f"maintenance {state}: {what}")
 
@@ -104,8 +112,8 @@ def standby(state: str, node: str, spec_file: str, etcd: str | None) -> None:
         _edit(
             spec,
             etcd,
-            "standby",
-            lambda v: {"nodes": _toggle(list(v.get("nodes", [])), node, state == "on")},
+            StandbyRecord,
+            lambda v: StandbyRecord(_toggle(v.nodes, node, state == "on")),
         )
     )
     click.echo(f"standby {state}: {node}")
@@ -124,8 +132,8 @@ def ban(instance: str, clear: bool, spec_file: str, etcd: str | None) -> None:
         _edit(
             spec,
             etcd,
-            "bans",
-            lambda v: {"instances": _toggle(list(v.get("instances", [])), target, not clear)},
+            BansRecord,
+            lambda v: BansRecord(_toggle(v.instances, target, not clear)),
         )
     )
     click.echo(f"ban {'cleared' if clear else 'set'}: {target}")
@@ -145,13 +153,13 @@ def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str
     if not clear and (node is None or node not in spec.nodes):
         raise click.BadParameter(f"name a node of the spec, not {node!r}", param_hint="NODE")
 
-    def change(value: dict[str, Any]) -> dict[str, Any]:
-        value.pop(resource, None)
-        if not clear:
-            value[resource] = node
-        return value
+    def change(value: MovesRecord) -> MovesRecord:
+        entries = {r: n for r, n in value.entries.items() if r != resource}
+        if not clear and node is not None:
+            entries[resource] = node
+        return MovesRecord(entries)
 
-    asyncio.run(_edit(spec, etcd, "moves", change))
+    asyncio.run(_edit(spec, etcd, MovesRecord, change))
     click.echo(f"move {'cleared' if clear else f'{resource} -> {node}'}")
 
 

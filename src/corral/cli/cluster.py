@@ -17,9 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from corral.agent.controller import parse_assignment
-from corral.agent.records import load, node_states
 from corral.core.ref import InstanceRef
+from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
@@ -173,56 +172,41 @@ async def read_cluster(endpoints: list[str], cluster: str) -> tuple[Keys, list[K
 
 
 def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
-    """Everything ``corral status`` shows, as plain data (also its ``--json``)."""
-    by = {kv.key.decode(errors="replace")[len(keys.root) :]: kv for kv in kvs}
-    controller = by.get("controller")
-    nodes = node_states(spec, keys, kvs)  # a fenced registration is not online
+    """Everything ``corral status`` shows, as plain data (also its ``--json``). Records that
+    do not read are left out and named under ``skipped_records``."""
+    records = read_records(keys, kvs)
+    controller = next((kv for kv in kvs if kv.key == keys.controller), None)
     resources: dict[str, Any] = {}
     for name, res in spec.resources.items():
-        assigned = by.get(f"assign/{name}")
+        assigned = records.assign.get(name)
         running = []
         for n in spec.nodes:
-            status = by.get(f"status/{n}/{name}")
-            value = load(status.value) if status is not None else None
-            for inst in (value or {}).get("instances", []) if isinstance(value, dict) else []:
-                running.append(
-                    {
-                        "node": n,
-                        "item": inst.get("item"),
-                        "role": inst.get("role"),
-                        "health": inst.get("health"),
-                        "detail": inst.get("detail", ""),
-                    }
-                )
-        fails = {}
-        for n in spec.nodes:
-            fc = by.get(f"failcounts/{n}/{name}")
-            value = load(fc.value) if fc is not None else None
-            if isinstance(value, dict):
-                fails[n] = value.get("count", 0)
+            status = records.status.get((n, name))
+            running += [
+                {"node": n, "item": i.item, "role": i.role, "health": i.health, "detail": i.detail}
+                for i in (status.instances if status else ())
+            ]
+        fails = {n: fc.count for (n, r), fc in records.failcounts.items() if r == name}
         resources[name] = {
             "kind": res.kind,
             "mode": res.mode,
-            "assigned": [a[0] for a in parse_assignment(assigned.value)] if assigned else [],
+            "assigned": [i.node for i in assigned.instances] if assigned else [],
             "running": running,
-            "failcounts": fails,
+            "failcounts": {n: fails[n] for n in spec.nodes if n in fails},
         }
-    events = [load(kv.value) for k, kv in sorted(by.items()) if k.startswith("events/")]
-    events = [e for e in events if isinstance(e, dict)]
     backends: dict[str, dict[str, dict[str, str]]] = {}  # backend -> server -> lb -> state
-    for key, kv in sorted(by.items()):
-        record = load(kv.value) if key.startswith("lb/") else None
-        servers = record.get("servers") if isinstance(record, dict) else None
-        for backend, states in (servers or {}).items():
-            for server, state in (states or {}).items():
-                backends.setdefault(backend, {}).setdefault(server, {})[key[3:]] = state
+    for lb, record in sorted(records.lb.items()):
+        for backend, servers in record.servers.items():
+            for server, state in servers.items():
+                backends.setdefault(backend, {}).setdefault(server, {})[lb] = state
     return {
         "cluster": spec.cluster,
         "controller": controller.value.decode() if controller else None,
-        "nodes": nodes,
+        "nodes": states(spec, records),  # a fenced registration is not online
         "resources": resources,
         "backends": backends,
-        "last_events": events[-10:],
+        "last_events": [e.to_value() for e in records.events[-10:]],
+        "skipped_records": [str(s) for s in records.skipped],
     }
 
 
@@ -275,6 +259,8 @@ def _render(view: dict[str, Any], console: Console) -> None:
                 else f"{server} " + "/".join(f"{s}@{lb}" for lb, s in sorted(by_lb.items()))
             )
         console.print(f"haproxy {backend}: " + ", ".join(shown), markup=False)
+    for skipped in view.get("skipped_records", []):
+        console.print(f"unreadable record left out: {skipped}", markup=False)
     for event in view["last_events"][-3:]:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
         console.print(f"{stamp} {event.get('node')}: {event.get('reason')}", markup=False)
@@ -319,12 +305,12 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
-        event = load(kv.value)
-        if isinstance(event, dict) and as_json:
-            click.echo(json.dumps(event, sort_keys=True))
-        elif isinstance(event, dict):
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", 0)))
-            click.echo(f"{stamp} {event.get('node')} {event.get('kind')}: {event.get('reason')}")
+        event = Event.parse(kv.value)
+        if event is not None and as_json:
+            click.echo(json.dumps(event.to_value(), sort_keys=True))
+        elif event is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+            click.echo(f"{stamp} {event.node} {event.kind}: {event.reason}")
 
 
 @click.command()
@@ -335,14 +321,15 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
-    views: dict[str, list[dict[str, Any]]] = {}
     prefix = keys.prefix("members")
-    for kv in kvs:
-        value = load(kv.value) if kv.key.startswith(prefix) else None
-        if isinstance(value, dict) and isinstance(value.get("view"), list):
-            views[kv.key.decode(errors="replace").rsplit("/", 1)[-1]] = value["view"]
+    views = {
+        kv.key.decode(errors="replace").rsplit("/", 1)[-1]: record.view
+        for kv in kvs
+        if kv.key.startswith(prefix) and (record := MembersRecord.parse(kv.value)) is not None
+    }
     if as_json:
-        click.echo(json.dumps(views, indent=2))
+        rows = {node: [r.to_value() for r in view] for node, view in views.items()}
+        click.echo(json.dumps(rows, indent=2))
         return
     if not views:
         click.echo("no agent has published a gossip view (are the agents running?)")
@@ -352,13 +339,13 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     for name in spec.nodes:
         cells = []
         for r in reporters:
-            row = next((m for m in views[r] if m.get("name") == name), None)
+            row = next((m for m in views[r] if m.name == name), None)
             if row is None:
                 cells.append("-")
             else:
-                seen = row.get("last_seen")
-                ago = f", {seen:.1f}s ago" if isinstance(seen, int | float) and seen > 0 else ""
-                cells.append(f"{row.get('state')} (inc {row.get('incarnation')}{ago})")
+                seen = row.last_seen
+                ago = f", {seen:.1f}s ago" if seen is not None and seen > 0 else ""
+                cells.append(f"{row.state} (inc {row.incarnation}{ago})")
         table.add_row(name, *cells)
     Console(highlight=False).print(table)
 

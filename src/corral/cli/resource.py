@@ -16,9 +16,8 @@ import uuid
 
 import click
 
-from corral.agent.controller import parse_assignment
-from corral.agent.records import dump, load
 from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
+from corral.records import AssignRecord, LbRecord, RequestRecord, StatusRecord
 from corral.spec import Spec
 from corral.store import EtcdStore, Keys, Store
 
@@ -55,19 +54,16 @@ def restart(name: str, rolling: bool, timeout: float, spec_file: str, etcd: str 
 async def _restart(spec: Spec, store: Store, name: str, rolling: bool, timeout: float) -> None:
     keys = Keys(spec.cluster)
     kv = await store.get(keys.assign(name))
-    nodes = sorted(
-        {n for n, _role, _item in parse_assignment(kv.value)} if kv else set(),
-        key=list(spec.nodes).index,
-    )
+    assigned = AssignRecord.parse(kv.value) if kv else None
+    nodes = sorted(set(assigned.nodes if assigned else []), key=list(spec.nodes).index)
     if not nodes:
         raise click.ClickException(f"{name} is not assigned anywhere: nothing to restart")
     batches = [[n] for n in nodes] if rolling else [nodes]
     for batch in batches:
         started = time.monotonic()
         for node in batch:
-            await store.put(
-                keys.request(node, name), dump({"action": "restart", "id": uuid.uuid4().hex})
-            )
+            request = RequestRecord(RequestRecord.RESTART, uuid.uuid4().hex)
+            await store.put(keys.request(node, name), request.dump())
         for node in batch:
             await _wait_back(store, keys, name, node, started + timeout)
             click.echo(f"{name} on {node}: restarted, healthy and back in rotation")
@@ -79,20 +75,15 @@ async def _wait_back(store: Store, keys: Keys, name: str, node: str, deadline: f
     while True:
         done = await store.get(keys.request(node, name)) is None
         status = await store.get(keys.status(node, name))
-        value = load(status.value) if status else None
-        instances = value.get("instances", []) if isinstance(value, dict) else []
-        healthy = (
-            bool(instances)
-            and isinstance(instances[0], dict)
-            and instances[0].get("health") == "healthy"
-        )
+        reported = StatusRecord.parse(status.value) if status else None
+        instances = reported.instances if reported else ()
+        healthy = bool(instances) and instances[0].health == "healthy"
         lbs = await store.range(keys.prefix("lb"))
         states = []
         for kv in lbs.kvs:
-            record = load(kv.value)
-            servers = record.get("servers", {}) if isinstance(record, dict) else {}
-            if isinstance(servers, dict) and isinstance(servers.get(name), dict):
-                states.append(servers[name].get(node))
+            record = LbRecord.parse(kv.value)
+            if record is not None and name in record.servers:
+                states.append(record.servers[name].get(node))
         balanced = all(s == "ready" for s in states)
         if done and healthy and balanced:
             return

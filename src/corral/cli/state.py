@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from corral.agent.records import snapshot_from_kvs
 from corral.cli.cluster import ETCD_HELP, endpoints_for, read_cluster, spec_or_exit
 from corral.core.scheduler import dump_state_text
+from corral.records import snapshot_from_kvs
 from corral.store import StoreError
 
 

@@ -34,6 +34,7 @@ from corral.lab import chaos, chaosreport, gateway
 from corral.lab.checker import Checker, Topology, Violation
 from corral.lab.lab import Lab, LabError
 from corral.lab.netns import NetnsError
+from corral.records import FailCountRecord
 
 ERRORS = (LabError, NetnsError, OSError, subprocess.SubprocessError, ValueError)
 
@@ -222,9 +223,8 @@ class ChaosRun:
             if s.action in ("kill_service", "malfunction")
         }
         for key, value in sorted(new.items()):
-            count = value.get("count", 0) if isinstance(value, dict) else 0
-            old = self.failcounts.get(key)
-            before = old.get("count", 0) if isinstance(old, dict) else 0
+            count = _count(value)
+            before = _count(self.failcounts.get(key))
             if count > before and key not in aimed:
                 now = time.monotonic()
                 nodes = ",".join(targets.get(n, n) for n in ep.nodes) or "-"
@@ -369,3 +369,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
 def dumps(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, default=str)
+
+
+def _count(value: object) -> int:
+    """The count of a failcount record as a range read decoded it (unreadable: 0)."""
+    record = FailCountRecord.parse_value(value)
+    return record.count if record is not None else 0

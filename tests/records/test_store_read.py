@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from corral.agent.controller import parse_assignment
-from corral.agent.records import dump, snapshot_from_kvs
+from corral.core.scheduler import Maintenance
+from corral.records import (
+    AssignedInstance,
+    AssignRecord,
+    MaintenanceRecord,
+    encode,
+    node_states,
+    read_records,
+    snapshot_from_kvs,
+)
 from corral.spec import load_spec_text
 from corral.store import Keys, KeyValue
 
@@ -20,12 +28,12 @@ def kv(key: bytes, value: bytes) -> KeyValue:
 
 def test_corrupt_and_unknown_records_are_skipped() -> None:
     kvs = [
-        kv(KEYS.node("n1"), dump({"address": "198.18.0.1"})),
+        kv(KEYS.node("n1"), encode({"address": "198.18.0.1"})),
         kv(KEYS.node("n2"), b"\xff not json"),  # corrupt value, but its lease lives
-        kv(KEYS.status("n1", "web"), dump({"instances": [{"health": "healthy"}, "junk"]})),
-        kv(KEYS.status("n1", "ghost"), dump({"instances": [{}]})),  # unknown resource
-        kv(KEYS.failcount("n1", "web"), dump({"count": 2, "last": 5})),
-        kv(KEYS.admin("maintenance"), dump(["not", "a", "mapping"])),
+        kv(KEYS.status("n1", "web"), encode({"instances": [{"health": "healthy"}, "junk"]})),
+        kv(KEYS.status("n1", "ghost"), encode({"instances": [{}]})),  # unknown resource
+        kv(KEYS.failcount("n1", "web"), encode({"count": 2, "last": 5})),
+        kv(KEYS.admin("maintenance"), encode(["not", "a", "mapping"])),
     ]
     snap = snapshot_from_kvs(SPEC, KEYS, kvs, now=10.0, lost={"n1"})
     assert snap.node("n1").state == "unclean"  # leased, but gossip holds it dead
@@ -36,27 +44,29 @@ def test_corrupt_and_unknown_records_are_skipped() -> None:
     assert [(i.resource, i.node, i.health) for i in snap.instances] == [("web", "n1", "healthy")]
     assert snap.failures[("web", "n1")].count == 2
     assert not snap.maintenance.cluster
+    skipped = read_records(KEYS, kvs).skipped
+    assert [(s.key, s.reason) for s in skipped] == [
+        (KEYS.admin("maintenance"), "not a JSON object but list")
+    ]
 
 
 def test_assignment_parsing_tolerates_garbage() -> None:
-    assert parse_assignment(b"{") == []
-    assert parse_assignment(dump({"instances": [{"node": 3}, {"node": "n1"}]})) == [
-        ("n1", "started", None)
-    ]
+    assert AssignRecord.parse(b"{") is None
+    record = AssignRecord.parse(encode({"instances": [{"node": 3}, {"node": "n1"}]}))
+    assert record is not None and record.instances == (AssignedInstance("n1", "started"),)
 
 
 def test_corral_status_shows_a_fenced_registration_as_fenced() -> None:
     """``corral status`` once called every registered node online, even the registration a
     fence record names (the node was powered off, its lease not expired yet); the scheduler
     never did. Both read the same rule now."""
-    from corral.agent.records import node_states
     from corral.cli.cluster import cluster_view
 
     kvs = [
-        KeyValue(KEYS.node("n1"), dump({}), 7, 7, 1),
-        KeyValue(KEYS.fenced("n1"), dump({"revision": 7}), 9, 9, 1),  # that registration
-        KeyValue(KEYS.node("n2"), dump({}), 12, 12, 1),
-        KeyValue(KEYS.fenced("n2"), dump({"revision": 8}), 9, 9, 1),  # an earlier one
+        KeyValue(KEYS.node("n1"), encode({}), 7, 7, 1),
+        KeyValue(KEYS.fenced("n1"), encode({"revision": 7}), 9, 9, 1),  # that registration
+        KeyValue(KEYS.node("n2"), encode({}), 12, 12, 1),
+        KeyValue(KEYS.fenced("n2"), encode({"revision": 8}), 9, 9, 1),  # an earlier one
     ]
     assert node_states(SPEC, KEYS, kvs) == {"n1": "fenced", "n2": "online"}
     assert cluster_view(SPEC, KEYS, kvs)["nodes"] == {"n1": "fenced", "n2": "online"}
@@ -66,8 +76,10 @@ def test_corral_status_shows_a_fenced_registration_as_fenced() -> None:
 
 def test_one_reading_of_maintenance_for_the_scheduler_and_the_agents() -> None:
     """The agent once re-implemented maintenance coverage on the raw record (a string where a
-    list belongs matched by substring there); both read it through parse_maintenance now."""
-    from corral.agent.records import parse_maintenance
+    list belongs matched by substring there); both read it through MaintenanceRecord now."""
+
+    def parse_maintenance(value: object) -> Maintenance:
+        return (MaintenanceRecord.parse_value(value) or MaintenanceRecord()).maintenance()
 
     m = parse_maintenance(
         {"cluster": "false", "nodes": "n1", "resources": ["web", 7], "instances": ["db@n2", 3]}
@@ -76,3 +88,12 @@ def test_one_reading_of_maintenance_for_the_scheduler_and_the_agents() -> None:
     assert m.resources == {"web"} and m.instances == {("db", "n2")}
     assert m.covers("web", "n1") and m.covers("db", "n2") and not m.covers("db", "n1")
     assert parse_maintenance(["junk"]) == parse_maintenance(None)
+
+
+def test_corral_status_names_the_records_it_left_out() -> None:
+    from corral.cli.cluster import cluster_view
+
+    kvs = [kv(KEYS.node("n1"), encode({})), kv(KEYS.status("n1", "web"), b"{oops")]
+    view = cluster_view(SPEC, KEYS, kvs)
+    assert view["skipped_records"] == ["/corral/t/status/n1/web (revision 1): not JSON"]
+    assert view["resources"]["web"]["running"] == []
