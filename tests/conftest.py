@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="rewrite golden expectations (scheduler cases) instead of comparing; review the diff",
+    )
+    parser.addoption(
+        "--update-scenarios",
+        action="store_true",
+        default=False,
+        help="rewrite scenario transcripts (tests/scenarios, tests/transcripts) with the actual "
+        "outputs (review the diff)",
     )
 
 
@@ -38,3 +46,14 @@ def _no_leaked_pump_threads() -> Iterator[None]:
         if time.monotonic() > deadline:
             pytest.fail(f"the test left gossip pump threads running: {leaked}")
         time.sleep(0.01)
+
+
+@pytest.fixture
+def update_scenarios(request: pytest.FixtureRequest) -> bool:
+    """True when transcripts should be rewritten: ``--update-scenarios``, the suite-wide
+    ``--update``, or ``CORRAL_UPDATE_SCENARIOS=1``."""
+    return bool(
+        request.config.getoption("--update-scenarios", default=False)
+        or request.config.getoption("--update", default=False)
+        or os.environ.get("CORRAL_UPDATE_SCENARIOS") == "1"
+    )

@@ -164,6 +164,7 @@ class AgentCore:
             Note(f"not running {key}: assigned to an earlier registration") for key in sorted(stale)
         ]
         self.adopted -= set(desired)  # assigned again: an ordinary service from now on
+        self.adopted &= set(running)  # stopped: nothing to hold any more
         keys = set(desired) | set(running)
         exclusive = {k for k in keys if self.exclusive(k)}
         actions = reconcile(
