@@ -298,6 +298,22 @@ async def test_watch_with_prev_kv(store: Store) -> None:
     assert plain[0].prev is None  # not asked for
 
 
+async def test_a_watch_event_carries_the_key_as_stored(store: Store) -> None:
+    """A put's event has the key as a read would return it (create revision, version, lease):
+    enough to keep a copy of a prefix from the watch alone."""
+    lease = await store.grant(30)
+    r1 = await store.put(b"/s/k", b"1", lease=lease.id)
+    events = store.watch(b"/s/", r1)
+    await store.put(b"/s/k", b"2", lease=lease.id)
+    await store.delete(b"/s/k")
+    first, second, gone = await take(events, 3)
+    assert first.kv is not None and second.kv is not None
+    assert (first.kv.value, first.kv.create_revision, first.kv.version) == (b"1", r1, 1)
+    assert (second.kv.create_revision, second.kv.version, second.kv.lease) == (r1, 2, lease.id)
+    assert second.kv.mod_revision == second.revision
+    assert gone.kind == "delete" and gone.kv is None
+
+
 async def test_watch_from_zero_starts_at_the_next_write(store: Store) -> None:
     await store.put(b"/z/old", b"")
     events = store.watch(b"/z/", 0)

@@ -1,10 +1,12 @@
 """The agent's watch on the cluster prefix (shell): what changed, to whom it matters.
 
-Every change but an event wakes the main loop (``on_change``); a new spec is handed to
-``on_spec`` (the registrar validates it); the controller key's creation and deletion go to
-``on_controller`` (a deleted key: campaign now; a new one: seen when made, not when its holder
-dies); a request for this node sets ``requests_pending``. A lost watch is said, and started
-again at the current revision, with a look at everything (a request may have come meanwhile).
+It keeps :class:`~corral.agent.view.StoreView`, a copy of the prefix: read whole when the
+watch (re)starts, then kept from the events. Every change but an event wakes the main loop
+(``on_change``); a new spec is handed to ``on_spec`` (the registrar validates it); the
+controller key's creation and deletion go to ``on_controller`` (a deleted key: campaign now;
+a new one: seen when made, not when its holder dies); a request for this node sets
+``requests_pending``. A lost watch is said, and started again with a new read of the prefix
+and a look at everything (a request may have come meanwhile).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from corral.agent.events import EventLog
+from corral.agent.view import StoreView
 from corral.store import Keys, Store, StoreError
 
 RETRY = 0.5  # seconds before a lost watch is started again
@@ -33,13 +36,16 @@ class WatchFeed:
         self.on_change: Callable[[], None] = lambda: None
         self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
         self.requests_pending = True  # read the requests at start and when they change
+        self.view = StoreView()  # the prefix as the watch saw it last
 
     async def run(self) -> None:
         """Watch until cancelled."""
         while True:
             try:
-                start = (await self.store.range(self.keys.spec)).revision + 1
-                async for event in self.store.watch(self.keys.root.encode(), start):
+                snapshot = await self.store.range(self.keys.root.encode())
+                self.view.load(snapshot)
+                async for event in self.store.watch(self.keys.root.encode(), snapshot.revision + 1):
+                    self.view.apply(event)
                     if event.key == self.keys.spec and event.kind == "put":
                         await self.on_spec(event.value)
                     if event.key == self.keys.controller:
@@ -50,6 +56,7 @@ class WatchFeed:
                     if not event.key.startswith(self.keys.event_prefix()):
                         self.on_change()
             except StoreError as exc:
+                self.view.lost()
                 self.events.decide(f"watch lost: {exc}")
                 self.requests_pending = True  # a request may have come while we were away
             self.on_change()  # the watch starts again at the current revision: look now

@@ -123,7 +123,7 @@ def to_event(event: Any) -> WatchEvent:
     prev = to_kv(event.prev_kv) if event.prev_kv is not None and event.prev_kv.key else None
     if event.kind == aetcd.EventKind.DELETE:
         return WatchEvent("delete", key, b"", revision, prev)
-    return WatchEvent("put", key, bytes(event.kv.value), revision, prev)
+    return WatchEvent("put", key, bytes(event.kv.value), revision, prev, to_kv(event.kv))
 
 
 _TARGETS = {

@@ -100,13 +100,16 @@ class RangeResult:
 class WatchEvent:
     """One change. ``value`` is empty for deletes. ``revision`` is the revision of the change
     (the key's new ``mod_revision``). ``prev`` is the key before the change, when the watch
-    asked for it (``prev_kv=True``) and the key existed (and, on etcd, was not compacted)."""
+    asked for it (``prev_kv=True``) and the key existed (and, on etcd, was not compacted).
+    ``kv``: the key as stored after a put (None for a delete), so that a watcher can keep a
+    copy of a prefix (:class:`corral.agent.view.StoreView`) without reading it again."""
 
     kind: EventKind
     key: bytes
     value: bytes
     revision: int
     prev: KeyValue | None = None
+    kv: KeyValue | None = None
 
     @property
     def mod_revision(self) -> int:

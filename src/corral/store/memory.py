@@ -297,7 +297,7 @@ class MemoryStore:
         self._kv[op.key] = kv
         if op.lease:
             self._leases[op.lease].keys.add(op.key)
-        self._emit(WatchEvent("put", op.key, op.value, self._revision, old))
+        self._emit(WatchEvent("put", op.key, op.value, self._revision, old, kv))
 
     def _apply_delete(self, key: bytes) -> None:
         old = self._kv.pop(key)
@@ -327,7 +327,7 @@ def _by_key(kv: KeyValue) -> bytes:
 def _without_prev(event: WatchEvent) -> WatchEvent:
     if event.prev is None:
         return event
-    return WatchEvent(event.kind, event.key, event.value, event.revision)
+    return WatchEvent(event.kind, event.key, event.value, event.revision, kv=event.kv)
 
 
 def _check_ops(ops: Sequence[Op]) -> None:
