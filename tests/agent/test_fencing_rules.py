@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from corral.agent.controller import plausible
 from corral.agent.guard import _mark, _once, _pause, due
+from corral.core.controller import plausible
 
 
 def test_one_agent_whose_gossip_is_cut_off_cannot_fence_the_others() -> None:
