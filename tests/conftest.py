@@ -18,6 +18,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite golden expectations (scheduler cases) instead of comparing; review the diff",
     )
+    parser.addoption(
+        "--update-transcripts",
+        action="store_true",
+        default=False,
+        help="rewrite tests/transcripts/**/*.txt with the actual outputs (review the diff)",
+    )
 
 
 @pytest.fixture(autouse=True)

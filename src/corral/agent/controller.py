@@ -114,6 +114,7 @@ class Controller:
         self._last_event_ns = 0  # the time of our last event key (keys never repeat)
         self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
+        self.last_replace: core.Replace | None = None  # replace_dead's last decision (logs, tests)
 
     @property
     def active(self) -> bool:
@@ -286,7 +287,9 @@ class Controller:
         of the controller key is linearizable: a node cut off from the store's quorum never
         fences. None when there is nothing to do."""
         deaths = self._deaths()
-        if core.before_read(self.token is not None, deaths) is not None:
+        early = core.before_read(self.token is not None, deaths)
+        if early is not None:
+            self.last_replace = core.Replace(None, early)
             return None  # no store read on a quiet round
         spec = self._spec()
         kv = await self._store.get(self._keys.controller)
@@ -297,6 +300,7 @@ class Controller:
         decision = core.replace_dead(
             spec, self._node, self.active, key, deaths, failed, self._clock.now()
         )
+        self.last_replace = decision
         if decision.fence is None or kv is None:
             log.debug("%s: not replacing the controller: %s", self._node, decision.why.value)
             return None
