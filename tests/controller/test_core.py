@@ -19,6 +19,7 @@ from corral.core.controller import (
     StepInputs,
     Why,
     event_time_ns,
+    fence_devices,
     fence_recent,
     lost_nodes,
     plan_around_fences,
@@ -153,7 +154,8 @@ ROWS = [
 @pytest.mark.parametrize("row", ROWS, ids=[r.proves for r in ROWS])
 def test_replace_dead(row: Row) -> None:
     key = None if row.holder is None else ControllerKey(row.holder, row.first_seen)
-    got = replace_dead(row.spec, row.me, row.controller, key, row.deaths, row.failed_at, row.now)
+    devices = {n: fence_devices(row.spec, n) for n in row.spec.nodes}
+    got = replace_dead(row.me, row.controller, key, row.deaths, devices, row.failed_at, row.now)
     assert got == row.want
 
 
@@ -271,3 +273,9 @@ def test_a_fence_is_planned_once_and_the_plan_waits_for_it() -> None:
     assert after.node("n3").fencing
     assert not [a for a in plan.actions if a.kind == "fence"]  # not asked twice
     assert plan_around_fences(spec, Snapshot())[2] == []
+
+
+def test_a_node_is_fenced_with_its_own_devices_else_every_device_of_the_spec() -> None:
+    assert fence_devices(SPEC, "n1") == ["ipmi"]
+    assert fence_devices(SPEC, "n5") == []  # its own (empty) list wins
+    assert fence_devices(NO_FENCING, "n1") == []

@@ -297,8 +297,9 @@ class Controller:
         if kv is not None:
             key = ControllerKey(kv.value.decode(errors="replace"), self._first_seen(kv))
         failed = self._fence_failed.get(key.holder) if key is not None else None
+        devices = {n: core.fence_devices(spec, n) for n in spec.nodes}
         decision = core.replace_dead(
-            spec, self._node, self.active, key, deaths, failed, self._clock.now()
+            self._node, self.active, key, deaths, devices, failed, self._clock.now()
         )
         self.last_replace = decision
         if decision.fence is None or kv is None:

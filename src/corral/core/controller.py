@@ -128,19 +128,21 @@ def before_read(controller: bool, deaths: Mapping[str, float]) -> Why | None:
 
 
 def replace_dead(
-    spec: Spec,
     me: str,
     controller: bool,
     key: ControllerKey | None,
     deaths: Mapping[str, float],
+    devices: Mapping[str, Sequence[str]],
     fence_failed_at: float | None,
     now: float,
 ) -> Replace:
     """Whether ``me`` fences the lost controller now (rule 2's fast path for the controller).
 
-    ``key``: the controller key as read linearizably (None: absent); ``deaths``: gossip's dead
-    nodes with since when (monotonic); ``fence_failed_at``: when a fence of the holder last
-    failed (monotonic, None: never); ``now``: the monotonic clock. Exactly one node has the
+    ``controller``: ``me`` holds the controller duty; ``key``: the controller key as read
+    linearizably (None: absent); ``deaths``: gossip's dead nodes with since when (monotonic);
+    ``devices``: every node of the spec, in the spec's order, with its fence devices
+    (:func:`fence_devices`); ``fence_failed_at``: when a fence of the holder last failed
+    (monotonic, None: never); ``now``: the monotonic clock. Exactly one node has the
     duty (the first node of the spec gossip holds alive), deaths that are most of the peers are
     not believed, a failed fence waits ``FENCE_RETRY``, and a holder without fence devices is
     left to its lease."""
@@ -149,19 +151,19 @@ def replace_dead(
         return Replace(None, early)
     if key is None:
         return Replace(None, Why.NO_KEY)
-    why = _holder_guard(spec, me, key, deaths)
+    why = _holder_guard(me, key, deaths, devices)
     if why is None:
-        why = _duty_guard(spec, me, key.holder, deaths, fence_failed_at, now)
+        why = _duty_guard(me, key.holder, deaths, devices, fence_failed_at, now)
     return Replace(key.holder, Why.FENCE) if why is None else Replace(None, why)
 
 
 def _holder_guard(
-    spec: Spec, me: str, key: ControllerKey, deaths: Mapping[str, float]
+    me: str, key: ControllerKey, deaths: Mapping[str, float], nodes: Mapping[str, object]
 ) -> Why | None:
     """Is the key's holder a lost controller?"""
     if key.holder == me:
         return Why.HOLDER_IS_ME
-    if key.holder not in spec.nodes:
+    if key.holder not in nodes:
         return Why.HOLDER_UNKNOWN
     if key.holder not in deaths:
         return Why.HOLDER_ALIVE
@@ -171,24 +173,24 @@ def _holder_guard(
 
 
 def _duty_guard(
-    spec: Spec,
     me: str,
     holder: str,
     deaths: Mapping[str, float],
+    devices: Mapping[str, Sequence[str]],
     fence_failed_at: float | None,
     now: float,
 ) -> Why | None:
     """Is fencing it this node's duty, believable and possible now?"""
-    alive = [n for n in spec.nodes if n not in deaths]
+    alive = [n for n in devices if n not in deaths]
     if not alive:
         return Why.NO_ALIVE_NODE
     if alive[0] != me:
         return Why.NOT_FIRST_ALIVE
-    if not plausible(set(deaths), spec.nodes, me):
+    if not plausible(set(deaths), devices, me):
         return Why.IMPLAUSIBLE
     if fence_recent(fence_failed_at, now):
         return Why.FENCE_FAILED_RECENTLY
-    if not fence_devices(spec, holder):
+    if not devices[holder]:
         return Why.NO_DEVICE
     return None
 
