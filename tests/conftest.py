@@ -26,6 +26,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rewrite scenario transcripts (tests/scenarios, tests/transcripts) with the actual "
         "outputs (review the diff)",
     )
+    parser.addoption(
+        "--update-transcripts",
+        action="store_true",
+        default=False,
+        help="rewrite tests/transcripts/**/*.txt with the actual outputs (review the diff)",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -50,10 +56,11 @@ def _no_leaked_pump_threads() -> Iterator[None]:
 
 @pytest.fixture
 def update_scenarios(request: pytest.FixtureRequest) -> bool:
-    """True when transcripts should be rewritten: ``--update-scenarios``, the suite-wide
-    ``--update``, or ``CORRAL_UPDATE_SCENARIOS=1``."""
+    """True when transcripts should be rewritten: ``--update-scenarios`` (or its other name
+    ``--update-transcripts``), the suite-wide ``--update``, or ``CORRAL_UPDATE_SCENARIOS=1``."""
     return bool(
         request.config.getoption("--update-scenarios", default=False)
+        or request.config.getoption("--update-transcripts", default=False)
         or request.config.getoption("--update", default=False)
         or os.environ.get("CORRAL_UPDATE_SCENARIOS") == "1"
     )

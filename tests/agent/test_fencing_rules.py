@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from corral.agent.controller import plausible
 from corral.agent.guard import fence_if_due
+from corral.core.controller import plausible
 from corral.core.guard import Listing, due, pause
 
 

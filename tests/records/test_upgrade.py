@@ -12,6 +12,7 @@ from pathlib import Path
 from corral.agent.assigned import Registration, read_desired
 from corral.agent.controller import Controller
 from corral.core.assign import staged_assignments
+from corral.core.controller import StepInputs, step_writes
 from corral.core.scheduler import FailCount, Instance, NodeStatus, schedule
 from corral.records import (
     AssignedInstance,
@@ -112,7 +113,15 @@ def test_a_new_controller_keeps_every_assignment_and_rewrites_none() -> None:
     snap = snapshot_from_kvs(SPEC_NOW, KEYS, kvs, now=2e9)
     assigned, _notes = staged_assignments(SPEC_NOW, snap, schedule(SPEC_NOW, snap))
     controller = Controller(MemoryStore(), KEYS, "n1", lambda: SPEC_NOW)
-    assert controller._assignment_ops(assigned, kvs) == ([], [])
+    read = controller._parse(SPEC_NOW, kvs)
+    plan = schedule(SPEC_NOW, snap)
+    writes = step_writes(
+        StepInputs(
+            SPEC_NOW, snap, plan, assigned, _notes, read.current, read.registrations,
+            read.status_revisions, frozenset(_notes),
+        )
+    )  # fmt: skip
+    assert not writes.put and not writes.delete and not writes.changed
 
 
 async def test_an_upgraded_agent_reads_its_assignments_and_maintenance() -> None:

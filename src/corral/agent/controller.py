@@ -1,4 +1,10 @@
-"""The controller duty of an agent: one at a time, elected through the store (DESIGN.md).
+"""The controller duty of an agent (shell): one at a time, elected through the store.
+
+Every decision is made by the pure core :mod:`corral.core.controller` (what a step writes,
+whom to fence, when a failed fence is retried, whether to replace a lost controller); this
+module reads the store, feeds the core with what it read and the injected clocks (``clock``,
+monotonic, for every window; ``wall`` only for what people see), and carries out what the
+core returns.
 
 Contract:
 - ``campaign(lease)`` takes the controller key if it is free, bound to the agent's lease, so a
@@ -12,12 +18,10 @@ Contract:
   records ``fenced/<node>`` naming the fenced registration (in a transaction comparing the
   controller key and that registration), then revokes its lease; meanwhile the step plans
   around the fence under way (what ran there waits; the rest of the cluster goes on), and the
-  fence's store writes wake the next step, in which that registration is offline. A node whose fence
-  failed is not fenced again for ``FENCE_RETRY`` seconds; meanwhile its exclusive instances
-  wait for its lease to expire.
+  fence's store writes wake the next step, in which that registration is offline. A node
+  whose fence failed is not fenced again for ``FENCE_RETRY`` seconds of the monotonic clock;
+  meanwhile its exclusive instances wait for its lease to expire.
 - Every step returns a decision string (what it did), for logs and tests.
-- Records that do not read (:mod:`corral.records`) are left out of the plan; the step emits one
-  ``record`` event per such key and mod revision (not one per step).
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from corral.agent.inputlog import InputLog
 from corral.clocks import MonotonicClock
-from corral.core.assign import Assigned, staged_assignments
+from corral.core import controller as core
+from corral.core.assign import staged_assignments
 from corral.core.clock import Clock
-from corral.core.scheduler import Instance, Plan, Snapshot, schedule
-from corral.core.scheduler.scores import Context, node_score
+from corral.core.controller import ControllerKey, HolderGuard, Placement, StepInputs, StepWrites
+from corral.core.scheduler import Plan, Snapshot
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
 from corral.records import (
@@ -47,11 +52,44 @@ from corral.records import (
     snapshot_from_kvs,
 )
 from corral.spec import Spec
+from corral.spec.model import FenceDevice
 from corral.store import Compare, Delete, Keys, KeyValue, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
-MAX_EVENTS = 1000
-FENCE_RETRY = 10.0  # seconds before a failed fence is tried again
+
+FenceRunner = Callable[[FenceDevice, NodeContext], Awaitable[object]]
+"""Runs one fence device against a node; returns on success, raises DriverError otherwise."""
+
+
+def token_compare(keys: Keys, token: int) -> Compare:
+    """The fencing token: the controller key is still the one created at ``token``. Every
+    write of a controller carries it, so a deposed controller's write fails."""
+    return Compare(keys.controller, "create_revision", "==", token)
+
+
+def holder_compares(keys: Keys, guards: Iterable[HolderGuard]) -> list[Compare]:
+    """The step's holder guards as store preconditions (see :func:`core.holder_guards`)."""
+    return [
+        Compare(keys.status(g.node, g.resource), "mod_revision", "==", g.mod_revision)
+        for g in guards
+    ]
+
+
+def assign_record(placements: Iterable[Placement]) -> bytes:
+    """An ``assign/<resource>`` value (:class:`~corral.records.AssignRecord`)."""
+    return AssignRecord(
+        tuple(AssignedInstance(p.node, p.role, p.item, p.reg) for p in placements)
+    ).dump()
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The records a step decides from, parsed from its one range read."""
+
+    registrations: dict[str, int]
+    current: dict[str, tuple[Placement, ...] | None]  # None: not readable, written again
+    assign_keys: dict[str, bytes]  # resource -> its assign/ key (to delete it)
+    status_revisions: dict[tuple[str, str], int]
 
 
 class Controller:
@@ -65,10 +103,12 @@ class Controller:
         deaths: Callable[[], dict[str, float]] = dict,
         inputs: InputLog | None = None,
         clock: Clock | None = None,
+        fence: FenceRunner = fence_node,
     ) -> None:
-        """``wall``: the time records carry (failure times, shown to people); ``clock``: the
-        monotonic clock every window of the controller runs on (a wall clock step must not
-        move the fence-retry window)."""
+        """``wall``: the time records carry (failure times, event keys: shown to people);
+        ``clock``: the monotonic clock every window of the controller runs on (a wall clock
+        step must not move the fence-retry window); the controller reads no other clock.
+        ``fence``: runs one fence device (tests inject a scripted one)."""
         self._store = store
         self._keys = keys
         self._node = node
@@ -77,12 +117,15 @@ class Controller:
         self._deaths = deaths  # node -> when gossip came to hold it dead (monotonic)
         self._inputs = inputs  # the last transitions' inputs (like Pacemaker's pe-input)
         self._clock = clock or MonotonicClock()
+        self._fence_runner = fence
         self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
-        self._last_notes: set[str] = set()
+        self._last_notes: frozenset[str] = frozenset()
+        self._last_event_ns = 0  # the time of our last event key (keys never repeat)
         self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
         self._skipped: set[tuple[bytes, int]] = set()  # malformed records said (key, revision)
+        self.last_replace: core.Replace | None = None  # replace_dead's last decision (logs, tests)
 
     @property
     def active(self) -> bool:
@@ -110,116 +153,95 @@ class Controller:
         self.token = None
 
     async def step(self) -> str:
+        """One step: read, plan (:func:`core.plan_around_fences`), stage, decide the writes
+        (:func:`core.step_writes`) and make them in one fenced transaction."""
         if self.token is None:
             return "not the controller"
         spec = self._spec()
         result = await self._store.range(self._keys.root.encode())
         snap, plan = self._plan(spec, result.kvs)
         assigned, notes = staged_assignments(spec, snap, plan)
-        ops, changed = self._assignment_ops(assigned, result.kvs)
-        for note in sorted(set(notes) - self._last_notes):
-            ops.append(self._event_op("waiting", note))
-        self._last_notes = set(notes)
-        ops += self._explanations(spec, snap, plan, assigned, changed)
-        ops += self._skipped_events(read_records(self._keys, result.kvs).skipped)
-        if not ops:
+        read = self._parse(spec, result.kvs)
+        writes = core.step_writes(
+            StepInputs(
+                spec,
+                snap,
+                plan,
+                assigned,
+                notes,
+                read.current,
+                read.registrations,
+                read.status_revisions,
+                self._last_notes,
+            )
+        )
+        self._last_notes = writes.notes
+        skipped = read_records(self._keys, result.kvs).skipped
+        said = self._skipped_events(skipped)
+        if writes.empty and not said:
             return "no change"
         if self._inputs is not None:
-            self._inputs.record(snap, plan, changed)
-        return await self._write(spec, ops, assigned, changed, result.kvs)
+            self._inputs.record(snap, plan, writes.changed)
+        done = await self._write(writes, read, result.kvs, said)
+        if done.startswith("wrote"):  # said once written: a refused write says them again
+            self._skipped = {(s.key, s.mod_revision) for s in skipped}
+        return done
 
     def _plan(self, spec: Spec, kvs: list[KeyValue]) -> tuple[Snapshot, Plan]:
-        """The snapshot and the plan; fences the plan asks for start in the background (a
-        slow fence agent must not stop the cluster) and the plan is made again around them
-        as fences under way (their success wakes a new step)."""
-        now = self._wall()
+        """The snapshot and the plan; the fences the plan asks for start in the background."""
         lost = self._lost(kvs)
-        failed = {n for n in self._fence_failed if self._fence_recent(n)}
+        now = self._clock.now()
+        failed = {n for n, at in self._fence_failed.items() if core.fence_recent(at, now)}
         fencing = {n for n, task in self._fencing.items() if not task.done()}
-        snap = snapshot_from_kvs(spec, self._keys, kvs, now, lost, failed, fencing)
-        plan = schedule(spec, snap)
-        started = [a.node for a in plan.actions if a.kind == "fence"]
+        snap = snapshot_from_kvs(spec, self._keys, kvs, self._wall(), lost, failed, fencing)
+        snap, plan, started = core.plan_around_fences(spec, snap)
         for node in started:
             self._fencing[node] = asyncio.create_task(self._fence_task(spec, node, kvs))
-        if started:
-            fencing |= set(started)
-            snap = snapshot_from_kvs(spec, self._keys, kvs, now, lost, failed, fencing)
-            plan = schedule(spec, snap)
         return snap, plan
 
-    def _assignment_ops(
-        self, assigned: Assigned, kvs: list[KeyValue]
-    ) -> tuple[list[Put | Delete], list[str]]:
-        """The writes that take ``assign/`` to ``assigned`` (and delete the assignments of
-        resources no longer in the spec), and the resources whose assignment changes. Each
-        instance names the registration it is for: an agent whose node registered again
-        since (a fenced node that rebooted fast) does not act on an exclusive assignment meant
-        for its previous life (rule 2: the fence ended that one)."""
-        regs = {
-            kv.key[len(self._keys.nodes()) :].decode(errors="replace"): kv.mod_revision
-            for kv in kvs
-            if kv.key.startswith(self._keys.nodes())
+    def _parse(self, spec: Spec, kvs: list[KeyValue]) -> _Read:
+        """Registrations, assignments (None: not readable, so written again) and status
+        revisions, as the step's one read saw them."""
+        nodes, assign = self._keys.nodes(), self._keys.prefix("assign")
+        regs: dict[str, int] = {}
+        current: dict[str, tuple[Placement, ...] | None] = {}  # None: not readable
+        assign_keys: dict[str, bytes] = {}
+        for kv in kvs:
+            if kv.key.startswith(nodes):
+                regs[kv.key[len(nodes) :].decode(errors="replace")] = kv.mod_revision
+            elif kv.key.startswith(assign):
+                name = kv.key[len(assign) :].decode(errors="replace")
+                # compared as records, not bytes: a record an older version wrote (no "v")
+                # that says the same is not rewritten, nor announced again, after an upgrade
+                record = AssignRecord.parse(kv.value)
+                current[name] = (
+                    tuple(Placement(i.node, i.role, i.item, i.reg) for i in record.instances)
+                    if record is not None
+                    else None
+                )
+                assign_keys[name] = kv.key
+        seen = {kv.key: kv.mod_revision for kv in kvs}
+        status = {
+            (node, res): seen[key]
+            for node in spec.nodes
+            for res in spec.resources
+            if (key := self._keys.status(node, res)) in seen
         }
-        current = {kv.key: kv.value for kv in kvs if kv.key.startswith(self._keys.prefix("assign"))}
-        ops: list[Put | Delete] = []
-        changed = []
-        for name, instances in assigned.items():
-            record = AssignRecord(
-                tuple(AssignedInstance(i.node, i.role, i.item, regs.get(i.node)) for i in instances)
-            )
-            key = self._keys.assign(name)
-            old = current.pop(key, None)
-            # compared as records: one written before versions, or by a newer controller with
-            # more fields, is not rewritten (nor explained) for saying the same
-            if old is None or AssignRecord.parse(old) != record:
-                ops.append(Put(key, record.dump()))
-                changed.append(name)
-        ops += [Delete(key) for key in current]  # resources no longer in the spec
-        return ops, changed
-
-    def _explanations(
-        self,
-        spec: Spec,
-        snap: Snapshot,
-        plan: Plan,
-        assigned: Assigned,
-        changed: list[str],
-    ) -> list[Put | Delete]:
-        """An ``assign`` event per changed resource: where it goes, and why it leaves the
-        nodes it ran on (the score that excludes them, if any)."""
-        ctx = Context(spec, snap)
-        placed = {n: {i.node for i in insts} for n, insts in assigned.items()}
-        ops: list[Put | Delete] = []
-        for name in changed:
-            decision = plan.decisions[name]
-            running_on = {i.node for i in ctx.observed.get(name, [])}
-            left = [
-                f"{node}: {score.why}"
-                for node in sorted(running_on - placed[name])
-                if (
-                    score := node_score(ctx, name, node, with_nodes=placed, apart_nodes=placed)
-                ).total
-                is None
-            ]
-            reasons = "; ".join(left + decision.reasons + decision.blocked)
-            where = ", ".join(f"{i.node}" for i in assigned[name]) or "nowhere"
-            ops.append(self._event_op("assign", f"{name} -> {where}: {reasons}", name))
-        return ops
+        return _Read(regs, current, assign_keys, status)
 
     async def _write(
-        self,
-        spec: Spec,
-        ops: list[Put | Delete],
-        assigned: Assigned,
-        changed: list[str],
-        kvs: list[KeyValue],
+        self, writes: StepWrites, read: _Read, kvs: list[KeyValue], said: list[Put]
     ) -> str:
-        """One transaction, fenced by this controller's token and by the status records of
-        exclusive instances' other nodes (see :meth:`_holder_compares`)."""
+        """One transaction, fenced by this controller's token and by the holder guards."""
         assert self.token is not None  # step() returned before, otherwise
-        token = Compare(self._keys.controller, "create_revision", "==", self.token)
-        holders = self._holder_compares(spec, assigned, changed, kvs)
-        fenced = await self._store.txn([token, *holders], ops)
+        ops: list[Put | Delete] = [
+            Put(self._keys.assign(name), assign_record(p)) for name, p in writes.put.items()
+        ]
+        ops += [Delete(read.assign_keys[name]) for name in writes.delete]
+        ops += [self._event_op(e.kind, e.reason, e.resource) for e in writes.events]
+        ops += said
+        holders = holder_compares(self._keys, writes.guards)
+        fenced = await self._store.txn([token_compare(self._keys, self.token), *holders], ops)
         if not fenced.succeeded:
             mine = await self._store.get(self._keys.controller)
             if holders and mine is not None and mine.create_revision == self.token:
@@ -229,38 +251,10 @@ class Controller:
             self.token = None
             return "deposed: the controller key is no longer ours"
         await self._trim_events(kvs)
+        changed = writes.changed
         return f"wrote {len(changed)} assignment(s)" + (
             f": {', '.join(changed)}" if changed else ""
         )
-
-    def _holder_compares(
-        self,
-        spec: Spec,
-        assigned: dict[str, list[Instance]],
-        changed: list[str],
-        kvs: list[KeyValue],
-    ) -> list[Compare]:
-        """For every exclusive resource whose assignment this step changes: its status record
-        on each node it is not assigned to is as the read saw it (absent: mod revision 0).
-        An agent reports an exclusive instance as starting before it starts it (and reads its
-        assignment again); so a new assignment is never written over a report this step did
-        not see: the handoff waits for that holder instead (rule 1 across nodes)."""
-        seen = {kv.key: kv.mod_revision for kv in kvs}
-        out = []
-        for name in changed:
-            if not spec.resources[name].exclusive:
-                continue
-            targets = {i.node for i in assigned[name]}
-            for node in spec.nodes:
-                if node not in targets:
-                    key = self._keys.status(node, name)
-                    out.append(Compare(key, "mod_revision", "==", seen.get(key, 0)))
-        return out
-
-    def _fence_recent(self, node: str) -> bool:
-        """A fence of ``node`` failed less than ``FENCE_RETRY`` ago: not tried again yet."""
-        failed = self._fence_failed.get(node)
-        return failed is not None and self._clock.now() - failed < FENCE_RETRY
 
     async def _fence_task(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
         """A background fence: a store that fails mid-way counts as a failed fence (retried
@@ -279,7 +273,7 @@ class Controller:
         token = self.token
         if found is None or token is None:
             return False  # its lease expired meanwhile (offline without a fence), or deposed
-        guard = Compare(self._keys.controller, "create_revision", "==", token)
+        guard = token_compare(self._keys, token)
         return await self._fence_registration(spec, node, found, guard, "lost with a live lease")
 
     def _first_seen(self, kv: KeyValue) -> float:
@@ -298,56 +292,47 @@ class Controller:
         return seen[1]
 
     def _lost(self, kvs: list[KeyValue]) -> set[str]:
-        """Registered nodes that gossip came to hold dead after their registration was first
-        seen here, unless gossip holds most of the other nodes dead (see :func:`plausible`).
-
-        A rebooted node registers before its gossip member has refuted its old death; that
-        death is not about this registration, so it does not make it unclean."""
-        deaths = self._deaths()
+        """Registered nodes that gossip holds unclean (:func:`core.lost_nodes`); every
+        registration is noted as seen on every step, so it is seen early."""
         prefix = self._keys.nodes()
-        out = set()
-        for kv in kvs:
-            if kv.key.startswith(prefix):
-                node = kv.key[len(prefix) :].decode(errors="replace")
-                seen = self._first_seen(kv)  # on every step: a registration is seen early
-                if node in deaths and deaths[node] > seen:
-                    out.add(node)
-        return out if plausible(out, self._spec().nodes, self._node) else set()
+        first_seen = {
+            kv.key[len(prefix) :].decode(errors="replace"): self._first_seen(kv)
+            for kv in kvs
+            if kv.key.startswith(prefix)
+        }
+        return core.lost_nodes(first_seen, self._deaths(), self._spec().nodes, self._node)
 
     async def replace_dead(self) -> str | None:
         """The controller's own death, fast: when gossip holds the controller dead, the first
         node of the spec that gossip holds alive fences it and revokes its lease, so that a new
         controller is elected now instead of after the lease's expiry (rule 2: the lease may go
-        early only because the fence succeeded). The read of the controller key is
-        linearizable: a node cut off from the store's quorum never fences. None when there is
-        nothing to do."""
-        if self.token is not None:
-            return None
+        early only because the fence succeeded). Decided by :func:`core.replace_dead`; the read
+        of the controller key is linearizable: a node cut off from the store's quorum never
+        fences. None when there is nothing to do."""
         deaths = self._deaths()
-        if not deaths:
-            return None
+        early = core.before_read(self.token is not None, deaths)
+        if early is not None:
+            self.last_replace = core.Replace(None, early)
+            return None  # no store read on a quiet round
         spec = self._spec()
         kv = await self._store.get(self._keys.controller)
-        holder = kv.value.decode(errors="replace") if kv is not None else ""
-        if kv is None or holder == self._node or holder not in spec.nodes:
+        key = None
+        if kv is not None:
+            key = ControllerKey(kv.value.decode(errors="replace"), self._first_seen(kv))
+        failed = self._fence_failed.get(key.holder) if key is not None else None
+        devices = {n: core.fence_devices(spec, n) for n in spec.nodes}
+        decision = core.replace_dead(
+            self._node, self.active, key, deaths, devices, failed, self._clock.now()
+        )
+        self.last_replace = decision
+        if decision.fence is None or kv is None:
+            log.debug("%s: not replacing the controller: %s", self._node, decision.why.value)
             return None
-        if deaths.get(holder, -math.inf) <= self._first_seen(kv):
-            return None  # not held dead, or dead before this controller key was made
-        alive = [n for n in spec.nodes if n not in deaths]
-        if not alive or alive[0] != self._node:
-            return None  # another node's duty
-        if not plausible(set(deaths), spec.nodes, self._node):
-            return None  # our own gossip is the likelier one to be cut off
-
-        if self._fence_recent(holder):
-            return None
-        target = spec.nodes[holder]
-        if not (spec.fencing if target.fence is None else target.fence):
-            return None  # no device: the controller key goes with its lease
+        holder = decision.fence
         found = await self._store.get(self._keys.node(holder))
         if found is None:
-            return None
-        guard = Compare(self._keys.controller, "create_revision", "==", kv.create_revision)
+            return None  # its registration expired meanwhile: nothing left to fence
+        guard = token_compare(self._keys, kv.create_revision)
         if await self._fence_registration(spec, holder, found, guard, "the controller was lost"):
             return f"fenced the lost controller {holder}"
         return f"could not fence the lost controller {holder}"
@@ -359,13 +344,12 @@ class Controller:
         registration (if ``guard`` and the registration still hold) and revoke its lease."""
         target = spec.nodes[node]
         ctx = NodeContext(node, str(target.address), dict(target.attrs))
-        devices = spec.fencing if target.fence is None else target.fence
         errors = []
-        for name in devices:
+        for name in core.fence_devices(spec, node):
             device = spec.fencing[name]
             began = self._clock.now()
             try:
-                await fence_node(device, ctx)
+                await self._fence_runner(device, ctx)
             except DriverError as exc:
                 errors.append(f"{name}: {exc}")
                 continue
@@ -390,36 +374,26 @@ class Controller:
         return False
 
     def _event_op(self, kind: str, reason: str, resource: str = "") -> Put:
+        """An event record; its key's time is the injected wall clock's (shown to people),
+        after this controller's previous event (:func:`core.event_time_ns`)."""
         now = self._wall()
-        key = self._keys.event_key(time.time_ns(), self._node)
+        self._last_event_ns = core.event_time_ns(now, self._last_event_ns)
+        key = self._keys.event_key(self._last_event_ns, self._node)
         return Put(key, Event(now, self._node, resource, kind, reason).dump())
 
-    def _skipped_events(self, skipped: list[Skipped]) -> list[Put | Delete]:
-        """A ``record`` event for each malformed record the step left out, once per key and
-        revision (a record rewritten malformed again is said again)."""
-        seen = {(s.key, s.mod_revision) for s in skipped}
+    def _skipped_events(self, skipped: list[Skipped]) -> list[Put]:
+        """A ``record`` event for each malformed record the step left out that was not said
+        yet (once per key and revision: a record rewritten malformed again is said again).
+        The step remembers what it said once its write succeeded; the memory keeps only what
+        is still there, so it stays bounded."""
         new = [s for s in skipped if (s.key, s.mod_revision) not in self._skipped]
-        self._skipped = seen  # only what is still there: the memory stays bounded
         return [self._event_op("record", f"skipped a malformed record: {s}") for s in new]
 
     async def _event(self, kind: str, reason: str, resource: str = "") -> None:
         op = self._event_op(kind, reason, resource)
         await self._store.put(op.key, op.value)
 
-    async def _trim_events(self, kvs: list) -> None:  # type: ignore[type-arg]
+    async def _trim_events(self, kvs: list[KeyValue]) -> None:
         prefix = self._keys.event_prefix()
-        events = [kv.key for kv in kvs if kv.key.startswith(prefix)]
-        if len(events) > MAX_EVENTS + 100:  # trim in batches, oldest first
-            for key in sorted(events)[: len(events) - MAX_EVENTS]:
-                await self._store.delete(key)
-
-
-def plausible(dead: set[str], nodes: Iterable[str], me: str) -> bool:
-    """Whether deaths that one agent's gossip reports can be believed enough to fence on: not
-    when they are most of the other nodes. An agent whose own gossip is cut off (a filtered
-    UDP port, a full socket buffer) sees every peer die at once; fencing them all would take
-    the cluster down. Such deaths wait for the leases instead (rule 2's slow path). Up to
-    half of the others may be fenced at once (one of two, two of four); with two nodes a
-    peer's death cannot be told from our own isolation: it waits for the lease too."""
-    others = [n for n in nodes if n != me]
-    return len(dead - {me}) * 2 <= len(others) and len(others) > 1
+        for key in core.to_trim(sorted(kv.key for kv in kvs if kv.key.startswith(prefix))):
+            await self._store.delete(key)
