@@ -18,8 +18,8 @@ from typing import Any
 from corral.agent.controller import Controller
 from corral.core.clock import ManualClock
 from corral.drivers.base import DriverError, NodeContext
-from corral.records import encode as dump
 from corral.records import FencedRecord, node_states
+from corral.records import encode as dump
 from corral.spec import Spec, load_spec_text
 from corral.spec.model import FenceDevice
 from corral.store import Compare, Keys, MemoryStore, Op, TxnResult
