@@ -42,3 +42,38 @@ def test_a_lost_watch_is_not_trusted_until_read_again() -> None:
     assert not view.sees(0)
     view.lost()
     assert not view.sees(0)
+
+
+SPEC_TEXT = (
+    "cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n  n2: {address: 198.18.0.2, kind: remote}\n"
+    "resources:\n  web: {process: /bin/web}\n"
+)
+
+
+async def test_the_controller_plans_from_the_copy_and_never_from_one_missing_its_write() -> None:
+    """A step plans from the watch's copy; a copy that does not have the controller's last
+    write yet is not planned from (the step reads the store instead): planning from it would
+    write the same assignments, and announce them, twice."""
+    from corral.agent.controller import Controller
+    from corral.records import Event, encode
+    from corral.spec import load_spec_text
+    from corral.store import Keys
+
+    spec, keys, store = load_spec_text(SPEC_TEXT), Keys("t"), MemoryStore()
+    lease = (await store.grant(60)).id
+    for node in spec.nodes:
+        await store.put(keys.node(node), encode({}), lease=lease)
+    view = StoreView()
+    controller = Controller(store, keys, "n1", lambda: spec, view=view)
+    assert await controller.campaign(lease)
+    view.load(await store.range(keys.root.encode()))
+    assert (await controller.step()).startswith("wrote 1 assignment")
+    assert not view.sees(controller._written)  # the watch has not delivered the write yet
+    assert await controller.step() == "no change"  # read from the store, not the stale copy
+    view.load(await store.range(keys.root.encode()))
+    assert await controller.step() == "no change"  # from the copy, now that it has it
+    assigns = [
+        e for kv in (await store.range(keys.event_prefix())).kvs
+        if (e := Event.read(kv.value)).kind == "assign"
+    ]  # fmt: skip
+    assert len(assigns) == 1

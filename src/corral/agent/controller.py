@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from corral.agent.inputlog import InputLog
+from corral.agent.view import StoreView
 from corral.clocks import MonotonicClock
 from corral.core import controller as core
 from corral.core.assign import staged_assignments
@@ -104,11 +105,14 @@ class Controller:
         inputs: InputLog | None = None,
         clock: Clock | None = None,
         fence: FenceRunner = fence_node,
+        view: StoreView | None = None,
     ) -> None:
         """``wall``: the time records carry (failure times, event keys: shown to people);
         ``clock``: the monotonic clock every window of the controller runs on (a wall clock
         step must not move the fence-retry window); the controller reads no other clock.
-        ``fence``: runs one fence device (tests inject a scripted one)."""
+        ``fence``: runs one fence device (tests inject a scripted one). ``view``: the
+        agent's watch copy of the prefix, planned from instead of a read of the whole store
+        (:meth:`_read`)."""
         self._store = store
         self._keys = keys
         self._node = node
@@ -126,6 +130,8 @@ class Controller:
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
         self._skipped: set[tuple[bytes, int]] = set()  # malformed records said (key, revision)
         self.last_replace: core.Replace | None = None  # replace_dead's last decision (logs, tests)
+        self._view = view
+        self._written = 0  # the revision of our last write: a view must include it
 
     @property
     def active(self) -> bool:
@@ -158,10 +164,10 @@ class Controller:
         if self.token is None:
             return "not the controller"
         spec = self._spec()
-        result = await self._store.range(self._keys.root.encode())
-        snap, plan = self._plan(spec, result.kvs)
+        kvs = await self._read()
+        snap, plan = self._plan(spec, kvs)
         assigned, notes = staged_assignments(spec, snap, plan)
-        read = self._parse(spec, result.kvs)
+        read = self._parse(spec, kvs)
         writes = core.step_writes(
             StepInputs(
                 spec,
@@ -176,16 +182,26 @@ class Controller:
             )
         )
         self._last_notes = writes.notes
-        skipped = read_records(self._keys, result.kvs).skipped
+        skipped = read_records(self._keys, kvs).skipped
         said = self._skipped_events(skipped)
         if writes.empty and not said:
             return "no change"
         if self._inputs is not None:
             self._inputs.record(snap, plan, writes.changed)
-        done = await self._write(writes, read, result.kvs, said)
+        done = await self._write(writes, read, kvs, said)
         if done.startswith("wrote"):  # said once written: a refused write says them again
             self._skipped = {(s.key, s.mod_revision) for s in skipped}
         return done
+
+    async def _read(self) -> list[KeyValue]:
+        """The cluster prefix: the watch's copy when it is trusted and includes this
+        controller's last write (a step never plans from a copy that misses it), else one
+        range read. The copy costs nothing to read, so a step's cost follows what changed,
+        not the size of the cluster. Its writes stay fenced as ever (token, holder guards),
+        and a fence first confirms the registration with a linearizable read (:meth:`_fence`)."""
+        if self._view is not None and self._view.sees(self._written):
+            return self._view.kvs()
+        return (await self._store.range(self._keys.root.encode())).kvs
 
     def _plan(self, spec: Spec, kvs: list[KeyValue]) -> tuple[Snapshot, Plan]:
         """The snapshot and the plan; the fences the plan asks for start in the background."""
@@ -242,6 +258,9 @@ class Controller:
         ops += said
         holders = holder_compares(self._keys, writes.guards)
         fenced = await self._store.txn([token_compare(self._keys, self.token), *holders], ops)
+        # the next step plans from a copy that includes this write, or what refused it (a
+        # refused transaction answers with the store's current revision)
+        self._written = fenced.revision
         if not fenced.succeeded:
             mine = await self._store.get(self._keys.controller)
             if holders and mine is not None and mine.create_revision == self.token:
@@ -269,10 +288,15 @@ class Controller:
     async def _fence(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:
         """Fence ``node`` (as the controller) and record the fenced registration."""
         key = self._keys.node(node)
-        found = next((kv for kv in kvs if kv.key == key), None)
+        planned = next((kv for kv in kvs if kv.key == key), None)
+        # a linearizable read before a fence: a controller cut off from the store's quorum
+        # never fences, and never on a registration the plan's copy had wrong
+        found = await self._store.get(key)
         token = self.token
-        if found is None or token is None:
+        if found is None or token is None or planned is None:
             return False  # its lease expired meanwhile (offline without a fence), or deposed
+        if found.mod_revision != planned.mod_revision:
+            return False  # it registered again since the plan: that one is not unclean
         guard = token_compare(self._keys, token)
         return await self._fence_registration(spec, node, found, guard, "lost with a live lease")
 

@@ -47,6 +47,7 @@ from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
+from corral.agent.view import StoreView
 from corral.agent.watch import WatchFeed
 from corral.aio import forever
 from corral.clocks import MonotonicClock, sleep_until
@@ -115,6 +116,7 @@ class Agent:
         self.ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
         self.events = EventLog(store, self.keys, node, wall)
         self.gossip = AgentGossip(spec, node, store, self.keys, self.clock) if gossip else None
+        self.view = StoreView()  # the cluster prefix as the watch saw it last
         self.controller = self._controller()
         self.duty = ControllerDuty(self.controller, self.clock, self.events)
         self.lb, self.network = LbDuty(store, self.keys, node, self.clock), NetworkDuties(state_dir)
@@ -127,7 +129,12 @@ class Agent:
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self._next_poll = self._last_network = -math.inf
         self.watch = WatchFeed(
-            store, self.keys, self._request_prefix, self.events, self.registrar.adopt_spec
+            store,
+            self.keys,
+            self._request_prefix,
+            self.events,
+            self.registrar.adopt_spec,
+            self.view,
         )
         self.watch.on_change, self.watch.on_controller = self._dirty_set, self.duty.key_changed
         probe = QuorumProbe(members, self.clock) if members else None
@@ -139,7 +146,7 @@ class Agent:
         inputs = InputLog(self.ctx.state_dir / "controller-inputs", self.node)
         return Controller(
             self.store, self.keys, self.node, lambda: self.spec, self.wall,
-            deaths=deaths, inputs=inputs, clock=self.clock,
+            deaths=deaths, inputs=inputs, clock=self.clock, view=self.view,
         )  # fmt: skip
 
     def _registrar(self, spec_text: str | None, guard: bool) -> Registrar:

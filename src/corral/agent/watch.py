@@ -29,14 +29,16 @@ class WatchFeed:
         requests: bytes,
         events: EventLog,
         on_spec: Callable[[bytes], Awaitable[None]],
+        view: StoreView,
     ) -> None:
-        """``requests``: the prefix of this node's operator requests."""
+        """``requests``: the prefix of this node's operator requests; ``view``: the copy to
+        keep."""
         self.store, self.keys, self.requests, self.events = store, keys, requests, events
         self.on_spec = on_spec
         self.on_change: Callable[[], None] = lambda: None
         self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
         self.requests_pending = True  # read the requests at start and when they change
-        self.view = StoreView()  # the prefix as the watch saw it last
+        self.view = view
 
     async def run(self) -> None:
         """Watch until cancelled."""
