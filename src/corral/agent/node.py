@@ -128,14 +128,8 @@ class Agent:
         self._dirty = asyncio.Event()
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self._next_poll = self._last_network = -math.inf
-        self.watch = WatchFeed(
-            store,
-            self.keys,
-            self._request_prefix,
-            self.events,
-            self.registrar.adopt_spec,
-            self.view,
-        )
+        adopt_spec, prefix = self.registrar.adopt_spec, self._request_prefix
+        self.watch = WatchFeed(store, self.keys, prefix, self.events, adopt_spec, self.view)
         self.watch.on_change, self.watch.on_controller = self._dirty_set, self.duty.key_changed
         probe = QuorumProbe(members, self.clock) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
