@@ -4,8 +4,10 @@
 holds a state (the state-file format of ``corral simulate``) and optional ``inject`` faults (the
 simulate options). ``expected.txt`` is the transition summary plus the plan computed on the
 target state, which must be empty (minimal disruption); a case that converges in two steps by
-design says ``converges_in: 2``, and the plan after the second step must be empty. Regenerate
-with ``pytest --update``.
+design says ``converges_in: 2``, and the plan after the second step must be empty. A case with
+``staged: true`` also shows the assignments the controller writes now for that plan
+(:func:`corral.core.assign.staged_assignments`: handoffs of exclusive instances, order
+gating) and what waits. Regenerate with ``pytest --update``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import yaml
 
 from corral.cli.simulate import inject
+from corral.core.assign import staged_assignments
+from corral.core.ref import InstanceRef
 from corral.core.scheduler import apply_plan, load_state_text, render_plan, schedule
 from corral.spec import Spec, load_spec
 
@@ -54,4 +58,21 @@ def run_case(case_dir: Path) -> tuple[str, Spec, Any]:
         again = schedule(spec, apply_plan(after, again))
         tail += ["", "Plan after that"]
         tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]
+    if body.get("staged"):
+        tail += staged(spec, snap, plan)
     return (note + "\n" if note else "") + summary + "\n".join(tail) + "\n", spec, again
+
+
+def staged(spec: Spec, snap: Any, plan: Any) -> list[str]:
+    """The controller's writes for ``plan`` on ``snap``: resource -> the instances it assigns
+    now (in the plan's order), and the notes on what waits."""
+    assigned, notes = staged_assignments(spec, snap, plan)
+    lines = ["", "Assigned now (staged)"]
+    for name, instances in assigned.items():
+        where = ", ".join(
+            str(InstanceRef(i.resource, i.item, i.node)) + (" (promoted)" * (i.role == "promoted"))
+            for i in instances
+        )
+        lines.append(f"  {name}: {where or 'nowhere'}")
+    lines += ["", "Waits"] + ([f"  {n}" for n in notes] or ["  (nothing)"])
+    return lines
