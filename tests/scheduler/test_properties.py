@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from corral.core.scheduler import (
+    Action,
     FailCount,
     Instance,
     Maintenance,
@@ -213,11 +214,22 @@ def test_deterministic(scenario: tuple[Spec, Snapshot], rnd: random.Random) -> N
 @SETTINGS
 @given(scenarios())
 def test_idempotent(scenario: tuple[Spec, Snapshot]) -> None:
+    """Scheduling the state a plan leads to asks for nothing more, with one designed
+    exception: a VIP nobody holds whose home node does not serve it yet starts where HAProxy
+    serves now and fails back home on the next plan (golden case
+    ``os-node-back-vip-goes-where-haproxy-serves``, ``converges_in: 2``). Then the plan after
+    that one is empty, and the second plan holds fail-back moves only."""
     spec, snap = scenario
     plan = schedule(spec, snap)
     after = apply_plan(snap, plan)
     again = schedule(spec, after)
+    if again.actions and all(_fails_back(a) for a in again.actions):
+        again = schedule(spec, apply_plan(after, again))
     assert not again.actions, [str(a) for a in again.actions]
+
+
+def _fails_back(action: Action) -> bool:
+    return action.kind == "move" and action.reason.endswith("(fail_back)")
 
 
 @pytest.mark.parametrize("quorum", [True, False])
