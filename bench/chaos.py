@@ -53,18 +53,22 @@ def median(values: list[float]) -> float | None:
 
 def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="crlchaos-", dir="/tmp"))
+    result: dict[str, Any] = {"seed": seed, "fence": args.fence, "error": None}
     try:
         cfg = RunConfig(
             args.spec, work, seed=seed, minutes=args.minutes, fence=args.fence,
             verbose=not args.quiet_agents, kinds=args.kinds or KINDS,
             log=lambda line: console.print(line, highlight=False, markup=False),
         )  # fmt: skip
-        return run(cfg)
+        result = run(cfg)
     except Exception as exc:  # the bench goes on
-        return {"seed": seed, "fence": args.fence, "error": f"{exc!r}\n{traceback.format_exc()}"}
-    finally:
-        if not args.keep:
+        result["error"] = f"{exc!r}\n{traceback.format_exc()}"
+    finally:  # a run that found something keeps its logs: a finding must be diagnosable
+        if args.keep or result.get("violations") or result.get("error"):
+            console.print(f"work dir kept: {work}", highlight=False, markup=False)
+        else:
             shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
