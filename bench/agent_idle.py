@@ -451,13 +451,13 @@ async def measure(
     class Patched(Cluster):
         """Agents started through this script (``--as-agent``) when patches are asked for."""
 
-        def start_agent(self, node: str) -> None:
+        def start_agent(self, node: str, *options: str) -> None:
             if not patches:
-                super().start_agent(node)
+                super().start_agent(node, *options)
                 return
             self.state_dir(node).mkdir(parents=True, exist_ok=True)
             argv = ["agent", "--spec", str(self.spec_file), "--node", node, "--etcd"]
-            argv += [self.etcd_arg, "--state-dir", str(self.state_dir(node)), "-v"]
+            argv += [self.etcd_arg, "--state-dir", str(self.state_dir(node)), "-v", *options]
             with open(self.base / f"agent-{node}.log", "ab") as log:
                 self.agents[node] = subprocess.Popen(
                     [sys.executable, str(BENCH), "--as-agent", ",".join(patches), "--", *argv],

@@ -128,10 +128,12 @@ class CorralTarget:
 
     name = "corral"
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, python: str = PY) -> None:
+        """``python``: the interpreter the agents run with (another release's, for
+        ``bench/upgrade.py``)."""
         spec = work / "spec.yaml"
         spec.write_text(SPEC)
-        self.lab = Lab.up(spec, work / "lab", timeout=90.0)
+        self.lab = Lab.up(spec, work / "lab", timeout=90.0, python=python)
         self._vip_home = {f"198.18.6.{100 + i}": f"n{i + 1}" for i in range(3)}
 
     @property
@@ -595,7 +597,12 @@ def main() -> None:
         args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
-if __name__ == "__main__":
+def run_main(main: Callable[[], None]) -> None:
+    """Run a lab bench's ``main``: SIGTERM and Ctrl-C end it through its cleanup, quietly."""
     with contextlib.suppress(KeyboardInterrupt):
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         main()
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -72,21 +72,7 @@ def corral(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_killed_agent_of_the_ap_holder_fails_over_never_two(cluster: Cluster) -> None:
     (holder,) = cluster.serving(cluster.api_port)
     cluster.kill_agent(holder)
-    start = time.monotonic()
-    seen_two = []
-    while time.monotonic() - start < TIMEOUT:
-        answering = cluster.serving(cluster.api_port)
-        if len(answering) > 1:
-            seen_two.append(sorted(answering))
-        if answering and holder not in answering:
-            break
-        await asyncio.sleep(0.02)
-    took = time.monotonic() - start
-    assert not seen_two, (
-        f"api answered on two nodes at once ({len(seen_two)} samples): {seen_two[:3]}"
-    )
-    answering = cluster.serving(cluster.api_port)
-    assert answering and holder not in answering, "api did not move"
+    took = await watch_the_api_leave(cluster, holder)
     assert took < LAN_TTL + 0.5 + 3.0  # lease TTL + etcd expiry check + start and first check
 
 
@@ -305,3 +291,76 @@ async def test_state_dump_and_the_controller_inputs_replay_in_simulate(cluster: 
     assert "start " in first.stdout and "plan:" in inputs[0].read_text()
     bad = run_cli("state", "dump", "--spec", str(cluster.spec_file), "--etcd", "http://127.0.0.1:1")
     assert bad.returncode != 0 and "cannot read the store" in bad.stderr
+
+
+async def watch_the_api_leave(cluster: Cluster, holder: str, timeout: float = TIMEOUT) -> float:
+    """Once ``holder`` lost its agent: the seconds until the api answers elsewhere; asserts it
+    never answers on two nodes at once meanwhile."""
+    start = time.monotonic()
+    seen_two = []
+    while time.monotonic() - start < timeout:
+        answering = cluster.serving(cluster.api_port)
+        if len(answering) > 1:
+            seen_two.append(sorted(answering))
+        if answering and holder not in answering:
+            break
+        await asyncio.sleep(0.02)
+    took = time.monotonic() - start
+    assert not seen_two, (
+        f"api answered on two nodes at once ({len(seen_two)} samples): {seen_two[:3]}"
+    )
+    answering = cluster.serving(cluster.api_port)
+    assert answering and holder not in answering, "api did not move"
+    return took
+
+
+async def test_a_restarted_agent_takes_its_lease_back_and_moves_nothing(cluster: Cluster) -> None:
+    (holder,) = cluster.serving(cluster.api_port)
+    pid = cluster.service_pid(holder, "api")
+    cluster.stop_agent(holder)  # SIGTERM: the lease goes to the guard
+    start, gaps, elsewhere = time.monotonic(), 0, []
+    while time.monotonic() - start < 2 * LAN_TTL + 1:  # longer than a lease: nobody renews
+        answering = cluster.serving(cluster.api_port)  # it but the guard
+        gaps += holder not in answering
+        elsewhere += [n for n in answering if n != holder]
+        await asyncio.sleep(0.05)
+    cluster.start_agent(holder)
+    log = cluster.base / f"agent-{holder}.log"
+    await until(lambda: "took over lease" in log.read_text(), "the new agent takes the lease")
+    await asyncio.sleep(2 * LAN_TTL)  # the guard stopped renewing; the agent renews
+    assert gaps == 0 and not elsewhere, f"api left {holder}: gaps {gaps}, on {elsewhere}"
+    assert cluster.serving(cluster.api_port).keys() == {holder}
+    assert cluster.service_pid(holder, "api") == pid, "the api service was restarted"
+    guard_log = (cluster.state_dir(holder) / "guard.log").read_text()
+    assert "renewing lease" in guard_log and "lease deadline passed" not in guard_log
+
+
+async def test_an_agent_that_never_comes_back_fails_over_after_its_window(
+    cluster: Cluster,
+) -> None:
+    (holder,) = cluster.serving(cluster.api_port)
+    cluster.stop_agent(holder)
+    cluster.start_agent(holder, "--handover-window", "3")
+    log = cluster.base / f"agent-{holder}.log"
+    await until(lambda: "took over lease" in log.read_text(), "the new agent takes the lease")
+    cluster.stop_agent(holder)  # and it never comes back
+    took = await watch_the_api_leave(cluster, holder, timeout=3 + LAN_TTL + 10)
+    assert took > 3, "the api moved before the handover window ended"
+    guard_log = (cluster.state_dir(holder) / "guard.log").read_text()
+    assert "lease deadline passed: stopped exclusive api" in guard_log
+
+
+async def test_a_dead_guard_is_started_again_and_guards(cluster: Cluster) -> None:
+    (holder,) = cluster.serving(cluster.api_port)
+    pidfile = cluster.state_dir(holder) / "guard.pid"
+    old = int(pidfile.read_text())
+    os.kill(old, signal.SIGKILL)
+    guard_log = cluster.state_dir(holder) / "guard.log"
+
+    def new_guard_ready() -> bool:
+        pid = int(pidfile.read_text())
+        return pid != old and f"guard {pid} ready" in guard_log.read_text()
+
+    await until(new_guard_ready, "the agent starts a new lease guard")
+    cluster.kill_agent(holder)  # now only the new guard can stop the api here (rule 1)
+    await watch_the_api_leave(cluster, holder)

@@ -22,6 +22,13 @@ Between reads it sleeps until the deadline it read (at least 50 ms, at most 0.5 
 moves the deadline on before it comes, so an idle guard wakes twice a second. A missing or
 corrupt file is treated as "nothing to guard" (the agent rewrites it within one keepalive).
 
+During a planned restart of the agent the guard also renews the node lease itself
+(:mod:`corral.agent.handover`, :class:`Renewals`): the handed-over listing is then guarded by
+the deadlines of the renewals the guard sent.
+
+It runs at real-time priority, its real-time CPU bounded (:mod:`corral.priority`), raised only
+after its imports and first spec parse (they would use the budget up).
+
 Run: ``python -m corral.agent.guard --state-dir DIR``. It exits when the file holds
 ``{"exit": true}`` or the state directory is removed.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import struct
 import sys
@@ -38,9 +46,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corral.agent import handover as ho
 from corral.clocks import MonotonicClock
 from corral.core.clock import Clock
-from corral.core.guard import Fenced, Listing, due, pause
+from corral.core.guard import POLL, Fenced, Listing, due, pause
 from corral.fileio import write_atomic
 
 _RECORD = struct.Struct("<QdQd")
@@ -169,24 +178,93 @@ def _log(path: Path, line: str) -> None:
         handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
-def guard(state_dir: Path, clock: Clock | None = None) -> None:
+class Renewals:
+    """The guard's side of a handover (:mod:`corral.agent.handover`): while a valid
+    ``handover.json`` names this node, renew its lease every ``interval`` until ``until``, and
+    guard the listing of the handed-over agent lifetime (its token) by the deadlines of the
+    renewals etcd accepted. A lease etcd no longer knows ends the handover."""
+
+    def __init__(self, state_dir: Path, log: Path) -> None:
+        self.state_dir, self.log = state_dir, log
+        self.sent = -math.inf  # when the last renewal was sent
+        self.deadline = -math.inf  # rule 1's deadline of the last accepted one
+        self.active: ho.Handover | None = None
+        self.token: int | None = None  # the handed-over agent lifetime
+        self.ended: ho.Handover | None = None  # a handover whose lease is gone
+        self.error: str | None = None  # the last failure logged (one line per new one)
+
+    def step(self, listing: Listing, now: float) -> Listing:
+        """Renew if due; the listing with the guard's own deadline applied if it is the
+        handed-over one."""
+        handover = ho.read(self.state_dir)
+        if handover is None or handover == self.ended or now >= handover.until:
+            if self.active is not None:
+                _log(self.log, f"handover of lease {self.active.lease:x} over: stopped renewing")
+            self.active = None
+        else:
+            if handover != self.active:
+                self.active, self.sent, self.deadline = handover, -math.inf, -math.inf
+                self.token = handover.token
+                _log(self.log, f"renewing lease {handover.lease:x} until the next agent takes it")
+            if now >= self.sent + handover.interval:
+                self._renew(handover, now)
+        # the deadline of an accepted renewal stays true after the handover ends: the listing
+        # of the handed-over lifetime is guarded by it until the next agent lists its own
+        if self.token is None or listing.token != self.token or self.deadline == -math.inf:
+            return listing
+        return listing.renewed(self.deadline)
+
+    def _renew(self, handover: ho.Handover, sent: float) -> None:
+        self.sent = sent
+        try:
+            ttl = ho.renew(handover, timeout=handover.interval)
+        except Exception as exc:  # any failure: the deadline runs on, the next renewal retries
+            text = f"renewing lease {handover.lease:x} failed: {exc!r}"
+            if text != self.error:
+                self.error = text
+                _log(self.log, text)
+            return
+        self.error = None
+        if ttl <= 0:
+            _log(self.log, f"lease {handover.lease:x} is gone: handover ended")
+            self.ended, self.active = handover, None
+            return
+        self.deadline = handover.deadline(sent)
+
+    def pause(self, now: float) -> float:
+        """Seconds until the next renewal is due (inf when not renewing)."""
+        if self.active is None:
+            return math.inf
+        return max(0.0, self.sent + self.active.interval - now)
+
+
+def guard(state_dir: Path, clock: Clock | None = None, *, realtime: bool = False) -> None:
     """Poll the guard file until told to exit (synchronous: it only waits and reads a file).
-    ``clock``: CLOCK_MONOTONIC (the agent writes its deadlines on it)."""
+    ``clock``: CLOCK_MONOTONIC (the agent writes its deadlines on it). ``realtime``: raise the
+    guard's priority (:func:`corral.priority.raise_guard`) once it is prepared."""
     clock = clock or MonotonicClock()
     path, log = state_dir / "guard.json", state_dir / "guard.log"
     fenced: Fenced = None
     _log(log, f"guard {os.getpid()} watching {path}")
     _prepare(state_dir, log)
+    if realtime:
+        from corral.priority import raise_guard
+
+        for problem in raise_guard(lambda line: _log(log, line)):
+            _log(log, f"priority not raised: {problem}")
+    _log(log, f"guard {os.getpid()} ready")
+    renewals = Renewals(state_dir, log)
     while state_dir.is_dir():
         listing = Listing()
         try:
-            listing = read_listing(path)
+            listing = renewals.step(read_listing(path), clock.now())
             if listing.exit:
                 return
             fenced = fence_if_due(state_dir, listing, log, fenced, clock.now())
         except Exception as exc:  # the guard must outlive any surprise; it says what happened
             _log(log, f"guard error: {exc!r}")
-        time.sleep(pause(listing, fenced, clock.now()))
+        now = clock.now()
+        time.sleep(min(pause(listing, fenced, now), max(POLL, renewals.pause(now))))
 
 
 def fence_if_due(
@@ -204,7 +282,15 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args()
     (args.state_dir / "guard.pid").write_text(str(os.getpid()))
-    guard(args.state_dir)
+    guard(args.state_dir, realtime=True)
+
+
+def guard_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running lease guard (a zombie has no command line)."""
+    try:
+        return b"corral.agent.guard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def spawn(state_dir: Path) -> int:
@@ -212,8 +298,7 @@ def spawn(state_dir: Path) -> int:
     pidfile = state_dir / "guard.pid"
     try:
         pid = int(pidfile.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"corral.agent.guard" in cmdline:
+        if guard_alive(pid):
             return pid
     except (OSError, ValueError):
         pass

@@ -12,8 +12,10 @@ Contract (``docs/safety-rules.md``):
   (with backoff), counts failures in ``failcounts/`` and reports what runs in
   ``status/<node>/<resource>`` under its lease (:mod:`.actuator`).
 - At start it adopts services already running (left by a previous agent) instead of restarting
-  them. A corrupt record, a dead store or a failing driver is logged as an event and retried; it
-  never stops the agent.
+  them. An agent stopped with a lease hands it to the lease guard, and the next one takes it
+  back before it adopts anything (:mod:`.handover`): a restart of corral moves nothing. A
+  corrupt record, a dead store or a failing driver is logged as an event and retried; it never
+  stops the agent.
 - Spec changes come through the store's ``spec`` key; a spec that does not validate is refused
   with an event and the running spec is kept.
 
@@ -38,7 +40,6 @@ from corral.agent.controller import Controller
 from corral.agent.duty import ControllerDuty
 from corral.agent.events import EventLog
 from corral.agent.guard import GuardWriter
-from corral.agent.guard import spawn as guard_spawn
 from corral.agent.inputlog import InputLog
 from corral.agent.instances import Checker, LocalService
 from corral.agent.lb import LbDuty
@@ -47,6 +48,7 @@ from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
+from corral.agent.succession import Succession
 from corral.agent.view import StoreView
 from corral.agent.watch import WatchFeed
 from corral.aio import forever
@@ -97,6 +99,7 @@ class Agent:
         lock: AgentLock | None = None,
         members: Mapping[str, str] | None = None,
         member_down_since: Callable[[], float | None] | None = None,
+        handover: float = 0.0,
     ) -> None:
         """``guard``: run the lease guard process (:mod:`corral.agent.guard`); it needs the
         real monotonic clock, since the guard compares deadlines with CLOCK_MONOTONIC.
@@ -105,7 +108,9 @@ class Agent:
         embedded store's member name -> client URL, for the proof rounds that keep exclusive
         instances while no member has a leader (:mod:`corral.agent.quorum`); None: never.
         ``member_down_since``: the supervisor's word on this node's member (it states, over
-        gossip, how long the member has been down, for the peers' proof rounds)."""
+        gossip, how long the member has been down, for the peers' proof rounds).
+        ``handover``: seconds the guard keeps the lease for the next agent when this one stops
+        with it (:mod:`.handover`; needs ``guard`` and a store with etcd endpoints; 0: none)."""
         if node not in spec.nodes:
             raise ValueError(f"node {node!r} is not in the spec (known: {', '.join(spec.nodes)})")
         self.node, self.store, self.keys = node, store, Keys(spec.cluster)
@@ -124,6 +129,7 @@ class Agent:
         self.status = self.act.status
         self.registrar = self._registrar(spec_text, guard)
         self._guard, self._lock = guard, lock
+        self.succession = Succession(state_dir, node, handover, self.events)
         self._guard_files = GuardWriter(state_dir, node) if guard else None
         self._dirty = asyncio.Event()
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
@@ -229,8 +235,10 @@ class Agent:
     async def _run_locked(self) -> None:
         if self._guard:
             self.registrar.write_spec_copy()
-            guard_spawn(self.ctx.state_dir)
+            self.succession.start_guard()
+            await self.succession.take(self.registrar, self._update_guard)
         await self.act.adopt(local_instances(self.spec, self.node))
+        self.succession.inherited = frozenset()  # adopted: listed as services from now on
         loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
         tasks = [
             asyncio.create_task(forever(loop, self.events.decide))
@@ -241,6 +249,10 @@ class Agent:
         finally:
             for t in tasks:
                 t.cancel()
+            interval = self.spec.effective_timing.keepalive_interval
+            endpoints = getattr(self.store, "endpoints", None)
+            files, now = self._guard_files, self.clock.now()
+            self.succession.give(endpoints, self.core.lease, files, interval, now)
             for svc in self.services.values():
                 await svc.stop_checks()
             if self.gossip is not None:  # leave: peers see a graceful stop, not a death
@@ -310,6 +322,7 @@ class Agent:
             now = self.clock.now()
             if now >= self._next_poll:  # at most every STATUS_POLL, on the grid
                 self._next_poll = self.grid.near(now + STATUS_POLL)
+                await self.succession.keep_guard()
                 if await self.act.poll():
                     self._dirty.set()
             now = self.clock.now()
@@ -375,5 +388,5 @@ class Agent:
         started here (an agent killed during a start leaves nothing unguarded)."""
         if self._guard_files is None:
             return
-        keys = {*self.services, *self.act.starting}
+        keys = {*self.services, *self.act.starting, *self.succession.inherited}
         self._guard_files.update(self._keep_deadline(), sorted(filter(self.core.exclusive, keys)))

@@ -83,14 +83,41 @@ class Registrar:
         if replaced is None:
             revision = await self.store.put(key, record, lease=lease.id)
         self.core.lease.registered(lease.id, revision, asked, replaced)
-        self.status.forget()  # a new lease: every leased record is written again
+        await self._registered()
+        self.events.decide(f"registered under lease {lease.id:x} (ttl {lease.ttl}s)")
+
+    async def reattach(self, lease: int) -> bool:
+        """Take over ``lease``, handed over by the previous agent of this node
+        (:mod:`.handover`): one renewal sent now (rule 1's deadline runs from it), then the
+        registration under it as ours, unchanged (the controller never saw the node go).
+        False when etcd no longer knows the lease or ``nodes/<node>`` is not under it; the
+        keepalive loop then registers anew. Store errors propagate."""
+        sent = self.clock.now()
+        try:
+            if await self.store.keepalive(lease) <= 0:
+                return False
+        except LeaseNotFound:
+            return False
+        kv = await self.store.get(self.keys.node(self.core.node))
+        if kv is None or kv.lease != lease:
+            return False
+        self.core.lease.registered(lease, kv.mod_revision, sent)
+        await self._registered()
+        await self.events.event(
+            "lease", f"took over lease {lease:x} from the previous agent (handover)"
+        )
+        return True
+
+    async def _registered(self) -> None:
+        """Under a lease new to this agent: every leased record is written again, the spec
+        read, gossip started."""
+        self.status.forget()
         self.lb.republish()
         if self.gossip is not None:
             self.gossip.republish()
         await self.load_spec()
         await self.start_gossip()
         self.on_change()
-        self.events.decide(f"registered under lease {lease.id:x} (ttl {lease.ttl}s)")
 
     async def keepalive_loop(
         self,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import json
 import logging
@@ -17,7 +18,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from corral.agent.handover import HANDOVER_MAX
 from corral.core.ref import InstanceRef
+from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
@@ -81,15 +84,30 @@ def spec_or_exit(path: str) -> Spec:
     default=Path("/var/lib/corral"),
     show_default=True,
 )
+@click.option(
+    "--handover-window",
+    type=click.FloatRange(min=0),
+    default=HANDOVER_MAX,
+    show_default=True,
+    help="Seconds the lease guard keeps the node lease for the next agent after SIGTERM/SIGINT "
+    "(a restart of corral moves nothing); 0: the lease runs out at once, as when a node leaves "
+    "for good.",
+)
 @click.option("-v", "--verbose", is_flag=True)
-def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose: bool) -> None:
-    """Run the node agent (until SIGTERM/SIGINT; services keep running for the next agent)."""
+def agent(
+    spec_file: str, node: str, etcd: str | None, state_dir: Path, handover_window: float,
+    verbose: bool,
+) -> None:  # fmt: skip
+    """Run the node agent (until SIGTERM/SIGINT; services keep running for the next agent).
+
+    It runs at nice -10, its etcd member too (with I/O priority best-effort 0), and its lease
+    guard at real-time priority, when it may (corral.priority); services at the normal one."""
     from corral.agent.lock import AgentLock, AgentRunning
     from corral.agent.node import Agent
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
-    _agent_logging(verbose)
+    _agent_process(verbose)
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
@@ -116,15 +134,15 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
             lock=lock,
             members=_member_urls(spec) if etcd is None and spec.store.embedded else None,
             member_down_since=member.down_since if member is not None else None,
+            handover=handover_window,
         )
         task = asyncio.create_task(the_agent.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await task
-        except asyncio.CancelledError:
-            pass
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         finally:
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
@@ -134,13 +152,16 @@ def agent(spec_file: str, node: str, etcd: str | None, state_dir: Path, verbose:
     asyncio.run(main())
 
 
-def _agent_logging(verbose: bool) -> None:
+def _agent_process(verbose: bool) -> None:
+    """Logging, stack dumps on SIGUSR1, and the agent's scheduling weights."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
     for noisy in ("httpx", "httpcore", "grpc", "asyncio", "pyroute2"):  # they drown ours
         logging.getLogger(noisy).setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
+    for problem in raise_process():
+        logging.getLogger(__name__).warning("priority not raised: %s", problem)
 
 
 def _member_urls(spec: Spec) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 POLL = 0.05  # the guard's precision: it acts at most this late after the deadline
 IDLE = 0.5  # seconds between reads while nothing is listed (a new listing waits this long)
@@ -72,3 +72,52 @@ def pause(listing: Listing, fenced: Fenced, now: float) -> float:
     if not listing.exclusive or math.isnan(listing.deadline) or listing.mark == fenced:
         return IDLE
     return min(IDLE, max(POLL, listing.deadline - now))
+
+
+@dataclass(frozen=True)
+class Handover:
+    """``handover.json``: a node lease handed to the guard for the next agent
+    (:mod:`corral.agent.handover`)."""
+
+    node: str
+    lease: int
+    token: int
+    until: float  # CLOCK_MONOTONIC seconds
+    endpoints: tuple[str, ...]
+    ttl: int
+    margin: float
+    interval: float
+
+    def dump(self) -> str:
+        return json.dumps({**asdict(self), "endpoints": list(self.endpoints)})
+
+    @classmethod
+    def parse(cls, text: str) -> Handover | None:
+        """The file's text; None for anything that is not a whole handover."""
+        try:
+            doc = json.loads(text)
+            handover = cls(
+                node=str(doc["node"]),
+                lease=_int(doc["lease"]),
+                token=_int(doc["token"]),
+                until=float(doc["until"]),
+                endpoints=tuple(str(e) for e in doc["endpoints"]),
+                ttl=_int(doc["ttl"]),
+                margin=float(doc["margin"]),
+                interval=float(doc["interval"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+        if handover.ttl <= 0 or handover.interval <= 0 or not handover.endpoints:
+            return None
+        return handover
+
+    def deadline(self, sent: float) -> float:
+        """Rule 1's deadline of a renewal sent at ``sent``."""
+        return sent + self.ttl - self.margin
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"not an integer: {value!r}")
+    return value

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from corral.drivers.base import DriverError
+from corral.priority import service_argv
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept (the tail)
 REAP_TIMEOUT = 5.0  # after SIGKILL, how long to wait for the exit status
@@ -84,7 +85,7 @@ async def run_command(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *service_argv(argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

@@ -53,6 +53,7 @@ from corral.drivers.base import DriverError, DriverStatus, NodeContext
 from corral.drivers.process import describe_exit
 from corral.lb import config, sync
 from corral.lb.runtime import MasterCli, Runtime
+from corral.priority import service_argv
 from corral.spec.model import Resource, Spec
 
 _ALERT_PREFIX = re.compile(r"^\[ALERT\]\s+\(\d+\)\s*:\s*(config\s*:\s*)?")
@@ -213,7 +214,7 @@ class HaproxyService:
             log.flush()
             try:
                 return subprocess.Popen(
-                    argv,
+                    service_argv(argv),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

@@ -49,6 +49,7 @@ from corral.drivers import _files
 from corral.drivers._group import poll_exit, signal_group, stop_group
 from corral.drivers._owned import OwnedInstance
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
+from corral.priority import service_argv
 from corral.spec.model import ProcessDriver as ProcessSpec
 
 SHELL = "/bin/sh"
@@ -187,7 +188,7 @@ class ProcessSupervisor:
             log.flush()
             try:
                 return subprocess.Popen(
-                    [SHELL, "-c", self.command],
+                    service_argv([SHELL, "-c", self.command]),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

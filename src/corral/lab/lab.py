@@ -429,14 +429,20 @@ class Lab:
             netns.set_link(n["ns"], n["ifname"], up=True)
             return self._start_agent(node)
 
-    def kill_agent(self, node: str) -> int:
-        """SIGKILL the node's agent alone (its lease guard, etcd member and services keep
-        running, as after an agent crash); returns its pid. ``power_on`` starts it again."""
+    def kill_agent(self, node: str, sig: int = signal.SIGKILL, wait: float = 0.0) -> int:
+        """Send ``sig`` to the node's agent alone and wait up to ``wait`` s for it to exit;
+        returns its pid. SIGKILL: its lease guard, etcd member and services keep running, as
+        after an agent crash; SIGTERM: a planned stop (the lease goes to the guard). ``power_on``
+        starts it again."""
         with self._lock():
             pid = self.node(node)["agent_pid"]
             if not _alive(pid):
                 raise LabError(f"{node}: no agent running")
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                self._reap()
             self._reap()
         return int(pid)
 

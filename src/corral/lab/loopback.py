@@ -106,7 +106,7 @@ class Cluster:
         for node in NODES:
             self.start_agent(node)
 
-    def start_agent(self, node: str) -> None:
+    def start_agent(self, node: str, *options: str) -> None:
         self.state_dir(node).mkdir(parents=True, exist_ok=True)
         with open(self.base / f"agent-{node}.log", "ab") as log:
             self.agents[node] = subprocess.Popen(
@@ -124,11 +124,17 @@ class Cluster:
                     "--state-dir",
                     str(self.state_dir(node)),
                     *(["-v"] if self.verbose else []),
+                    *options,
                 ],
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
+
+    def stop_agent(self, node: str) -> None:
+        """SIGTERM, as systemd stops a unit: the agent hands its lease to the guard."""
+        self.agents[node].send_signal(signal.SIGTERM)
+        self.agents[node].wait(timeout=30)
 
     def kill_agent(self, node: str) -> None:
         self.agents[node].send_signal(signal.SIGKILL)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from corral.priority import raise_process
 from corral.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -234,6 +235,9 @@ class EmbeddedEtcd:
                 start_new_session=True,  # a Ctrl-C to the agent's group is the agent's to handle
             )
         self._exited_at = None  # a new process runs: its exit is not seen yet
+        # the agent's weights (corral.priority): a starved member delays every lease renewal
+        for problem in raise_process(self._proc.pid, io=True):
+            log.warning("etcd member %s: priority not raised: %s", self.config.name, problem)
 
     async def healthy(self, timeout: float = 1.0) -> bool:
         """True when the member answers ``/health`` with a leader within ``timeout``."""

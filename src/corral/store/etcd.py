@@ -41,7 +41,7 @@ import aetcd.exceptions as aex
 from aetcd import rpc
 
 from corral.store import _etcd_wire as wire
-from corral.store._etcd_http import LeaseRenewer
+from corral.store._etcd_http import GatewayError, LeaseRenewer
 from corral.store._etcd_wire import REQUIRE_LEADER, Failure
 from corral.store.base import (
     Compare,
@@ -61,6 +61,23 @@ from corral.store.errors import CompactedError, LeaseNotFound, StoreError, Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Attempt = Callable[[aetcd.Client, float], Awaitable[T]]
+
+
+async def renew_over_gateway(endpoints: Sequence[str], lease_id: int) -> int:
+    """One renewal of ``lease_id`` over etcd's HTTP gateway, without a store: each endpoint in
+    turn on a fresh connection (the lease guard's renewals during a handover). Returns the TTL
+    (0: the lease is gone); raises ``OSError`` or :class:`GatewayError` when none answered.
+    The caller bounds the time."""
+    error: Exception = OSError("no endpoint")
+    for endpoint in endpoints:
+        renewer = LeaseRenewer(*parse_endpoint(endpoint))
+        try:
+            return await renewer.renew(lease_id)
+        except (OSError, GatewayError, ValueError) as exc:
+            error = exc
+        finally:
+            renewer.close()
+    raise error
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
