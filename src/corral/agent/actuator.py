@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
+STALL_TOLD = 0.5  # seconds: a stall beat this late is told in the decisions and the log
 
 
 class Actuator:
@@ -78,7 +79,7 @@ class Actuator:
         self.status = StatusPublisher(
             store, keys, ctx.name, lambda: [*self.services.values(), *self.claiming.values()], lease
         )
-        self.stalls = StallLog(0.0)
+        self.stalls = StallLog()  # the agent's own lateness: beats and check watches
         self.grid: Grid | None = None
         self.on_change: Callable[[], None] = lambda: None  # wake the main loop
         self.on_guard: Callable[[], None] = lambda: None  # tell the lease guard what runs
@@ -128,7 +129,9 @@ class Actuator:
         return self.driver_factory(name, res, self.ctx, item)
 
     def service(self, name: str, res: Resource, driver: Driver) -> LocalService:
-        svc = LocalService(name, driver, list(res.health), stalls=self.stalls)
+        svc = LocalService(
+            name, driver, list(res.health), stalls=self.stalls, on_event=self.on_check_event
+        )
         svc.reset(self.clock.now())
         self.start_checks(svc)
         return svc
@@ -149,6 +152,10 @@ class Actuator:
             await self.status.publish()  # operators see the verdict before the agent acts on it
         await self.events.event("health", f"{svc.name} is {svc.verdict}{reason}", svc.resource)
         self.on_change()
+
+    async def on_check_event(self, svc: LocalService, text: str) -> None:
+        """What the health core tells about a result (a timeout while the agent was late)."""
+        await self.events.event("health", f"{svc.name}: {text}", svc.resource)
 
     async def adopt(self, candidates: dict[str, tuple[str, str | None]]) -> None:
         """Adopt the ``candidates`` (instance key -> (resource, item)) already running here,
@@ -227,16 +234,19 @@ class Actuator:
     async def beat_loop(self, grid: Grid) -> None:
         """Beat the stall log every ``keepalive_interval``, at the grid instants the renewals
         wake for (not inside the renewal loop, whose store calls may block for seconds without
-        the agent being stalled): a gap between beats longer than the stall log's threshold
-        is a stall of the agent itself, and check failures during it are not judged (rule 7)."""
+        the agent being late): how late each beat woke for its instant is the agent's own lag
+        (with the ticks of the check watches, what excuses a timeout: rule 7); a beat later
+        than ``STALL_TOLD`` is told."""
+        due = self.clock.now()
         while True:
-            gap = self.stalls.beat(self.clock.now())
-            if gap > self.stalls.threshold:
-                text = f"the agent was stalled for {gap:.2f}s (frozen or starved)"
+            late = self.stalls.late(due, self.clock.now())
+            if late > STALL_TOLD:
+                text = f"the agent was {late:.2f}s late (frozen or starved)"
                 log.warning("%s: %s", self.ctx.name, text)
                 self.events.decide(text)
             period = self.spec.effective_timing.keepalive_interval
-            await sleep_until(self.clock, grid.near(self.clock.now() + period))
+            due = grid.near(self.clock.now() + period)
+            await sleep_until(self.clock, due)
 
     # --- start ----------------------------------------------------------------------------
 

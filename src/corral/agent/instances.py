@@ -6,6 +6,13 @@ fails at its timeout; runs overlap while a target hangs), feeds the pure
 :class:`~corral.core.health.InstanceHealth`, and tells the agent about every change of verdict
 through ``on_change``.
 
+Each run is watched (:class:`LagWatch`): while it runs, a timer ticks every quarter of the
+check's timeout and tells the agent's :class:`~corral.core.stall.StallLog` how late it ran, so
+a timeout comes with the agent's own lag during the check, which the core uses to tell a slow
+agent from a dead service (``InstanceHealth.judge``). A check that answers at once never
+ticks: the watch costs nothing on an idle agent. What the core says about a late result goes
+to ``on_event`` (an event) or to the log.
+
 A check loop never ends by itself: a checker that raises (a bug: the checkers' contract is to
 return an outcome) fails that check with the exception as its detail; an ``on_change`` that
 raises is logged and the checks go on (the verdict stands). If a loop still ends (a stray
@@ -61,8 +68,8 @@ class LocalService:
     failed: bool = False
     health: InstanceHealth = field(default_factory=lambda: InstanceHealth([]))
     task: asyncio.Task[None] | None = None
-    stalls: StallLog | None = None  # the agent's own stalls: failures during one are dropped
-    stalled_results: int = 0  # failing results dropped for a stall of the agent
+    stalls: StallLog | None = None  # the agent's own lateness, measured over each check
+    on_event: Callable[[LocalService, str], Awaitable[None]] | None = None  # a late result
     started_at: float = -math.inf  # when the agent (re)started or adopted it (its clock)
 
     def __post_init__(self) -> None:
@@ -170,26 +177,25 @@ class LocalService:
         while an earlier one hangs (at most ``ceil(timeout / interval) + 1`` in flight), and
         judge results in start order: a hang is detected within ``interval x fall +
         timeout``. A schedule that fell behind skips the starts it missed (no burst)."""
-        in_flight: list[tuple[float, asyncio.Task[CheckOutcome]]] = []  # (started, task)
+        in_flight: list[asyncio.Task[tuple[CheckOutcome, float]]] = []  # in start order
         limit = math.ceil(check.timeout / check.interval) + 1 if check.interval > 0 else 1
         next_start = first
         await asyncio.sleep(max(0.0, first - clock.now()))
 
         async def judge_done() -> None:
-            while in_flight and in_flight[0][1].done():
-                started, task = in_flight.pop(0)
-                await self._judge(index, task.result(), started, clock, on_change)
+            while in_flight and in_flight[0].done():
+                outcome, lag = in_flight.pop(0).result()
+                await self._judge(index, outcome, lag, clock, on_change)
 
         try:
             while True:
                 if len(in_flight) < limit:
-                    task = asyncio.create_task(_bounded(checker, check, node))
-                    in_flight.append((clock.now(), task))
+                    in_flight.append(asyncio.create_task(self._run(check, node, checker, clock)))
                 await judge_done()
                 next_start += check.interval
                 delay = max(0.0, next_start - clock.now())
                 if in_flight:
-                    await asyncio.wait([in_flight[0][1]], timeout=delay)
+                    await asyncio.wait([in_flight[0]], timeout=delay)
                     await judge_done()
                     delay = max(0.0, next_start - clock.now())
                 await asyncio.sleep(delay)
@@ -199,39 +205,52 @@ class LocalService:
                 elif behind > 0:
                     next_start = clock.now()
         finally:
-            for _, pending in in_flight:
+            for pending in in_flight:
                 pending.cancel()
+
+    async def _run(
+        self, check: HealthCheck, node: NodeContext, checker: Checker, clock: Clock
+    ) -> tuple[CheckOutcome, float]:
+        """Run ``check`` once, watched: its outcome, and for a timeout the agent's lag during
+        the run (0.0 for any other outcome, whose lag the core ignores, or without a stall
+        log)."""
+        if self.stalls is None:
+            return await _bounded(checker, check, node), 0.0
+        started = clock.now()
+        watch = LagWatch(clock, self.stalls, check.timeout / 4)
+        try:
+            outcome = await _bounded(checker, check, node)
+        finally:
+            watch.stop()
+        if outcome.status != "timeout":
+            return outcome, 0.0
+        return outcome, self.stalls.lag_during(started, clock.now())
 
     async def _judge(
         self,
         index: int,
         outcome: CheckOutcome,
-        started: float,
+        lag: float,
         clock: Clock,
         on_change: Callable[[LocalService], Awaitable[None]],
     ) -> None:
-        """Record one result. A failure is dropped, not judged, when the agent itself was
-        stalled for more than half the check's timeout while it ran (rule 7: the node's
-        event, e.g. a frozen node resumed: every check in flight "times out" at once)."""
-        now = clock.now()
-        if not outcome.passed and self.stalls is not None:
-            lag = self.stalls.lag_during(started, now)
-            if lag > self.checks[index].timeout / 2:
-                self.stalled_results += 1
-                log.info(
-                    "%s: check %d result dropped (%s): the agent itself was stalled %.2fs",
-                    self.name,
-                    index + 1,
-                    outcome.detail,
-                    lag,
-                )
-                return
-        change = self.health.record(index, outcome, now)
-        if change is not None:
-            self.detail = change.reason
+        """Record one result taken with the agent ``lag`` seconds late: the core says whether
+        it counts (a timeout while the agent itself was late does not, up to a bound: rule 7)
+        and what to tell about it; ``on_change`` is called on a new verdict. A callback that
+        raises is logged: the verdict stands (the agent's next round reads it)."""
+        judged = self.health.judge(index, outcome, clock.now(), lag)
+        if judged.note is not None:
+            log.info("%s: %s", self.name, judged.note)
+        if judged.event is not None and self.on_event is not None:
+            try:
+                await self.on_event(self, judged.event)
+            except Exception:
+                log.exception("%s: the event of a late result failed", self.name)
+        if judged.transition is not None:
+            self.detail = judged.transition.reason
             try:
                 await on_change(self)
-            except Exception:  # the verdict stands (the agent's next round reads it)
+            except Exception:
                 log.exception("%s: the callback of a new verdict failed", self.name)
 
     async def stop_checks(self) -> None:
@@ -245,6 +264,34 @@ class LocalService:
 
 class CheckLoopEnded(Exception):
     """A check loop ended although it runs until cancelled (a bug, or a stray cancellation)."""
+
+
+class LagWatch:
+    """Measures the event loop's lag while one check runs: a timer every ``step`` seconds of
+    ``clock`` tells ``stalls`` how late it ran, and :meth:`stop` tells it of the tick still
+    pending (overdue when the result is handled first thing after a freeze) and cancels it.
+
+    A loop that stopped for ``L`` seconds is measured late by at least ``L - step`` (the tick
+    due first after the stall began ran at its end), never more than it was: the lag is under-
+    rather than over-estimated, so a lag can excuse a timeout only when it was real. ``step``
+    is at least the stall log's threshold (a shorter one could never tell a lag it records)."""
+
+    def __init__(self, clock: Clock, stalls: StallLog, step: float) -> None:
+        self._clock, self._stalls = clock, stalls
+        self._step = max(step, stalls.threshold)
+        self._loop = asyncio.get_running_loop()
+        self._due = clock.now() + self._step
+        self._handle = self._loop.call_later(self._step, self._tick)
+
+    def _tick(self) -> None:
+        now = self._clock.now()
+        self._stalls.late(self._due, now)
+        self._due = now + self._step  # from now: a late tick does not fire again at once
+        self._handle = self._loop.call_later(self._step, self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        self._stalls.late(self._due, self._clock.now())
 
 
 async def _bounded(checker: Checker, check: HealthCheck, node: NodeContext) -> CheckOutcome:

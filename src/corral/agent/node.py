@@ -56,7 +56,6 @@ from corral.clocks import MonotonicClock, sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.clock import Clock, Grid, wall_grid
 from corral.core.reconcile import LocalInstance
-from corral.core.stall import StallLog
 from corral.drivers.base import NodeContext
 from corral.spec import Spec
 from corral.store import Keys, Store, StoreError
@@ -68,7 +67,6 @@ ROUND_EVERY = 5.0  # seconds between full rounds when nothing changed: a safety 
 # every change the agent must act on wakes it (watch, gossip, verdicts, driver polls)
 LATE = 2.5  # renewal periods before the rule-1 deadline at which proof rounds begin
 NETWORK_EVERY = 5.0  # seconds between load-balancer/DNS refreshes when nothing changed
-STALL_SLACK = 0.6  # lateness beyond the stall beat's period that counts as a stall of the agent
 TICK = 0.1  # seconds between the instants of the agent's timer grid (at most; see timer_grid)
 
 
@@ -125,7 +123,7 @@ class Agent:
         self.controller = self._controller()
         self.duty = ControllerDuty(self.controller, self.clock, self.events)
         self.lb, self.network = LbDuty(store, self.keys, node, self.clock), NetworkDuties(state_dir)
-        self.act = self._actuator(driver_factory, checker, spec)
+        self.act = self._actuator(driver_factory, checker)
         self.status = self.act.status
         self.registrar = self._registrar(spec_text, guard)
         self._guard, self._lock = guard, lock
@@ -159,13 +157,12 @@ class Agent:
         registrar.on_change, registrar.on_renewed = self._dirty_set, self._update_guard
         return registrar
 
-    def _actuator(self, drivers: DriverFactory, checker: Checker, spec: Spec) -> Actuator:
+    def _actuator(self, drivers: DriverFactory, checker: Checker) -> Actuator:
         act = Actuator(
             self.core, self.store, self.keys, self.ctx, clock=self.clock, wall=self.wall,
             events=self.events, drivers=drivers, checker=checker, lb=self.lb,
             network=self.network, lease=lambda: self.lease, me=self._me,
         )  # fmt: skip
-        act.stalls = StallLog(spec.effective_timing.keepalive_interval + STALL_SLACK)
         act.grid = self.grid
         act.on_change, act.on_guard = self._dirty_set, self._update_guard
         act.sync_network = self._network

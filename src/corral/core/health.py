@@ -1,13 +1,18 @@
-"""Health verdicts from check results (pure): rise/fall with a start grace period.
+"""Health verdicts from check results (pure): rise/fall with a start grace period, and late
+results (a timeout while the agent itself was late) that wait for a check that runs on time.
 
-No I/O and no clock: every call takes ``now`` (seconds on the caller's monotonic clock).
+No I/O and no clock: every call takes ``now`` (seconds on the caller's monotonic clock) and
+the agent's ``lag`` (seconds, measured by the shell: :mod:`corral.core.stall`).
 
 One :class:`HealthTracker` per check, an explicit state machine in the style of h11. Each
 result is first classified into an event, then the event is looked up in one table:
 
     result                          counters                       event
-    passed                          passes += 1, fails = 0         "rise" if passes >= rise
-                                                                   else "pass"
+    timed out with lag > timeout    late += 1, and then:
+      late <= fall                  nothing else                   "late"
+      late > fall                   as "failed" below
+    passed                          passes += 1, fails = 0,        "rise" if passes >= rise
+                                    late = 0                       else "pass"
     failed, in the start grace      passes = 0 (fails unchanged)   "ignored"
     failed, otherwise               fails += 1, passes = 0         "fall" if fails >= fall
                                                                    else "fail"
@@ -28,6 +33,24 @@ run of passes (``rise`` means in a row) but never counts toward ``fall``. Hence 
 never ``unhealthy`` within the grace of its (re)start unless it was ``healthy`` since.
 ``warning`` passes (Nagios: shown, not failing); ``critical``, ``unknown`` and ``timeout`` fail.
 
+Slow is not dead (:meth:`HealthTracker.judge`, safety rule 7). A ``timeout`` taken while the
+agent's own event loop was late by more than the check's ``timeout`` says nothing about the
+service: the agent could not have seen an answer in time. Such a result is *late*: counted
+neither as a failure nor as a pass (``passes`` and ``fails`` stay), so the verdict stays where
+it was until a check that ran on time decides. Every other result counts as above, whatever
+the lag: a refused connection, an HTTP 500 or a plugin's CRITICAL is the service's own answer,
+and a timeout without such lag is the service's slowness.
+
+The bound, so that lag never hides a dead service for long: at most ``fall`` late results
+go uncounted between two passes. From the next one on, late timeouts count as failures until
+a check passes or the service restarts; failures in between do not renew the allowance (a
+dead service answering now "refused", now nothing, would otherwise get ``fall`` more each
+time). A service that fails while the agent stays late turns unhealthy after at most
+``2 x fall`` results instead of ``fall`` (defaults: 4 results, about 4 s, instead of 2). The
+first late result after a pass and the first one counted past the bound each come with an
+event for operators (:attr:`Judgement.event`); the others with a log line only
+(:attr:`Judgement.note`), so a slow machine does not flood the event log.
+
 :class:`InstanceHealth` aggregates the trackers of one instance's checks: ``unhealthy`` when
 any check is, ``healthy`` when all are (also when there are no checks: a running service without
 checks counts as healthy), ``starting`` otherwise.
@@ -35,13 +58,14 @@ checks counts as healthy), ``starting`` otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 CheckStatus = Literal["ok", "warning", "critical", "unknown", "timeout"]
 HealthState = Literal["starting", "healthy", "unhealthy"]
-Event = Literal["pass", "rise", "fail", "fall", "ignored"]
+Event = Literal["pass", "rise", "fail", "fall", "ignored", "late"]
 
 CHECK_STATUSES: tuple[CheckStatus, ...] = ("ok", "warning", "critical", "unknown", "timeout")
 
@@ -78,6 +102,17 @@ class Transition:
     reason: str
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What one result did: the state change (if any), and what to say about a late result
+    (see the module docstring): ``event`` for operators (an event), ``note`` for the agent's
+    log. At most one of ``event`` and ``note`` is set; both are None for an ordinary result."""
+
+    transition: Transition | None = None
+    event: str | None = None
+    note: str | None = None
+
+
 class CheckTiming(Protocol):
     """What a tracker needs of a check (a ``corral.spec.HealthCheck`` is one)."""
 
@@ -87,25 +122,32 @@ class CheckTiming(Protocol):
     def fall(self) -> int: ...
     @property
     def grace(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
 
 
 class HealthTracker:
     """Rise/fall state machine of one check (see the module docstring for the table).
 
     ``rise`` and ``fall`` are at least 1; ``grace`` (seconds, >= 0) starts at ``started_at``
-    and again at every :meth:`restarted`. Attributes are readable; only the methods change them.
+    and again at every :meth:`restarted`. ``timeout``: the check's timeout (seconds), the lag
+    beyond which a timed-out result is late; without one no result is ever late. Attributes
+    are readable; only the methods change them.
     """
 
-    def __init__(self, rise: int, fall: int, grace: float, started_at: float) -> None:
+    def __init__(
+        self, rise: int, fall: int, grace: float, started_at: float, timeout: float = math.inf
+    ) -> None:
         if rise < 1 or fall < 1:
             raise ValueError(f"rise and fall are at least 1 (got rise {rise}, fall {fall})")
         if grace < 0:
             raise ValueError(f"grace cannot be negative (got {grace})")
-        self.rise, self.fall, self.grace = rise, fall, grace
+        self.rise, self.fall, self.grace, self.timeout = rise, fall, grace, timeout
         self.started_at = started_at
         self.state: HealthState = "starting"
         self.passes = 0  # passes in a row
         self.fails = 0  # counted (outside grace) failures in a row
+        self.late = 0  # late timeouts since the last pass (the first ``fall`` not counted)
         self.up_since_start = False  # turned healthy since the last (re)start: grace over
         self.last: CheckOutcome | None = None
         self.reason = "no check result yet"
@@ -128,7 +170,7 @@ class HealthTracker:
 
         Returns the transition to ``starting`` when the state was another one."""
         self.started_at = now
-        self.passes = self.fails = 0
+        self.passes = self.fails = self.late = 0
         self.up_since_start = False
         self.last = None
         wait = "a passing check" if self.rise == 1 else f"{self.rise} passing checks in a row"
@@ -136,30 +178,64 @@ class HealthTracker:
         return self._go("starting", reason, refresh=True)
 
     def record(self, outcome: CheckOutcome, now: float) -> Transition | None:
-        """Count one result taken at ``now``; a :class:`Transition` only when the state changes."""
+        """Count one result taken at ``now`` with no lag measured (:meth:`judge` with lag 0);
+        a :class:`Transition` only when the state changes."""
+        return self.judge(outcome, now, 0.0).transition
+
+    def judge(self, outcome: CheckOutcome, now: float, lag: float) -> Judgement:
+        """Count one result taken at ``now``, the agent having been ``lag`` seconds late while
+        the check ran: a late timeout is not counted, within the bound (module docstring)."""
+        lagged = outcome.status == "timeout" and lag > self.timeout
+        event = self._classify(outcome, now, lagged)
+        if event == "late":
+            return self._late_note(lag, counted=False)
         self.last = outcome
-        event = self._classify(outcome, now)
+        said = self._late_note(lag, counted=True) if lagged else Judgement()
         new = _TRANSITIONS.get((self.state, event), self.state)
+        change = None
         if event == "rise":
             self.up_since_start = True
             # A pass keeps the reason fresh while healthy: status shows the latest detail.
             reason = f"{self._in_a_row(self.passes, 'passed')} (rise {self.rise}): "
-            return self._go(new, reason + outcome.detail, refresh=self.state == "healthy")
-        if event == "fall":
+            change = self._go(new, reason + outcome.detail, refresh=self.state == "healthy")
+        elif event == "fall":
             reason = f"{self._in_a_row(self.fails, 'failed')} (fall {self.fall}): "
-            return self._go(new, reason + outcome.detail, refresh=self.state == "unhealthy")
-        return None
+            change = self._go(new, reason + outcome.detail, refresh=self.state == "unhealthy")
+        return Judgement(change, said.event, said.note)
 
-    def _classify(self, outcome: CheckOutcome, now: float) -> Event:
-        """Update the counters for one result and name the event it is."""
-        if outcome.passed:
-            self.passes, self.fails = self.passes + 1, 0
+    def _classify(self, outcome: CheckOutcome, now: float, lagged: bool) -> Event:
+        """Update the counters for one result (``lagged``: a timeout while the agent was
+        later than the timeout) and name the event it is."""
+        if lagged:
+            self.late += 1
+            if self.late <= self.fall:
+                return "late"  # neither a failure nor a pass: the counters stay
+        if outcome.passed:  # the service answered: lag may excuse timeouts again
+            self.passes, self.fails, self.late = self.passes + 1, 0, 0
             return "rise" if self.passes >= self.rise else "pass"
         self.passes = 0
         if self.in_grace(now):
             return "ignored"
         self.fails += 1
         return "fall" if self.fails >= self.fall else "fail"
+
+    def _late_note(self, lag: float, *, counted: bool) -> Judgement:
+        """What to say about a late timeout: an event for the first one since a pass and for
+        the first one counted past the bound, a log line for the others."""
+        late = f"timed out while the agent was {_ms(lag)} late (timeout {_ms(self.timeout)})"
+        if counted:
+            text = (
+                f"{late}: taken as a failure, as {self.fall} late results since the last pass "
+                "went uncounted already (lag must not hide a dead service)"
+            )
+            first = self.late == self.fall + 1
+        else:
+            text = (
+                f"{late}; not counted ({self.late} of at most {self.fall} between passes): "
+                "waiting for a check that runs on time"
+            )
+            first = self.late == 1
+        return Judgement(event=text) if first else Judgement(note=text)
 
     @staticmethod
     def _in_a_row(n: int, verb: str) -> str:
@@ -179,7 +255,8 @@ class InstanceHealth:
 
     ``unhealthy`` when any check is (the reason is the first unhealthy check's), ``healthy``
     when all are (or there are none), ``starting`` otherwise. :meth:`record` and
-    :meth:`restarted` return a :class:`Transition` of the aggregate only when it changes.
+    :meth:`restarted` return a :class:`Transition` of the aggregate only when it changes;
+    :meth:`judge` returns it in a :class:`Judgement`, with what to say about a late result.
     """
 
     def __init__(self, trackers: Sequence[HealthTracker]) -> None:
@@ -188,8 +265,9 @@ class InstanceHealth:
 
     @classmethod
     def create(cls, checks: Sequence[CheckTiming], started_at: float) -> InstanceHealth:
-        """One tracker per check (its rise, fall and grace), all started at ``started_at``."""
-        return cls([HealthTracker(c.rise, c.fall, c.grace, started_at) for c in checks])
+        """One tracker per check (its rise, fall, grace and timeout), all started at
+        ``started_at``."""
+        return cls([HealthTracker(c.rise, c.fall, c.grace, started_at, c.timeout) for c in checks])
 
     def _state(self) -> HealthState:
         states = [t.state for t in self.trackers]
@@ -221,8 +299,17 @@ class InstanceHealth:
 
     def record(self, index: int, outcome: CheckOutcome, now: float) -> Transition | None:
         """Feed check ``index`` one result; the aggregate transition if the aggregate changed."""
-        self.trackers[index].record(outcome, now)
-        return self._update()
+        return self.judge(index, outcome, now, 0.0).transition
+
+    def judge(self, index: int, outcome: CheckOutcome, now: float, lag: float) -> Judgement:
+        """Feed check ``index`` one result taken with the agent ``lag`` seconds late
+        (:meth:`HealthTracker.judge`): the aggregate transition if the aggregate changed, and
+        what to say about a late result, naming the check (``the check``, ``check 2``)."""
+        said = self.trackers[index].judge(outcome, now, lag)
+        check = "the check" if len(self.trackers) == 1 else f"check {index + 1}"
+        event = f"{check} {said.event}" if said.event is not None else None
+        note = f"{check} {said.note}" if said.note is not None else None
+        return Judgement(self._update(), event, note)
 
     def restarted(self, now: float) -> Transition | None:
         """Every check starts over (grace from ``now``); the aggregate transition, if any."""
@@ -236,3 +323,7 @@ class InstanceHealth:
             return None
         old, self.state = self.state, new
         return Transition(old, new, self.reason)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
