@@ -15,23 +15,26 @@ import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from corral.agent.actuator import add_failure
 from corral.agent.controller import Controller
 from corral.core.clock import ManualClock
 from corral.drivers.base import DriverError, NodeContext
-from corral.records import FencedRecord, node_states
+from corral.records import FailCountRecord, FencedRecord, SystemicRecord, node_states
 from corral.records import encode as dump
 from corral.spec import Spec, load_spec_text
 from corral.spec.model import FenceDevice
 from corral.store import Compare, Keys, MemoryStore, Op, TxnResult
 
 HELP = """
-spec NAME                      the cluster (SPECS: basic, five); first command of a file
+spec NAME                      the cluster (SPECS: basic, failures, five); first command
 register N...                  N registers under a new lease (its nodes/N key)
 lease-expire N                 N's lease expires: its registration and status records go
 gossip-dead N [at=T] [by=A,B]  gossip of A, B (default: every other node) holds N dead
                                since monotonic T (default: now)
 gossip-alive N                 no gossip holds N dead any more
 status N RES HEALTH            N reports RES (HEALTH: healthy, unhealthy, starting; none: gone)
+fail N RES [times=K] [every=D] N's agent counts K failures of RES (default 1), D apart (the
+                               clocks advance D after each but the last)
 maintenance RES|node=N|off     admin/maintenance freezes a resource, a node, or nothing
 campaign N | step N | replace-dead N
 depose N by=M                  N's controller key goes; M takes it (N is not told)
@@ -39,7 +42,9 @@ race COMMAND                   COMMAND runs inside the next store transaction, j
 fence-fails | fence-works      the fence devices fail / succeed from now on
 advance 5s                     both clocks move on
 wall-step -1h                  only the wall clock jumps (an NTP step)
-show assign|events|nodes       the assign/ records; the events since the last show; node states
+show assign|events|nodes|failcounts|systemic
+                               the assign/ records; the events since the last show; node
+                               states; failure records; announced systemic episodes
 """
 
 SPECS = {
@@ -53,6 +58,17 @@ fencing:
   ipmi: {agent: fence_ipmilan, action: 'off'}
 resources:
   web: {process: /bin/web}
+  db: {process: /bin/db, mode: active-passive}
+""",
+    "failures": """
+cluster: t
+nodes:
+  n1: {address: 198.18.0.1}
+  n2: {address: 198.18.0.2}
+  n3: {address: 198.18.0.3}
+resources:
+  web: {process: /bin/web}
+  api: {process: /bin/api}
   db: {process: /bin/db, mode: active-passive}
 """,
     "five": """
@@ -70,6 +86,7 @@ resources:
 """,
 }
 LEASE_TTL = 3600  # leases end by `lease-expire`, not by the clock: no keepalives to script
+EPOCH = 1_700_000_000.0  # the wall clock at the start of every transcript
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -105,7 +122,7 @@ class World:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(1000.0)
-        self.wall = 1_700_000_000.0
+        self.wall = EPOCH
         self.store = RacingStore(self.clock)
         self.keys = Keys("t")
         self.spec: Spec | None = None
@@ -197,6 +214,22 @@ class World:
         await self.store.put(key, dump(record), lease=self.leases[node])
         return f"{node} reports {resource} {health}"
 
+    async def do_fail(self, node: str, resource: str, *opts: str) -> str:
+        """What an agent's actuator does on a counted failure (the same code)."""
+        options = dict(o.split("=", 1) for o in opts)
+        times, every = int(options.get("times", "1")), seconds(options.get("every", "0"))
+        key = self.keys.failcount(node, resource)
+        out = []
+        for i in range(times):
+            if i:
+                self.clock.advance(every)
+                self.wall += every
+            added = await add_failure(self.store, key, self.wall, "check failed")
+            out.append(
+                f"{node} failed {resource} at wall {self.wall:.1f}" + ("" if added else " (lost)")
+            )
+        return "\n".join(out)
+
     async def do_maintenance(self, what: str) -> str:
         record: dict[str, Any] = {}
         if what.startswith("node="):
@@ -283,17 +316,23 @@ class World:
             "assign": self._show_assign,
             "events": self._show_events,
             "nodes": self._show_nodes,
+            "failcounts": self._show_failcounts,
+            "systemic": self._show_systemic,
         }
         return await shows[what]()
 
+    async def _listing(self, section: str, row: Callable[[bytes], str], none: str) -> str:
+        """One line per record of ``section``: its name, then ``row(value)``."""
+        prefix = self.keys.prefix(section)
+        kvs = (await self.store.range(prefix)).kvs
+        return "\n".join(f"{kv.key[len(prefix) :].decode()}: {row(kv.value)}" for kv in kvs) or none
+
     async def _show_assign(self) -> str:
-        prefix = self.keys.prefix("assign")
-        out = []
-        for kv in (await self.store.range(prefix)).kvs:
-            record = json.loads(kv.value)
-            where = [f"{i['node']} (reg {i['reg']})" for i in record["instances"]]
-            out.append(f"{kv.key[len(prefix) :].decode()}: {', '.join(where) or 'nowhere'}")
-        return "\n".join(out) or "no assignments"
+        def row(value: bytes) -> str:
+            where = [f"{i['node']} (reg {i['reg']})" for i in json.loads(value)["instances"]]
+            return ", ".join(where) or "nowhere"
+
+        return await self._listing("assign", row, "no assignments")
 
     async def _show_events(self) -> str:
         out = []
@@ -304,6 +343,25 @@ class World:
                 out.append(f"{event['node']} {what}: {event['reason']}")
                 self.events_shown = kv.key
         return "\n".join(out) or "no new events"
+
+    async def _show_failcounts(self) -> str:
+        def row(value: bytes) -> str:
+            record = FailCountRecord.read(value)
+            listed = " ".join(f"{r.at - EPOCH:g}{'s' if r.systemic else ''}" for r in record.recent)
+            return (
+                f"counted {record.count}, systemic {record.systemic}; "
+                f"listed (wall - 1.7e9, s: systemic): {listed}"
+            )
+
+        return await self._listing("failcounts", row, "no failure records")
+
+    async def _show_systemic(self) -> str:
+        def row(value: bytes) -> str:
+            record = SystemicRecord.read(value)
+            nodes = ", ".join(record.nodes)
+            return f"since wall {record.since - EPOCH:g} on {nodes} of {record.size}"
+
+        return await self._listing("systemic", row, "no systemic episode")
 
     async def _show_nodes(self) -> str:
         kvs = (await self.store.range(self.keys.root.encode())).kvs

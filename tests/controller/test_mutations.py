@@ -13,6 +13,7 @@ import pytest
 
 import corral.agent.controller as shell
 import corral.core.controller as core
+import corral.core.systemic as systemic
 from corral.core.controller import HolderGuard
 from corral.sim.datadriven import run_file
 from corral.store import Compare, Keys
@@ -69,3 +70,20 @@ def test_without_the_plausibility_check_a_cut_off_agent_fences(
 ) -> None:
     monkeypatch.setattr(core, "plausible", lambda dead, nodes, me: True)
     assert "no-fence-implausible" in failing()
+
+
+def test_without_the_systemic_rule_failures_on_most_nodes_ban(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(systemic, "needed", lambda size, share: None)
+    assert {"systemic-active-active", "systemic-exclusive"} <= failing()
+
+
+def test_without_the_compare_and_swap_the_controller_undoes_a_new_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def always(key: bytes, mod_revision: int) -> Compare:
+        return Compare(key, "mod_revision", ">", -1)
+
+    monkeypatch.setattr(Compare, "unchanged_since", staticmethod(always))
+    assert "systemic-active-active" in failing()

@@ -28,9 +28,11 @@ from corral.records import (
     StandbyRecord,
     StatusInstance,
     StatusRecord,
+    SystemicRecord,
     TicketsRecord,
     encode,
 )
+from corral.records.agent import RecentFailure
 
 EXAMPLES: list[Record] = [
     RegistrationRecord("198.18.0.1", 4242, 1700000000.5),
@@ -45,6 +47,15 @@ EXAMPLES: list[Record] = [
     StatusRecord(),
     AssignRecord((AssignedInstance("n1", "started", None, 3), AssignedInstance("n2", "promoted"))),
     FailCountRecord(2, 1700000000.0, "start failed: exit status 1"),
+    FailCountRecord(
+        1,
+        1700000002.5,
+        "check failed",
+        (RecentFailure(1700000001.0, True), RecentFailure(1700000002.5)),
+        systemic=1,
+        counted_before=1699999000.0,
+    ),
+    SystemicRecord(1700000001.0, ("n1", "n2"), 3),
     RequestRecord("restart", "ab12"),
     LbRecord({"web": {"n1": "ready", "n2": "drain"}}),
     MembersRecord((MemberRow("n1", "alive", 3, None), MemberRow("n2", "dead", 1, 2.5))),
@@ -94,6 +105,16 @@ def test_not_json_or_not_an_object_is_malformed_with_a_reason(record: Record) ->
         (FailCountRecord, {"count": "x"}, "count is not an integer or null: 'x'"),
         (FailCountRecord, {"count": -1}, "count is negative: -1"),
         (FailCountRecord, {"count": 1, "last": "now"}, "last is not a number: 'now'"),
+        (FailCountRecord, {"systemic": -2}, "systemic is negative: -2"),
+        (FailCountRecord, {"recent": [{"systemic": True}]}, "recent: no at"),
+        (
+            FailCountRecord,
+            {"recent": [{"at": 1, "systemic": 1}]},
+            "recent: systemic is not true or false: 1",
+        ),
+        (FailCountRecord, {"recent": 5}, "recent is not a list of objects: 5"),
+        (SystemicRecord, {"nodes": ["n1"]}, "no since"),
+        (SystemicRecord, {"since": 1, "nodes": "n1"}, "nodes is not a list of strings: 'n1'"),
         (RequestRecord, {}, "no action"),
         (LbRecord, {"servers": []}, "servers is not an object: []"),
         (
@@ -141,7 +162,8 @@ def test_version_0_records_read_as_before() -> None:
     assert json.loads(moved_v.dump()) == {"v": "n2", "db": "n1"}
     assert MovesRecord.read(moved_v.dump()) == moved_v
     fc = FailCountRecord.read(b'{"count":2,"last":1700000000.5}')  # before reasons
-    assert fc == FailCountRecord(2, 1700000000.5, "")
+    assert fc == FailCountRecord(2, 1700000000.5, "", counted_before=1700000000.5)
+    assert fc.last_counted == 1700000000.5  # before `recent`: all it counted stays counted
     assert StatusRecord.read(b'{"instances":[{"health":"healthy"}]}').instances[0].known_health == (
         "healthy"
     )
@@ -151,13 +173,15 @@ def test_version_0_records_read_as_before() -> None:
 def test_a_failure_is_counted_over_whatever_is_stored() -> None:
     """What the agent writes on a failure (:meth:`FailCountRecord.after`): one more over the
     stored count; none stored, or an unreadable one, starts at 1."""
-    stored = FailCountRecord(2, 10.0, "old").dump()
+    stored = FailCountRecord(2, 10.0, "old", counted_before=10.0).dump()
     assert FailCountRecord.after(stored, 20.0, "start failed") == FailCountRecord(
-        3, 20.0, "start failed"
+        3, 20.0, "start failed", (RecentFailure(20.0),), counted_before=10.0
     )
-    assert FailCountRecord.after(None, 20.0, "x") == FailCountRecord(1, 20.0, "x")
+    assert FailCountRecord.after(None, 20.0, "x") == FailCountRecord(
+        1, 20.0, "x", (RecentFailure(20.0),)
+    )
     assert FailCountRecord.after(b"garbage", 20.0, "x").count == 1
-    assert FailCountRecord().increment(5.0, "y") == FailCountRecord(1, 5.0, "y")
+    assert FailCountRecord().increment(5.0, "y").count == 1
 
 
 def test_a_request_says_whether_it_is_a_restart() -> None:

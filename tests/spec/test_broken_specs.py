@@ -244,6 +244,43 @@ CASES: list[tuple[str, str, str, int]] = [
         "is already the name of v",
         12,
     ),
+    (
+        "systemic-share-one",
+        "defaults:\n  failure: {systemic_share: 1}\n",
+        "defaults.failure.systemic_share: must be a number more than 0 and less than 1",
+        7,
+    ),
+    (
+        "systemic-share-zero",
+        "defaults:\n  failure:\n    systemic_share: 0\n",
+        "defaults.failure.systemic_share: must be a number more than 0 and less than 1",
+        8,
+    ),
+    (
+        "systemic-share-boolean",
+        "resources:\n  a:\n    systemd: a.service\n    failure: {systemic_share: true}\n",
+        "resources.a.failure.systemic_share: must be a number more than 0 and less than 1 "
+        "(0.5: more than half of the resource's nodes), not True",
+        9,
+    ),
+    (
+        "systemic-share-text",
+        "resources:\n  a:\n    systemd: a.service\n    failure: {systemic_share: most}\n",
+        "not 'most'; to turn systemic failures off set systemic_window: 0",
+        9,
+    ),
+    (
+        "systemic-window-negative",
+        "resources:\n  a:\n    systemd: a.service\n    failure: {systemic_window: -5s}\n",
+        "resources.a.failure.systemic_window: invalid duration '-5s'",
+        9,
+    ),
+    (
+        "systemic-window-not-a-duration",
+        "defaults:\n  failure: {systemic_window: soon}\n",
+        "defaults.failure.systemic_window: invalid duration 'soon'",
+        7,
+    ),
 ]
 
 
@@ -288,3 +325,20 @@ def test_yaml_11_booleans_stay_strings() -> None:
     # `on:` is a key here (not True), and `yes` is not silently turned into a boolean.
     spec = load_spec_text(HEAD + "resources:\n  a:\n    systemd: a.service\n    on: {role: lb}\n")
     assert spec.resources["a"].on.role == "lb"
+
+
+def test_systemic_fields_have_documented_defaults_and_resources_override_them_one_by_one() -> None:
+    body = textwrap.dedent("""\
+        defaults:
+          failure: {systemic_window: 2m}
+        resources:
+          a: {systemd: a.service}
+          b: {systemd: b.service, failure: {systemic_share: 0.75}}
+          c: {systemd: c.service, failure: {systemic_window: 0}}
+        """)
+    res = load_spec_text(HEAD + body).resources
+    assert (res["a"].failure.systemic_share, res["a"].failure.systemic_window) == (0.5, 120.0)
+    assert (res["b"].failure.systemic_share, res["b"].failure.systemic_window) == (0.75, 120.0)
+    assert (res["c"].failure.systemic_share, res["c"].failure.systemic_window) == (0.5, 0.0)
+    plain = load_spec_text(HEAD + "resources:\n  a: {systemd: a.service}\n").resources["a"]
+    assert (plain.failure.systemic_share, plain.failure.systemic_window) == (0.5, 60.0)

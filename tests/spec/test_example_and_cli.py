@@ -44,6 +44,7 @@ def test_validate_explain_shows_defaults() -> None:
     assert result.exit_code == 0
     assert "rise 2, fall 2" in result.output
     assert "banned after 3 failure(s) for 10m" in result.output
+    assert "systemic: failing on >50% of nodes in 1m" in result.output
 
 
 def test_validate_broken_exits_1_with_every_problem(tmp_path: Path) -> None:

@@ -41,13 +41,14 @@ from corral.core.stall import StallLog
 from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
 from corral.records import FailCountRecord, RequestRecord
 from corral.spec import Resource, Spec
-from corral.store import Compare, Delete, Keys, Store, StoreError
+from corral.store import Compare, Delete, Keys, Put, Store, StoreError
 
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str, Resource, NodeContext, str | None], Driver]
 DRAIN_TIMEOUT = 3.0  # seconds a planned stop waits for every HAProxy to drain the backend
 DRAIN_GRACE = 0.3  # seconds in-flight requests get after the last HAProxy drained it
 STALL_TOLD = 0.5  # seconds: a stall beat this late is told in the decisions and the log
+COUNT_TRIES = 5  # compare-and-swap tries to add a failure (the controller may rewrite it)
 
 
 class Actuator:
@@ -356,9 +357,23 @@ class Actuator:
     async def count_failure(self, name: str, reason: str) -> None:
         key = self.keys.failcount(self.ctx.name, name)
         with contextlib.suppress(StoreError):
-            kv = await self.store.get(key)
-            stored = kv.value if kv is not None else None
-            await self.store.put(key, FailCountRecord.after(stored, self.wall(), reason).dump())
+            if not await add_failure(self.store, key, self.wall(), reason):
+                log.warning("%s: failure of %s lost: its record kept changing", self.ctx.name, name)
+
+
+async def add_failure(store: Store, key: bytes, wall: float, reason: str) -> bool:
+    """Add one failure at ``wall`` to the failure record at ``key``, compared with the record
+    as read: the controller rewrites these records too (it moves systemic failures out of the
+    count), and neither may undo the other. Tried again on a race, ``COUNT_TRIES`` times;
+    False when every try lost one. Store errors are the caller's."""
+    for _ in range(COUNT_TRIES):
+        kv = await store.get(key)
+        stored, revision = (kv.value, kv.mod_revision) if kv is not None else (None, 0)
+        record = FailCountRecord.after(stored, wall, reason)
+        guard = Compare.unchanged_since(key, revision)
+        if (await store.txn([guard], [Put(key, record.dump())])).succeeded:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

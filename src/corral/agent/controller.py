@@ -21,6 +21,12 @@ Contract:
   fence's store writes wake the next step, in which that registration is offline. A node
   whose fence failed is not fenced again for ``FENCE_RETRY`` seconds of the monotonic clock;
   meanwhile its exclusive instances wait for its lease to expire.
+- Systemic failures (:mod:`corral.core.systemic`): each step first judges every node's listed
+  failures (:func:`~corral.records.failures.judge_failures`) and plans on the judged counts;
+  the failure records with failures newly judged systemic are rewritten each in its own
+  transaction comparing the controller key and the record as read (an agent adds failures
+  with a compare-and-swap too, so neither undoes the other); an episode's start and end are
+  one event each, with the ``systemic/<resource>`` record, in the step's transaction.
 - Every step returns a decision string (what it did), for logs and tests.
 """
 
@@ -49,9 +55,12 @@ from corral.records import (
     Event,
     FencedRecord,
     Skipped,
+    StoreRecords,
+    SystemicRecord,
     read_records,
-    snapshot_from_kvs,
+    snapshot,
 )
+from corral.records.failures import Judged, judge_failures, with_judged
 from corral.spec import Spec
 from corral.spec.model import FenceDevice
 from corral.store import Compare, Delete, Keys, KeyValue, Put, Store, StoreError
@@ -165,7 +174,9 @@ class Controller:
             return "not the controller"
         spec = self._spec()
         kvs = await self._read()
-        snap, plan = self._plan(spec, kvs)
+        records = read_records(self._keys, kvs)
+        judged = judge_failures(spec, records, self._wall())
+        snap, plan = self._plan(spec, kvs, with_judged(records, judged))
         assigned, notes = staged_assignments(spec, snap, plan)
         read = self._parse(spec, kvs)
         writes = core.step_writes(
@@ -179,19 +190,40 @@ class Controller:
                 read.registrations,
                 read.status_revisions,
                 self._last_notes,
+                judged.episodes,
+                {name: record.episode for name, record in records.systemic.items()},
             )
         )
         self._last_notes = writes.notes
-        skipped = read_records(self._keys, kvs).skipped
-        said = self._skipped_events(skipped)
+        moved = await self._excuse(judged, kvs)
+        said = self._skipped_events(records.skipped)
         if writes.empty and not said:
-            return "no change"
+            return moved or "no change"
         if self._inputs is not None:
             self._inputs.record(snap, plan, writes.changed)
         done = await self._write(writes, read, kvs, said)
         if done.startswith("wrote"):  # said once written: a refused write says them again
-            self._skipped = {(s.key, s.mod_revision) for s in skipped}
-        return done
+            self._skipped = {(s.key, s.mod_revision) for s in records.skipped}
+        return f"{moved}; {done}" if moved else done
+
+    async def _excuse(self, judged: Judged, kvs: list[KeyValue]) -> str:
+        """Rewrite the failure records whose failures were judged systemic (moved out of
+        their counts), each in a transaction that compares the controller key and the record
+        as read: a deposed controller rewrites nothing, and a failure an agent added since is
+        not undone (the next step judges again). Says what it rewrote ("" for nothing)."""
+        if not judged.excused or self.token is None:
+            return ""
+        revisions = {kv.key: kv.mod_revision for kv in kvs}
+        moved = []
+        for (node, res), record in sorted(judged.excused.items()):
+            key = self._keys.failcount(node, res)
+            guards = [token_compare(self._keys, self.token)]
+            guards.append(Compare.unchanged_since(key, revisions.get(key, 0)))
+            result = await self._store.txn(guards, [Put(key, record.dump())])
+            self._written = max(self._written, result.revision)
+            if result.succeeded:
+                moved.append(f"{res}@{node}")
+        return f"systemic, not counted: {', '.join(moved)}" if moved else ""
 
     async def _read(self) -> list[KeyValue]:
         """The cluster prefix: the watch's copy when it is trusted and includes this
@@ -203,13 +235,16 @@ class Controller:
             return self._view.kvs()
         return (await self._store.range(self._keys.root.encode())).kvs
 
-    def _plan(self, spec: Spec, kvs: list[KeyValue]) -> tuple[Snapshot, Plan]:
-        """The snapshot and the plan; the fences the plan asks for start in the background."""
+    def _plan(
+        self, spec: Spec, kvs: list[KeyValue], records: StoreRecords
+    ) -> tuple[Snapshot, Plan]:
+        """The snapshot (of ``records``, as read from ``kvs`` and judged) and the plan; the
+        fences the plan asks for start in the background."""
         lost = self._lost(kvs)
         now = self._clock.now()
         failed = {n for n, at in self._fence_failed.items() if core.fence_recent(at, now)}
         fencing = {n for n, task in self._fencing.items() if not task.done()}
-        snap = snapshot_from_kvs(spec, self._keys, kvs, self._wall(), lost, failed, fencing)
+        snap = snapshot(spec, records, self._wall(), lost, failed, fencing)
         snap, plan, started = core.plan_around_fences(spec, snap)
         for node in started:
             self._fencing[node] = asyncio.create_task(self._fence_task(spec, node, kvs))
@@ -254,6 +289,11 @@ class Controller:
             Put(self._keys.assign(name), assign_record(p)) for name, p in writes.put.items()
         ]
         ops += [Delete(read.assign_keys[name]) for name in writes.delete]
+        ops += [
+            Put(self._keys.systemic(name), SystemicRecord.of(episode).dump())
+            for name, episode in writes.episodes_put.items()
+        ]
+        ops += [Delete(self._keys.systemic(name)) for name in writes.episodes_delete]
         ops += [self._event_op(e.kind, e.reason, e.resource) for e in writes.events]
         ops += said
         holders = holder_compares(self._keys, writes.guards)
@@ -271,8 +311,12 @@ class Controller:
             return "deposed: the controller key is no longer ours"
         await self._trim_events(kvs)
         changed = writes.changed
-        return f"wrote {len(changed)} assignment(s)" + (
-            f": {', '.join(changed)}" if changed else ""
+        episodes = [f"{n} systemic" for n in writes.episodes_put]
+        episodes += [f"{n} no longer systemic" for n in writes.episodes_delete]
+        return (
+            f"wrote {len(changed)} assignment(s)"
+            + (f": {', '.join(changed)}" if changed else "")
+            + (f" ({'; '.join(episodes)})" if episodes else "")
         )
 
     async def _fence_task(self, spec: Spec, node: str, kvs: list[KeyValue]) -> bool:

@@ -214,6 +214,7 @@ def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
             "assigned": [i.node for i in assigned.instances] if assigned else [],
             "running": running,
             "failcounts": {n: fails[n] for n in spec.nodes if n in fails},
+            "systemic": list(episode.nodes) if (episode := records.systemic.get(name)) else None,
         }
     backends: dict[str, dict[str, dict[str, str]]] = {}  # backend -> server -> lb -> state
     for lb, record in sorted(records.lb.items()):
@@ -262,6 +263,8 @@ def _render(view: dict[str, Any], console: Console) -> None:
             or "-"
         )
         fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
+        if r.get("systemic"):
+            fails = ", ".join(filter(None, [fails, "systemic (not counted)"]))
         table.add_row(
             name,
             r["mode"] if r["kind"] != "vip-set" else "vip-set",

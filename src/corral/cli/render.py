@@ -71,7 +71,19 @@ def extras_text(res: Resource, explain: bool) -> str:
             f"stickiness {res.stickiness}; banned after {res.failure.migration_threshold} "
             f"failure(s) for {fmt(res.failure.failure_timeout)}"
         )
+        out.append(systemic_text(res))
     return "\n".join(out)
+
+
+def systemic_text(res: Resource) -> str:
+    """The resource's systemic-failure rule, as ``validate --explain`` says it."""
+    policy = res.failure
+    if policy.systemic_window <= 0:
+        return "systemic failures off"
+    return (
+        f"systemic: failing on >{policy.systemic_share:.0%} of nodes in "
+        f"{fmt(policy.systemic_window)}"
+    )
 
 
 def print_summary(spec: Spec, console: Console, *, explain: bool = False) -> None:

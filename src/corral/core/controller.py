@@ -16,7 +16,10 @@ Contracts:
   the spec that gossip holds alive) fences it; every other case says why not (:class:`Why`).
 - :func:`step_writes`: the assignment records a step puts and deletes, its events, and the
   holder guards its one transaction carries (rule 1 across nodes: no new assignment of an
-  exclusive resource over a status report the step did not see).
+  exclusive resource over a status report the step did not see); a ``systemic`` event and a
+  ``systemic/<resource>`` record when a systemic episode starts, one more event and the
+  record's delete when it ends (:mod:`corral.core.systemic`), in the same transaction, so
+  each is said once even across a change of controller.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
+from corral.core import systemic
 from corral.core.assign import Assigned
 from corral.core.scheduler import Plan, Snapshot, schedule
 from corral.core.scheduler.scores import Context, node_score
@@ -250,7 +254,9 @@ class StepInputs:
     ``registrations``: node -> mod revision of ``nodes/<node>``; ``status_revisions``: (node,
     resource) -> mod revision of its status record; ``assigned``/``notes``: the staged
     assignments (:func:`corral.core.assign.staged_assignments`); ``last_notes``: the notes of
-    the previous step (a waiting note becomes an event once, when it first appears)."""
+    the previous step (a waiting note becomes an event once, when it first appears);
+    ``episodes``: the systemic episodes open now, ``announced``: those the store records as
+    announced (``systemic/<resource>``)."""
 
     spec: Spec
     snap: Snapshot
@@ -261,19 +267,25 @@ class StepInputs:
     registrations: Mapping[str, int]
     status_revisions: Mapping[tuple[str, str], int]
     last_notes: frozenset[str]
+    episodes: Mapping[str, systemic.Episode] = field(default_factory=dict)
+    announced: Mapping[str, systemic.Episode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StepWrites:
     """What a step writes, in ONE transaction fenced by the controller token and ``guards``:
     ``put`` (resource -> its new record, in plan order), ``delete`` (records of resources no
-    longer in the spec), ``events`` (in order), and ``notes`` to remember for the next step."""
+    longer in the spec), ``events`` (in order), ``notes`` to remember for the next step, and
+    the systemic episodes that start (``episodes_put``: their records) and end
+    (``episodes_delete``)."""
 
     put: dict[str, tuple[Placement, ...]]
     delete: tuple[str, ...]
     events: tuple[EventNote, ...]
     guards: tuple[HolderGuard, ...]
     notes: frozenset[str]
+    episodes_put: dict[str, systemic.Episode] = field(default_factory=dict)
+    episodes_delete: tuple[str, ...] = ()
 
     @property
     def changed(self) -> list[str]:
@@ -283,7 +295,9 @@ class StepWrites:
     @property
     def empty(self) -> bool:
         """Nothing to write: the step makes no transaction."""
-        return not (self.put or self.delete or self.events)
+        return not (
+            self.put or self.delete or self.events or self.episodes_put or self.episodes_delete
+        )
 
 
 def step_writes(inputs: StepInputs) -> StepWrites:
@@ -301,10 +315,27 @@ def step_writes(inputs: StepInputs) -> StepWrites:
         if inputs.current.get(name) != record:  # absent or not in our form: None
             put[name] = record
     delete = tuple(name for name in inputs.current if name not in inputs.assigned)
+    starts, ends = systemic.transitions(inputs.episodes, inputs.announced)
+    said = episode_events(inputs.spec, starts, {n: inputs.announced[n] for n in ends})
     waiting = [EventNote("waiting", n) for n in sorted(set(inputs.notes) - inputs.last_notes)]
-    events = (*waiting, *explanations(inputs, list(put)))
+    events = (*said, *waiting, *explanations(inputs, list(put)))
     guards = holder_guards(inputs.spec, inputs.assigned, list(put), inputs.status_revisions)
-    return StepWrites(put, delete, events, guards, frozenset(inputs.notes))
+    return StepWrites(put, delete, events, guards, frozenset(inputs.notes), starts, tuple(ends))
+
+
+def episode_events(
+    spec: Spec, starts: Mapping[str, systemic.Episode], ends: Mapping[str, systemic.Episode]
+) -> list[EventNote]:
+    """A ``systemic`` event for each episode that starts, and one for each that ends."""
+    out = []
+    for name, episode in starts.items():
+        policy = systemic.policy_of(spec.resources[name])
+        out.append(EventNote("systemic", systemic.start_text(name, episode, policy), name))
+    for name, episode in ends.items():
+        res = spec.resources.get(name)
+        rule = systemic.policy_of(res) if res is not None else None
+        out.append(EventNote("systemic", systemic.end_text(name, episode, rule), name))
+    return out
 
 
 def explanations(inputs: StepInputs, changed: list[str]) -> list[EventNote]:

@@ -5,7 +5,8 @@ rolling upgrade.
 Every record is a JSON object (readable with ``etcdctl get``), one frozen dataclass here with
 ``parse(raw) -> record | None``, ``read(raw)`` (raises :class:`Malformed` with the reason) and
 ``dump() -> bytes``. Keys: :class:`corral.store.Keys`. The records and their layouts:
-:mod:`corral.records.cluster` (``nodes/``, ``fenced/``, ``status/``, ``assign/``),
+:mod:`corral.records.cluster` (``nodes/``, ``fenced/``, ``status/``, ``assign/``,
+``systemic/``),
 :mod:`corral.records.admin` (``admin/``), :mod:`corral.records.agent` (``failcounts/``,
 ``requests/``, ``lb/``, ``members/``), :mod:`corral.records.events` (``events/``);
 :mod:`corral.records.store` reads a whole range and builds the scheduler's snapshot.
@@ -43,6 +44,7 @@ from corral.records.cluster import (
     RegistrationRecord,
     StatusInstance,
     StatusRecord,
+    SystemicRecord,
 )
 from corral.records.codec import VERSION, Malformed, Record, decode, encode
 from corral.records.events import Event
@@ -79,6 +81,7 @@ __all__ = [
     "StatusInstance",
     "StatusRecord",
     "StoreRecords",
+    "SystemicRecord",
     "TicketsRecord",
     "decode",
     "encode",

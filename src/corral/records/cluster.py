@@ -9,6 +9,9 @@
   [{"item", "role", "health", "detail", "score"}]}``: what runs there now.
 - ``assign/<resource>`` (:class:`AssignRecord`, written by the controller only): ``{"instances":
   [{"node", "role", "item", "reg"}]}``; ``reg`` is the registration the instance is for.
+- ``systemic/<resource>`` (:class:`SystemicRecord`, written by the controller only): ``{"since",
+  "nodes", "size"}``: a systemic episode of the resource (:mod:`corral.core.systemic`) that was
+  announced; it goes, with one more event, when the episode ends.
 
 Status and assign records say what runs and what is asked to run, so their entries are read
 as version 0 read them, one by one: a status entry with a field of the wrong type still counts
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from corral.core.scheduler.model import Health
+from corral.core.systemic import Episode
 from corral.records.codec import (
     Malformed,
     Record,
@@ -33,6 +37,8 @@ from corral.records.codec import (
     opt_number,
     opt_str,
     req_int,
+    req_number,
+    strings,
 )
 
 
@@ -91,6 +97,31 @@ class FencedRecord(Record):
 
     def to_value(self) -> dict[str, Any]:
         return {"revision": self.revision, "time": self.time, "device": self.device}
+
+
+@dataclass(frozen=True)
+class SystemicRecord(Record):
+    """``systemic/<resource>``: the announced systemic episode (``since``: its first failure,
+    wall seconds; ``nodes`` it failed on, of ``size``)."""
+
+    since: float
+    nodes: tuple[str, ...] = ()
+    size: int = 0
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Self:
+        return cls(req_number(value, "since"), strings(value, "nodes"), opt_int(value, "size") or 0)
+
+    def to_value(self) -> dict[str, Any]:
+        return {"since": self.since, "nodes": list(self.nodes), "size": self.size}
+
+    @property
+    def episode(self) -> Episode:
+        return Episode(self.since, self.nodes, self.size)
+
+    @classmethod
+    def of(cls, episode: Episode) -> SystemicRecord:
+        return cls(episode.since, episode.nodes, episode.size)
 
 
 @dataclass(frozen=True)

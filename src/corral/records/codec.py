@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 VERSION = 1  # the version this code writes (see corral.records: the contract)
+T = TypeVar("T")
 
 
 class Malformed(ValueError):
@@ -118,13 +119,18 @@ def req_str(value: Mapping[str, Any], name: str) -> str:
     return got
 
 
-def opt_str(value: Mapping[str, Any], name: str, default: str = "") -> str:
+def _optional(value: Mapping[str, Any], name: str, kind: type[T], wanted: str, default: T) -> T:
+    """``value[name]`` of type ``kind`` (absent or null: ``default``)."""
     got = value.get(name)
     if got is None:
         return default
-    if not isinstance(got, str):
-        raise _wrong(name, "a string", got)
+    if not isinstance(got, kind):
+        raise _wrong(name, wanted, got)
     return got
+
+
+def opt_str(value: Mapping[str, Any], name: str, default: str = "") -> str:
+    return _optional(value, name, str, "a string", default)
 
 
 def nullable_str(value: Mapping[str, Any], name: str) -> str | None:
@@ -161,6 +167,18 @@ def opt_number(value: Mapping[str, Any], name: str) -> float | None:
     if not isinstance(got, int | float) or isinstance(got, bool):
         raise _wrong(name, "a number", got)
     return float(got)
+
+
+def req_number(value: Mapping[str, Any], name: str) -> float:
+    got = value.get(name)
+    if not isinstance(got, int | float) or isinstance(got, bool):
+        raise _wrong(name, "a number", got) if name in value else Malformed(f"no {name}")
+    return float(got)
+
+
+def opt_bool(value: Mapping[str, Any], name: str) -> bool:
+    """A boolean (absent or null: False)."""
+    return _optional(value, name, bool, "true or false", False)
 
 
 def objects(value: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:

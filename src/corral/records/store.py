@@ -23,7 +23,7 @@ from corral.records.admin import (
     TicketsRecord,
 )
 from corral.records.agent import FailCountRecord, LbRecord, MembersRecord, RequestRecord
-from corral.records.cluster import AssignRecord, FencedRecord, StatusRecord
+from corral.records.cluster import AssignRecord, FencedRecord, StatusRecord, SystemicRecord
 from corral.records.codec import Malformed, Record
 from corral.records.events import Event
 from corral.spec import Spec
@@ -51,6 +51,7 @@ class StoreRecords:
     fenced: dict[str, FencedRecord] = field(default_factory=dict)
     status: dict[tuple[str, str], StatusRecord] = field(default_factory=dict)  # (node, res)
     assign: dict[str, AssignRecord] = field(default_factory=dict)
+    systemic: dict[str, SystemicRecord] = field(default_factory=dict)  # announced episodes
     failcounts: dict[tuple[str, str], FailCountRecord] = field(default_factory=dict)  # (node, res)
     admin: AdminRecords = field(default_factory=AdminRecords)
     lb: dict[str, LbRecord] = field(default_factory=dict)
@@ -64,6 +65,7 @@ class StoreRecords:
 _BY_NAME: dict[str, type[Record]] = {
     "fenced": FencedRecord,
     "assign": AssignRecord,
+    "systemic": SystemicRecord,
     "lb": LbRecord,
     "members": MembersRecord,
     "events": Event,
@@ -122,6 +124,8 @@ def _file(out: StoreRecords, admin: dict[str, Any], parts: list[str], record: Re
         out.fenced[name] = record
     elif isinstance(record, AssignRecord):
         out.assign[name] = record
+    elif isinstance(record, SystemicRecord):
+        out.systemic[name] = record
     elif isinstance(record, LbRecord):
         out.lb[name] = record
     elif isinstance(record, MembersRecord):
@@ -208,7 +212,7 @@ def snapshot(
         },
         instances=tuple(_instances(spec, records, online)),
         failures={
-            (res, node): FailCount(fc.count, fc.last)
+            (res, node): FailCount(fc.count, fc.last_counted)
             for (node, res), fc in records.failcounts.items()
             if node in spec.nodes and res in spec.resources
         },

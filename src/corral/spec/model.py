@@ -19,7 +19,14 @@ import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from corral.core.membership import MembershipConfig, with_probe_interval
 from corral.core.membership import profile as membership_profile
@@ -112,10 +119,44 @@ class HealthDefaults(_Model):
 
 class FailurePolicy(_Model):
     """After ``migration_threshold`` failures on a node the resource is banned there until
-    ``failure_timeout`` has passed since the last failure (0 = never expires)."""
+    ``failure_timeout`` has passed since the last failure (0 = never expires).
+
+    Systemic failures (``docs/safety-rules.md``, "Systemic failures"; judged by
+    :mod:`corral.core.systemic`): when the resource failed on more than ``systemic_share`` of
+    its nodes (and on at least two) within ``systemic_window``, those failures are one
+    systemic event (overload, a dependency down): said once, not counted per node, no ban
+    follows; restarts in place go on with their backoff. A resource that runs on one node at a
+    time (active-passive, a VIP) counts the distinct nodes it failed on within the window:
+    failing on its first node moves it as usual, failing again on the next one within the
+    window is systemic, and it stays there. ``systemic_window: 0`` turns the rule off.
+    """
 
     migration_threshold: int = Field(default=3, ge=1)
     failure_timeout: Duration = 600.0
+    systemic_share: float = Field(
+        default=0.5,
+        description=(
+            "failures on more than this share of the resource's nodes (at least two) within "
+            "systemic_window are one systemic event, not counted per node; 0 < share < 1"
+        ),
+    )
+    systemic_window: Duration = Field(
+        default=60.0,
+        description="the window of systemic_share; 0 turns systemic failures off",
+    )
+
+    @field_validator("systemic_share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        # a share is a number strictly between 0 and 1: 0 would make any two failing nodes
+        # systemic whatever the size, and "more than 1" of the nodes can never happen
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(
+                f"must be a number more than 0 and less than 1 (0.5: more "
+                f"than half of the resource's nodes), not {value!r}; "
+                "to turn systemic failures off set systemic_window: 0"
+            )
+        return float(value)
 
 
 class Defaults(_Model):

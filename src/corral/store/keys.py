@@ -12,6 +12,7 @@
 ``fenced/<node>``               a successful fence of one registration of a node
 ``lb/<node>``                   the server states this node's HAProxy applied, leased
 ``requests/<node>/<resource>``  an operator's request to one agent (rolling restart)
+``systemic/<resource>``         an announced systemic episode, written by the controller only
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -38,6 +39,7 @@ SECTIONS = (
     "fenced",
     "lb",
     "requests",
+    "systemic",
 )
 
 
@@ -120,6 +122,10 @@ class Keys:
     def request(self, node: str, resource: str) -> bytes:
         """``requests/<node>/<resource>``: an operator request for one agent."""
         return self._k("requests", check_name("node", node), check_name("resource", resource))
+
+    def systemic(self, resource: str) -> bytes:
+        """``systemic/<resource>``: the announced systemic episode of a resource."""
+        return self._k("systemic", check_name("resource", resource))
 
     @property
     def gossip_key(self) -> bytes:
