@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages corral needs at run time or in its tests (installed only when missing).
 APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic \
-                haproxy keepalived bind9-dnsutils curl nftables
+                haproxy keepalived bind9-dnsutils curl nftables stress-ng
 
 .PHONY: install test check demo demo-down bench clean system-packages
 

@@ -112,3 +112,19 @@ def test_a_second_up_in_the_same_dir_is_refused(make_lab: Callable[..., Lab]) ->
     with pytest.raises(LabError, match="a lab is up"):
         Lab.up(Path(lab.state()["spec"]), lab.dir)
     assert lab.online_nodes() == {"n1"}  # the running lab is untouched
+
+
+def test_data_dir_holds_the_nodes_state_and_down_removes_the_store_data(tmp_path: Path) -> None:
+    spec, lab_dir, disk = tmp_path / "spec.yaml", tmp_path / "lab", tmp_path / "disk"
+    spec.write_text(small_spec("labdata"))
+    lab = Lab.up(spec, lab_dir, nodes=1, timeout=60, fence_action="none", data_dir=disk)
+    try:
+        state_dir = disk.resolve() / "nodes" / "n1"
+        assert lab.node("n1")["state_dir"] == str(state_dir)
+        assert (state_dir / "etcd" / "n1" / "member").is_dir()  # etcd's data is on the disk
+        assert not (lab_dir / "nodes").exists()
+    finally:
+        lab.down()
+    assert not (state_dir / "etcd" / "n1").exists()
+    assert (state_dir / "agent.log").exists()  # logs are kept
+    assert leftovers(lab_dir) == NOTHING

@@ -56,16 +56,30 @@ def lab_group() -> None:
     help="What fencing does to a lost node (default: the spec's fence device's action; "
     "none: no fencing).",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Put the nodes' state (etcd's data, agent state and logs) here, on a real disk, "
+    "instead of in the lab directory.",
+)
 def up(
     spec_file: Path,
     nodes: int | None,
     lab_dir: Path | None,
     timeout: float,
     fence_action: str | None,
+    data_dir: Path | None,
 ) -> None:
     """Build the lab for SPEC_FILE (services rewritten to stand-ins) and start its agents."""
     try:
-        lab = Lab.up(spec_file, lab_dir, nodes=nodes, timeout=timeout, fence_action=fence_action)
+        lab = Lab.up(
+            spec_file,
+            lab_dir,
+            nodes=nodes,
+            timeout=timeout,
+            fence_action=fence_action,
+            data_dir=data_dir,
+        )
     except ERRORS as exc:
         raise _fail(exc) from None
     state = lab.state()

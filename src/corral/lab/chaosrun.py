@@ -32,11 +32,8 @@ from typing import Any
 
 from corral.lab import chaos, chaosreport, gateway
 from corral.lab.checker import Checker, Topology, Violation
-from corral.lab.lab import Lab, LabError
-from corral.lab.netns import NetnsError
-from corral.records import FailCountRecord
-
-ERRORS = (LabError, NetnsError, OSError, subprocess.SubprocessError, ValueError)
+from corral.lab.lab import Lab
+from corral.lab.readout import ERRORS, failcount, read_events, read_failcounts, start_client
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,12 @@ def converged(lab: Lab, checker: Checker) -> str:
     wrong = {k: sorted(v) for k, v in {**vips, **excl}.items() if len(v) != 1}
     if wrong:
         return f"holders {wrong}"
+    return status_converged(lab)
+
+
+def status_converged(lab: Lab) -> str:
+    """'' when every powered node is online and every resource healthy where it is assigned
+    (``corral status --json``), else why not."""
     try:
         view = lab.cluster_status(timeout=10)
     except (*ERRORS, subprocess.TimeoutExpired) as exc:
@@ -145,23 +148,17 @@ class ChaosRun:
         key = f"/corral/{spec.cluster}/admin/chaos-sentinel".encode()
         with self.checker.operator():
             gateway.put(topo.client_ns or "", topo.endpoints, key, {"seed": self.cfg.seed})
-        self.failcounts = self._read_failcounts() or {}
+        self.failcounts = read_failcounts(self.lab) or {}
         if self.cfg.load and topo.vips:
-            self._start_client(topo.vips, budget)
+            self.client = start_client(
+                self.lab,
+                [f"http://{v}:5000/" for v in topo.vips],
+                self.cfg.work / "load.json",
+                interval=self.cfg.client_interval,
+                timeout=0.2,
+                duration=budget * 2 + 300,
+            )
         return schedule
-
-    def _start_client(self, vips: tuple[str, ...], budget: float) -> None:
-        assert self.lab is not None
-        out = self.cfg.work / "load.json"
-        ready = self.cfg.work / "load.ready"
-        argv = [sys.executable, "-m", "corral.lab.client", "--interval"]
-        argv += [f"{self.cfg.client_interval:g}", "--timeout", "0.2"]
-        argv += ["--duration", f"{budget * 2 + 300:g}", "--out", str(out), "--ready", str(ready)]
-        argv += [f"http://{v}:5000/" for v in vips]
-        self.client = subprocess.Popen(self.lab.exec_argv("client", argv))
-        deadline = time.monotonic() + 20
-        while not ready.exists() and time.monotonic() < deadline and self.client.poll() is None:
-            time.sleep(0.05)
 
     # --- episodes ----------------------------------------------------------------------------
 
@@ -204,17 +201,12 @@ class ChaosRun:
         self._check_failcounts(index, ep, targets)
         self._collect_events()
 
-    def _read_failcounts(self) -> dict[str, Any] | None:
-        assert self.checker is not None
-        topo = self.checker.topo
-        prefix = f"/corral/{topo.cluster}/failcounts/".encode()
-        return gateway.range_prefix(topo.client_ns or "", topo.endpoints, prefix)
-
     def _check_failcounts(self, index: int, ep: chaos.Episode, targets: dict[str, str]) -> None:
         """safety rule 7: a failure counts against a resource on a node only when one of its
         operations failed there. Failcounts that grew during an episode for anything but the
         (node, resource) a service kill or malfunction of the episode aimed at are reported."""
-        new = self._read_failcounts()
+        assert self.lab is not None
+        new = read_failcounts(self.lab)
         if new is None:
             return
         aimed = {
@@ -223,8 +215,8 @@ class ChaosRun:
             if s.action in ("kill_service", "malfunction")
         }
         for key, value in sorted(new.items()):
-            count = _count(value)
-            before = _count(self.failcounts.get(key))
+            count = failcount(value)
+            before = failcount(self.failcounts.get(key))
             if count > before and key not in aimed:
                 now = time.monotonic()
                 nodes = ",".join(targets.get(n, n) for n in ep.nodes) or "-"
@@ -237,16 +229,8 @@ class ChaosRun:
         """corral's own event log (``corral events --json``), kept for the report only: the
         checker judges without it. Read after every episode (the store keeps 1000)."""
         assert self.lab is not None
-        argv = [sys.executable, "-m", "corral.cli.main", "events", "--json", "-n", "1000"]
-        argv += ["--spec", str(self.lab.spec_file)]
-        with contextlib.suppress(*ERRORS, subprocess.TimeoutExpired):
-            out = subprocess.run(
-                self.lab.exec_argv("client", argv), capture_output=True, text=True, timeout=30
-            ).stdout
-            for line in out.splitlines():
-                with contextlib.suppress(ValueError):
-                    ev = json.loads(line)
-                    self.events[(ev.get("time"), ev.get("node"), ev.get("kind"))] = ev
+        for ev in read_events(self.lab):
+            self.events[(ev.get("time"), ev.get("node"), ev.get("kind"))] = ev
 
     def _resolve(self, target: str | None, cache: dict[str, str]) -> str | None:
         """A step's node: a name, or ``holder:<res>`` resolved once per episode from what
@@ -369,9 +353,3 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
 def dumps(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, default=str)
-
-
-def _count(value: object) -> int:
-    """The count of a failcount record as a range read decoded it (unreadable: 0)."""
-    record = FailCountRecord.parse_value(value)
-    return record.count if record is not None else 0

@@ -14,12 +14,15 @@ and ``down --force`` can find a lab's leftovers from its directory alone):
   own address, never a VIP that may move), IPv6 off on IPv4-only labs (quiet captures);
 - the lab directory: ``lab.json`` (the state: everything made, agent pids, power), ``spec.yaml``
   (the stand-in spec), ``fence_lab`` (the fence agent), ``modes/``, ``nodes/<node>/`` (the
-  agent's state dir, ``agent.log``).
+  agent's state dir, ``agent.log``); with ``data_dir`` (``Lab.up``) the ``nodes/`` tree is
+  there instead: etcd's data and the agent's state on a disk of the caller's choice (the
+  default lab root ``/run`` is a tmpfs on most systems, where an fsync costs nothing).
 
 Contract: ``Lab.up`` records each object in ``lab.json`` before creating it, so that ``down``
 after a crash at any point removes it; ``down`` kills every process of every lab namespace
 (``ip netns pids``, SIGKILL, until none is left), deletes the namespaces and the state file, and
-keeps logs; it is idempotent. Faults act on one node: see each method.
+keeps logs (with a ``data_dir``, it also deletes the etcd members' data there); it is
+idempotent. Faults act on one node: see each method.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 from corral.lab import gateway, netns, procs
 from corral.lab.layout import LabError, lab_id, node_sysctls, ns_prefix, plan
 from corral.lab.modes import mode_dir, mode_file
+from corral.lab.status import lab_status
 
 LAB_ROOT = Path("/run/corral-lab")
 STATEFUL = Path("/usr/lib/ocf/resource.d/pacemaker/Stateful")
@@ -141,6 +145,7 @@ class Lab:
         timeout: float = 60.0,
         python: str = sys.executable,
         fence_action: str | None = None,
+        data_dir: Path | None = None,
     ) -> Lab:
         """Build the lab for ``spec_file`` and wait until every agent registered.
 
@@ -148,7 +153,9 @@ class Lab:
         be rewritten, a lab already runs in the directory, or the cluster does not answer
         within ``timeout`` seconds (the message holds the tails of the agent logs).
         ``fence_action`` (off/reboot/none): what the cluster's fencing does to a lost node
-        through the lab fence device; default that of the spec's fence device.
+        through the lab fence device; default that of the spec's fence device. ``data_dir``:
+        where the nodes' state dirs go (``<data_dir>/nodes/<node>``, made if missing; a
+        previous run's ``nodes/`` there is removed first); default the lab directory.
         """
         text = spec_file.read_text()
         if lab_dir is None:
@@ -159,7 +166,7 @@ class Lab:
         if lab.state_path.exists():
             raise LabError(f"a lab is up in {lab.dir}; run `corral lab down --dir {lab.dir}`")
         try:
-            lab._build(spec_file, text, nodes, fence_action)
+            lab._build(spec_file, text, nodes, fence_action, data_dir)
             for name in lab.state()["nodes"]:
                 lab._start_agent(name)
             lab.wait_online(timeout=timeout)
@@ -170,13 +177,20 @@ class Lab:
         return lab
 
     def _build(
-        self, spec_file: Path, text: str, nodes: int | None, fence_action: str | None
+        self,
+        spec_file: Path,
+        text: str,
+        nodes: int | None,
+        fence_action: str | None,
+        data_dir: Path | None,
     ) -> None:
         from corral.lab.standins import StandinOptions, rewrite
         from corral.spec import load_spec_text
 
-        for sub in ("nodes", "modes", "etcd"):  # a previous run's etcd data is not this one's
-            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        data_dir = data_dir.resolve() if data_dir is not None else None
+        old = [self.dir / sub for sub in ("nodes", "modes", "etcd")]
+        for sub in [*old, *([data_dir / "nodes"] if data_dir else [])]:
+            shutil.rmtree(sub, ignore_errors=True)  # a previous run's etcd data is not ours
         self.dir.mkdir(parents=True, exist_ok=True)
         fence = self.dir / FENCE_SCRIPT
         fence.write_text(f'#!/bin/sh\nexec {self.python} -m corral.lab.fence "$@"\n')
@@ -196,7 +210,7 @@ class Lab:
             raise LabError(f"{spec_file}: {exc}") from None
         self.spec_file.write_text(rewritten.text)
         spec = load_spec_text(rewritten.text, str(self.spec_file))
-        state = plan(spec, self.dir, self.spec_file)
+        state = plan(spec, self.dir, self.spec_file, data_dir)
         state["notes"] = rewritten.notes
         self._write(state)  # first: whatever is made below, down finds it
         self._make_switch(state)
@@ -345,8 +359,9 @@ class Lab:
         """Stop every process of the lab and delete its namespaces and state; return what was
         removed. Without ``force`` an unreadable state file is an error; with it, the lab's
         namespaces are found by name pattern. Idempotent: nothing left is not an error."""
+        state: dict[str, Any] = {}
         try:
-            self.state()
+            state = self.state()
         except LabError as exc:
             if not self.state_path.exists() and not netns.list_namespaces(ns_prefix(self.dir)):
                 return []
@@ -361,6 +376,11 @@ class Lab:
             with contextlib.suppress(OSError):
                 child.wait(timeout=1)
         self._children.clear()
+        if state.get("data_dir"):  # the members' data on a real disk (their logs are kept)
+            for rec in state["nodes"].values():
+                for member in Path(rec["state_dir"]).glob("etcd/*"):
+                    if member.is_dir():
+                        shutil.rmtree(member, ignore_errors=True)
         for name in (STATE, "lab.tmp", "lab.lock"):
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / name).unlink()
@@ -369,34 +389,8 @@ class Lab:
     # status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """What the lab made and how it is now: per node power (recorded), link states of both
-        ends, addresses, netem, the agent pid (and whether it lives), processes in the ns."""
-        state = self.state()
-        sw = state["switch_ns"]
-        nodes = {}
-        for name, n in state["nodes"].items():
-            pid = n["agent_pid"]
-            nodes[name] = {
-                "namespace": n["ns"] if netns.exists(n["ns"]) else None,
-                "powered": n["powered"],
-                "link": netns.link_state(n["ns"], n["ifname"]),
-                "switch_port": netns.link_state(sw, n["switch_if"]),
-                "addresses": netns.addresses(n["ns"], n["ifname"]),
-                "netem": netns.netem_of(n["ns"], n["ifname"]),
-                "agent_pid": pid,
-                "agent_alive": pid is not None and pid in netns.pids(n["ns"]),
-                "processes": len(netns.pids(n["ns"])),
-            }
-        return {
-            "id": state["id"],
-            "cluster": state["cluster"],
-            "dir": state["dir"],
-            "spec": state["spec"],
-            "switch": {"namespace": sw, "bridge": state["bridge"], "exists": netns.exists(sw)},
-            "client": {"namespace": state["client"]["ns"], **state["client"]},
-            "nodes": nodes,
-            "notes": state.get("notes", []),
-        }
+        """What the lab made and how it is now (:func:`corral.lab.status.lab_status`)."""
+        return lab_status(self.state())
 
     # faults --------------------------------------------------------------------------------
 

@@ -67,9 +67,14 @@ def _vip_addresses(spec: Spec) -> set[str]:
     return found
 
 
-def plan(spec: Spec, lab_dir: Path, spec_path: Path) -> dict[str, Any]:
-    """The state record of a lab for ``spec`` (nodes already cut to the lab's), nothing made."""
+def plan(
+    spec: Spec, lab_dir: Path, spec_path: Path, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """The state record of a lab for ``spec`` (nodes already cut to the lab's), nothing made.
+    Each node's state dir (agent state, its etcd member's data, ``agent.log``) is
+    ``<data_dir>/nodes/<node>``, ``data_dir`` defaulting to ``lab_dir``."""
     ident = lab_id(lab_dir)
+    base = data_dir or lab_dir
     pre = f"crl-{ident}-"
     nodes: dict[str, Any] = {}
     cidrs: list[Addr] = []
@@ -81,7 +86,7 @@ def plan(spec: Spec, lab_dir: Path, spec_path: Path) -> dict[str, Any]:
             "ifname": f"crl{ident}n{i}",
             "switch_if": f"crl{ident}s{i}",
             "address": str(cidr),
-            "state_dir": str(lab_dir / "nodes" / name),
+            "state_dir": str(base / "nodes" / name),
             "powered": False,
             "agent_pid": None,
         }
@@ -91,6 +96,7 @@ def plan(spec: Spec, lab_dir: Path, spec_path: Path) -> dict[str, Any]:
         "id": ident,
         "cluster": spec.cluster,
         "dir": str(lab_dir),
+        "data_dir": None if data_dir is None else str(data_dir),
         "spec": str(spec_path),
         "switch_ns": f"{pre}switch",
         "bridge": f"crlbr-{ident}",
