@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,20 @@ def _sha(rev: str) -> str:
     return done.stdout.strip()
 
 
+@contextlib.contextmanager
+def started_with(python: str) -> Iterator[None]:
+    """Agents started meanwhile run ``python``: another release's must not import this tree
+    (the ``PYTHONPATH`` of a bench run from a checkout), this tree's keeps it."""
+    saved = os.environ.get("PYTHONPATH")
+    if python != PY:
+        os.environ.pop("PYTHONPATH", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTHONPATH"] = saved
+
+
 def service_pids(t: CorralTarget) -> dict[tuple[str, str], int | None]:
     return {(n, r): t.lab.service_pid(n, r) for n in t.lab.state()["nodes"] for r in RESOURCES}
 
@@ -96,7 +111,8 @@ def restart_each(t: CorralTarget, sig: signal.Signals, python: str) -> list[floa
         start = time.monotonic()
         t.lab.kill_agent(node, sig, wait=10.0)
         t.lab.python = python
-        t.lab.power_on(node)
+        with started_with(python):
+            t.lab.power_on(node)
         away.append(time.monotonic() - start)
         state_dir = Path(t.lab.node(node)["state_dir"])
         deadline = time.monotonic() + 20
@@ -107,7 +123,8 @@ def restart_each(t: CorralTarget, sig: signal.Signals, python: str) -> list[floa
 
 
 def one_run(scenario: str, work: Path, old_python: str | None) -> dict[str, Any]:
-    t = CorralTarget(work, python=old_python or PY)
+    with started_with(old_python or PY):
+        t = CorralTarget(work, python=old_python or PY)
     try:
         t.wait_settled(60.0)
         before = service_pids(t)
