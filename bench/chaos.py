@@ -21,8 +21,13 @@ and reports:
 Timing figures come from a shared 2-core machine: they are reported, never asserted. A run
 whose harness fails is reported and the bench goes on.
 
+``--load``: the machine loaded as in ``bench/soak.py`` (``stress-ng --cpu 2`` at nice 0 and an
+fsync writer on the lab's filesystem) half of the time: on for ``--load-period`` seconds (300),
+off as long, from the start of the run.
+
 Usage: bench/chaos.py [--quick] [--json FILE] [--seed N] [--runs N] [--minutes M]
-       [--fence reboot|off|none] [--spec FILE]     (--quick: one 10-minute run)
+       [--fence reboot|off|none] [--spec FILE] [--load] [--load-period S]
+       (--quick: one 10-minute run)
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -42,9 +49,38 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from corral.lab.chaos import KINDS  # noqa: E402
 from corral.lab.chaosrun import RunConfig, dumps, run  # noqa: E402
+
+
+class HalfLoaded:
+    """``bench/soak.py``'s load, on for ``period`` seconds then off as long, in a thread, until
+    :meth:`close` (which always stops it). ``loaded_s``: seconds it was on."""
+
+    def __init__(self, work: Path, period: float) -> None:
+        from soak import Load
+
+        self.load, self.work, self.period = Load(work), work, period
+        self.loaded_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.load.start(self.work, self.period)
+            start = time.monotonic()
+            self._stop.wait(self.period)
+            self.load.stop()
+            self.loaded_s += time.monotonic() - start
+            self._stop.wait(self.period)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.load.stop()
 
 
 def median(values: list[float]) -> float | None:
@@ -54,6 +90,7 @@ def median(values: list[float]) -> float | None:
 def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="crlchaos-", dir="/tmp"))
     result: dict[str, Any] = {"seed": seed, "fence": args.fence, "error": None}
+    load = HalfLoaded(work, args.load_period) if args.load else None
     try:
         cfg = RunConfig(
             args.spec, work, seed=seed, minutes=args.minutes, fence=args.fence,
@@ -64,6 +101,9 @@ def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, 
     except Exception as exc:  # the bench goes on
         result["error"] = f"{exc!r}\n{traceback.format_exc()}"
     finally:  # a run that found something keeps its logs: a finding must be diagnosable
+        if load is not None:
+            load.close()
+            result["loaded_s"] = round(load.loaded_s)
         if args.keep or result.get("violations") or result.get("error"):
             console.print(f"work dir kept: {work}", highlight=False, markup=False)
         else:
@@ -95,7 +135,8 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
         )
     console.print(table)
     for r in results:
-        console.print(f"seed {r['seed']} fence {r['fence']}: {r.get('mix_line', '')}")
+        loaded = f", loaded {r['loaded_s']} s" if "loaded_s" in r else ""
+        console.print(f"seed {r['seed']} fence {r['fence']}{loaded}: {r.get('mix_line', '')}")
         for name, text in r.get("bounds", {}).items():
             console.print(f"  bound, {name}: {text}", highlight=False)
         if r.get("error"):
@@ -144,6 +185,8 @@ def main() -> int:
         "--kinds", type=lambda text: tuple(text.split(",")), default=None,
         help=f"comma-separated episode kinds (default: all of {', '.join(KINDS)})",
     )  # fmt: skip
+    parser.add_argument("--load", action="store_true", help="load the machine half the time")
+    parser.add_argument("--load-period", type=float, default=300.0)
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("haproxy") is None:
         print("bench/chaos.py needs root (network namespaces) and haproxy")
