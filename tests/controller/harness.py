@@ -26,13 +26,14 @@ from corral.spec.model import FenceDevice
 from corral.store import Compare, Keys, MemoryStore, Op, TxnResult
 
 HELP = """
-spec NAME                      the cluster (SPECS: basic, failures, five); first command
+spec NAME                      the cluster (SPECS: basic, failures, five, vips); first command
 register N...                  N registers under a new lease (its nodes/N key)
 lease-expire N                 N's lease expires: its registration and status records go
 gossip-dead N [at=T] [by=A,B]  gossip of A, B (default: every other node) holds N dead
                                since monotonic T (default: now)
 gossip-alive N                 no gossip holds N dead any more
-status N RES HEALTH            N reports RES (HEALTH: healthy, unhealthy, starting; none: gone)
+status N RES HEALTH            N reports RES (HEALTH: healthy, unhealthy, starting; none: gone);
+                               RES[ITEM] is one member of a vip-set (the others N reports stay)
 fail N RES [times=K] [every=D] N's agent counts K failures of RES (default 1), D apart (the
                                clocks advance D after each but the last)
 maintenance RES|node=N|off     admin/maintenance freezes a resource, a node, or nothing
@@ -83,6 +84,21 @@ fencing:
   ipmi: {agent: fence_ipmilan, action: 'off'}
 resources:
   db: {process: /bin/db, mode: active-passive}
+""",
+    "vips": """
+cluster: t
+nodes:
+  n1: {address: 198.18.0.1, roles: [lb]}
+  n2: {address: 198.18.0.2, roles: [lb]}
+  n3: {address: 198.18.0.3, roles: [lb]}
+fencing:
+  ipmi: {agent: fence_ipmilan, action: reboot}
+resources:
+  haproxy: {haproxy: {}, on: {role: lb}}
+  vips:
+    vip-set: [198.18.0.100/24, 198.18.0.101/24, 198.18.0.102/24]
+    on: {role: lb}
+    with: [haproxy]
 """,
 }
 LEASE_TTL = 3600  # leases end by `lease-expire`, not by the clock: no keepalives to script
@@ -206,13 +222,25 @@ class World:
         return f"{node} alive for everyone"
 
     async def do_status(self, node: str, resource: str, health: str) -> str:
-        key = self.keys.status(node, resource)
-        if health == "none":
+        name, _, item = resource.rstrip("]").partition("[")
+        key = self.keys.status(node, name)
+        kv = await self.store.get(key)
+        kept = [
+            i
+            for i in (json.loads(kv.value)["instances"] if kv is not None and item else [])
+            if i["item"] != item
+        ]
+        if health != "none":
+            kept.append({"role": "started", "health": health, "item": item or None})
+        if not kept:
             await self.store.delete(key)
-            return f"{node} reports no {resource}"
-        record = {"instances": [{"role": "started", "health": health, "item": None}]}
-        await self.store.put(key, dump(record), lease=self.leases[node])
-        return f"{node} reports {resource} {health}"
+        else:
+            await self.store.put(key, dump({"instances": kept}), lease=self.leases[node])
+        return (
+            f"{node} reports no {resource}"
+            if health == "none"
+            else (f"{node} reports {resource} {health}")
+        )
 
     async def do_fail(self, node: str, resource: str, *opts: str) -> str:
         """What an agent's actuator does on a counted failure (the same code)."""
@@ -329,7 +357,10 @@ class World:
 
     async def _show_assign(self) -> str:
         def row(value: bytes) -> str:
-            where = [f"{i['node']} (reg {i['reg']})" for i in json.loads(value)["instances"]]
+            where = [
+                (f"{i['item']}@" if i.get("item") else "") + f"{i['node']} (reg {i['reg']})"
+                for i in json.loads(value)["instances"]
+            ]
             return ", ".join(where) or "nowhere"
 
         return await self._listing("assign", row, "no assignments")

@@ -54,7 +54,7 @@ def run_case(case_dir: Path) -> tuple[str, Spec, Any]:
     tail = ["", "Plan on the target state"]
     tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]
     summary = render_plan(spec, snap, plan, after)
-    if body.get("converges_in", 1) == 2:  # a second step by design (a gated fail-back)
+    if body.get("converges_in", 1) == 2:  # a second step by design (a VIP waits for HAProxy)
         again = schedule(spec, apply_plan(after, again))
         tail += ["", "Plan after that"]
         tail += [f"  {a}: {a.reason}" for a in again.actions] or ["  (none)"]

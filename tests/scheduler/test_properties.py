@@ -16,6 +16,7 @@ from corral.core.scheduler import (
     Instance,
     Maintenance,
     NodeStatus,
+    Plan,
     Snapshot,
     apply_plan,
     schedule,
@@ -215,21 +216,32 @@ def test_deterministic(scenario: tuple[Spec, Snapshot], rnd: random.Random) -> N
 @given(scenarios())
 def test_idempotent(scenario: tuple[Spec, Snapshot]) -> None:
     """Scheduling the state a plan leads to asks for nothing more, with one designed
-    exception: a VIP nobody holds whose home node does not serve it yet starts where HAProxy
-    serves now and fails back home on the next plan (golden case
-    ``os-node-back-vip-goes-where-haproxy-serves``, ``converges_in: 2``). Then the plan after
-    that one is empty, and the second plan holds fail-back moves only."""
+    exception: a VIP goes where what it goes with (HAProxy) serves now, so one whose home or
+    share is on a node where the plan starts HAProxy starts or stays where HAProxy serves and
+    moves there on the next plan (golden cases ``os-node-back-vip-goes-where-haproxy-serves``,
+    ``lb-failback``, ``converges_in: 2``). Then the plan after that one is empty, and the
+    second plan holds only moves of VIPs to nodes where the first started or restarted what
+    they go with."""
     spec, snap = scenario
     plan = schedule(spec, snap)
     after = apply_plan(snap, plan)
     again = schedule(spec, after)
-    if again.actions and all(_fails_back(a) for a in again.actions):
+    if again.actions and all(_follows_its_partner(spec, plan, a) for a in again.actions):
         again = schedule(spec, apply_plan(after, again))
     assert not again.actions, [str(a) for a in again.actions]
 
 
-def _fails_back(action: Action) -> bool:
-    return action.kind == "move" and action.reason.endswith("(fail_back)")
+def _follows_its_partner(spec: Spec, plan: Plan, action: Action) -> bool:
+    """``action`` moves a VIP to a node where ``plan`` started or restarted a partner."""
+    partners = spec.resources[action.resource].with_
+    return (
+        action.kind == "move"
+        and action.item is not None
+        and any(
+            a.kind in ("start", "restart") and a.node == action.to and a.resource in partners
+            for a in plan.actions
+        )
+    )
 
 
 @pytest.mark.parametrize("quorum", [True, False])
