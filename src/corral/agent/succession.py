@@ -48,8 +48,11 @@ class Succession:
         (the guard stops renewing)."""
         handover = ho.read(self.state_dir)
         try:
-            mine = handover is not None and handover.node == self.node
-            if handover is not None and mine and await registrar.reattach(handover.lease):
+            if (
+                handover is not None
+                and handover.node == self.node
+                and await registrar.reattach(handover.lease)
+            ):
                 listing = read_listing(self.state_dir / "guard.json")
                 if listing.token == handover.token:
                     self.inherited = frozenset(listing.exclusive)
