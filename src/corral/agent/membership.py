@@ -2,7 +2,12 @@
 
 Contract:
 - The cluster's keyring lives in the store (``gossip-key``), created once with a
-  compare-and-swap by the first agent; every agent reads it before it joins.
+  compare-and-swap by the first agent; every agent reads it before it joins, then follows it
+  (:meth:`AgentGossip.follow`, fed by the agent's watch): a new keyring record is applied to
+  the running member at once, no restart, and the version applied (the record's mod revision)
+  is acknowledged as ``keys/ack/<node>`` under the node's lease at the next publish, which is
+  what ``corral keys rotate`` waits for. A record that does not read is not applied (and so
+  not acknowledged: the rotation stops, naming this node). No key is ever logged.
 - The member binds ``<node address>:<gossip.port>`` and joins through the other nodes of the
   spec. Its view is published as ``members/<node>`` under the node's lease whenever it changes,
   for ``corral members``.
@@ -15,7 +20,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 
 from corral.clocks import MonotonicClock
@@ -23,24 +27,28 @@ from corral.core.clock import Clock
 from corral.core.membership.effects import MemberChanged
 from corral.core.membership.messages import NodeMeta
 from corral.net.gossip import GossipNode
-from corral.net.keyring import Keyring, generate_key
-from corral.records import MemberRow, MembersRecord
+from corral.net.keyring import Keyring, KeyringError, generate_key
+from corral.records import KeyAckRecord, KeyringRecord, Malformed, MemberRow, MembersRecord
 from corral.spec import Spec
-from corral.store import Compare, Keys, Put, Store
+from corral.store import Compare, Keys, KeyValue, Put, Store
 
 log = logging.getLogger(__name__)
 
 
-async def cluster_keyring(store: Store, keys: Keys) -> Keyring:
-    """The cluster's gossip keyring, created in the store if it is not there yet."""
+async def cluster_keyring(store: Store, keys: Keys) -> tuple[KeyringRecord, int]:
+    """The cluster's gossip keyring and its version (mod revision), created in the store if
+    it is not there yet. :class:`~corral.records.Malformed` (a ``ValueError``) when the
+    record does not read."""
     await store.txn(
         [Compare.missing(keys.gossip_key)], [Put(keys.gossip_key, generate_key().encode())]
     )
     kv = await store.get(keys.gossip_key)
     if kv is None:
         raise RuntimeError("the gossip key vanished from the store")
-    lines = [ln.strip() for ln in kv.value.decode().splitlines() if ln.strip()]
-    return Keyring([base64.b64decode(line) for line in lines])
+    try:
+        return KeyringRecord.read(kv.value), kv.mod_revision
+    except Malformed as exc:
+        raise Malformed(f"the store's gossip-key: {exc.reason}") from None
 
 
 class AgentGossip:
@@ -53,6 +61,9 @@ class AgentGossip:
         self._lock = asyncio.Lock()
         self._dead_at: dict[str, float] = {}
         self._published: bytes | None = None
+        self._latest: KeyValue | None = None  # the newest keyring record the watch saw
+        self.applied: tuple[int, tuple[str, ...]] | None = None  # keyring version, fingerprints
+        self._acked: tuple[int, tuple[str, ...]] | None = None
 
     async def start(self) -> bool:
         """Start the member once (concurrent calls wait for the first); True when this call
@@ -64,7 +75,8 @@ class AgentGossip:
             return True
 
     async def _start(self) -> None:
-        keyring = await cluster_keyring(self.store, self.keys)
+        record, revision = await cluster_keyring(self.store, self.keys)
+        keyring = Keyring(list(record.keys))
         port = self.spec.gossip.port
         me = self.spec.nodes[self.node]
         seeds = [f"{n.address}:{port}" for name, n in self.spec.nodes.items() if name != self.node]
@@ -83,6 +95,27 @@ class AgentGossip:
             raise
         member.subscribe(self._note)
         self.member = member  # only once started: lost() and view() read a running member
+        self.applied = (revision, record.fingerprints)
+        if self._latest is not None:  # the watch saw a newer one while the member started
+            self.follow(self._latest)
+
+    def follow(self, kv: KeyValue | None) -> None:
+        """The keyring record as the watch saw it (None: absent): applied to the running
+        member when newer than what it runs; before the member runs, kept for its start."""
+        if kv is None:
+            return
+        if self._latest is None or kv.mod_revision > self._latest.mod_revision:
+            self._latest = kv
+        if self.member is None or self.applied is None or kv.mod_revision <= self.applied[0]:
+            return
+        try:
+            record = KeyringRecord.read(kv.value)
+            self.member.set_keys(record.keys)
+        except (Malformed, KeyringError) as exc:  # reasons name lines, never key material
+            log.warning("gossip keyring revision %d not applied: %s", kv.mod_revision, exc)
+            return
+        self.applied = (kv.mod_revision, record.fingerprints)
+        log.info("gossip keyring revision %d applied (%s)", kv.mod_revision, record)
 
     def _note(self, change: MemberChanged) -> None:
         # "left" is a graceful stop (an agent restart, a shutdown): its lease decides, and the
@@ -123,13 +156,21 @@ class AgentGossip:
         ]
 
     def republish(self) -> None:
-        """A new lease: write the view again at the next publish."""
+        """A new lease: write the view and the keyring acknowledgement again at the next
+        publish."""
         self._published = None
+        self._acked = None
 
     async def publish(self, lease: int | None) -> None:
-        """Write this node's view under its lease when it changed."""
+        """Write this node's view and the keyring version it runs under its lease when they
+        changed."""
         if lease is None or self.member is None:
             return
+        applied = self.applied
+        if applied is not None and applied != self._acked:
+            ack = KeyAckRecord(applied[0], applied[1])
+            await self.store.put(self.keys.key_ack(self.node), ack.dump(), lease=lease)
+            self._acked = applied
         view = self.view()
         marker = repr([(m.name, m.state, m.incarnation) for m in view]).encode()
         if marker != self._published:  # last_seen alone changing is not worth a write

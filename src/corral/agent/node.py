@@ -135,6 +135,8 @@ class Agent:
         adopt_spec, prefix = self.registrar.adopt_spec, self._request_prefix
         self.watch = WatchFeed(store, self.keys, prefix, self.events, adopt_spec, self.view)
         self.watch.on_change, self.watch.on_controller = self._dirty_set, self.duty.key_changed
+        if self.gossip is not None:  # the member follows the keyring (a key rotation)
+            self.watch.on_keyring = self.gossip.follow
         probe = QuorumProbe(members, self.clock) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
         self.keeper = QuorumKeeper(probe, self.clock, self.voice)

@@ -5,8 +5,10 @@ watch (re)starts, then kept from the events. Every change but an event wakes the
 (``on_change``); a new spec is handed to ``on_spec`` (the registrar validates it); the
 controller key's creation and deletion go to ``on_controller`` (a deleted key: campaign now;
 a new one: seen when made, not when its holder dies); a request for this node sets
-``requests_pending``. A lost watch is said, and started again with a new read of the prefix
-and a look at everything (a request may have come meanwhile).
+``requests_pending``; the gossip keyring record goes to ``on_keyring`` (at every load of the
+prefix and on every put: the agent's gossip member follows it). A lost watch is said, and
+started again with a new read of the prefix and a look at everything (a request may have come
+meanwhile).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from corral.agent.events import EventLog
 from corral.agent.view import StoreView
-from corral.store import Keys, Store, StoreError
+from corral.store import Keys, KeyValue, Store, StoreError
 
 RETRY = 0.5  # seconds before a lost watch is started again
 
@@ -37,6 +39,7 @@ class WatchFeed:
         self.on_spec = on_spec
         self.on_change: Callable[[], None] = lambda: None
         self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
+        self.on_keyring: Callable[[KeyValue | None], None] = lambda _kv: None
         self.requests_pending = True  # read the requests at start and when they change
         self.view = view
 
@@ -46,8 +49,13 @@ class WatchFeed:
             try:
                 snapshot = await self.store.range(self.keys.root.encode())
                 self.view.load(snapshot)
+                key = self.keys.gossip_key
+                self.on_keyring(next((kv for kv in snapshot.kvs if kv.key == key), None))
                 async for event in self.store.watch(self.keys.root.encode(), snapshot.revision + 1):
                     self.view.apply(event)
+                    if event.key == key and event.kind == "put":
+                        kv = event.kv or KeyValue(key, event.value, 0, event.revision, 0)
+                        self.on_keyring(kv)
                     if event.key == self.keys.spec and event.kind == "put":
                         await self.on_spec(event.value)
                     if event.key == self.keys.controller:

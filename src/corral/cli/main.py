@@ -12,6 +12,7 @@ from corral import __version__
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
+from corral.cli.keys import keys_group
 from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
 from corral.cli.resource import resource_group
@@ -63,6 +64,7 @@ cli.add_command(explain_cmd)
 cli.add_command(resource_group)
 cli.add_command(lab_group)
 cli.add_command(state_group)
+cli.add_command(keys_group)
 
 
 def main() -> None:

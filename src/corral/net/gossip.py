@@ -260,6 +260,13 @@ class GossipNode:
         finally:
             unsubscribe()
 
+    def set_keys(self, keys: Sequence[bytes]) -> None:
+        """Seal with ``keys[0]`` and open with any of ``keys`` from the next packet on, without
+        a restart (a key rotation, :mod:`corral.core.keyrot`). Under the lock: the pump
+        thread never seals or opens with half a keyring."""
+        with self._lock:
+            self.wire.keyring.replace(list(keys))
+
     def update_meta(self, meta: NodeMeta) -> None:
         """Publish new metadata (roles, site, API address) to the cluster."""
         if meta_size(meta) > MAX_META:

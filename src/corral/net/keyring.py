@@ -83,6 +83,16 @@ class Keyring:
         self._keys.insert(0, key)
         self.version += 1
 
+    def replace(self, keys: list[bytes]) -> None:
+        """Take ``keys`` (primary first) as the whole ring, at once: a keyring record read from
+        the store. Raises :class:`KeyringError` (and changes nothing) for an empty or bad one."""
+        checked = [_check(k) for k in keys]
+        if not checked:
+            raise KeyringError("a keyring needs at least one key")
+        if checked != self._keys:
+            self._keys = checked
+            self.version += 1
+
     def remove(self, key: bytes) -> None:
         """Stop accepting ``key``; the primary cannot be removed."""
         if key == self._keys[0]:

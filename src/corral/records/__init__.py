@@ -8,7 +8,8 @@ Every record is a JSON object (readable with ``etcdctl get``), one frozen datacl
 :mod:`corral.records.cluster` (``nodes/``, ``fenced/``, ``status/``, ``assign/``,
 ``systemic/``),
 :mod:`corral.records.admin` (``admin/``), :mod:`corral.records.agent` (``failcounts/``,
-``requests/``, ``lb/``, ``members/``), :mod:`corral.records.events` (``events/``);
+``requests/``, ``lb/``, ``members/``), :mod:`corral.records.events` (``events/``),
+:mod:`corral.records.keys` (``gossip-key``, ``keys/ack/``, ``keys/rotation``);
 :mod:`corral.records.store` reads a whole range and builds the scheduler's snapshot.
 
 The version contract (``"v"``):
@@ -48,6 +49,7 @@ from corral.records.cluster import (
 )
 from corral.records.codec import VERSION, Malformed, Record, decode, encode
 from corral.records.events import Event
+from corral.records.keys import KeyAckRecord, KeyringRecord, RotationRecord, fingerprint
 from corral.records.store import (
     Skipped,
     StoreRecords,
@@ -67,6 +69,8 @@ __all__ = [
     "Event",
     "FailCountRecord",
     "FencedRecord",
+    "KeyAckRecord",
+    "KeyringRecord",
     "LbRecord",
     "MaintenanceRecord",
     "Malformed",
@@ -76,6 +80,7 @@ __all__ = [
     "Record",
     "RegistrationRecord",
     "RequestRecord",
+    "RotationRecord",
     "Skipped",
     "StandbyRecord",
     "StatusInstance",
@@ -85,6 +90,7 @@ __all__ = [
     "TicketsRecord",
     "decode",
     "encode",
+    "fingerprint",
     "node_states",
     "read_records",
     "snapshot",

@@ -13,6 +13,9 @@
 ``lb/<node>``                   the server states this node's HAProxy applied, leased
 ``requests/<node>/<resource>``  an operator's request to one agent (rolling restart)
 ``systemic/<resource>``         an announced systemic episode, written by the controller only
+``gossip-key``                  the gossip keyring (base64 keys, one per line, primary first)
+``keys/ack/<node>``             the gossip keyring version a node applied, leased
+``keys/rotation``               the gossip key rotation under way (or the last one)
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -40,6 +43,7 @@ SECTIONS = (
     "lb",
     "requests",
     "systemic",
+    "keys",
 )
 
 
@@ -131,6 +135,19 @@ class Keys:
     def gossip_key(self) -> bytes:
         """The cluster's gossip encryption keyring (base64 keys, one per line)."""
         return self._k("gossip-key")
+
+    def key_ack(self, node: str) -> bytes:
+        """``keys/ack/<node>``: the gossip keyring version that node applied (leased)."""
+        return self._k("keys", "ack", check_name("node", node))
+
+    def key_acks(self) -> bytes:
+        """Prefix of every node's keyring acknowledgement."""
+        return self._k("keys", "ack", "")
+
+    @property
+    def key_rotation(self) -> bytes:
+        """``keys/rotation``: the gossip key rotation under way, or the last one."""
+        return self._k("keys", "rotation")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")
