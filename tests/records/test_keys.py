@@ -49,7 +49,9 @@ def test_no_key_material_in_a_repr_or_the_other_records() -> None:
     shown = repr(record) + str(record)
     assert base64.b64encode(A).decode() not in shown and "aaaa" not in shown
     assert fingerprint(A) in shown and len(fingerprint(A)) == 16
-    assert record.fingerprints == (fingerprint(A), fingerprint(B)) and fingerprint(A) != fingerprint(B)
+    assert record.fingerprints == (fingerprint(A), fingerprint(B)) and fingerprint(
+        A
+    ) != fingerprint(B)
     ack = KeyAckRecord(7, record.fingerprints)
     rotation = RotationRecord("run1", fingerprint(B), (fingerprint(A),), "host pid 1", 10.0)
     for r in (ack, rotation):
