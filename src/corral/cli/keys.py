@@ -54,7 +54,7 @@ from corral.records import (
 )
 from corral.store import Compare, EtcdStore, Keys, Put, Store
 
-POLL = 0.1  # seconds between reads while waiting for acknowledgements
+POLL = 0.05  # seconds between reads while waiting for acknowledgements
 TIMEOUT = 30.0  # default seconds each phase may wait for every member
 DOING = {
     "add": "added, accepted only",
@@ -127,9 +127,13 @@ async def read_state(store: Store, keys: Keys) -> KeyState:
 
 @dataclass
 class PhaseResult:
+    """One phase written: its keyring ``revision``, when it was written (the rotator's clock)
+    and the seconds until every live member had applied it."""
+
     action: str
     revision: int
-    applied_s: float
+    written: float
+    applied_s: float = 0.0
 
 
 @dataclass
@@ -162,7 +166,8 @@ class Rotator:
             self.say(f"resuming the rotation to key {r.new} started by {r.by} ({now})")
         key = self.fresh()
         while True:
-            state, waited = await self._settled(state)
+            written = self.results[-1].written if self.results else None
+            state, waited = await self._settled(state, written)
             if self.results:
                 self.results[-1].applied_s = waited
                 self.say(f"  applied by {', '.join(sorted(state.members()))} in {waited:.2f}s")
@@ -173,10 +178,11 @@ class Rotator:
             if step.action == "finish":
                 return self.results
 
-    async def _settled(self, state: KeyState) -> tuple[KeyState, float]:
+    async def _settled(self, state: KeyState, since: float | None) -> tuple[KeyState, float]:
         """``state`` once every live member acknowledged its keyring revision, and how long
-        that took; :class:`RotateError` after ``timeout`` or when another run writes."""
-        start = self.clock.now()
+        since ``since`` (when it was written; None: since now) that took; :class:`RotateError`
+        after ``timeout`` or when another run writes."""
+        start = self.clock.now() if since is None else since
         while late := state.late():
             if self.clock.now() - start >= self.timeout:
                 now = state.phase()[0]
@@ -207,6 +213,7 @@ class Rotator:
         if step.action in ("add", "finish"):
             puts.append(Put(self.keys.key_rotation, self._rotation(state, step).dump()))
         done = await self.store.txn(compares, puts)
+        written = self.clock.now()
         if not done.succeeded:
             raise RotateError(self._changed(state, await read_state(self.store, self.keys)))
         after = await read_state(self.store, self.keys)
@@ -216,7 +223,7 @@ class Rotator:
             number = PHASE_NUMBER[step.action]
             fp = step.rotation.new
             self.say(f"phase {number}/3: key {fp} {DOING[step.action]} (revision {after.revision})")
-            self.results.append(PhaseResult(step.action, after.revision, 0.0))
+            self.results.append(PhaseResult(step.action, after.revision, written))
         return after
 
     @staticmethod
@@ -327,7 +334,10 @@ def rotate_cmd(spec_file: str, etcd: str | None, timeout: float, as_json: bool) 
     error = asyncio.run(go())
     seconds = time.monotonic() - start
     if as_json:
-        phases = [r.__dict__ for r in rotator.results]
+        phases = [
+            {"action": r.action, "revision": r.revision, "applied_s": r.applied_s}
+            for r in rotator.results
+        ]
         click.echo(json.dumps({"ok": error is None, "error": error, "seconds": seconds,
                                "phases": phases}))  # fmt: skip
     elif error is None:
