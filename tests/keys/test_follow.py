@@ -6,7 +6,9 @@ packet may go unread for want of a key, at any point of the rotation."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -19,7 +21,7 @@ from corral.agent.watch import WatchFeed
 from corral.cli.keys import Rotator
 from corral.core.membership import MemberChanged
 from corral.net import GossipNode, Keyring, MemoryNetwork, free_port
-from corral.records import KeyringRecord, RegistrationRecord
+from corral.records import KeyringRecord, RegistrationRecord, fingerprint
 from corral.spec import Spec, load_spec_text
 from corral.store import Keys, MemoryStore
 
@@ -104,8 +106,9 @@ async def nodes() -> AsyncIterator[list[Node]]:
 
 
 async def test_a_rotation_under_running_members_suspects_nobody_and_drops_nothing(
-    nodes: list[Node],
+    nodes: list[Node], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="corral.agent.membership")
     store = nodes[0].store
     new = b"N" * 32
     said: list[str] = []
@@ -121,6 +124,8 @@ async def test_a_rotation_under_running_members_suspects_nobody_and_drops_nothin
         assert all(state(node.member, o.name) == "alive" for o in nodes)
         assert [c for c in node.changes if c.member.state.label != "alive"] == []
         assert node.member.stats()["dropped"]["unauthenticated"] == 0
+    assert caplog.text.count("applied") == 9  # three versions on three members, logged
+    assert fingerprint(new) in caplog.text and base64.b64encode(new).decode() not in caplog.text
 
 
 async def test_a_member_on_another_key_is_unheard_so_the_check_above_means_something() -> None:
