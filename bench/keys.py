@@ -11,9 +11,10 @@ each time it changes.
 Figures per run: ``total_s`` (the command, end to end, process start included), ``add_s``,
 ``use_s``, ``remove_s`` (from each phase's write until every live member acknowledged it),
 ``not_alive`` (view rows of a spec node in any state but alive, published during the rotation),
-``fences``, ``assigns`` (placement changes: a failover), ``other_events`` (events of any
-other kind written during the rotation), ``agent_restarts`` (registrations whose agent pid
-changed), ``applied`` (the keyring revisions the agents' logs say they applied, all nodes).
+``fences``, ``assigns`` (placement changes: a failover), ``key_events`` (the rotation's own:
+one per write), ``other_events`` (events of any other kind written during the rotation),
+``agent_restarts`` (registrations whose agent pid changed), ``applied`` (the keyring revisions
+the agents' logs say they applied, all nodes).
 Printed as a table with the medians; ``--json FILE`` writes the runs and ``<figure>`` medians.
 
 Then the returning node: n3 is powered off (it is fenced and its lease runs out), the key is
@@ -77,6 +78,7 @@ FIGURES = [
     "not_alive",
     "fences",
     "assigns",
+    "key_events",
     "other_events",
     "agent_restarts",
     "applied",
@@ -174,7 +176,8 @@ def one_run(lab: Lab) -> dict[str, Any]:
         "not_alive": len(watch.bad),
         "fences": kinds.count("fence"),
         "assigns": kinds.count("assign"),
-        "other_events": len([k for k in kinds if k not in ("fence", "assign")]),
+        "key_events": kinds.count("keys"),
+        "other_events": len([k for k in kinds if k not in ("fence", "assign", "keys")]),
         "agent_restarts": len([n for n in before if after.get(n) != before[n]]),
         "applied": applied(lab) - logged,
         "view_puts": watch.puts,

@@ -62,11 +62,18 @@ async def test_rotate_and_status_print_fingerprints_and_a_silent_node_fails_the_
         new = KeyringRecord.read(kv.value).keys
         assert len(new) == 1 and new[0] != OLD
         outputs = [out]
-        for args in (["keys", "status"], ["keys", "status", "--json"], ["status", "--json"]):
+        for args in (
+            ["keys", "status"],
+            ["keys", "status", "--json"],
+            ["status", "--json"],
+            ["events"],
+            ["state", "dump"],
+        ):
             code, out = await corral(spec, *args)
             assert code == 0, out
             outputs.append(out)
         assert fingerprint(new[0]) in outputs[1] and "phase: idle" in outputs[1]
+        assert f"keys keys: gossip key rotation to key {fingerprint(new[0])} finished" in outputs[4]
         for key in (OLD, new[0]):
             for text in outputs:
                 assert base64.b64encode(key).decode() not in text

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from corral.cli.keys import RotateError, Rotator, read_state, status_view
-from corral.records import KeyAckRecord, KeyringRecord, MemberRow, MembersRecord, fingerprint
+from corral.records import Event, KeyAckRecord, KeyringRecord, MemberRow, MembersRecord, fingerprint
 from corral.store import Keys, MemoryStore
 
 KEYS = Keys("kr")
@@ -89,6 +89,14 @@ async def test_every_member_applies_each_phase_before_the_next(
         said[0] == f"phase 1/3: key {fresh} added, accepted only (revision {results[0].revision})"
     )
     assert said[-1] == f"rotation to key {fresh} finished"
+    events = [Event.read(kv.value) for kv in (await store.range(KEYS.event_prefix())).kvs]
+    assert [(e.node, e.kind) for e in events] == [("keys", "keys")] * 4
+    assert [e.reason.split(" (")[0] for e in events] == [
+        f"gossip key phase 1/3: key {fresh} added, accepted only",
+        f"gossip key phase 2/3: key {fresh} made primary",
+        f"gossip key phase 3/3: keys {old} retired, {fresh} alone",
+        f"gossip key rotation to key {fresh} finished",
+    ]
     view = status_view(await read_state(store, KEYS))
     assert view["phase"] == "idle" and view["keys"] == [fresh]
     assert all(n["current"] and n["primary"] == fresh for n in view["nodes"].values())

@@ -12,6 +12,7 @@ waiting (bounded by ``--timeout`` per phase), writing, and saying what happened.
   is read from the store). An unfinished rotation found at start is resumed.
 - Two rotations at once: the second write of the same phase fails its compare-and-swap, and
   that run stops with nothing written.
+- Each write carries its event (kind ``keys``, writer ``keys``) in the same transaction.
 - No key material is printed: keys are shown by fingerprint (:func:`corral.records.fingerprint`).
 """
 
@@ -46,6 +47,7 @@ from corral.core.keyrot import (
 )
 from corral.net.keyring import generate_key
 from corral.records import (
+    Event,
     KeyAckRecord,
     KeyringRecord,
     MembersRecord,
@@ -56,6 +58,7 @@ from corral.store import Compare, EtcdStore, Keys, Put, Store
 
 POLL = 0.05  # seconds between reads while waiting for acknowledgements
 TIMEOUT = 30.0  # default seconds each phase may wait for every member
+EVENT_NODE = "keys"  # the writer named in the rotation's events (`corral events`)
 DOING = {
     "add": "added, accepted only",
     "use": "made primary",
@@ -212,6 +215,7 @@ class Rotator:
             puts = []
         if step.action in ("add", "finish"):
             puts.append(Put(self.keys.key_rotation, self._rotation(state, step).dump()))
+        puts.append(self._event(state, step))  # rule 5: the change and its reason, one txn
         done = await self.store.txn(compares, puts)
         written = self.clock.now()
         if not done.succeeded:
@@ -225,6 +229,21 @@ class Rotator:
             self.say(f"phase {number}/3: key {fp} {DOING[step.action]} (revision {after.revision})")
             self.results.append(PhaseResult(step.action, after.revision, written))
         return after
+
+    def _event(self, state: KeyState, step: Step) -> Put:
+        assert step.rotation is not None
+        fp, live = step.rotation.new, len(state.members())
+        reason = {
+            "add": f"phase 1/3: key {fp} added, accepted only",
+            "use": f"phase 2/3: key {fp} made primary",
+            "remove": f"phase 3/3: keys {', '.join(step.rotation.old)} retired, {fp} alone",
+            "finish": f"rotation to key {fp} finished",
+        }[step.action]
+        why = f"gossip key {reason} ({live} live member(s) applied revision {state.revision}, "
+        why += f"by {self.by})"
+        now = self.wall()
+        key = self.keys.event_key(int(now * 1e9), EVENT_NODE)
+        return Put(key, Event(now, EVENT_NODE, "", "keys", why).dump())
 
     @staticmethod
     def _ring(step: Step, known: dict[str, bytes]) -> bytes:
