@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from corral.cli.keys import RotateError, Rotator, read_state, status_view
 from corral.records import Event, KeyAckRecord, KeyringRecord, MemberRow, MembersRecord, fingerprint
-from corral.store import Keys, MemoryStore
+from corral.store import Compare, Keys, MemoryStore, Op, StoreUnavailable, TxnResult
 
 KEYS = Keys("kr")
 OLD = b"o" * 32
@@ -42,7 +43,13 @@ class Ackers:
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[tuple[MemoryStore, Ackers]]:
-    store = MemoryStore()
+    async with running(MemoryStore()) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def running(store: MemoryStore) -> AsyncIterator[tuple[MemoryStore, Ackers]]:
+    """``store`` with a keyring, three registered nodes, and their ackers running."""
     await store.put(KEYS.gossip_key, KeyringRecord((OLD,)).dump())
     for node in NODES:
         await store.put(KEYS.node(node), b'{"address":"x"}')
@@ -164,3 +171,32 @@ async def test_no_keyring_in_the_store_is_refused_before_anything() -> None:
     run, _ = rotator(MemoryStore(), b"n" * 32)
     with pytest.raises(RotateError, match="no readable gossip keyring"):
         await run.run()
+
+
+class LostReply(MemoryStore):
+    """The second transaction is applied but its reply is lost (etcd's "outcome unknown")."""
+
+    txns = 0
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        self.txns += 1
+        result = await super().txn(compares, success, failure)
+        if self.txns == 2:
+            raise StoreUnavailable("the reply was lost")
+        return result
+
+
+async def test_a_write_whose_reply_was_lost_is_read_back_by_the_next_run() -> None:
+    new = b"n" * 32
+    async with running(LostReply()) as (store, _):
+        run, said = rotator(store, new)
+        with pytest.raises(StoreUnavailable):
+            await run.run()
+        assert said[0].startswith("phase 1/3") and await ring(store) == (new, OLD)
+        again, said = rotator(store, b"x" * 32)
+        await again.run()
+        assert said[0].startswith(f"resuming the rotation to key {fingerprint(new)}")
+        assert said[1].startswith("phase 3/3")  # phase 2 was written: not written again
+        assert await ring(store) == (new,)

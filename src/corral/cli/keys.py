@@ -54,7 +54,7 @@ from corral.records import (
     RotationRecord,
     fingerprint,
 )
-from corral.store import Compare, EtcdStore, Keys, Put, Store
+from corral.store import Compare, EtcdStore, Keys, Put, Store, StoreError
 
 POLL = 0.05  # seconds between reads while waiting for acknowledgements
 TIMEOUT = 30.0  # default seconds each phase may wait for every member
@@ -347,6 +347,11 @@ def rotate_cmd(spec_file: str, etcd: str | None, timeout: float, as_json: bool) 
             return None
         except RotateError as exc:
             return str(exc)
+        except StoreError as exc:  # a write's outcome may be unknown: the next run reads it
+            return (
+                f"the store failed during the rotation ({exc}); whatever was written is a "
+                "phase where everyone talks: run `corral keys rotate` again to go on"
+            )
         finally:
             await store.close()
 
