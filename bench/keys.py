@@ -181,7 +181,11 @@ def one_run(lab: Lab) -> dict[str, Any]:
         "agent_restarts": len([n for n in before if after.get(n) != before[n]]),
         "applied": applied(lab) - logged,
         "view_puts": watch.puts,
-        "events": [f"{e.get('node')} {e.get('kind')}: {e.get('reason')}" for e in events],
+        "events": [
+            f"{e.get('node')} {e.get('kind')}: {e.get('reason')}"
+            for e in events
+            if e.get("kind") != "keys"  # the rotation's own: counted in key_events
+        ],
         "bad_rows": watch.bad[:20],
     }
 
