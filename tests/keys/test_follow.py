@@ -21,6 +21,7 @@ from corral.agent.watch import WatchFeed
 from corral.cli.keys import Rotator
 from corral.core.membership import MemberChanged
 from corral.net import GossipNode, Keyring, MemoryNetwork, free_port
+from corral.net.keyring import KeyringError
 from corral.records import KeyringRecord, RegistrationRecord, fingerprint
 from corral.spec import Spec, load_spec_text
 from corral.store import Keys, MemoryStore
@@ -147,7 +148,9 @@ async def test_a_member_on_another_key_is_unheard_so_the_check_above_means_somet
         await b.stop(leave=False)
 
 
-async def test_a_member_that_starts_mid_rotation_reads_the_current_keyring() -> None:
+async def test_a_member_that_starts_mid_rotation_reads_the_current_keyring(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     store = MemoryStore()
     the_spec = spec(free_port())
     first = Node(the_spec, "n1", store)
@@ -166,9 +169,26 @@ async def test_a_member_that_starts_mid_rotation_reads_the_current_keyring() -> 
         await until(lambda: state(late.member, "n1") == "alive")
         await store.put(KEYS.gossip_key, KeyringRecord((new,)).dump())  # phase 3
         await until(lambda: late.member.wire.keyring.keys == (new,))
+        applied = late.gossip.applied
+        await store.put(KEYS.gossip_key, base64.b64encode(b"short") + b"\n")  # a bad edit
+        await asyncio.sleep(0.1)
+        assert late.member.wire.keyring.keys == (new,) and late.gossip.applied == applied
+        assert "not applied: line 1: a key of 5 bytes" in caplog.text  # and not acknowledged
         await asyncio.sleep(0.2)
         assert state(first.member, "n2") == "alive" and state(late.member, "n1") == "alive"
         assert [c for c in first.changes + late.changes if c.member.state.label != "alive"] == []
     finally:
         await first.stop()
         await late.stop()
+
+
+def test_a_keyring_is_replaced_whole_or_not_at_all() -> None:
+    ring = Keyring([b"a" * 32])
+    ring.replace([b"b" * 16, b"a" * 32])
+    assert ring.keys == (b"b" * 16, b"a" * 32) and ring.version == 1
+    ring.replace([b"b" * 16, b"a" * 32])
+    assert ring.version == 1  # the same keys: the wire keeps its derived keys
+    for bad in ([], [b"c" * 32, b"short"]):
+        with pytest.raises(KeyringError):
+            ring.replace(bad)
+        assert ring.keys == (b"b" * 16, b"a" * 32)
