@@ -67,7 +67,6 @@ async def test_rotate_and_status_print_fingerprints_and_a_silent_node_fails_the_
             ["keys", "status", "--json"],
             ["status", "--json"],
             ["events"],
-            ["state", "dump"],
         ):
             code, out = await corral(spec, *args)
             assert code == 0, out
