@@ -104,6 +104,7 @@ def agent(
     guard at real-time priority, when it may (corral.priority); services at the normal one."""
     from corral.agent.lock import AgentLock, AgentRunning
     from corral.agent.node import Agent
+    from corral.agent.statedir import UnsafeStateDir, check_state_dir
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
@@ -111,7 +112,12 @@ def agent(
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:  # root's alone (corral.agent.statedir): refused if others may write it
+        tightened = check_state_dir(state_dir)
+    except UnsafeStateDir as exc:
+        raise click.ClickException(str(exc)) from None
+    if tightened:
+        logging.getLogger(__name__).warning("%s", tightened)
     spec_text = Path(spec_file).read_text()
     try:  # before anything is started or adopted, the embedded store member included
         lock = AgentLock.acquire(state_dir)
