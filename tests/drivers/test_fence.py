@@ -55,12 +55,20 @@ def test_the_password_reaches_the_agent_stdin_and_not_its_reported_output(
     dev = device(tmp_path, f"tee {seen}; exit 0")  # echoes stdin on stdout too
     said = asyncio.run(fence_node(dev, TARGET))
     lines = seen.read_text().splitlines()
-    assert lines == ["action=off", "plug=n2", "ip=10.0.0.2", "username=admin", f"password={PASSWORD}"]
+    assert lines == [
+        "action=off",
+        "plug=n2",
+        "ip=10.0.0.2",
+        "username=admin",
+        f"password={PASSWORD}",
+    ]
     assert "ip=10.0.0.2" in said and PASSWORD not in said and "hunter2" not in said
 
 
 # a careless agent: its last words (the ones corral reports) quote its whole stdin
-FAILING = """printf 'Failed: plug is not available (request: %s)\\n' "$(tr '\\n' ' ')" >&2; exit 1"""
+FAILING = (
+    """printf 'Failed: plug is not available (request: %s)\\n' "$(tr '\\n' ' ')" >&2; exit 1"""
+)
 
 
 def test_a_failing_agent_that_echoes_its_stdin_leaks_nothing(tmp_path: Path) -> None:
@@ -96,16 +104,22 @@ resources:
 """
 
 
+class RealFence(World):
+    """The controller transcripts' world, fencing through the real driver."""
+
+    async def _fence(self, device: FenceDevice, target: NodeContext) -> None:
+        await fence_node(device, target)
+
+
 def test_a_failed_fence_leaks_nothing_into_events_logs_status_or_dump(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     text = SPEC.format(agent=agent(tmp_path, FAILING), secret=password_file(tmp_path))
-    world = World()
+    world = RealFence()
     try:
         world.spec = load_spec_text(text)
         world.deaths = {n: {} for n in world.spec.nodes}
-        world._fence = fence_node  # type: ignore[method-assign]  # the real driver
         for command in (
             "register n1 n2 n3",
             "status n2 db healthy",
@@ -124,6 +138,11 @@ def test_a_failed_fence_leaks_nothing_into_events_logs_status_or_dump(
     view = json.dumps(cluster_view(world.spec, world.keys, kvs))
     dump = dump_state_text(snapshot_from_kvs(world.spec, world.keys, kvs, now=0.0))
     stored = b"".join(kv.value for kv in kvs).decode()
-    for where, said in [("events", events), ("log", caplog.text), ("status", view),
-                        ("dump", dump), ("store", stored)]:
+    for where, said in [
+        ("events", events),
+        ("log", caplog.text),
+        ("status", view),
+        ("dump", dump),
+        ("store", stored),
+    ]:
         assert "hunter2" not in said, f"the password is in the {where}"

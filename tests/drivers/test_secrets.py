@@ -77,7 +77,9 @@ def test_a_failing_command_names_the_secret_and_its_stderr_never_its_stdout(
     tmp_path: Path,
 ) -> None:
     # half a secret on stdout, and the same leaked into the complaint: neither is shown
-    cmd = script(tmp_path, "echo partial-hunter2; echo 'vault sealed near partial-hunter2' >&2; exit 3")
+    cmd = script(
+        tmp_path, "echo partial-hunter2; echo 'vault sealed near partial-hunter2' >&2; exit 3"
+    )
     with pytest.raises(SecretError) as caught:
         get(SecretRef(exec=str(cmd)), "fence parameter passwd")
     said = str(caught.value)
