@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from corral.cli.main import cli
 from corral.spec import SpecError, load_spec_text
-from corral.spec.secrets import SecretRef, is_secret_name
+from corral.spec.secrets import GaleraSecrets, RabbitmqSecrets, SecretRef, is_secret_name
 
 HEAD = """\
 cluster: c1
@@ -102,3 +103,24 @@ def test_validate_explain_and_schema_show_the_reference_never_the_secret(tmp_pat
         assert result.exit_code == 0, result.output
         assert "hunter2" not in result.output
     assert "a root-only file" in CliRunner().invoke(cli, ["schema"]).output
+
+
+def test_an_ocf_password_in_clear_is_refused_too() -> None:
+    text = HEAD + (
+        "resources:\n"
+        "  db:\n"
+        "    ocf:\n"
+        "      agent: heartbeat:mysql\n"
+        "      params: {binary: /usr/bin/mysqld, replication_passwd: hunter2}\n"
+    )
+    (said,) = problems(text)
+    assert said.startswith("c1.yaml:13:41: resources.db.ocf.params.replication_passwd:")
+
+
+def test_the_coming_kinds_take_their_secrets_by_reference() -> None:
+    cookie = RabbitmqSecrets.model_validate({"erlang_cookie": {"file": "/etc/corral/cookie"}})
+    assert cookie.erlang_cookie == SecretRef(file="/etc/corral/cookie")
+    galera = GaleraSecrets.model_validate({"sst_password": {"exec": "get-secret sst"}})
+    assert galera.sst_user == "sst" and galera.check_password is None
+    with pytest.raises(ValidationError):
+        GaleraSecrets.model_validate({"sst_password": "hunter2"})

@@ -88,6 +88,9 @@ def _secrets(spec: Spec) -> Iterator[Problem]:
     """Secrets only by reference (:mod:`corral.spec.secrets`): no password in clear."""
     for name, device in spec.fencing.items():
         yield from literal_secrets(("fencing", name, "params"), device.params)
+    for name, res in spec.resources.items():
+        if res.ocf is not None:
+            yield from literal_secrets(("resources", name, "ocf", "params"), res.ocf.params)
 
 
 def _store(spec: Spec) -> Iterator[Problem]:

@@ -188,7 +188,7 @@ class OcfDriver(_Model):
     """An OCF resource agent, ``provider:type`` (e.g. ``heartbeat:Dummy``)."""
 
     agent: str = Field(pattern=r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
-    params: dict[str, str | int | float | bool] = {}
+    params: dict[str, str | int | float | bool | SecretRef] = {}  # secrets by reference
     monitor_interval: Duration = 10.0
 
 
