@@ -124,3 +124,13 @@ def test_the_coming_kinds_take_their_secrets_by_reference() -> None:
     assert galera.sst_user == "sst" and galera.check_password is None
     with pytest.raises(ValidationError):
         GaleraSecrets.model_validate({"sst_password": "hunter2"})
+
+
+def test_a_process_env_secret_in_clear_is_refused_and_a_reference_kept() -> None:
+    res = "resources:\n  app:\n    process: {command: /bin/app, env: {%s}}\n"
+    (said,) = problems(HEAD + res % "DB_PASSWORD: hunter2, MODE: prod")
+    assert said.startswith("c1.yaml:11:40: resources.app.process.env.DB_PASSWORD:")
+    spec = load_spec_text(HEAD + res % "DB_PASSWORD: {file: /etc/corral/secrets/db}")
+    process = spec.resources["app"].process
+    assert process is not None
+    assert process.env["DB_PASSWORD"] == SecretRef(file="/etc/corral/secrets/db")

@@ -91,6 +91,8 @@ def _secrets(spec: Spec) -> Iterator[Problem]:
     for name, res in spec.resources.items():
         if res.ocf is not None:
             yield from literal_secrets(("resources", name, "ocf", "params"), res.ocf.params)
+        if res.process is not None:
+            yield from literal_secrets(("resources", name, "process", "env"), res.process.env)
 
 
 def _store(spec: Spec) -> Iterator[Problem]:

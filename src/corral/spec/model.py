@@ -174,7 +174,7 @@ class ProcessDriver(_Model):
 
     command: str
     cwd: str | None = None
-    env: dict[str, str] = {}
+    env: dict[str, str | SecretRef] = {}  # a secret by reference, resolved at each start
     user: str | None = None
     stop_timeout: Duration = 10.0
 
