@@ -134,3 +134,16 @@ def test_a_process_env_secret_in_clear_is_refused_and_a_reference_kept() -> None
     process = spec.resources["app"].process
     assert process is not None
     assert process.env["DB_PASSWORD"] == SecretRef(file="/etc/corral/secrets/db")
+
+
+def test_a_secret_option_in_clear_on_a_command_line_is_refused() -> None:
+    check = "/usr/lib/nagios/plugins/check_mysql -H {node.address} -u monitor --password=hunter2"
+    res = f"resources:\n  db:\n    process: /bin/db --token abc\n    health: {{exec: '{check}'}}\n"
+    said = problems(HEAD + res)
+    assert said[0].startswith("c1.yaml:11:5: resources.db.process.command:")
+    assert "--token is a secret written in clear on a command line" in said[0]
+    assert said[1].startswith("c1.yaml:12:5: resources.db.health[0].exec: --password is a secret")
+    fine = "check_mysql -p 3306 --password-file=/etc/corral/secrets/db --password=$DB_PW"
+    load_spec_text(
+        HEAD + f"resources:\n  db:\n    process: /bin/db\n    health: {{exec: '{fine}'}}\n"
+    )

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from corral.spec.dnsname import name_problem
 from corral.spec.model import SERVICE_KINDS, Resource, Spec
-from corral.spec.secrets import literal_secrets
+from corral.spec.secrets import literal_in_command, literal_secrets
 from corral.spec.yamlpos import Path
 
 Problem = tuple[Path, str]
@@ -93,6 +93,19 @@ def _secrets(spec: Spec) -> Iterator[Problem]:
             yield from literal_secrets(("resources", name, "ocf", "params"), res.ocf.params)
         if res.process is not None:
             yield from literal_secrets(("resources", name, "process", "env"), res.process.env)
+        yield from _commands(name, res)
+    for name, device in spec.fencing.items():
+        if said := literal_in_command(device.agent):
+            yield ("fencing", name, "agent"), said
+
+
+def _commands(name: str, res: Resource) -> Iterator[Problem]:
+    """No secret in clear on the command lines of a resource (its process, its checks)."""
+    if res.process is not None and (said := literal_in_command(res.process.command)):
+        yield ("resources", name, "process", "command"), said
+    for i, check in enumerate(res.health):
+        if check.exec is not None and (said := literal_in_command(check.exec)):
+            yield ("resources", name, "health", i, "exec"), said
 
 
 def _store(spec: Spec) -> Iterator[Problem]:

@@ -31,6 +31,7 @@ Contract:
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -99,6 +100,29 @@ def literal_secrets(
                 f"/etc/corral/secrets/<name>}} (owned by root, mode 0600) or {key}: "
                 '{exec: "/usr/local/bin/get-secret <name>"}',
             )
+
+
+def literal_in_command(command: str) -> str | None:
+    """A message when ``command`` carries a secret option in clear (``--password=x``,
+    ``--token x``), else None. Short options are not judged (``-p`` is a port as often as a
+    password); ``$VAR`` and ``@file`` values are references of the command's own."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for word, following in zip(words, [*words[1:], ""], strict=True):
+        if not word.startswith("--"):
+            continue
+        name, eq, value = word[2:].partition("=")
+        value = value if eq else ("" if following.startswith("-") else following)
+        if is_secret_name(name) and value and not value.startswith(("$", "@")):
+            return (
+                f"--{name} is a secret written in clear on a command line (the spec is stored "
+                "in etcd, a command line is seen by every local user in ps): let the command "
+                "read it from a root-only file (a --*-file option, --defaults-extra-file, a "
+                "wrapper script)"
+            )
+    return None
 
 
 class GaleraSecrets(BaseModel):
