@@ -143,7 +143,7 @@ def test_a_secret_option_in_clear_on_a_command_line_is_refused() -> None:
     assert said[0].startswith("c1.yaml:11:5: resources.db.process.command:")
     assert "--token is a secret written in clear on a command line" in said[0]
     assert said[1].startswith("c1.yaml:12:5: resources.db.health[0].exec: --password is a secret")
-    fine = "check_mysql -p 3306 --password-file=/etc/corral/secrets/db --password=$DB_PW"
+    fine = "check_mysql -p 3306 --password-file=/etc/corral/secrets/db --password=$DB_PW --key /etc/ssl/db.key"
     load_spec_text(
         HEAD + f"resources:\n  db:\n    process: /bin/db\n    health: {{exec: '{fine}'}}\n"
     )

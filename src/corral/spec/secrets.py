@@ -105,7 +105,8 @@ def literal_secrets(
 def literal_in_command(command: str) -> str | None:
     """A message when ``command`` carries a secret option in clear (``--password=x``,
     ``--token x``), else None. Short options are not judged (``-p`` is a port as often as a
-    password); ``$VAR`` and ``@file`` values are references of the command's own."""
+    password); ``$VAR``, ``@file`` and absolute-path values (``--key /etc/ssl/k.pem``) are
+    references of the command's own."""
     try:
         words = shlex.split(command)
     except ValueError:
@@ -115,7 +116,7 @@ def literal_in_command(command: str) -> str | None:
             continue
         name, eq, value = word[2:].partition("=")
         value = value if eq else ("" if following.startswith("-") else following)
-        if is_secret_name(name) and value and not value.startswith(("$", "@")):
+        if is_secret_name(name) and value and not value.startswith(("$", "@", "/")):
             return (
                 f"--{name} is a secret written in clear on a command line (the spec is stored "
                 "in etcd, a command line is seen by every local user in ps): let the command "
