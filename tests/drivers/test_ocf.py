@@ -20,6 +20,7 @@ from corral.drivers import OcfAgent
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.ocf import DEFAULT_OCF_ROOT, monitor_status
 from corral.spec.model import OcfDriver as OcfSpec
+from corral.spec.secrets import SecretRef
 
 from .helpers import alive, eventually, kill_quietly
 
@@ -42,6 +43,7 @@ meta-data) cat <<'EOF'
 <parameter name="monitor_sleep"><content type="integer" default="0"/></parameter>
 <parameter name="start_sleep"><content type="integer" default="0"/></parameter>
 <parameter name="env_dump"><content type="string"/></parameter>
+<parameter name="password"><content type="string"/></parameter>
 </parameters>
 <actions>
 <action name="start" timeout="1s"/>
@@ -60,7 +62,7 @@ start)
 stop) rm -f "$OCF_RESKEY_state"; exit 0;;
 monitor)
   sleep "${OCF_RESKEY_monitor_sleep:-0}"
-  if [ -n "$OCF_RESKEY_monitor_rc" ]; then echo "monitor says $OCF_RESKEY_monitor_rc" >&2; exit "$OCF_RESKEY_monitor_rc"; fi
+  if [ -n "$OCF_RESKEY_monitor_rc" ]; then echo "monitor says $OCF_RESKEY_monitor_rc${OCF_RESKEY_password:+ (as $OCF_RESKEY_password)}" >&2; exit "$OCF_RESKEY_monitor_rc"; fi
   [ -f "$OCF_RESKEY_state" ] && exit 0; exit 7;;
 *) exit 3;;
 esac
@@ -327,6 +329,28 @@ async def test_failed_start_reports_rc_and_output(
         DriverError, match=r"start returned 0 but monitor says failed.*monitor says 1"
     ):
         await d.start()
+
+
+async def test_a_secret_parameter_reaches_the_agent_only(
+    scripted_root: Path, node: NodeContext, tmp_path: Path
+) -> None:
+    secret, dump = tmp_path / "db.pw", tmp_path / "env"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o600)
+    params = {"state": str(tmp_path / "s"), "env_dump": str(dump), "monitor_rc": 1}
+    spec = OcfSpec(agent="test:scripted", params={**params, "password": {"file": str(secret)}})
+    assert spec.params["password"] == SecretRef(file=str(secret))
+    d = OcfAgent("sc", spec, node, ocf_root=scripted_root)
+    with pytest.raises(DriverError) as caught:  # the agent's complaint quotes the password
+        await d.start()
+    assert "OCF_RESKEY_password=hunter2" in dump.read_text()
+    assert "monitor says 1 (as <redacted>)" in str(caught.value)
+    status = await d.status()
+    assert status.state == "failed" and "monitor says 1 (as <redacted>)" in status.detail
+    assert "hunter2" not in d.log_path.read_text() + str(caught.value) + status.detail
+    secret.chmod(0o644)  # unreadable now: the monitor fails, saying why
+    status = await d.status()
+    assert status.state == "failed" and f"{secret} has mode 0644" in status.detail
 
 
 def test_bad_agent_names_and_parameter_names(node: NodeContext) -> None:

@@ -20,6 +20,7 @@ from corral.drivers import ProcessSupervisor
 from corral.drivers._procfs import boot_id, group_members, read_stat
 from corral.drivers.base import DriverError, NodeContext
 from corral.spec.model import ProcessDriver as ProcessSpec
+from corral.spec.secrets import SecretRef
 
 from .helpers import alive, eventually, kill_quietly
 
@@ -155,6 +156,23 @@ async def test_immediate_failure_raises_with_code_and_log_tail(make: Maker) -> N
     typo = make("/nonexistent/daemon --flag", name="typo", settle=2.0)
     with pytest.raises(DriverError, match=r"code 127.*not found"):
         await typo.start()
+
+
+async def test_a_secret_in_env_reaches_the_command_and_not_the_error(
+    make: Maker, tmp_path: Path
+) -> None:
+    secret = tmp_path / "db.pw"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o600)
+    d = make('echo "cannot log in with $DB_PASSWORD" >&2; exit 1', settle=2.0,
+             env={"DB_PASSWORD": SecretRef(file=str(secret))})  # fmt: skip
+    with pytest.raises(DriverError) as caught:
+        await d.start()
+    assert "cannot log in with <redacted>" in str(caught.value)
+    assert "cannot log in with hunter2" in read_log(d)  # the service's own log is its own
+    secret.chmod(0o640)
+    with pytest.raises(DriverError, match=r"svc: env DB_PASSWORD: .* mode 0640"):
+        await d.start()
 
 
 async def test_bad_cwd_and_unknown_user_are_driver_errors(make: Maker, tmp_path: Path) -> None:

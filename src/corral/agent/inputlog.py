@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from corral.core.scheduler import Plan, Snapshot, dump_state_text
-from corral.fileio import write_atomic
+from corral.fileio import private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^input-(\d+)\.yaml$")
@@ -30,7 +30,7 @@ class InputLog:
     def record(self, snap: Snapshot, plan: Plan, wrote: list[str]) -> Path | None:
         """Write one input; its path, or None when it could not be written."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             seq = self._next()
             header = [
                 f"corral controller input {seq} on {self.node}, "

@@ -22,6 +22,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from corral.fileio import private_dir
+
 LOCK_NAME = "agent.lock"
 
 
@@ -44,9 +46,9 @@ class AgentLock:
     @classmethod
     def acquire(cls, state_dir: Path) -> AgentLock:
         """Take the lock of ``state_dir`` (created if missing) or raise :class:`AgentRunning`."""
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         path = state_dir / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

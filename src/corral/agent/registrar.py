@@ -26,6 +26,7 @@ from corral.agent.publish import StatusPublisher
 from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.clock import Clock, Grid
+from corral.fileio import write_atomic
 from corral.records import RegistrationRecord
 from corral.spec import SpecError, load_spec_text
 from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
@@ -199,5 +200,4 @@ class Registrar:
 
     def write_spec_copy(self) -> None:
         if self.spec_copy is not None and self.spec_text is not None:
-            self.spec_copy.parent.mkdir(parents=True, exist_ok=True)
-            self.spec_copy.write_text(self.spec_text)
+            write_atomic(self.spec_copy, self.spec_text)  # 0600, never half a spec

@@ -111,7 +111,7 @@ def agent(
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    _private_state_dir(state_dir)
     spec_text = Path(spec_file).read_text()
     try:  # before anything is started or adopted, the embedded store member included
         lock = AgentLock.acquire(state_dir)
@@ -150,6 +150,19 @@ def agent(
             del member
 
     asyncio.run(main())
+
+
+def _private_state_dir(state_dir: Path) -> None:
+    """The state dir made or judged root's alone (corral.agent.statedir): a usage error when
+    others may write it, a warning when it had to be tightened."""
+    from corral.agent.statedir import UnsafeStateDir, check_state_dir
+
+    try:
+        tightened = check_state_dir(state_dir)
+    except UnsafeStateDir as exc:
+        raise click.ClickException(str(exc)) from None
+    if tightened:
+        logging.getLogger(__name__).warning("%s", tightened)
 
 
 def _agent_process(verbose: bool) -> None:

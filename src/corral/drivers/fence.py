@@ -6,7 +6,9 @@ and ``plug=<node>``, and exits 0 on success (``status``: 0 = on, 2 = off). Contr
 :func:`fence_node`: it returns only when the agent reported success for the action; any other
 outcome (non-zero exit, timeout, the agent missing) raises :class:`DriverError` with the agent's
 own words, and a timed-out agent is killed. Parameters are templates (``{node.bmc}``) filled from
-the target node's attributes, never from the node running the fence.
+the target node's attributes, never from the node running the fence. A parameter that is a
+secret reference (``password: {file: ...}``) is resolved by the node running the fence, at the
+fence (:mod:`corral.drivers.secrets`); its value goes to the agent's stdin and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Mapping
 
 from corral.drivers._group import signal_group
 from corral.drivers.base import DriverError, NodeContext
+from corral.drivers.secrets import redact, resolve
 from corral.spec.model import FenceDevice
+from corral.spec.secrets import SecretRef
 
 
 def agent_command(agent: str) -> list[str]:
@@ -35,21 +39,41 @@ def agent_command(agent: str) -> list[str]:
     return words
 
 
-def stdin_text(action: str, target: NodeContext, params: Mapping[str, object]) -> str:
-    """The agent's stdin: ``action``, ``plug`` (the node name) and the templated parameters."""
+def stdin_text(
+    action: str, target: NodeContext, params: Mapping[str, object], secrets: Mapping[str, str]
+) -> str:
+    """The agent's stdin: ``action``, ``plug`` (the node name) and the templated parameters;
+    ``secrets`` holds the resolved value of each parameter that is a reference (not templated:
+    a password may contain braces)."""
     lines = [f"action={action}", f"plug={target.name}"]
     for key, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if key in secrets:
+            text = secrets[key]
+        else:
+            text = str(value).lower() if isinstance(value, bool) else target.render(str(value))
         if "\n" in text or "\n" in key:
             raise DriverError(f"fence parameter {key!r} contains a newline")
-        lines.append(f"{key}={target.render(text)}")
+        lines.append(f"{key}={text}")
     return "\n".join(lines) + "\n"
 
 
+async def resolve_params(device: FenceDevice, target: NodeContext) -> dict[str, str]:
+    """The value of every secret reference among ``device``'s parameters, read now by this
+    node (``{node.*}`` in a path or command is the target's: one password per BMC)."""
+    return {
+        key: await resolve(value, f"fence parameter {key}", target.render)
+        for key, value in device.params.items()
+        if isinstance(value, SecretRef)
+    }
+
+
 async def fence_node(device: FenceDevice, target: NodeContext, action: str | None = None) -> str:
-    """Run ``device`` against ``target``; return the agent's output on success."""
+    """Run ``device`` against ``target``; return the agent's output on success. Its secrets
+    are resolved first; they reach the agent's stdin only, and are masked in whatever of the
+    agent's output goes into an error or the result."""
     command = agent_command(device.agent)
-    text = stdin_text(action or device.action, target, device.params)
+    secrets = await resolve_params(device, target)
+    text = stdin_text(action or device.action, target, device.params, secrets)
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,
@@ -70,7 +94,7 @@ async def fence_node(device: FenceDevice, target: NodeContext, action: str | Non
         if proc.returncode is None:  # timed out or cancelled: the agent and all it started
             signal_group(proc.pid, signal.SIGKILL)  # (a late `power off` must not come)
             await proc.wait()
-    said = out.decode(errors="replace").strip()
+    said = redact(out.decode(errors="replace"), secrets.values()).strip()
     if proc.returncode != 0:
         tail = said.splitlines()[-1] if said else "no output"
         raise DriverError(f"fence agent {command[0]} exited {proc.returncode}: {tail}")

@@ -27,6 +27,9 @@ Contract (in addition to :mod:`corral.drivers.base`):
   agent may refuse to stop a promoted instance, as ``Stateful`` does); ``stop`` rc 0 (or 7,
   which some agents return for an instance that was not running) is success.
 - **adopt()** probes (monitor, interval 0) and is True for rc 0 or 8.
+- A parameter that is a secret reference (``password: {file: ...}``) is resolved at every
+  action but meta-data and passed in the environment only; the agent's output is redacted of
+  it before it is logged or put into an error (:mod:`corral.drivers.secrets`).
 - Every action but a routine monitor (rc 0, 7, 8) is appended, with its output, to
   ``<state_dir>/logs/<name>.log``.
 """
@@ -36,14 +39,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from corral.drivers import _files
 from corral.drivers._exec import CommandTimeout, Completed, run_command
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
 from corral.drivers.ocf_meta import OcfMetadata, check_params, parse_metadata
+from corral.drivers.secrets import redact, resolve
 from corral.spec.model import OcfDriver as OcfSpec
+from corral.spec.secrets import SecretRef
 
 DEFAULT_OCF_ROOT = Path("/usr/lib/ocf")
 DEFAULT_TIMEOUT = 20.0  # seconds, for an action the meta-data gives no timeout for
@@ -131,7 +136,13 @@ class OcfAgent:
         self.name = name
         self.agent = f"ocf:{spec.agent}"
         self.path = ocf_root / "resource.d" / provider / kind
-        self.params = {key: _param_value(value, node) for key, value in spec.params.items()}
+        self.params = {
+            key: _param_value(value, node)
+            for key, value in spec.params.items()
+            if not isinstance(value, SecretRef)
+        }
+        self._secrets = {k: v for k, v in spec.params.items() if isinstance(v, SecretRef)}
+        self._render = node.render
         self.monitor_interval = spec.monitor_interval
         self.log_path = _files.log_path(node, name)
         self._ocf_root = ocf_root
@@ -166,7 +177,7 @@ class OcfAgent:
     async def validate(self) -> OcfMetadata:
         """Meta-data, after checking the spec's parameters against it (DriverError if not)."""
         meta = await self.metadata()
-        problems = check_params(meta, self.params)
+        problems = check_params(meta, {**self.params, **dict.fromkeys(self._secrets, "secret")})
         if problems:
             raise DriverError(f"{self.name}: {self.agent}: " + "; ".join(problems))
         return meta
@@ -198,8 +209,22 @@ class OcfAgent:
         return env
 
     async def _exec(self, action: str, *, timeout: float, interval: float) -> Completed:
+        """Run ``action``. Secret parameters are resolved now, at every action (a rotated
+        password is used at the next monitor), and masked in the output that is kept."""
         env = self._environment(timeout, interval)
-        return await run_command([str(self.path), action], timeout=timeout, env=env, cwd="/")
+        secrets = {} if action == "meta-data" else await self._resolve_secrets()
+        env.update({f"OCF_RESKEY_{key}": value for key, value in secrets.items()})
+        done = await run_command([str(self.path), action], timeout=timeout, env=env, cwd="/")
+        if not secrets:
+            return done
+        said = secrets.values()
+        return replace(done, stdout=redact(done.stdout, said), stderr=redact(done.stderr, said))
+
+    async def _resolve_secrets(self) -> dict[str, str]:
+        return {
+            key: await resolve(ref, f"{self.name}: OCF parameter {key}", self._render)
+            for key, ref in self._secrets.items()
+        }
 
     async def run_action(self, action: str, *, interval: float = 0.0) -> ActionResult:
         """Run one action after validation; CommandTimeout (a DriverError) when it overruns.

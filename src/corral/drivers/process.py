@@ -11,7 +11,8 @@ Contract (in addition to :mod:`corral.drivers.base`):
   daemonizes (forks into a new session) escapes supervision, as under systemd ``Type=simple``.
 - **Environment.** Not the agent's: ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` are inherited;
   ``HOME``, ``USER``, ``LOGNAME`` name the user the command runs as; ``CORRAL_RESOURCE`` and
-  ``CORRAL_NODE`` name the instance; then the spec's ``env`` (values rendered). ``cwd``
+  ``CORRAL_NODE`` name the instance; then the spec's ``env`` (values rendered; a secret
+  reference is resolved at each start, and masked in the log tail a failed start reports). ``cwd``
   defaults to ``/``. ``user`` (needs a root agent) also sets the user's groups.
 - **Files.** stdout and stderr are appended to ``<state_dir>/logs/<name>.log``, with a line from
   corral before each start and at each stop signal. ``<state_dir>/run/<name>.pid`` holds a
@@ -43,14 +44,17 @@ import os
 import pwd
 import signal
 import subprocess
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from corral.drivers import _files
 from corral.drivers._group import poll_exit, signal_group, stop_group
 from corral.drivers._owned import OwnedInstance
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
+from corral.drivers.secrets import redact, resolve
 from corral.priority import service_argv
 from corral.spec.model import ProcessDriver as ProcessSpec
+from corral.spec.secrets import SecretRef
 
 SHELL = "/bin/sh"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -130,9 +134,14 @@ class ProcessSupervisor:
         if (await self.status()).state == "running":
             return
         await self.stop()  # forget a dead instance, end members it left behind
-        proc = self._spawn()
+        secrets = {  # read now, at each start: a rotated secret needs only a restart
+            key: await resolve(ref, f"{self.name}: env {key}", self._node.render)
+            for key, ref in self._spec.env.items()
+            if isinstance(ref, SecretRef)
+        }
+        proc = self._spawn(secrets)
         self._owned.started(proc, self.command)
-        await self._check_settled(proc)
+        await self._check_settled(proc, secrets.values())
 
     async def stop(self) -> None:
         pgid = self._owned.to_stop()
@@ -154,7 +163,7 @@ class ProcessSupervisor:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _environment(self) -> tuple[dict[str, str], dict[str, Any]]:
+    def _environment(self, secrets: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
         """The command's environment, and the Popen user/group arguments (empty: as us)."""
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.setdefault("PATH", DEFAULT_PATH)
@@ -173,12 +182,14 @@ class ProcessSupervisor:
             groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
             ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": groups}
         env.update(CORRAL_RESOURCE=self.name, CORRAL_NODE=self._node.name)
-        env.update({key: self._node.render(value) for key, value in self._spec.env.items()})
+        spec_env = self._spec.env.items()
+        env.update({k: self._node.render(v) for k, v in spec_env if isinstance(v, str)})
+        env.update(secrets)
         return env, ids
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, secrets: Mapping[str, str]) -> subprocess.Popen[bytes]:
         """Fork/exec the command (a few ms; synchronous on purpose, see the class note)."""
-        env, ids = self._environment()
+        env, ids = self._environment(secrets)
         cwd = self._node.render(self._spec.cwd) if self._spec.cwd else "/"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -204,12 +215,13 @@ class ProcessSupervisor:
                     what = f"{exc.strerror}: {exc.filename}"
                 raise DriverError(f"{self.name}: cannot start ({what})") from exc
 
-    async def _check_settled(self, proc: subprocess.Popen[bytes]) -> None:
-        """Raise when the fresh process exits non-zero within the settle time."""
+    async def _check_settled(self, proc: subprocess.Popen[bytes], secrets: Iterable[str]) -> None:
+        """Raise when the fresh process exits non-zero within the settle time (the log's
+        tail in the message masked of ``secrets``)."""
         returncode = await poll_exit(proc, self._settle)
         # The record stays: a leader that exited may have left members that stop() must end.
         if returncode is not None and returncode != 0:
-            last = _files.tail(self.log_path, lines=3)
+            last = redact(_files.tail(self.log_path, lines=3), secrets)
             raise DriverError(
                 f"{self.name}: {describe_exit(returncode)} right after start"
                 + (f": {last}" if last else "")

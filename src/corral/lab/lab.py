@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from corral.fileio import private_dir
 from corral.lab import gateway, netns, procs
 from corral.lab.layout import LabError, lab_id, node_sysctls, ns_prefix, plan
 from corral.lab.modes import mode_dir, mode_file
@@ -240,7 +241,7 @@ class Lab:
         netns.add_veth(state["switch_ns"], n["switch_if"], n["ns"], n["ifname"], state["bridge"])
         netns.add_address(n["ns"], n["ifname"], n["address"])
         netns.set_link(n["ns"], n["ifname"], up=True)
-        Path(n["state_dir"]).mkdir(parents=True, exist_ok=True)
+        private_dir(Path(n["state_dir"]))
         for res in load_spec_text(self.spec_file.read_text()).resources:
             mode_file(self.dir, res, name).write_text("ok\n")
 

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from corral.fileio import private_dir
 from corral.store.lab import EtcdLab, free_ports
 
 APP = Path(__file__).with_name("app.py")  # the stand-in HTTP service
@@ -107,7 +108,7 @@ class Cluster:
             self.start_agent(node)
 
     def start_agent(self, node: str, *options: str) -> None:
-        self.state_dir(node).mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir(node))
         with open(self.base / f"agent-{node}.log", "ab") as log:
             self.agents[node] = subprocess.Popen(
                 [

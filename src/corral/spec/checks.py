@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from corral.spec.dnsname import name_problem
 from corral.spec.model import SERVICE_KINDS, Resource, Spec
+from corral.spec.secrets import literal_in_command, literal_secrets
 from corral.spec.yamlpos import Path
 
 Problem = tuple[Path, str]
@@ -31,6 +32,7 @@ def check_spec(spec: Spec) -> list[Problem]:
         _references,
         _vips,
         _order_cycles,
+        _secrets,
     ):
         problems.extend(check(spec))
     return problems
@@ -80,6 +82,30 @@ def _nodes(spec: Spec) -> Iterator[Problem]:
                 yield ("nodes", name, "fence"), _unknown("fence device", device, spec.fencing)
         if spec.tickets and node.site is None:
             yield ("nodes", name, "site"), "tickets are defined, so every node needs a site"
+
+
+def _secrets(spec: Spec) -> Iterator[Problem]:
+    """Secrets only by reference (:mod:`corral.spec.secrets`): no password in clear."""
+    for name, device in spec.fencing.items():
+        yield from literal_secrets(("fencing", name, "params"), device.params)
+    for name, res in spec.resources.items():
+        if res.ocf is not None:
+            yield from literal_secrets(("resources", name, "ocf", "params"), res.ocf.params)
+        if res.process is not None:
+            yield from literal_secrets(("resources", name, "process", "env"), res.process.env)
+        yield from _commands(name, res)
+    for name, device in spec.fencing.items():
+        if said := literal_in_command(device.agent):
+            yield ("fencing", name, "agent"), said
+
+
+def _commands(name: str, res: Resource) -> Iterator[Problem]:
+    """No secret in clear on the command lines of a resource (its process, its checks)."""
+    if res.process is not None and (said := literal_in_command(res.process.command)):
+        yield ("resources", name, "process", "command"), said
+    for i, check in enumerate(res.health):
+        if check.exec is not None and (said := literal_in_command(check.exec)):
+            yield ("resources", name, "health", i, "exec"), said
 
 
 def _store(spec: Spec) -> Iterator[Problem]:

@@ -32,6 +32,7 @@ from corral.core.membership import MembershipConfig, with_probe_interval
 from corral.core.membership import profile as membership_profile
 from corral.spec.durations import Duration
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
+from corral.spec.secrets import SecretRef
 
 Mode = Literal["active-active", "active-passive", "promotable"]
 ResourceKind = Literal["process", "systemd", "ocf", "vip", "vip-set", "haproxy"]
@@ -173,7 +174,7 @@ class ProcessDriver(_Model):
 
     command: str
     cwd: str | None = None
-    env: dict[str, str] = {}
+    env: dict[str, str | SecretRef] = {}  # a secret by reference, resolved at each start
     user: str | None = None
     stop_timeout: Duration = 10.0
 
@@ -187,7 +188,7 @@ class OcfDriver(_Model):
     """An OCF resource agent, ``provider:type`` (e.g. ``heartbeat:Dummy``)."""
 
     agent: str = Field(pattern=r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
-    params: dict[str, str | int | float | bool] = {}
+    params: dict[str, str | int | float | bool | SecretRef] = {}  # secrets by reference
     monitor_interval: Duration = 10.0
 
 
@@ -344,11 +345,12 @@ class FenceDevice(_Model):
 
     ``agent`` is the agent's name or a command line; it receives ``action=``, ``plug=<node>``
     and every ``params`` entry (``{node.*}`` templates filled) as ``key=value`` lines on stdin,
-    and succeeds with exit status 0.
+    and succeeds with exit status 0. A secret (``password``) is a :class:`SecretRef`, resolved
+    by the fencing node at each fence (:mod:`corral.spec.secrets`); a literal one is refused.
     """
 
     agent: str
-    params: dict[str, str | int | float | bool] = {}
+    params: dict[str, str | int | float | bool | SecretRef] = {}
     action: Literal["off", "reboot"] = Field(
         default="reboot", description="what fencing does to a lost node (Pacemaker's default)"
     )

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from corral.fileio import private_dir
 from corral.priority import raise_process
 from corral.store.errors import StoreError
 
@@ -225,7 +226,7 @@ class EmbeddedEtcd:
             await self.wait_healthy(timeout)
 
     async def _spawn(self) -> None:
-        self.config.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.config.data_dir.parent)  # etcd makes its data dir 0700 itself
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230 - append-open of a local file
             self._proc = await asyncio.create_subprocess_exec(
                 *self.config.argv(self.binary),
