@@ -13,6 +13,9 @@
 ``lb/<node>``                   the server states this node's HAProxy applied, leased
 ``requests/<node>/<resource>``  an operator's request to one agent (rolling restart)
 ``systemic/<resource>``         an announced systemic episode, written by the controller only
+``gossip-key``                  the gossip keyring (a secret: agents and admins only)
+``auth/tokens/<id>``            an API token, salted and hashed (a secret: agents and admins)
+``auth/users/<name>``           a person's role (:mod:`corral.auth`), written by admins
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -40,6 +43,7 @@ SECTIONS = (
     "lb",
     "requests",
     "systemic",
+    "auth",
 )
 
 
@@ -131,6 +135,22 @@ class Keys:
     def gossip_key(self) -> bytes:
         """The cluster's gossip encryption keyring (base64 keys, one per line)."""
         return self._k("gossip-key")
+
+    def token(self, token_id: str) -> bytes:
+        """``auth/tokens/<id>``: one API token's salted hash and role (a secret)."""
+        return self._k("auth", "tokens", check_name("token id", token_id))
+
+    def tokens(self) -> bytes:
+        """Prefix of every API token (the secret part of ``auth/``)."""
+        return self._k("auth", "tokens", "")
+
+    def user(self, name: str) -> bytes:
+        """``auth/users/<name>``: a person's role (not a secret)."""
+        return self._k("auth", "users", check_name("user", name))
+
+    def users(self) -> bytes:
+        """Prefix of every person's role record."""
+        return self._k("auth", "users", "")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")
