@@ -71,6 +71,9 @@ class EtcdAuth:
                 return None
             raise AuthError(f"etcd auth: {what}: {details}") from None
 
+    async def close(self) -> None:
+        await self._client.close()
+
     async def txn(self, request: Any) -> Any:
         try:
             return await self._client.kvstub.Txn(
@@ -168,9 +171,12 @@ async def ensure(
     *,
     spec_text: bytes | None = None,
     root_password: str | None = None,
+    enable_auth: bool = True,
 ) -> list[str]:
     """Make etcd enforce corral's roles for the cluster of ``keys`` (the module docstring says
-    how); returns what changed, in order ([] when everything already was so). Raises
+    how); returns what changed, in order ([] when everything already was so).
+    ``enable_auth`` False: all but the last step (the caller enables it with :func:`enable`,
+    e.g. after writing what an unauthenticated client can no longer write then). Raises
     :class:`AuthError` naming the step etcd refused (e.g. a caller that is not ``root`` once
     auth is on)."""
     done: list[str] = []
@@ -181,8 +187,15 @@ async def ensure(
         done += await add_user(api, keys, user)
     if spec_text is not None and await seed_spec(api, keys, spec_text):
         done.append("spec seeded")
-    status = await api.call("read auth status", "AuthStatus", rpc.AuthStatusRequest())
-    if not status.enabled:
-        await api.call("enable auth", "AuthEnable", rpc.AuthEnableRequest())
+    if enable_auth and await enable(api):
         done.append("auth enabled")
     return done
+
+
+async def enable(api: EtcdAuth) -> bool:
+    """Enable etcd's auth (it needs the ``root`` user); whether it was off."""
+    status = await api.call("read auth status", "AuthStatus", rpc.AuthStatusRequest())
+    if status.enabled:
+        return False
+    await api.call("enable auth", "AuthEnable", rpc.AuthEnableRequest())
+    return True

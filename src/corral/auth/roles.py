@@ -61,13 +61,16 @@ class Span:
 
     def show(self, root: bytes) -> str:
         """``admin/`` for a prefix, ``spec`` for one key, else ``[a, b)`` (relative)."""
-        start = self.start[len(root) :].decode(errors="replace")
+        def text(key: bytes) -> str:
+            return key[len(root) :].decode(errors="replace").replace("\x00", "\\0")
+
+        start = text(self.start)
         if self.end == self.start + b"\x00":
             return start
         if self.end == prefix_end(self.start):
             return f"{start}*"
-        end = self.end[len(root) :].decode(errors="replace") if self.end.startswith(root) else ""
-        return f"[{start}, {end or '<end>'})"
+        end = text(self.end) if self.end.startswith(root) else "<end of root>"
+        return f"[{start or '<root>'}, {end})"
 
 
 @dataclass(frozen=True, order=True)
@@ -119,9 +122,7 @@ def _agent_writes(keys: Keys) -> list[Span]:
 
 
 def _operator_writes(keys: Keys) -> list[Span]:
-    return [
-        Span.prefix(keys.prefix(s)) for s in ("admin", "failcounts", "requests", "events")
-    ]
+    return [Span.prefix(keys.prefix(s)) for s in ("admin", "failcounts", "requests", "events")]
 
 
 def permissions(keys: Keys) -> dict[Role, tuple[Perm, ...]]:

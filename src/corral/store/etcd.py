@@ -236,9 +236,11 @@ class EtcdStore:
         response = await self._call("get", attempt)
         return wire.to_kv(response.kvs[0]) if response.kvs else None
 
-    async def range(self, prefix: bytes) -> RangeResult:
+    async def range(self, prefix: bytes, *, end: bytes | None = None) -> RangeResult:
+        last = prefix_end(prefix) if end is None else end
+
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            request = rpc.RangeRequest(key=prefix or b"\x00", range_end=prefix_end(prefix))
+            request = rpc.RangeRequest(key=prefix or b"\x00", range_end=last)
             return await client.kvstub.Range(request, timeout=budget, metadata=client.metadata)
 
         response = await self._call("range", attempt)
@@ -257,7 +259,9 @@ class EtcdStore:
         request = wire.delete_request(Delete(key, prefix))
 
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            return await client.kvstub.DeleteRange(request, timeout=budget, metadata=client.metadata)
+            return await client.kvstub.DeleteRange(
+                request, timeout=budget, metadata=client.metadata
+            )
 
         response = await self._call("delete", attempt)
         return int(response.deleted)
@@ -329,7 +333,9 @@ class EtcdStore:
         async def attempt(client: aetcd.Client, budget: float) -> None:
             request = rpc.LeaseRevokeRequest(ID=lease_id)
             try:
-                await client.leasestub.LeaseRevoke(request, timeout=budget, metadata=client.metadata)
+                await client.leasestub.LeaseRevoke(
+                    request, timeout=budget, metadata=client.metadata
+                )
             except rpc.AioRpcError as exc:
                 if exc.code() != rpc.StatusCode.NOT_FOUND:
                     raise  # a gone lease is fine (contract); anything else is not
