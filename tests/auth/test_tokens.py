@@ -4,6 +4,7 @@ for, refused when wrong, malformed, unknown or revoked."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 from corral.auth.identity import Identity, cert_cn, key_part, local, role_of
 from corral.auth.tokens import TokenRecord, check, create, issue, listing, revoke, verify
@@ -13,13 +14,15 @@ from corral.store import Keys, MemoryStore
 KEYS = Keys("c1")
 
 
-def counting_bytes() -> object:
+def counting_bytes() -> Callable[[int], bytes]:
     counter = itertools.count()
     return lambda n: bytes((next(counter) + i) % 256 for i in range(n))
 
 
 def test_a_token_proves_its_identity_and_nothing_else() -> None:
-    text, token_id, record = issue("ci", "operator", by="root", now=5.0, random_bytes=counting_bytes())  # type: ignore[arg-type]
+    text, token_id, record = issue(
+        "ci", "operator", by="root", now=5.0, random_bytes=counting_bytes()
+    )
     assert text.startswith(f"corral_{token_id}_")
     assert check(text, record) == Identity("ci", "operator", "token")
     secret = text.rsplit("_", 1)[1]
@@ -47,14 +50,10 @@ async def test_tokens_in_the_store_verify_until_revoked() -> None:
     assert await verify(store, KEYS, text) is None
     assert not await revoke(store, KEYS, token_id)
     assert await verify(store, KEYS, "not a token") is None
-    assert await verify(Store_empty(), KEYS, other) is None
+    assert await verify(MemoryStore(ManualClock(0.0)), KEYS, other) is None  # another store
 
 
-def Store_empty() -> MemoryStore:
-    return MemoryStore(ManualClock(0.0))
-
-
-def test_names_map_to_one_identity_model(tmp_path: object) -> None:
+def test_names_map_to_one_identity_model() -> None:
     assert role_of("node:ctl1", {}) == "agent"
     assert role_of("root", {}) == "admin"
     assert role_of("alice", {"alice": "operator"}) == "operator"

@@ -61,6 +61,7 @@ class Span:
 
     def show(self, root: bytes) -> str:
         """``admin/`` for a prefix, ``spec`` for one key, else ``[a, b)`` (relative)."""
+
         def text(key: bytes) -> str:
             return key[len(root) :].decode(errors="replace").replace("\x00", "\\0")
 

@@ -53,21 +53,23 @@ async def _auth_client(spec: Spec, etcd: str | None) -> Any:
     raise click.ClickException(f"cannot reach etcd's auth API: {error}")
 
 
-async def _apply(spec: Spec, etcd: str | None, users: Iterable[User], seed: bytes | None) -> Any:
-    """``ensure`` for ``users`` (auth left as it is; etcd's refusal as PermissionDenied)."""
-    client = await _auth_client(spec, etcd)
+async def _apply(
+    spec: Spec, etcd: str | None, users: Iterable[User], seed: bytes | None
+) -> list[str]:
+    """``ensure`` for ``users``, auth left as it is (etcd's refusal as PermissionDenied)."""
+    api = EtcdAuth(await _auth_client(spec, etcd))
     try:
         root_password = os.environ.get("CORRAL_ETCD_ROOT_PASSWORD")
-        api = EtcdAuth(client)
-        return api, await ensure(
+        return await ensure(
             api, Keys(spec.cluster), users, spec_text=seed, root_password=root_password,
             enable_auth=False,
         )  # fmt: skip
     except AuthError as exc:
-        await client.close()
         if "permission denied" in str(exc) or "user name is empty" in str(exc):
             raise PermissionDenied(str(exc)) from None
         raise click.ClickException(str(exc)) from None
+    finally:
+        await api.close()
 
 
 @click.group("auth")
@@ -97,15 +99,22 @@ def apply(spec_file: str, etcd: str | None) -> None:
         people = await read_people(store, Keys(spec.cluster))
         users = [User(node_user(n), ("agent",)) for n in spec.nodes]
         users += [User(name, (role,)) for name, role in sorted(people.items())]
-        api, done = await _apply(spec, etcd, users, seed)
-        try:  # after the audit event could be written by anyone: enabling comes last
-            if await enable(api):
-                done.append("auth enabled")
+        return await _apply(spec, etcd, users, seed)
+
+    async def enable_now() -> bool:
+        api = EtcdAuth(await _auth_client(spec, etcd))
+        try:
+            return await enable(api)
+        except AuthError as exc:
+            raise click.ClickException(str(exc)) from None
         finally:
             await api.close()
-        return list(done)
 
     done = run_audited(spec, etcd, "auth apply", work)
+    # enabled after its audit event is written: a first run by an unauthenticated client
+    # could not write it once auth is on
+    if asyncio.run(enable_now()):
+        done.append("auth enabled")
     for line in done:
         click.echo(line)
     click.echo(f"auth applied: {len(done)} change(s)")
@@ -135,19 +144,19 @@ def user(
         raise click.BadParameter(str(exc), param_hint="NAME") from None
 
     async def work(store: Store) -> None:
+        api = EtcdAuth(await _auth_client(spec, etcd))
+        try:  # etcd first: only root may, and a refusal must leave the record as it was
+            await add_user(api, keys, User(name, (role,) if role else (), password))
+        except AuthError as exc:
+            if "permission denied" in str(exc):
+                raise PermissionDenied(str(exc)) from None
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await api.close()
         if role is None:
             await store.delete(key)
         else:
             await store.put(key, UserRecord(role).dump())
-        client = await _auth_client(spec, etcd)
-        try:
-            await add_user(EtcdAuth(client), keys, User(name, (role,) if role else (), password))
-        except AuthError as exc:
-            if "permission denied" in str(exc):
-                raise PermissionDenied(str(exc)) from None
-            raise
-        finally:
-            await client.close()
 
     what = f"auth user {name}: {'removed' if role is None else role}"
     run_audited(spec, etcd, what, work)
