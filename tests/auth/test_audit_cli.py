@@ -93,6 +93,26 @@ async def test_each_change_command_is_audited_once(secured: Secured, tmp_path: P
         await root.close()
 
 
+async def test_viewers_read_status_and_events_without_secrets(
+    secured: Secured, tmp_path: Path
+) -> None:
+    spec = spec_file(tmp_path, secured.lab.endpoints[0])
+    agent = secured.store("node:n1")
+    await agent.put(KEYS.gossip_key, b"secret")
+    await agent.close()
+    assert (
+        await run(["maintenance", "on", "--node", "n1", "--spec", spec], "alice")
+    ).exit_code == 0
+    for argv in (["status", "--json"], ["events"], ["state", "dump"], ["members"]):
+        out = await run([*argv, "--spec", spec], "vic")
+        assert out.exit_code == 0, (argv, out.output)
+        assert "secret" not in out.output
+    events = (await run(["events", "--spec", spec], "vic")).output
+    assert "alice (operator, password): maintenance on: n1: ok" in events
+    who = await run(["auth", "whoami", "--spec", spec], "vic")
+    assert who.output.strip() == "vic (viewer, password)"
+
+
 async def test_tokens_list_and_revoke(secured: Secured, tmp_path: Path) -> None:
     spec = spec_file(tmp_path, secured.lab.endpoints[0])
     made = await run(["tokens", "create", "ci", "--role", "viewer", "--spec", spec], "ada")

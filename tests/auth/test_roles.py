@@ -107,6 +107,12 @@ def test_admins_do_everything_in_their_cluster_only() -> None:
         assert not may(role, "read", b"/corral/c1")
 
 
+def test_no_role_grants_one_span_twice() -> None:
+    # etcd keeps one permission per (key, range_end): a second grant would replace the first
+    for perms in TABLE.values():
+        assert len({p.span for p in perms}) == len(perms)
+
+
 def test_the_public_spans_cover_the_root_but_the_secrets() -> None:
     spans = public_spans(KEYS)
     assert allowed([Perm(s, "read") for s in spans], "read", Span.prefix(KEYS.users()))

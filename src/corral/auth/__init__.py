@@ -14,7 +14,15 @@ model for every client, API tokens, and the audit of every change.
 """
 
 from corral.auth.audit import AuditEvent, audit_event, audited
-from corral.auth.etcdauth import AuthError, EtcdAuth, User, add_user, enable, ensure
+from corral.auth.etcdauth import (
+    AuthError,
+    EtcdAuth,
+    User,
+    add_user,
+    desired_users,
+    enable,
+    ensure,
+)
 from corral.auth.identity import Identity, cert_cn, local, node_user, role_of
 from corral.auth.roles import PEOPLE, ROLES, Perm, Role, Span, permissions, public_spans
 from corral.auth.tokens import TokenRecord, verify
@@ -37,6 +45,7 @@ __all__ = [
     "audit_event",
     "audited",
     "cert_cn",
+    "desired_users",
     "enable",
     "ensure",
     "local",

@@ -22,13 +22,14 @@ API). Users are never deleted here (an etcd shared with other programs has its o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aetcd import rpc
 from aetcd.rpc import auth_pb2
 
+from corral.auth.identity import node_user
 from corral.auth.roles import ROLES, Perm, Role, Span, etcd_role, permissions
 from corral.store import Keys
 
@@ -144,6 +145,13 @@ async def ensure_user(
         await api.call(f"revoke {role} from {user}", "UserRevokeRole", revoke)
         done.append(f"user {user}: role {role} revoked")
     return done
+
+
+def desired_users(nodes: Iterable[str], people: Mapping[str, Role]) -> list[User]:
+    """The users corral wants: one per node (``node:<node>``, the agent role) and one per
+    person recorded (``auth/users/``), all certificate-only."""
+    users = [User(node_user(n), ("agent",)) for n in nodes]
+    return users + [User(name, (role,)) for name, role in sorted(people.items())]
 
 
 async def add_user(api: EtcdAuth, keys: Keys, user: User) -> list[str]:

@@ -21,11 +21,18 @@ import aetcd
 import click
 
 from corral.auth import tokens as api_tokens
-from corral.auth.etcdauth import AuthError, EtcdAuth, User, add_user, enable, ensure
-from corral.auth.identity import node_user
+from corral.auth.etcdauth import (
+    AuthError,
+    EtcdAuth,
+    User,
+    add_user,
+    desired_users,
+    enable,
+    ensure,
+)
 from corral.auth.roles import PEOPLE, Role, permissions, table_text
 from corral.auth.users import UserRecord, read_people
-from corral.cli.audit import claimed_name, run_audited
+from corral.cli.audit import claimed_name, run_audited, whoami
 from corral.cli.cluster import ETCD_HELP, endpoints_for, open_store, spec_or_exit
 from corral.spec import Spec
 from corral.store import Keys, PermissionDenied, Store
@@ -85,6 +92,23 @@ def roles(spec_file: str) -> None:
     click.echo(table_text(keys, permissions(keys)), nl=False)
 
 
+@auth_group.command("whoami")
+@spec_option
+@etcd_option
+def whoami_cmd(spec_file: str, etcd: str | None) -> None:
+    """Who this CLI is to the cluster: name, role, how it is proven."""
+    spec = spec_or_exit(spec_file)
+
+    async def ask() -> str:
+        store = open_store(spec, etcd)
+        try:
+            return (await whoami(store, Keys(spec.cluster))).describe()
+        finally:
+            await store.close()
+
+    click.echo(asyncio.run(ask()))
+
+
 @auth_group.command("apply")
 @spec_option
 @etcd_option
@@ -97,9 +121,7 @@ def apply(spec_file: str, etcd: str | None) -> None:
 
     async def work(store: Store) -> list[str]:
         people = await read_people(store, Keys(spec.cluster))
-        users = [User(node_user(n), ("agent",)) for n in spec.nodes]
-        users += [User(name, (role,)) for name, role in sorted(people.items())]
-        return await _apply(spec, etcd, users, seed)
+        return await _apply(spec, etcd, desired_users(spec.nodes, people), seed)
 
     async def enable_now() -> bool:
         api = EtcdAuth(await _auth_client(spec, etcd))
