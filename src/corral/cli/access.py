@@ -10,6 +10,7 @@ certificate). ``CORRAL_ETCD_ROOT_PASSWORD``, when set, is the password ``root`` 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from corral.auth.etcdauth import (
     enable,
     ensure,
 )
+from corral.auth.identity import local
 from corral.auth.roles import PEOPLE, Role, permissions, table_text
 from corral.auth.users import UserRecord, read_people
 from corral.cli.audit import claimed_name, run_audited, whoami
@@ -72,11 +74,17 @@ async def _apply(
             enable_auth=False,
         )  # fmt: skip
     except AuthError as exc:
-        if "permission denied" in str(exc) or "user name is empty" in str(exc):
-            raise PermissionDenied(str(exc)) from None
-        raise click.ClickException(str(exc)) from None
+        raise _refusal(exc) from None
     finally:
         await api.close()
+
+
+def _refusal(exc: AuthError) -> Exception:
+    """etcd's refusal of an auth call as the store's (audited as refused), else an error."""
+    text = str(exc)
+    if "permission denied" in text or "user name is empty" in text:
+        return PermissionDenied(text)
+    return click.ClickException(text)
 
 
 @click.group("auth")
@@ -170,9 +178,7 @@ def user(
         try:  # etcd first: only root may, and a refusal must leave the record as it was
             await add_user(api, keys, User(name, (role,) if role else (), password))
         except AuthError as exc:
-            if "permission denied" in str(exc):
-                raise PermissionDenied(str(exc)) from None
-            raise click.ClickException(str(exc)) from None
+            raise _refusal(exc) from None
         finally:
             await api.close()
         if role is None:
@@ -199,7 +205,7 @@ def create(name: str, role: Role, spec_file: str, etcd: str | None) -> None:
     """A new token for NAME with ROLE (printed once: keep it)."""
     spec = spec_or_exit(spec_file)
     claimed = claimed_name()
-    by = claimed[0] if claimed else f"local:{os.environ.get('USER', '?')}"
+    by = claimed[0] if claimed else local(getpass.getuser()).name
 
     async def work(store: Store) -> tuple[str, str]:
         keys = Keys(spec.cluster)
