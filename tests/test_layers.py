@@ -21,6 +21,7 @@ RANK = {
     "net": 1,
     "store": 1,
     "records": 1,  # the store's records: core, spec and store only (ONLY below)
+    "auth": 2,  # roles, identities, tokens, audit: store and records below it
     "dns": 2,
     "lb": 2,
     "health": 2,

@@ -85,6 +85,8 @@ async def test_range_is_by_prefix_sorted_with_its_revision(store: Store) -> None
         b"/q/a",
         b"/z",
     ]
+    spans = [kv.key for kv in (await store.range(b"/p/a", end=b"/q/a")).kvs]
+    assert spans == [b"/p/a", b"/p/b"]  # a span: its start in, its end out
 
 
 async def test_delete_counts_prefix_and_missing_keys(store: Store) -> None:

@@ -29,7 +29,7 @@ from corral.core.clock import Clock, Grid
 from corral.fileio import write_atomic
 from corral.records import RegistrationRecord
 from corral.spec import SpecError, load_spec_text
-from corral.store import Compare, Keys, LeaseNotFound, Put, Store, StoreError
+from corral.store import Compare, Keys, LeaseNotFound, PermissionDenied, Put, Store, StoreError
 
 JOIN_WAIT = 0.5  # seconds a (re)starting agent waits for gossip to join before registering
 
@@ -171,9 +171,17 @@ class Registrar:
         """The store's spec (adopted if it differs), or ours written there if it has none."""
         kv = await self.store.get(self.keys.spec)
         if kv is None and self.spec_text is not None:
-            await self.store.txn(
-                [Compare.missing(self.keys.spec)], [Put(self.keys.spec, self.spec_text.encode())]
-            )
+            try:
+                await self.store.txn(
+                    [Compare.missing(self.keys.spec)],
+                    [Put(self.keys.spec, self.spec_text.encode())],
+                )
+            except PermissionDenied:  # under etcd's RBAC agents never write the spec
+                await self.events.event(
+                    "spec",
+                    "the store has no spec and agents may not write it: running ours until "
+                    "an admin pushes one (corral auth apply seeds it)",
+                )
             return
         if kv is not None and kv.value.decode(errors="replace") != self.spec_text:
             await self.adopt_spec(kv.value)

@@ -4,30 +4,31 @@ Each command edits one record under ``admin/`` (:mod:`corral.records.admin`) wit
 compare-and-swap loop (read, change, write if unchanged since the read), so two operators at
 once never lose an edit. A record that does not read is edited as an empty one (as the
 scheduler reads it). The scheduler and the agents read these records (safety rule 4 for
-maintenance).
+maintenance). Every command writes one audit event (:mod:`corral.cli.audit`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit, spec_pair
+from corral.cli.audit import run_audited
+from corral.cli.cluster import ETCD_HELP, spec_or_exit, spec_pair
 from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
 from corral.spec import Spec
-from corral.store import Compare, EtcdStore, Keys, Put
+from corral.store import Compare, Keys, Put, Store
 
 R = TypeVar("R", MaintenanceRecord, StandbyRecord, BansRecord, MovesRecord)
 
 
-async def _edit(spec: Spec, etcd: str | None, kind: type[R], change: Callable[[R], R]) -> R:
-    store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+def _edit(spec: Spec, etcd: str | None, what: str, kind: type[R], change: Callable[[R], R]) -> R:
+    """Edit one ``admin/`` record (compare-and-swap), audited as ``what``."""
     key = Keys(spec.cluster).admin(kind.NAME)
-    try:
+
+    async def edit(store: Store) -> R:
         for _ in range(20):
             kv = await store.get(key)
             old = kind.parse(kv.value) if kv is not None else None
@@ -36,8 +37,8 @@ async def _edit(spec: Spec, etcd: str | None, kind: type[R], change: Callable[[R
             if (await store.txn([guard], [Put(key, new.dump())])).succeeded:
                 return new
         raise click.ClickException(f"admin/{kind.NAME} kept changing under us; try again")
-    finally:
-        await store.close()
+
+    return run_audited(spec, etcd, what, edit)
 
 
 def _toggle(items: tuple[str, ...], item: str, on: bool) -> tuple[str, ...]:
@@ -93,8 +94,8 @@ def maintenance(
             value = replace(value, instances=_toggle(value.instances, target, on))
         return value
 
-    asyncio.run(_edit(spec, etcd, MaintenanceRecord, change))
     what = "cluster" if whole else node or resource or target
+    _edit(spec, etcd, f"maintenance {state}: {what}", MaintenanceRecord, change)
     click.echo(f"maintenance {state}: {what}")
 
 
@@ -108,13 +109,12 @@ def standby(state: str, node: str, spec_file: str, etcd: str | None) -> None:
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"unknown node {node!r}", param_hint="NODE")
-    asyncio.run(
-        _edit(
-            spec,
-            etcd,
-            StandbyRecord,
-            lambda v: StandbyRecord(_toggle(v.nodes, node, state == "on")),
-        )
+    _edit(
+        spec,
+        etcd,
+        f"standby {state}: {node}",
+        StandbyRecord,
+        lambda v: StandbyRecord(_toggle(v.nodes, node, state == "on")),
     )
     click.echo(f"standby {state}: {node}")
 
@@ -128,15 +128,15 @@ def ban(instance: str, clear: bool, spec_file: str, etcd: str | None) -> None:
     """Keep a resource off a node until the ban is cleared."""
     spec = spec_or_exit(spec_file)
     target = _pair(spec, instance)
-    asyncio.run(
-        _edit(
-            spec,
-            etcd,
-            BansRecord,
-            lambda v: BansRecord(_toggle(v.instances, target, not clear)),
-        )
+    said = f"ban {'cleared' if clear else 'set'}: {target}"
+    _edit(
+        spec,
+        etcd,
+        said,
+        BansRecord,
+        lambda v: BansRecord(_toggle(v.instances, target, not clear)),
     )
-    click.echo(f"ban {'cleared' if clear else 'set'}: {target}")
+    click.echo(said)
 
 
 @click.command()
@@ -159,8 +159,9 @@ def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str
             entries[resource] = node
         return MovesRecord(entries)
 
-    asyncio.run(_edit(spec, etcd, MovesRecord, change))
-    click.echo(f"move {'cleared' if clear else f'{resource} -> {node}'}")
+    said = f"move {f'{resource} cleared' if clear else f'{resource} -> {node}'}"
+    _edit(spec, etcd, said, MovesRecord, change)
+    click.echo(said)
 
 
 @click.command()
@@ -172,14 +173,10 @@ def cleanup(instance: str, spec_file: str, etcd: str | None) -> None:
     spec = spec_or_exit(spec_file)
     res, node = spec_pair(spec, instance)
 
-    async def forget() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
-        try:
-            await store.delete(Keys(spec.cluster).failcount(node, res))
-        finally:
-            await store.close()
+    async def forget(store: Store) -> None:
+        await store.delete(Keys(spec.cluster).failcount(node, res))
 
-    asyncio.run(forget())
+    run_audited(spec, etcd, f"cleanup: {res}@{node}", forget, resource=res)
     click.echo(f"failures forgotten: {instance}")
 
 

@@ -19,14 +19,28 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
+from corral.auth.roles import public_spans
 from corral.core.ref import InstanceRef
 from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
-from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
+from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
 from corral.store.embedded import members_from_spec
 
-ETCD_HELP = "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD)"
+ETCD_HELP = (
+    "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); etcd password "
+    "auth: env CORRAL_ETCD_USER and CORRAL_ETCD_PASSWORD"
+)
+
+
+def open_store(spec: Spec | None, option: str | None, *, timeout: float = 3.0) -> EtcdStore:
+    """The CLI's :class:`EtcdStore` on :func:`endpoints_for`, with the identity of the
+    environment (``CORRAL_ETCD_USER``/``CORRAL_ETCD_PASSWORD`` for etcd password auth)."""
+    user, password = os.environ.get("CORRAL_ETCD_USER"), os.environ.get("CORRAL_ETCD_PASSWORD")
+    if (user is None) != (password is None):
+        raise click.UsageError("set both CORRAL_ETCD_USER and CORRAL_ETCD_PASSWORD, or neither")
+    endpoints = endpoints_for(spec, option)
+    return EtcdStore(endpoints, timeout=timeout, username=user, password=password)
 
 
 def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None) -> list[str]:
@@ -196,11 +210,16 @@ async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEt
     return member
 
 
-async def read_cluster(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
-    store = EtcdStore(endpoints, timeout=3.0)
+async def read_cluster(store: EtcdStore, cluster: str) -> tuple[Keys, list[KeyValue]]:
+    """Every key of ``cluster`` but the secrets (a viewer may read that, and no view needs
+    them), in key order; closes ``store``. The spans are read one after the other (not at
+    one revision)."""
     try:
         keys = Keys(cluster)
-        return keys, (await store.range(keys.root.encode())).kvs
+        kvs: list[KeyValue] = []
+        for span in public_spans(keys):
+            kvs += (await store.range(span.start, end=span.end)).kvs
+        return keys, kvs
     finally:
         await store.close()
 
@@ -311,13 +330,12 @@ def _render(view: dict[str, Any], console: Console) -> None:
 def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None:
     """Nodes, resources, where each instance runs and its health, the last events."""
     spec = spec_or_exit(spec_file)
-    endpoints = endpoints_for(spec, etcd)
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = max(console.width, 140)  # a pipe or a log: one line per resource
     while True:
         try:
-            keys, kvs = asyncio.run(read_cluster(endpoints, spec.cluster))
+            keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
         except Exception as exc:  # the store's errors name the endpoints
             raise click.ClickException(f"cannot read the cluster state: {exc}") from None
         view = cluster_view(spec, keys, kvs)
@@ -340,7 +358,7 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
 def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
         event = Event.parse(kv.value)
         if event is not None and as_json:
@@ -357,7 +375,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
 def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     prefix = keys.prefix("members")
     views = {
         kv.key.decode(errors="replace").rsplit("/", 1)[-1]: record.view
@@ -396,14 +414,12 @@ def spec_push(spec_file: str, etcd: str | None) -> None:
     text = Path(spec_file).read_text()
     load_spec_text(text, spec_file)
 
-    async def push() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
-        try:
-            await store.put(Keys(spec.cluster).spec, text.encode())
-        finally:
-            await store.close()
+    from corral.cli.audit import run_audited  # it builds on this module
 
-    asyncio.run(push())
+    async def push(store: Store) -> None:
+        await store.put(Keys(spec.cluster).spec, text.encode())
+
+    run_audited(spec, etcd, f"spec push: {spec_file}", push)
     click.echo(f"{spec_file}: pushed to cluster {spec.cluster}")
 
 

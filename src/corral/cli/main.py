@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from corral import __version__
+from corral.cli.access import COMMANDS as ACCESS_COMMANDS
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
@@ -59,6 +60,8 @@ cli.add_command(simulate)
 cli.add_command(demo)
 cli.add_command(demo_down)
 for command in (agent, status, events, members, check, spec_group, *ADMIN_COMMANDS):
+    cli.add_command(command)
+for command in ACCESS_COMMANDS:
     cli.add_command(command)
 cli.add_command(explain_cmd)
 cli.add_command(resource_group)

@@ -16,10 +16,11 @@ import uuid
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
+from corral.cli.audit import run_audited
+from corral.cli.cluster import ETCD_HELP, spec_or_exit
 from corral.records import AssignRecord, LbRecord, RequestRecord, StatusRecord
 from corral.spec import Spec
-from corral.store import EtcdStore, Keys, Store
+from corral.store import Keys, Store
 
 
 @click.group("resource")
@@ -41,14 +42,11 @@ def restart(name: str, rolling: bool, timeout: float, spec_file: str, etcd: str 
     if spec.resources[name].kind not in ("process", "systemd", "ocf", "haproxy"):
         raise click.BadParameter(f"{name} is a {spec.resources[name].kind}: nothing to restart")
 
-    async def run() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
-        try:
-            await _restart(spec, store, name, rolling, timeout)
-        finally:
-            await store.close()
+    async def run(store: Store) -> None:
+        await _restart(spec, store, name, rolling, timeout)
 
-    asyncio.run(run())
+    what = f"restart{' --rolling' if rolling else ''}: {name}"
+    run_audited(spec, etcd, what, run, resource=name)
 
 
 async def _restart(spec: Spec, store: Store, name: str, rolling: bool, timeout: float) -> None:

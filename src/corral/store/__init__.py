@@ -10,7 +10,7 @@ The contract is the docstring of :mod:`corral.store.base`. Public API:
   :func:`min_lease_ttl`, :func:`find_etcd`;
 - the key layout: :class:`Keys`;
 - errors: :class:`StoreError`, :class:`StoreUnavailable`, :class:`LeaseNotFound`,
-  :class:`CompactedError`, :class:`EmbeddedError`.
+  :class:`CompactedError`, :class:`PermissionDenied`, :class:`EmbeddedError`.
 
 A local etcd cluster for tests and benchmarks is in :mod:`corral.store.lab`.
 """
@@ -38,7 +38,13 @@ from corral.store.embedded import (
     find_etcd,
     min_lease_ttl,
 )
-from corral.store.errors import CompactedError, LeaseNotFound, StoreError, StoreUnavailable
+from corral.store.errors import (
+    CompactedError,
+    LeaseNotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+)
 from corral.store.etcd import EtcdStore
 from corral.store.keys import Keys
 from corral.store.memory import MemoryStore
@@ -64,6 +70,7 @@ __all__ = [
     "MemberConfig",
     "MemoryStore",
     "Op",
+    "PermissionDenied",
     "Put",
     "RangeResult",
     "Store",

@@ -73,6 +73,8 @@ def classify(exc: BaseException) -> Failure:
         if any(mark in details for mark in _NOT_SENT_MARKS):
             return Failure.NOT_SENT
         return Failure.UNKNOWN  # "leader changed", "request timed out", connection reset...
+    if code == rpc.StatusCode.UNAUTHENTICATED and "invalid auth token" in details:
+        return Failure.NOT_SENT  # an expired login: a fresh connection logs in again
     if code == rpc.StatusCode.UNKNOWN and ("deadline exceeded" in details or "canceled" in details):
         return Failure.UNKNOWN  # etcd's own context ran out: a timeout, reported server-side
     if code in (
@@ -82,6 +84,18 @@ def classify(exc: BaseException) -> Failure:
     ):
         return Failure.UNKNOWN
     return Failure.FATAL
+
+
+def denied(exc: BaseException) -> bool:
+    """etcd's RBAC refused the request (or the client's credentials)."""
+    error = rpc_error(exc)
+    if error is None:
+        return False
+    details = (error.details() or "").lower()
+    return error.code() == rpc.StatusCode.PERMISSION_DENIED or any(
+        mark in details
+        for mark in ("permission denied", "user name is empty", "authentication failed")
+    )
 
 
 def vague(exc: BaseException) -> bool:

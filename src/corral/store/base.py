@@ -210,8 +210,10 @@ class Store(Protocol):
         """The key, or None when it does not exist. Linearizable."""
         ...
 
-    async def range(self, prefix: bytes) -> RangeResult:
-        """Every key starting with ``prefix`` (b"": all), sorted, with the read revision."""
+    async def range(self, prefix: bytes, *, end: bytes | None = None) -> RangeResult:
+        """Every key starting with ``prefix`` (b"": all), sorted, with the read revision.
+        With ``end``: every key ``prefix <= key < end`` instead (a span, e.g. the keys a
+        role may read: etcd refuses a read of any key outside them)."""
         ...
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:

@@ -39,3 +39,8 @@ class CompactedError(StoreError):
     def __init__(self, compact_revision: int) -> None:
         super().__init__(f"revision compacted: history is kept from revision {compact_revision} on")
         self.compact_revision = compact_revision
+
+
+class PermissionDenied(StoreError):
+    """etcd's RBAC refused the request: this client's identity may not do it (or etcd does
+    not know the identity at all). Never retried: it is an answer."""

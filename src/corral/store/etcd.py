@@ -25,7 +25,8 @@ What this backend adds:
 - The connection being replaced is closed only after ``timeout``, so calls still running on it
   (other tasks share the store) finish or time out on their own instead of being cut.
 
-TLS and authentication are not supported yet (plain ``http://`` endpoints only).
+Password authentication (``username``/``password``) is supported; a request etcd's RBAC
+refuses raises :class:`PermissionDenied`. TLS is not supported yet (plain ``http://`` only).
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ from corral.store.base import (
     WatchEvent,
     prefix_end,
 )
-from corral.store.errors import CompactedError, LeaseNotFound, StoreError, StoreUnavailable
+from corral.store.errors import (
+    CompactedError,
+    LeaseNotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,10 +103,17 @@ class EtcdStore:
     tasks may share it."""
 
     def __init__(
-        self, endpoints: Sequence[str], *, timeout: float = 2.0, attempt_timeout: float = 1.0
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 2.0,
+        attempt_timeout: float = 1.0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         """``timeout`` bounds a whole call (all its tries); ``attempt_timeout`` one try on one
-        endpoint."""
+        endpoint. ``username``/``password``: etcd password auth (each new connection logs in
+        and sends the token; an expired token moves on to a fresh connection)."""
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
         self._addresses = [parse_endpoint(e) for e in endpoints]
@@ -112,6 +126,9 @@ class EtcdStore:
         self._retiring: set[asyncio.Task[None]] = set()
         self._renewer: tuple[aetcd.Client, LeaseRenewer] | None = None
         self._closed = False
+        if (username is None) != (password is None):
+            raise ValueError("etcd password auth needs both a user name and a password")
+        self._credentials = {"username": username, "password": password} if username else {}
 
     @property
     def endpoint(self) -> str:
@@ -132,12 +149,20 @@ class EtcdStore:
         if client is None:
             host, port = self._addresses[self._index]
             client = aetcd.Client(
-                host=host, port=port, timeout=self._attempt_timeout, options=wire.CHANNEL_OPTIONS
+                host=host,
+                port=port,
+                timeout=self._attempt_timeout,
+                options=wire.CHANNEL_OPTIONS,
+                **self._credentials,
             )
             client.metadata = REQUIRE_LEADER  # read by connect() for the watch stream
             self._client = client
         generation, name = self._generation, self.endpoint
-        await client.connect()  # no I/O: gRPC channels connect lazily
+        await client.connect()  # no I/O without credentials: gRPC channels connect lazily
+        if client.metadata != REQUIRE_LEADER and REQUIRE_LEADER[0] not in client.metadata:
+            # a login replaced the metadata with its token: send both (watch streams keep the
+            # token only: aetcd gives them the metadata of the login)
+            client.metadata = (*REQUIRE_LEADER, *client.metadata)
         return generation, name, client
 
     def _rotate(self, generation: int) -> None:
@@ -171,8 +196,10 @@ class EtcdStore:
         tries = 0
         while True:
             budget = max(0.05, min(self._attempt_timeout, deadline - loop.time()))
-            generation, name, client = await self._current()
+            generation, name = self._generation, self.endpoint
             try:
+                # in the try: with credentials, connecting logs in (I/O that may fail)
+                generation, name, client = await self._current()
                 # gRPC gets the same deadline; ours is a backstop for a stuck channel (a scope,
                 # not wait_for: no extra task per call)
                 async with asyncio.timeout(budget + 0.25):
@@ -204,15 +231,17 @@ class EtcdStore:
     async def get(self, key: bytes) -> KeyValue | None:
         async def attempt(client: aetcd.Client, budget: float) -> Any:
             request = rpc.RangeRequest(key=key)
-            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+            return await client.kvstub.Range(request, timeout=budget, metadata=client.metadata)
 
         response = await self._call("get", attempt)
         return wire.to_kv(response.kvs[0]) if response.kvs else None
 
-    async def range(self, prefix: bytes) -> RangeResult:
+    async def range(self, prefix: bytes, *, end: bytes | None = None) -> RangeResult:
+        last = prefix_end(prefix) if end is None else end
+
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            request = rpc.RangeRequest(key=prefix or b"\x00", range_end=prefix_end(prefix))
-            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+            request = rpc.RangeRequest(key=prefix or b"\x00", range_end=last)
+            return await client.kvstub.Range(request, timeout=budget, metadata=client.metadata)
 
         response = await self._call("range", attempt)
         return RangeResult([wire.to_kv(kv) for kv in response.kvs], int(response.header.revision))
@@ -221,7 +250,7 @@ class EtcdStore:
         request = wire.put_request(Put(key, value, lease))
 
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            return await client.kvstub.Put(request, timeout=budget, metadata=REQUIRE_LEADER)
+            return await client.kvstub.Put(request, timeout=budget, metadata=client.metadata)
 
         response = await self._call("put", attempt)
         return int(response.header.revision)
@@ -230,7 +259,9 @@ class EtcdStore:
         request = wire.delete_request(Delete(key, prefix))
 
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            return await client.kvstub.DeleteRange(request, timeout=budget, metadata=REQUIRE_LEADER)
+            return await client.kvstub.DeleteRange(
+                request, timeout=budget, metadata=client.metadata
+            )
 
         response = await self._call("delete", attempt)
         return int(response.deleted)
@@ -241,7 +272,7 @@ class EtcdStore:
         request = wire.txn_request(list(compares), list(success), list(failure))
 
         async def attempt(client: aetcd.Client, budget: float) -> Any:
-            return await client.kvstub.Txn(request, timeout=budget, metadata=REQUIRE_LEADER)
+            return await client.kvstub.Txn(request, timeout=budget, metadata=client.metadata)
 
         response = await self._call("txn", attempt, repeat=False)
         return TxnResult(bool(response.succeeded), int(response.header.revision))
@@ -250,7 +281,7 @@ class EtcdStore:
         async def attempt(client: aetcd.Client, budget: float) -> None:
             request = rpc.CompactionRequest(revision=revision)
             try:
-                await client.kvstub.Compact(request, timeout=budget, metadata=REQUIRE_LEADER)
+                await client.kvstub.Compact(request, timeout=budget, metadata=client.metadata)
             except rpc.AioRpcError as exc:
                 if "has been compacted" not in (exc.details() or ""):
                     raise  # "future revision" and the like: refused, see _refused
@@ -264,7 +295,7 @@ class EtcdStore:
         async def attempt(client: aetcd.Client, budget: float) -> Any:
             request = rpc.LeaseGrantRequest(TTL=ttl, ID=0)
             return await client.leasestub.LeaseGrant(
-                request, timeout=budget, metadata=REQUIRE_LEADER
+                request, timeout=budget, metadata=client.metadata
             )
 
         response = await self._call("grant", attempt)
@@ -302,7 +333,9 @@ class EtcdStore:
         async def attempt(client: aetcd.Client, budget: float) -> None:
             request = rpc.LeaseRevokeRequest(ID=lease_id)
             try:
-                await client.leasestub.LeaseRevoke(request, timeout=budget, metadata=REQUIRE_LEADER)
+                await client.leasestub.LeaseRevoke(
+                    request, timeout=budget, metadata=client.metadata
+                )
             except rpc.AioRpcError as exc:
                 if exc.code() != rpc.StatusCode.NOT_FOUND:
                     raise  # a gone lease is fine (contract); anything else is not
@@ -313,7 +346,7 @@ class EtcdStore:
         async def attempt(client: aetcd.Client, budget: float) -> Any:
             request = rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=True)
             return await client.leasestub.LeaseTimeToLive(
-                request, timeout=budget, metadata=REQUIRE_LEADER
+                request, timeout=budget, metadata=client.metadata
             )
 
         response = await self._call("lease_info", attempt)
@@ -386,7 +419,7 @@ class EtcdStore:
 
         async def attempt(client: aetcd.Client, budget: float) -> Any:
             request = rpc.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)
-            return await client.kvstub.Range(request, timeout=budget, metadata=REQUIRE_LEADER)
+            return await client.kvstub.Range(request, timeout=budget, metadata=client.metadata)
 
         return int((await self._call("revision", attempt)).header.revision)
 
@@ -412,4 +445,6 @@ def _refused(what: str, endpoint: str, exc: BaseException) -> StoreError:
     details = (error.details() if error is not None else str(exc)) or ""
     if "lease not found" in details:
         return LeaseNotFound(f"etcd {what}: lease not found (expired or revoked)")
+    if wire.denied(exc):
+        return PermissionDenied(f"etcd {what} refused by {endpoint}: {wire.describe(exc)}")
     return StoreError(f"etcd {what} refused by {endpoint}: {wire.describe(exc)}")

@@ -16,6 +16,9 @@
 ``gossip-key``                  the gossip keyring (base64 keys, one per line, primary first)
 ``keys/ack/<node>``             the gossip keyring version a node applied, leased
 ``keys/rotation``               the gossip key rotation under way (or the last one)
+``gossip-key``                  the gossip keyring (a secret: agents and admins only)
+``auth/tokens/<id>``            an API token, salted and hashed (a secret: agents and admins)
+``auth/users/<name>``           a person's role (:mod:`corral.auth`), written by admins
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -44,6 +47,7 @@ SECTIONS = (
     "requests",
     "systemic",
     "keys",
+    "auth",
 )
 
 
@@ -148,6 +152,21 @@ class Keys:
     def key_rotation(self) -> bytes:
         """``keys/rotation``: the gossip key rotation under way, or the last one."""
         return self._k("keys", "rotation")
+    def token(self, token_id: str) -> bytes:
+        """``auth/tokens/<id>``: one API token's salted hash and role (a secret)."""
+        return self._k("auth", "tokens", check_name("token id", token_id))
+
+    def tokens(self) -> bytes:
+        """Prefix of every API token (the secret part of ``auth/``)."""
+        return self._k("auth", "tokens", "")
+
+    def user(self, name: str) -> bytes:
+        """``auth/users/<name>``: a person's role (not a secret)."""
+        return self._k("auth", "users", check_name("user", name))
+
+    def users(self) -> bytes:
+        """Prefix of every person's role record."""
+        return self._k("auth", "users", "")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")

@@ -105,9 +105,12 @@ class MemoryStore:
             raise StoreError("memory store: key is not provided")  # as etcd refuses it
         return self._kv.get(key)
 
-    async def range(self, prefix: bytes) -> RangeResult:
+    async def range(self, prefix: bytes, *, end: bytes | None = None) -> RangeResult:
         self._enter(write=False)
-        kvs = sorted((kv for k, kv in self._kv.items() if k.startswith(prefix)), key=_by_key)
+        if end is None:
+            kvs = sorted((kv for k, kv in self._kv.items() if k.startswith(prefix)), key=_by_key)
+        else:
+            kvs = sorted((kv for k, kv in self._kv.items() if prefix <= k < end), key=_by_key)
         return RangeResult(kvs, self._revision)
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
