@@ -152,6 +152,7 @@ class Keys:
     def key_rotation(self) -> bytes:
         """``keys/rotation``: the gossip key rotation under way, or the last one."""
         return self._k("keys", "rotation")
+
     def token(self, token_id: str) -> bytes:
         """``auth/tokens/<id>``: one API token's salted hash and role (a secret)."""
         return self._k("auth", "tokens", check_name("token id", token_id))
