@@ -1,0 +1,73 @@
+"""TLS for etcd's clients and members: the three files of one identity, and what each client
+builds from them.
+
+Contract of :class:`TlsFiles`:
+
+- ``ca`` is the CA that signs etcd's members (and that they trust for clients); ``cert`` and
+  ``key`` are this process's identity, presented to etcd (client-certificate auth). The files
+  are read when a connection is made, never cached: a certificate re-issued on disk
+  (:mod:`corral.pki`) is used by the next connection, and etcd re-reads its own files on every
+  handshake, so rotation needs no restart.
+- :meth:`ssl_context` (asyncio, urllib, httpx) and :meth:`grpc_credentials` (gRPC) verify the
+  server against ``ca`` and its host name or IP address (corral's members carry IP SANs).
+- :meth:`member_flags` are etcd's flags for a member serving TLS to clients and peers and
+  requiring a certificate signed by ``ca`` from both (``--client-cert-auth``,
+  ``--peer-client-cert-auth``). Who may do what is etcd's RBAC, enabled elsewhere; until then
+  any certificate from ``ca`` is accepted and none other.
+- :meth:`check` names the first file that cannot be read.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Paths (PEM) of a CA and of one identity's certificate and key."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def check(self) -> None:
+        """Raise ``OSError`` naming the first of the three files that cannot be read."""
+        for what, path in (("CA", self.ca), ("certificate", self.cert), ("key", self.key)):
+            if not os.access(path, os.R_OK):
+                reason = "does not exist" if not os.path.exists(path) else "is not readable"
+                raise OSError(f"etcd TLS {what} file {path} {reason}")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context: verifies the server against ``ca``, presents ``cert``."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def grpc_credentials(self) -> Any:
+        """``grpc.ssl_channel_credentials`` from the three files (read now)."""
+        import grpc
+
+        def read(path: str) -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
+
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+    def member_flags(self) -> list[str]:
+        """etcd's flags for TLS with client certificates required, for clients and peers."""
+        return [
+            f"--cert-file={self.cert}",
+            f"--key-file={self.key}",
+            f"--trusted-ca-file={self.ca}",
+            "--client-cert-auth",
+            f"--peer-cert-file={self.cert}",
+            f"--peer-key-file={self.key}",
+            f"--peer-trusted-ca-file={self.ca}",
+            "--peer-client-cert-auth",
+        ]
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        return self.ca, self.cert, self.key
