@@ -27,6 +27,7 @@ from corral.agent.membership import AgentGossip
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import Effect, Event, Note
 from corral.core.clock import Clock
+from corral.store.tls import TlsFiles
 from corral.core.quorum import (
     DeadStatement,
     KeepWindow,
@@ -41,17 +42,22 @@ log = logging.getLogger(__name__)
 
 
 class QuorumProbe:
-    """``members``: member name -> client URL (``http://host:port``)."""
+    """``members``: member name -> client URL (``http(s)://host:port``); ``tls``: the files
+    presented to members that require client certificates."""
 
-    def __init__(self, members: Mapping[str, str], clock: Clock) -> None:
+    def __init__(
+        self, members: Mapping[str, str], clock: Clock, tls: TlsFiles | None = None
+    ) -> None:
         self.members = dict(members)
         self.clock = clock
+        self.tls = tls
         self._client: httpx.AsyncClient | None = None
 
     async def round(self, budget: float) -> dict[str, MemberAnswer]:
         """Ask every member once; the answers received within ``budget`` seconds."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=budget)
+            verify = self.tls.ssl_context() if self.tls is not None else True
+            self._client = httpx.AsyncClient(timeout=budget, verify=verify)
         client = self._client
         answers: dict[str, MemberAnswer] = {}
 

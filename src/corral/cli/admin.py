@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit, spec_pair
+from corral.cli.cluster import ETCD_HELP, open_store, spec_or_exit, spec_pair
 from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
 from corral.spec import Spec
 from corral.store import Compare, EtcdStore, Keys, Put
@@ -25,7 +25,7 @@ R = TypeVar("R", MaintenanceRecord, StandbyRecord, BansRecord, MovesRecord)
 
 
 async def _edit(spec: Spec, etcd: str | None, kind: type[R], change: Callable[[R], R]) -> R:
-    store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+    store = open_store(spec, etcd)
     key = Keys(spec.cluster).admin(kind.NAME)
     try:
         for _ in range(20):
@@ -173,7 +173,7 @@ def cleanup(instance: str, spec_file: str, etcd: str | None) -> None:
     res, node = spec_pair(spec, instance)
 
     async def forget() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+        store = open_store(spec, etcd)
         try:
             await store.delete(Keys(spec.cluster).failcount(node, res))
         finally:

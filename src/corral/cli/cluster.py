@@ -23,10 +23,40 @@ from corral.core.ref import InstanceRef
 from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
+from corral.pki import NodeIdentity, PkiError, client_files, expiry_note, node_identity
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
+from corral.store.tls import TlsFiles
 from corral.store.embedded import members_from_spec
 
-ETCD_HELP = "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD)"
+ETCD_HELP = (
+    "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
+    "CORRAL_ETCD_CA/CERT/KEY, else the spec's store.*.tls, else the node's own in "
+    "$CORRAL_STATE_DIR/tls (default /var/lib/corral/tls)"
+)
+STATE_DIR = Path("/var/lib/corral")
+CERT_CHECK_INTERVAL = 86400.0  # seconds between the agent's checks of its node certificate
+
+
+def tls_for(spec: Spec | None, state_dir: Path | None = None) -> TlsFiles | None:
+    """The TLS files the CLI presents to etcd (:func:`corral.pki.client_files`): one place for
+    every command; a usage error that names what is missing."""
+    if state_dir is None:
+        state_dir = Path(os.environ.get("CORRAL_STATE_DIR") or STATE_DIR)
+    try:
+        return client_files(spec, state_dir, os.environ)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_store(
+    spec: Spec | None, option: str | None, *, timeout: float = 3.0, **settings: Any
+) -> EtcdStore:
+    """An :class:`EtcdStore` on :func:`endpoints_for` with :func:`tls_for`'s identity."""
+    tls = tls_for(spec)
+    try:
+        return EtcdStore(endpoints_for(spec, option), timeout=timeout, tls=tls, **settings)
+    except ValueError as exc:  # an endpoint's scheme disagrees with the TLS settings
+        raise click.UsageError(str(exc)) from None
 
 
 def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None) -> list[str]:
@@ -46,7 +76,8 @@ def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None
     core = spec.core_nodes()
     if node in core:
         core = [node, *(n for n in core if n != node)]
-    return [f"http://{spec.nodes[n].address}:{port}" for n in core]
+    scheme = "https" if spec.store_tls is not None else "http"
+    return [f"{scheme}://{spec.nodes[n].address}:{port}" for n in core]
 
 
 def spec_pair(spec: Spec, text: str, option: str | None = None) -> tuple[str, str]:
@@ -118,9 +149,12 @@ def agent(
     except AgentRunning as exc:
         raise click.ClickException(str(exc)) from None
 
+    tls = _node_tls(spec, node, state_dir)
+
     async def main() -> None:
-        member = await _embedded_member(spec, node, state_dir) if etcd is None else None
-        store = EtcdStore(endpoints_for(spec, etcd, node), timeout=2.0, attempt_timeout=0.5)
+        member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
+        endpoints = endpoints_for(spec, etcd, node)
+        store = EtcdStore(endpoints, timeout=2.0, attempt_timeout=0.5, tls=tls)
         the_agent = Agent(
             spec,
             node,
@@ -132,11 +166,12 @@ def agent(
             guard=True,
             gossip=True,
             lock=lock,
-            members=_member_urls(spec) if etcd is None and spec.store.embedded else None,
+            members=_member_urls(spec, tls) if etcd is None and spec.store.embedded else None,
             member_down_since=member.down_since if member is not None else None,
             handover=handover_window,
         )
         task = asyncio.create_task(the_agent.run())
+        renewal = asyncio.create_task(_renew_node_cert(spec, node, state_dir)) if tls else None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -144,6 +179,8 @@ def agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            if renewal is not None:
+                renewal.cancel()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
@@ -164,17 +201,56 @@ def _agent_process(verbose: bool) -> None:
         logging.getLogger(__name__).warning("priority not raised: %s", problem)
 
 
-def _member_urls(spec: Spec) -> dict[str, str]:
+def _member_urls(spec: Spec, tls: TlsFiles | None) -> dict[str, str]:
     """The embedded store's voting members: name -> client URL (the proof rounds that keep
     exclusive instances while no member has a leader ask each of them)."""
-    return {name: config.client_url for name, config in members_from_spec(spec, Path("/")).items()}
+    members = members_from_spec(spec, Path("/"), tls=tls)
+    return {name: config.client_url for name, config in members.items()}
 
 
-async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEtcd | None:
+def _node_tls(spec: Spec, node: str, state_dir: Path) -> TlsFiles | None:
+    """The node's TLS identity (issued or renewed from the spec's bundle), logged with its
+    expiry; a ClickException naming the spec field when it cannot be had."""
+    try:
+        found = node_identity(spec, node, state_dir, time.time())
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found is None:
+        return None
+    _log_identity(found)
+    return found.files
+
+
+def _log_identity(found: NodeIdentity) -> None:
+    log = logging.getLogger(__name__)
+    if found.reissued:
+        log.info("issued the node certificate %s from the cluster CA", found.files.cert)
+    if found.validity is not None:
+        warn, line = expiry_note(f"node certificate {found.files.cert}", found.validity, time.time())
+        (log.warning if warn else log.info)("%s", line)
+
+
+async def _renew_node_cert(spec: Spec, node: str, state_dir: Path) -> None:
+    """Daily: re-issue the node certificate when a third of its validity is left (the store's
+    next connections and etcd's next handshakes read the new files)."""
+    while True:
+        await asyncio.sleep(CERT_CHECK_INTERVAL)
+        try:
+            found = await asyncio.to_thread(node_identity, spec, node, state_dir, time.time())
+        except PkiError as exc:
+            logging.getLogger(__name__).error("node certificate not renewed: %s", exc)
+            continue
+        if found is not None:
+            _log_identity(found)
+
+
+async def _embedded_member(
+    spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None
+) -> EmbeddedEtcd | None:
     """Start (or adopt) this core node's etcd member when the spec embeds the store."""
     if spec.store.embedded is None or spec.nodes[node].kind != "core":
         return None
-    member = EmbeddedEtcd(members_from_spec(spec, state_dir / "etcd")[node])
+    member = EmbeddedEtcd(members_from_spec(spec, state_dir / "etcd", tls=tls)[node])
     if await member.healthy():
         logging.getLogger(__name__).info("adopting the etcd member already serving here")
         return None
@@ -183,8 +259,8 @@ async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEt
     return member
 
 
-async def read_cluster(endpoints: list[str], cluster: str) -> tuple[Keys, list[KeyValue]]:
-    store = EtcdStore(endpoints, timeout=3.0)
+async def read_cluster(store: EtcdStore, cluster: str) -> tuple[Keys, list[KeyValue]]:
+    """Every key of ``cluster``; closes ``store``."""
     try:
         keys = Keys(cluster)
         return keys, (await store.range(keys.root.encode())).kvs
@@ -298,13 +374,12 @@ def _render(view: dict[str, Any], console: Console) -> None:
 def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None:
     """Nodes, resources, where each instance runs and its health, the last events."""
     spec = spec_or_exit(spec_file)
-    endpoints = endpoints_for(spec, etcd)
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = max(console.width, 140)  # a pipe or a log: one line per resource
     while True:
         try:
-            keys, kvs = asyncio.run(read_cluster(endpoints, spec.cluster))
+            keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
         except Exception as exc:  # the store's errors name the endpoints
             raise click.ClickException(f"cannot read the cluster state: {exc}") from None
         view = cluster_view(spec, keys, kvs)
@@ -327,7 +402,7 @@ def status(spec_file: str, etcd: str | None, as_json: bool, watch: bool) -> None
 def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
         event = Event.parse(kv.value)
         if event is not None and as_json:
@@ -344,7 +419,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
 def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
+    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     prefix = keys.prefix("members")
     views = {
         kv.key.decode(errors="replace").rsplit("/", 1)[-1]: record.view
@@ -384,7 +459,7 @@ def spec_push(spec_file: str, etcd: str | None) -> None:
     load_spec_text(text, spec_file)
 
     async def push() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+        store = open_store(spec, etcd)
         try:
             await store.put(Keys(spec.cluster).spec, text.encode())
         finally:

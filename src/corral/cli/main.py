@@ -10,6 +10,7 @@ from rich.console import Console
 
 from corral import __version__
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
+from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.lab import lab_group
@@ -63,6 +64,7 @@ cli.add_command(explain_cmd)
 cli.add_command(resource_group)
 cli.add_command(lab_group)
 cli.add_command(state_group)
+cli.add_command(ca_group)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import uuid
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
+from corral.cli.cluster import ETCD_HELP, open_store, spec_or_exit
 from corral.records import AssignRecord, LbRecord, RequestRecord, StatusRecord
 from corral.spec import Spec
 from corral.store import EtcdStore, Keys, Store
@@ -42,7 +42,7 @@ def restart(name: str, rolling: bool, timeout: float, spec_file: str, etcd: str 
         raise click.BadParameter(f"{name} is a {spec.resources[name].kind}: nothing to restart")
 
     async def run() -> None:
-        store = EtcdStore(endpoints_for(spec, etcd), timeout=3.0)
+        store = open_store(spec, etcd)
         try:
             await _restart(spec, store, name, rolling, timeout)
         finally:

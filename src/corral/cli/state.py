@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, read_cluster, spec_or_exit
+from corral.cli.cluster import ETCD_HELP, open_store, read_cluster, spec_or_exit
 from corral.core.scheduler import dump_state_text
 from corral.records import snapshot_from_kvs
 from corral.store import StoreError
@@ -31,7 +31,7 @@ def dump(spec_file: str, etcd: str | None, output: Path | None) -> None:
     in ``<state dir>/controller-inputs/`` on its node."""
     spec = spec_or_exit(spec_file)
     try:
-        keys, kvs = asyncio.run(read_cluster(endpoints_for(spec, etcd), spec.cluster))
+        keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     except StoreError as exc:
         raise click.ClickException(f"cannot read the store: {exc}") from None
     snap = snapshot_from_kvs(spec, keys, kvs, now=time.time())

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from corral.pki import identity as ids
 from corral.pki.ca import Authority, PkiError, issue, load_bundle, read_cert, write_identity
@@ -61,7 +62,7 @@ def _current(path: Path, ca: Authority, cn: str, addresses: set[str], now: float
     try:
         cert = read_cert(path)
         cert.verify_directly_issued_by(ca.cert)
-    except (PkiError, ValueError, TypeError, x509.InvalidSignature):
+    except (PkiError, ValueError, TypeError, InvalidSignature):
         return False
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     return (

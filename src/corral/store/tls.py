@@ -48,7 +48,7 @@ class TlsFiles:
 
     def grpc_credentials(self) -> Any:
         """``grpc.ssl_channel_credentials`` from the three files (read now)."""
-        import grpc
+        import grpc  # type: ignore[import-untyped]  # grpcio ships no stubs
 
         def read(path: str) -> bytes:
             with open(path, "rb") as f:
