@@ -27,7 +27,6 @@ from corral.agent.membership import AgentGossip
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import Effect, Event, Note
 from corral.core.clock import Clock
-from corral.store.tls import TlsFiles
 from corral.core.quorum import (
     DeadStatement,
     KeepWindow,
@@ -37,6 +36,7 @@ from corral.core.quorum import (
     judge_round,
     leader_of,
 )
+from corral.store.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 

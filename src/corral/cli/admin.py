@@ -19,7 +19,7 @@ import click
 from corral.cli.cluster import ETCD_HELP, open_store, spec_or_exit, spec_pair
 from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
 from corral.spec import Spec
-from corral.store import Compare, EtcdStore, Keys, Put
+from corral.store import Compare, Keys, Put
 
 R = TypeVar("R", MaintenanceRecord, StandbyRecord, BansRecord, MovesRecord)
 

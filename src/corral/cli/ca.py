@@ -72,7 +72,8 @@ def issue_cmd(name: str, role: str, out: Path, bundle: Path) -> None:
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
               default=DEFAULT_BUNDLE, show_default=True, help=BUNDLE_HELP)  # fmt: skip
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=STATE_DIR, show_default=True, help="Where this node's certificate is.")  # fmt: skip
+              default=STATE_DIR, show_default=True,
+              help="Where this node's certificate is.")  # fmt: skip
 @click.option("--cert", "certs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Also show this certificate (repeatable).")  # fmt: skip
 def show_cmd(bundle: Path, state_dir: Path, certs: tuple[Path, ...]) -> None:

@@ -20,13 +20,13 @@ from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
 from corral.core.ref import InstanceRef
+from corral.pki import NodeIdentity, PkiError, client_files, expiry_note, node_identity
 from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
-from corral.pki import NodeIdentity, PkiError, client_files, expiry_note, node_identity
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
-from corral.store.tls import TlsFiles
 from corral.store.embedded import members_from_spec
+from corral.store.tls import TlsFiles
 
 ETCD_HELP = (
     "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
@@ -34,6 +34,7 @@ ETCD_HELP = (
     "$CORRAL_STATE_DIR/tls (default /var/lib/corral/tls)"
 )
 STATE_DIR = Path("/var/lib/corral")
+AGENT_STORE = {"timeout": 2.0, "attempt_timeout": 0.5}  # seconds: a call, one try
 CERT_CHECK_INTERVAL = 86400.0  # seconds between the agent's checks of its node certificate
 
 
@@ -153,8 +154,7 @@ def agent(
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
-        endpoints = endpoints_for(spec, etcd, node)
-        store = EtcdStore(endpoints, timeout=2.0, attempt_timeout=0.5, tls=tls)
+        store = EtcdStore(endpoints_for(spec, etcd, node), **AGENT_STORE, tls=tls)
         the_agent = Agent(
             spec,
             node,
@@ -171,7 +171,7 @@ def agent(
             handover=handover_window,
         )
         task = asyncio.create_task(the_agent.run())
-        renewal = asyncio.create_task(_renew_node_cert(spec, node, state_dir)) if tls else None
+        renewal = asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -179,8 +179,7 @@ def agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
-            if renewal is not None:
-                renewal.cancel()
+            renewal.cancel()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
@@ -226,14 +225,16 @@ def _log_identity(found: NodeIdentity) -> None:
     if found.reissued:
         log.info("issued the node certificate %s from the cluster CA", found.files.cert)
     if found.validity is not None:
-        warn, line = expiry_note(f"node certificate {found.files.cert}", found.validity, time.time())
+        warn, line = expiry_note(
+            f"node certificate {found.files.cert}", found.validity, time.time()
+        )
         (log.warning if warn else log.info)("%s", line)
 
 
-async def _renew_node_cert(spec: Spec, node: str, state_dir: Path) -> None:
+async def _renew_node_cert(spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None) -> None:
     """Daily: re-issue the node certificate when a third of its validity is left (the store's
-    next connections and etcd's next handshakes read the new files)."""
-    while True:
+    next connections and etcd's next handshakes read the new files). Without TLS: nothing."""
+    while tls is not None:
         await asyncio.sleep(CERT_CHECK_INTERVAL)
         try:
             found = await asyncio.to_thread(node_identity, spec, node, state_dir, time.time())

@@ -19,7 +19,7 @@ import click
 from corral.cli.cluster import ETCD_HELP, open_store, spec_or_exit
 from corral.records import AssignRecord, LbRecord, RequestRecord, StatusRecord
 from corral.spec import Spec
-from corral.store import EtcdStore, Keys, Store
+from corral.store import Keys, Store
 
 
 @click.group("resource")

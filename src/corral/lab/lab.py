@@ -279,7 +279,6 @@ class Lab:
         scheme = "https" if spec.store_tls is not None else "http"
         return [f"{scheme}://{spec.nodes[name].address}:{port}" for name in spec.core_nodes()]
 
-
     def registrations(self) -> dict[str, dict[str, Any]] | None:
         """Node registrations in the store (``nodes/<node>`` records: address, agent pid),
         read from the client namespace through etcd's JSON gateway; None when no member

@@ -27,7 +27,7 @@ def prepare(lab_dir: Path, spec_text: str) -> tuple[str, list[str]]:
     store = raw.get("store", "embedded")
     if store == "embedded":
         store = {"embedded": {}}
-    if not isinstance(store, dict) or not isinstance(store.get("embedded", None), dict):
+    if not isinstance(store, dict) or not isinstance(store.get("embedded"), dict):
         raise LabError("--tls needs the embedded store")
     try:
         ca = init_bundle(lab_dir / "ca", str(raw.get("cluster", "lab")), time.time())

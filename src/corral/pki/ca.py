@@ -147,9 +147,7 @@ def load_bundle(directory: Path, now: float) -> Authority:
     except OSError as exc:
         raise PkiError(f"{key_path}: cannot read the CA key ({exc.strerror})") from None
     if mode & 0o077:
-        raise PkiError(
-            f"{key_path} is readable by others (mode {mode:04o}): chmod 600 {key_path}"
-        )
+        raise PkiError(f"{key_path} is readable by others (mode {mode:04o}): chmod 600 {key_path}")
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise PkiError(f"{key_path}: not an EC private key")

@@ -9,10 +9,10 @@ wake of the event loop when the answer arrives; every other call stays on gRPC.
 Contract of :class:`LeaseRenewer`:
 
 - It talks to one endpoint, over TLS when given an ``ssl`` context (the context carries the
-  client certificate that etcd's ``--client-cert-auth`` requires). :meth:`renew` sends ``POST /v3/lease/keepalive`` with the lease ID
-  and etcd's require-leader flag (``Grpc-Metadata-hasleader``: a member without a leader refuses
-  at once), and returns the TTL of the first answer line; ``0`` means the lease is gone (etcd
-  leaves ``TTL`` out then).
+  client certificate that etcd's ``--client-cert-auth`` requires). :meth:`renew` sends
+  ``POST /v3/lease/keepalive`` with the lease ID and etcd's require-leader flag
+  (``Grpc-Metadata-hasleader``: a member without a leader refuses at once), and returns the
+  TTL of the first answer line; ``0`` means the lease is gone (etcd leaves ``TTL`` out then).
 - One request at a time on the connection (HTTP/1.1 without pipelining); concurrent renewals
   queue. The connection opens on the first renewal and is reused; the end of an answer that
   arrives after its first line is read before the next request.
