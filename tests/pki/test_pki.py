@@ -129,7 +129,12 @@ def test_the_cli_finds_its_files_in_the_environment_the_spec_or_the_node(tmp_pat
     with pytest.raises(PkiError, match=r"no node identity in .*corral ca issue"):
         client_files(spec, tmp_path / "state", {})
     node = node_identity(spec, "n1", tmp_path / "state", NOW)
-    assert node is not None and client_files(spec, tmp_path / "state", {}) == node.files
+    found = client_files(spec, tmp_path / "state", {})
+    assert node is not None and found is not None
+    assert found.as_tuple() == node.files.as_tuple()
+    assert node.files.renew_cert is not None  # the CN-less pair for the gateway renewals
+    renew = read_cert(Path(node.files.renew_cert))
+    assert renew.subject.rfc4514_string() == "OU=renewal,O=c"
     assert client_files(spec_with("null"), tmp_path, {}) is None
 
 

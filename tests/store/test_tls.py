@@ -16,7 +16,7 @@ import pytest
 from corral.agent import handover as ho
 from corral.pki import Authority, init_bundle, issue_identity
 from corral.pki.ca import issue, write_identity
-from corral.store import Compare, EtcdStore, Put, StoreUnavailable
+from corral.store import Compare, EtcdStore, Put, StoreError, StoreUnavailable
 from corral.store.embedded import find_etcd
 from corral.store.etcd import renew_over_gateway
 from corral.store.lab import EtcdLab, etcd_lab
@@ -141,3 +141,33 @@ def test_endpoint_schemes_must_agree_with_the_tls_settings(tmp_path: Path) -> No
     EtcdStore(["127.0.0.1:2379"], tls=files)  # bare host:port follows tls
     with pytest.raises(OSError, match=r"etcd TLS certificate file /c does not exist"):
         TlsFiles(str(tmp_path), "/c", "/k").check()
+
+
+async def test_renewals_keep_working_once_etcd_auth_is_enabled(
+    tls_etcd: EtcdLab, ca: Authority, tmp_path: Path
+) -> None:
+    """etcd's gateway refuses certificates with a CN once auth is on; the CN-less renewal pair
+    renews leases (and nothing else). Auth is enabled here by hand, as the RBAC setup will."""
+    root = issue_identity(ca, "root", "admin", tmp_path / "root", time.time())
+    cert, key = issue(ca, None, ou="renewal", now=time.time(), days=1)
+    _, renew_cert, renew_key = map(str, write_identity(tmp_path / "renew", "renew", ca, cert, key))
+    agent = TlsFiles(root.ca, root.cert, root.key, renew_cert, renew_key)
+    store = EtcdStore(tls_etcd.endpoints, timeout=1.0, attempt_timeout=0.5, tls=agent)
+    with_cn = EtcdStore(tls_etcd.endpoints, timeout=1.0, attempt_timeout=0.5, tls=root)
+    renewal_only = EtcdStore(tls_etcd.endpoints, timeout=1.0, tls=agent.renewal())
+    etcdctl = [str(Path(find_etcd()).with_name("etcdctl")), "--endpoints", tls_etcd.endpoints[0],
+               "--cacert", root.ca, "--cert", root.cert, "--key", root.key]  # fmt: skip
+    try:
+        lease = await store.grant(10)
+        for args in (["user", "add", "root", "--no-password"],
+                     ["user", "grant-role", "root", "root"], ["auth", "enable"]):  # fmt: skip
+            subprocess.run([*etcdctl, *args], check=True, capture_output=True, timeout=20)
+        assert await store.keepalive(lease.id) > 0
+        assert await store.put(b"/k", b"v") > 0  # gRPC as root: the CN is the user
+        with pytest.raises(StoreUnavailable, match="HTTP 400"):
+            await with_cn.keepalive(lease.id)  # what etcd does to a CN on its gateway
+        with pytest.raises(StoreError, match="permission denied"):
+            await renewal_only.put(b"/k", b"stolen")
+    finally:
+        for s in (store, with_cn, renewal_only):
+            await s.close()

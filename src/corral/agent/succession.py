@@ -76,7 +76,7 @@ class Succession:
             return
         handover = ho.Handover(
             self.node, lease.lease, files.token, now + self.window, tuple(endpoints),
-            lease.ttl, lease.margin, interval, tls.as_tuple() if tls is not None else (),
+            lease.ttl, lease.margin, interval, tls.renewal().as_tuple() if tls else (),
         )  # fmt: skip
         try:
             ho.write(self.state_dir, handover)

@@ -59,8 +59,8 @@ def _utc(when: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(when, dt.UTC)
 
 
-def _name(cn: str, ou: str | None, org: str | None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+def _name(cn: str | None, ou: str | None, org: str | None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     if ou:
@@ -163,7 +163,7 @@ def load_bundle(directory: Path, now: float) -> Authority:
 
 def issue(
     ca: Authority,
-    cn: str,
+    cn: str | None,
     *,
     ou: str,
     now: float,
@@ -172,7 +172,8 @@ def issue(
     names: tuple[str, ...] = (),
     server: bool = False,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A new key and its certificate signed by ``ca`` (see the module contract)."""
+    """A new key and its certificate signed by ``ca`` (see the module contract); ``cn`` None:
+    a certificate without a CN (the renewal identity, :mod:`corral.pki.identity`)."""
     key = ec.generate_private_key(ec.SECP256R1())
     start = _utc(now) - CLOCK_SKEW
     end = min(start + dt.timedelta(days=days), ca.cert.not_valid_after_utc)

@@ -7,9 +7,11 @@ Contract:
   ``<state_dir>/tls/{ca,node}.crt`` and ``node.key``, issuing the node certificate (CN
   ``node:<node>``, IP SANs: the node's address, 127.0.0.1 and ::1; DNS: the node's name and
   ``localhost``; :data:`~corral.pki.identity.NODE_DAYS` days) when it is missing, from another
-  CA, for other addresses, or has less than a third of its validity left. With ``ca``, ``cert``
-  and ``key`` it only checks that they exist. Problems raise :class:`PkiError` naming the spec
-  field and the file.
+  CA, for other addresses, or has less than a third of its validity left; with it, the CN-less
+  renewal pair ``renew.crt``/``renew.key`` (:mod:`corral.store.tls` says why). With ``ca``,
+  ``cert`` and ``key`` it only checks that they exist (no renewal pair: the gateway renewals
+  present ``cert``, which etcd's gateway refuses once auth is enabled). Problems raise
+  :class:`PkiError` naming the spec field and the file.
 - :func:`client_files` (every CLI command that talks to etcd): ``CORRAL_ETCD_CA``,
   ``CORRAL_ETCD_CERT`` and ``CORRAL_ETCD_KEY`` when set (an operator's certificate from
   ``corral ca issue``), else the spec's ``ca``/``cert``/``key``, else the node's own identity in
@@ -99,15 +101,24 @@ def node_identity(
     addresses = {str(address or spec.nodes[node].address), "127.0.0.1", "::1"}
     out = state_dir / TLS_DIR
     cn = ids.node_cn(node)
-    reissued = not _current(out / "node.crt", ca, cn, addresses, now)
+    reissued = not _current(out / "node.crt", ca, cn, addresses, now) or not all(
+        (out / name).is_file() for name in ("renew.crt", "renew.key")
+    )
     if reissued:
         ordered = tuple(sorted(addresses, key=lambda a: ipaddress.ip_address(a).version))
         cert, key = issue(
             ca, cn, ou=ids.NODE_OU, now=now, days=ids.NODE_DAYS, addresses=ordered,
             names=(node, "localhost"), server=True,
         )  # fmt: skip
+        renew_cert, renew_key = issue(
+            ca, None, ou=ids.RENEWAL_OU, now=now, days=ids.NODE_DAYS
+        )  # renewed with the node certificate, so never older
+        write_identity(out, "renew", ca, renew_cert, renew_key)
         write_identity(out, "node", ca, cert, key)
-    files = TlsFiles(str(out / "ca.crt"), str(out / "node.crt"), str(out / "node.key"))
+    files = TlsFiles(
+        str(out / "ca.crt"), str(out / "node.crt"), str(out / "node.key"),
+        str(out / "renew.crt"), str(out / "renew.key"),
+    )  # fmt: skip
     return NodeIdentity(files, validity_of(read_cert(out / "node.crt")), reissued)
 
 

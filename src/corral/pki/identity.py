@@ -7,7 +7,10 @@ it once RBAC is enabled):
 - an operator: CN ``<name>`` (letters, digits, ``. _ -``; no ``:``, so no operator can pass for
   a node), OU the role recorded for RBAC: ``viewer``, ``operator`` or ``admin``;
 - etcd's ``root`` user: CN ``root``, OU ``admin`` (for the RBAC setup; issue it only to
-  controllers' bootstrap and keep it there).
+  controllers' bootstrap and keep it there);
+- a node's lease renewals over etcd's HTTP gateway: no CN, OU ``renewal`` (etcd's gateway
+  refuses certificates with a CN once auth is on; a CN-less one can renew leases and nothing
+  else, see :mod:`corral.store.tls`).
 
 Rotation: a certificate is re-issued once less than a third of its validity is left
 (:func:`needs_reissue`): for the 90-day node certificates, 30 days before expiry, so an agent
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 NODE_PREFIX = "node:"
 NODE_OU = "node"
+RENEWAL_OU = "renewal"
 ROOT = "root"
 ROLES = ("viewer", "operator", "admin")
 NODE_DAYS = 90

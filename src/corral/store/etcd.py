@@ -79,7 +79,7 @@ async def renew_over_gateway(
     for endpoint in endpoints:
         try:
             host, port = parse_endpoint(endpoint, tls=tls is not None)
-            context = tls.ssl_context() if tls is not None else None
+            context = tls.renewal().ssl_context() if tls is not None else None
         except (OSError, ValueError) as exc:
             error = exc
             continue
@@ -318,7 +318,8 @@ class EtcdStore:
         if self._renewer is not None:
             self._renewer[1].close()
         host, port = self._addresses[self._index]
-        renewer = LeaseRenewer(host, port, ssl=self.tls.ssl_context() if self.tls else None)
+        context = self.tls.renewal().ssl_context() if self.tls else None
+        renewer = LeaseRenewer(host, port, ssl=context)
         self._renewer = (client, renewer)
         return renewer
 

@@ -14,6 +14,11 @@ Contract of :class:`TlsFiles`:
   requiring a certificate signed by ``ca`` from both (``--client-cert-auth``,
   ``--peer-client-cert-auth``). Who may do what is etcd's RBAC, enabled elsewhere; until then
   any certificate from ``ca`` is accepted and none other.
+- Lease renewals over etcd's HTTP gateway present ``renew_cert``/``renew_key`` when given
+  (:meth:`renewal`): a certificate without a CN. Why: once etcd's auth is enabled, its gateway
+  refuses every request that comes with a client certificate carrying a CN (HTTP 400, "CommonName
+  of client sending a request against gateway will be ignored"), while ``LeaseKeepAlive`` needs
+  no user; a CN-less certificate renews leases and can do nothing else ("user name is empty").
 - :meth:`check` names the first file that cannot be read.
 """
 
@@ -32,6 +37,14 @@ class TlsFiles:
     ca: str
     cert: str
     key: str
+    renew_cert: str | None = None
+    renew_key: str | None = None
+
+    def renewal(self) -> TlsFiles:
+        """The files the gateway renewals present (the CN-less pair when given)."""
+        if self.renew_cert is None or self.renew_key is None:
+            return TlsFiles(self.ca, self.cert, self.key)
+        return TlsFiles(self.ca, self.renew_cert, self.renew_key)
 
     def check(self) -> None:
         """Raise ``OSError`` naming the first of the three files that cannot be read."""
