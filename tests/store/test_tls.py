@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from corral.agent import handover as ho
+from corral.agent.quorum import QuorumProbe
+from corral.clocks import MonotonicClock
 from corral.pki import Authority, init_bundle, issue_identity
 from corral.pki.ca import issue, write_identity
 from corral.store import Compare, EtcdStore, Put, StoreError, StoreUnavailable
@@ -166,6 +168,12 @@ async def test_renewals_keep_working_once_etcd_auth_is_enabled(
         assert await store.put(b"/k", b"v") > 0  # gRPC as root: the CN is the user
         with pytest.raises(StoreUnavailable, match="HTTP 400"):
             await with_cn.keepalive(lease.id)  # what etcd does to a CN on its gateway
+        # the agent's quorum probe asks the members' status through the gateway too
+        probe = QuorumProbe({"m0": tls_etcd.endpoints[0]}, MonotonicClock(), agent)
+        try:
+            assert "m0" in await probe.round(2.0)
+        finally:
+            await probe.close()
         with pytest.raises(StoreError, match="permission denied"):
             await renewal_only.put(b"/k", b"stolen")
     finally:

@@ -19,6 +19,8 @@ Contract of :class:`TlsFiles`:
   refuses every request that comes with a client certificate carrying a CN (HTTP 400, "CommonName
   of client sending a request against gateway will be ignored"), while ``LeaseKeepAlive`` needs
   no user; a CN-less certificate renews leases and can do nothing else ("user name is empty").
+  The same holds for the gateway's ``/v3/maintenance/status`` (the agent's quorum probe);
+  ``/health`` and ``/metrics`` are not the gateway and accept either.
 - :meth:`check` names the first file that cannot be read.
 """
 
