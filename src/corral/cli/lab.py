@@ -63,10 +63,11 @@ def lab_group() -> None:
     "instead of in the lab directory.",
 )
 @click.option(
-    "--tls",
-    is_flag=True,
-    help="etcd over TLS with client certificates: a CA in the lab directory, node certificates "
-    "issued by the agents, an admin identity for `corral lab exec`.",
+    "--tls/--plain",
+    default=True,
+    show_default=True,
+    help="etcd over TLS with client certificates (a CA in the lab directory, node certificates "
+    "issued by the agents, an admin identity for `corral lab exec`), or plain http.",
 )
 def up(
     spec_file: Path,

@@ -76,7 +76,12 @@ def range_prefix(
 
 
 def put(
-    client_ns: str, endpoints: Sequence[str], key: bytes, value: Any, timeout: float = 1.0
+    client_ns: str,
+    endpoints: Sequence[str],
+    key: bytes,
+    value: Any,
+    timeout: float = 1.0,
+    tls: Sequence[str] = (),
 ) -> bool:
     """Write ``value`` (as JSON) at ``key`` through the first member that accepts it."""
     body = json.dumps(
@@ -86,7 +91,8 @@ def put(
         }
     )
     for endpoint in endpoints:
-        argv = ["curl", "-s", "-m", f"{timeout:g}", "-X", "POST", f"{endpoint}/v3/kv/put"]
+        argv = ["curl", "-s", "-m", f"{timeout:g}", *curl_tls(tls), "-X", "POST"]
+        argv.append(f"{endpoint}/v3/kv/put")
         out = netns.run(netns.exec_argv(client_ns, [*argv, "-d", body]), check=False)
         try:
             if "header" in json.loads(out):
