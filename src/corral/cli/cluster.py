@@ -50,12 +50,20 @@ def tls_for(spec: Spec | None, state_dir: Path | None = None) -> TlsFiles | None
 
 
 def open_store(
-    spec: Spec | None, option: str | None, *, timeout: float = 3.0, **settings: Any
+    spec: Spec | None,
+    option: str | None,
+    *,
+    node: str | None = None,
+    identity: TlsFiles | None = None,
+    timeout: float = 3.0,
+    **settings: Any,
 ) -> EtcdStore:
-    """An :class:`EtcdStore` on :func:`endpoints_for` with :func:`tls_for`'s identity."""
-    tls = tls_for(spec)
+    """An :class:`EtcdStore` on :func:`endpoints_for` presenting ``identity`` (default:
+    :func:`tls_for`'s); a usage error when an endpoint's scheme disagrees with TLS."""
+    tls = identity if identity is not None else tls_for(spec)
     try:
-        return EtcdStore(endpoints_for(spec, option), timeout=timeout, tls=tls, **settings)
+        endpoints = endpoints_for(spec, option, node)
+        return EtcdStore(endpoints, timeout=timeout, tls=tls, **settings)
     except ValueError as exc:  # an endpoint's scheme disagrees with the TLS settings
         raise click.UsageError(str(exc)) from None
 
@@ -154,7 +162,7 @@ def agent(
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
-        store = EtcdStore(endpoints_for(spec, etcd, node), **AGENT_STORE, tls=tls)
+        store = open_store(spec, etcd, node=node, identity=tls, **AGENT_STORE)
         the_agent = Agent(
             spec,
             node,
