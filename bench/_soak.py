@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from corral.lab import chaosreport, netns
+from corral.lab import chaosreport, gateway, netns
 from corral.lab.chaosresult import wall_text
 from corral.lab.client import Record
 from corral.lab.lab import Lab
@@ -201,8 +201,9 @@ def vip_holders(lab: Lab, vips: list[str]) -> dict[str, list[str]]:
 def etcd_metrics(lab: Lab) -> dict[str, dict[str, float]]:
     """Member client URL -> its :func:`parse_metrics` (a member that does not answer: {})."""
     out = {}
+    tls = gateway.curl_tls(lab.state().get("tls", ()))
     for endpoint in lab.store_endpoints():
-        argv = ["curl", "-s", "-m", "3", f"{endpoint}/metrics"]
+        argv = ["curl", "-s", "-m", "3", *tls, f"{endpoint}/metrics"]
         out[endpoint] = parse_metrics(netns.run(lab.exec_argv("client", argv), check=False))
     return out
 

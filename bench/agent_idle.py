@@ -10,6 +10,9 @@ first, so a part's cost is the difference to a plain run. The patches are experi
 (they switch safety-relevant parts off); see :data:`PATCHES`. ``--profile FILE`` records the
 first agent with ``py-spy record --format raw`` (collapsed stacks) during the measurement.
 
+``--tls``: etcd requires client certificates, the agents issue theirs from a CA bundle
+(the before/after figure of issue 15: run it with and without, in the same hour).
+
 Usage: bench/agent_idle.py [--windows 5] [--seconds 10] [--patch NAME ...] [--profile FILE]
        bench/agent_idle.py --matrix          (one run per patch, then a table)
 """
@@ -27,13 +30,17 @@ import tempfile
 import time
 import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.store.tls import TlsFiles
 
 BENCH = Path(__file__).resolve()
 sys.path.insert(0, str(BENCH.parent))
 from _cpu import cpu_seconds, rss_mb  # noqa: E402
 
 DEFAULT_CHECKS = "interval: 1s, timeout: 500ms, rise: 2, fall: 2"
+TLS = False  # --tls: the loopback lab's etcd requires client certificates
 
 
 # --- patches (run inside the agent process) ------------------------------------------------------
@@ -466,7 +473,7 @@ async def measure(
                     start_new_session=True,
                 )
 
-    c = Patched(base, DEFAULT_CHECKS)
+    c = Patched(base, DEFAULT_CHECKS, tls=TLS)
     await c.start()
     try:
         deadline = time.monotonic() + 60
@@ -494,7 +501,7 @@ async def measure(
         if spy is not None:
             await asyncio.to_thread(spy.wait, 60)
         rss = {n: rss_mb(p) for n, p in pids.items()}
-        controller = await _controller(c.etcd.endpoints)
+        controller = await _controller(c.etcd.endpoints, c.client_tls)
     finally:
         await c.stop()
     return {
@@ -507,10 +514,10 @@ async def measure(
     }
 
 
-async def _controller(endpoints: list[str]) -> str:
+async def _controller(endpoints: list[str], tls: TlsFiles | None) -> str:
     from corral.store import EtcdStore, Keys
 
-    store = EtcdStore(endpoints)
+    store = EtcdStore(endpoints, tls=tls)
     try:
         kv = await store.get(Keys("agenttest").controller)
         return kv.value.decode(errors="replace")[:40] if kv else "?"
@@ -552,7 +559,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per config, interleaved")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--tls", action="store_true", help="etcd over TLS with client certificates (issue 15)"
+    )
     args = parser.parse_args()
+    global TLS
+    TLS = args.tls
     configs = [args.patch]
     if args.config:
         configs = [[p for p in c.split(",") if p and p != "plain"] for c in args.config]
@@ -570,7 +582,7 @@ def main() -> None:
             r = run(patches, args.windows, args.seconds, profile)
             results.append(r)
             cpu = r["cpu_pct"]
-            label = "+".join(patches) or "plain"
+            label = ("tls " if TLS else "") + ("+".join(patches) or "plain")
             per_config.setdefault(label, []).append(statistics.median(cpu.values()))
             print(
                 f"{label:18s} "

@@ -31,6 +31,8 @@ Scenarios (each run starts from a settled lab: every VIP at home, every server u
 Prints a table (medians and maxima over runs) and writes ``--json FILE`` (stable names:
 ``<target>.<scenario>.<figure>``) and ``--png FILE`` (client success over time around a
 power-off). ``--quick``: 3 runs, no tuned keepalived for the backend scenarios.
+``--tls``: corral's embedded store over TLS with client certificates (the before/after figure
+of issue 15; the keepalived baselines do not change).
 
 Usage: bench/failover.py [--quick] [--runs N] [--targets corral,keepalived,...] [--json FILE]
        [--png FILE]
@@ -63,6 +65,7 @@ from corral.lab.client import Record, load, summarize
 from corral.lab.lab import Lab
 
 PY = sys.executable
+TLS = False  # --tls: corral's embedded store over TLS with client certificates (issue 15)
 SPEC = """\
 cluster: bench
 profile: lan
@@ -133,7 +136,7 @@ class CorralTarget:
         ``bench/upgrade.py``)."""
         spec = work / "spec.yaml"
         spec.write_text(SPEC)
-        self.lab = Lab.up(spec, work / "lab", timeout=90.0, python=python)
+        self.lab = Lab.up(spec, work / "lab", timeout=90.0, python=python, tls=TLS)
         self._vip_home = {f"198.18.6.{100 + i}": f"n{i + 1}" for i in range(3)}
 
     @property
@@ -184,7 +187,7 @@ class CorralTarget:
     def events(self, n: int = 40) -> str:
         argv = [PY, "-m", "corral.cli.main", "events", "--spec", str(self.lab.spec_file)]
         done = subprocess.run(
-            netns.exec_argv(self.client_ns, [*argv, "-n", str(n)]),
+            self.lab.exec_argv("client", [*argv, "-n", str(n)]),
             capture_output=True,
             text=True,
             timeout=30,
@@ -213,7 +216,7 @@ class CorralTarget:
         argv = [PY, "-m", "corral.cli.main", "resource", "restart", "api", "--rolling"]
         argv += ["--spec", str(self.lab.spec_file)]
         return subprocess.run(
-            netns.exec_argv(self.client_ns, argv), check=True, capture_output=True, timeout=90
+            self.lab.exec_argv("client", argv), check=True, capture_output=True, timeout=90
         )
 
     def down(self) -> object:
@@ -568,12 +571,17 @@ def plot(all_results: dict[str, dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--tls", action="store_true", help="corral's store over TLS with client certificates"
+    )
     parser.add_argument("--runs", type=int)
     parser.add_argument("--targets", default="corral,keepalived,keepalived-tuned")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, default=Path("failover.png"))
     args = parser.parse_args()
+    global TLS
+    TLS = args.tls
     if os.geteuid() != 0:
         raise SystemExit("bench/failover.py builds network namespaces: run it as root")
     runs = args.runs or (3 if args.quick else 5)

@@ -20,6 +20,7 @@ RANK = {
     "spec": 0,
     "net": 1,
     "store": 1,
+    "pki": 2,  # the cluster CA: spec and store (TlsFiles) below it
     "records": 1,  # the store's records: core, spec and store only (ONLY below)
     "auth": 2,  # roles, identities, tokens, audit: store and records below it
     "dns": 2,

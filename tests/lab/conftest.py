@@ -83,17 +83,22 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @pytest.fixture
 def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
-    """``make_lab(cluster, nodes=3, name="lab", fence_action="none")``: a lab up in
+    """``make_lab(cluster, nodes=3, name="lab", fence_action="none", tls=False)``: a lab up in
     ``tmp_path/name``. Without fencing by default: these tests drive power themselves, and the
     cluster must not power nodes on and off behind their back. Every lab made is removed with
     ``down --force`` in ``finally``, also when the test fails."""
     made: list[Path] = []
 
-    def make(cluster: str, nodes: int = 3, name: str = "lab", fence_action: str = "none") -> Lab:
+    def make(
+        cluster: str, nodes: int = 3, name: str = "lab", fence_action: str = "none",
+        tls: bool = False,
+    ) -> Lab:  # fmt: skip
         spec = tmp_path / f"{name}.yaml"
         spec.write_text(small_spec(cluster))  # 3 nodes; the lab takes the first ``nodes``
         made.append(tmp_path / name)
-        return Lab.up(spec, tmp_path / name, nodes=nodes, timeout=60, fence_action=fence_action)
+        return Lab.up(
+            spec, tmp_path / name, nodes=nodes, timeout=60, fence_action=fence_action, tls=tls
+        )
 
     try:
         yield make

@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from ssl import SSLContext
 
 import pytest
 
@@ -52,9 +53,11 @@ async def test_renewals_share_one_connection(
     connects: list[tuple[str, int]] = []
     real = asyncio.open_connection
 
-    async def counted(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def counted(
+        host: str, port: int, ssl: SSLContext | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         connects.append((host, port))
-        return await real(host, port)
+        return await real(host, port, ssl=ssl)
 
     monkeypatch.setattr(asyncio, "open_connection", counted)  # what _etcd_http calls
     store = etcd1.store()

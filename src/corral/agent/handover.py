@@ -11,7 +11,8 @@ Protocol (``<state_dir>/handover.json``, written atomically; parsed by
 1. The agent stopping on SIGTERM/SIGINT with a lease writes ``{"node", "lease", "token",
    "until", "endpoints", "ttl", "margin", "interval"}``: the lease id, its guard token (the
    lifetime whose listing it hands over), ``until`` = now + :data:`HANDOVER_MAX` on
-   CLOCK_MONOTONIC, the etcd client URLs, and the timing.
+   CLOCK_MONOTONIC, the etcd client URLs, the timing, and ``tls``: the paths of the CA,
+   certificate and key the guard presents to etcd (empty for plain http).
 2. The lease guard, which outlives the agent, renews that lease every ``interval`` over etcd's
    HTTP gateway until ``until`` or until the file is gone. Each renewal that etcd accepts moves
    the guard's deadline for the handed-over listing to ``sent + ttl - margin``; nothing else
@@ -42,6 +43,7 @@ from pathlib import Path
 from corral.core.guard import Handover
 from corral.fileio import write_atomic
 from corral.store.etcd import renew_over_gateway
+from corral.store.tls import TlsFiles
 
 HANDOVER_MAX = 15.0  # seconds the guard keeps the lease for the next agent
 FILE = "handover.json"
@@ -74,4 +76,5 @@ def renew(handover: Handover, timeout: float) -> int:
 
 async def _renew(handover: Handover, timeout: float) -> int:
     async with asyncio.timeout(timeout):
-        return await renew_over_gateway(handover.endpoints, handover.lease)
+        tls = TlsFiles(*handover.tls) if handover.tls else None
+        return await renew_over_gateway(handover.endpoints, handover.lease, tls)

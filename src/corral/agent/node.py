@@ -137,7 +137,7 @@ class Agent:
         self.watch.on_change, self.watch.on_controller = self._dirty_set, self.duty.key_changed
         if self.gossip is not None:  # the member follows the keyring (a key rotation)
             self.watch.on_keyring = self.gossip.follow
-        probe = QuorumProbe(members, self.clock) if members else None
+        probe = QuorumProbe(members, self.clock, getattr(store, "tls", None)) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
         self.keeper = QuorumKeeper(probe, self.clock, self.voice)
 
@@ -249,9 +249,8 @@ class Agent:
             for t in tasks:
                 t.cancel()
             interval = self.spec.effective_timing.keepalive_interval
-            endpoints = getattr(self.store, "endpoints", None)
             files, now = self._guard_files, self.clock.now()
-            self.succession.give(endpoints, self.core.lease, files, interval, now)
+            self.succession.give(self.store, self.core.lease, files, interval, now)
             for svc in self.services.values():
                 await svc.stop_checks()
             if self.gossip is not None:  # leave: peers see a graceful stop, not a death

@@ -36,22 +36,29 @@ from corral.core.quorum import (
     judge_round,
     leader_of,
 )
+from corral.store.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
 
 class QuorumProbe:
-    """``members``: member name -> client URL (``http://host:port``)."""
+    """``members``: member name -> client URL (``http(s)://host:port``); ``tls``: the files
+    presented to members that require client certificates (their CN-less renewal pair: the
+    status call goes through etcd's gateway, which refuses a CN once auth is enabled)."""
 
-    def __init__(self, members: Mapping[str, str], clock: Clock) -> None:
+    def __init__(
+        self, members: Mapping[str, str], clock: Clock, tls: TlsFiles | None = None
+    ) -> None:
         self.members = dict(members)
         self.clock = clock
+        self.tls = tls
         self._client: httpx.AsyncClient | None = None
 
     async def round(self, budget: float) -> dict[str, MemberAnswer]:
         """Ask every member once; the answers received within ``budget`` seconds."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=budget)
+            verify = self.tls.renewal().ssl_context() if self.tls is not None else True
+            self._client = httpx.AsyncClient(timeout=budget, verify=verify)
         client = self._client
         answers: dict[str, MemberAnswer] = {}
 

@@ -12,6 +12,7 @@ from corral.agent import handover as ho
 from corral.agent.guard import GuardWriter, guard_alive, read_listing, spawn
 from corral.core.agent.lease import LeaseState
 from corral.store import StoreError
+from corral.store.tls import TlsFiles
 
 if TYPE_CHECKING:
     from corral.agent.events import EventLog
@@ -63,17 +64,19 @@ class Succession:
             ho.remove(self.state_dir)
 
     def give(
-        self, endpoints: list[str] | None, lease: LeaseState, files: GuardWriter | None,
+        self, store: object, lease: LeaseState, files: GuardWriter | None,
         interval: float, now: float,
     ) -> None:  # fmt: skip
         """On a planned stop with a lease: the guard renews it for the next agent until
-        ``now + window`` (needs the guard and etcd endpoints). A failed write is logged: the
-        lease then runs out as after a crash."""
+        ``now + window`` (needs the guard and a store with etcd endpoints; over TLS with the
+        store's files). A failed write is logged: the lease then runs out as after a crash."""
+        endpoints: list[str] | None = getattr(store, "endpoints", None)
+        tls: TlsFiles | None = getattr(store, "tls", None)
         if self.window <= 0 or files is None or lease.lease is None or not endpoints:
             return
         handover = ho.Handover(
             self.node, lease.lease, files.token, now + self.window, tuple(endpoints),
-            lease.ttl, lease.margin, interval,
+            lease.ttl, lease.margin, interval, tls.renewal().as_tuple() if tls else (),
         )  # fmt: skip
         try:
             ho.write(self.state_dir, handover)

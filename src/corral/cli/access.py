@@ -35,7 +35,7 @@ from corral.auth.identity import local
 from corral.auth.roles import PEOPLE, Role, permissions, table_text
 from corral.auth.users import UserRecord, read_people
 from corral.cli.audit import claimed_name, run_audited, whoami
-from corral.cli.cluster import ETCD_HELP, endpoints_for, open_store, spec_or_exit
+from corral.cli.cluster import ETCD_HELP, endpoints_for, open_store, spec_or_exit, tls_for
 from corral.spec import Spec
 from corral.store import Keys, PermissionDenied, Store
 from corral.store.etcd import parse_endpoint
@@ -204,7 +204,7 @@ def tokens_group() -> None:
 def create(name: str, role: Role, spec_file: str, etcd: str | None) -> None:
     """A new token for NAME with ROLE (printed once: keep it)."""
     spec = spec_or_exit(spec_file)
-    claimed = claimed_name()
+    claimed = claimed_name(tls_for(spec))
     by = claimed[0] if claimed else local(getpass.getuser()).name
 
     async def work(store: Store) -> tuple[str, str]:

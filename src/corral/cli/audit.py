@@ -1,7 +1,8 @@
 """The CLI's identity and the audit of its changes (:mod:`corral.auth.audit`).
 
 Who the CLI is (:func:`whoami`): the etcd user of ``CORRAL_ETCD_USER`` (password auth), else
-the CN of ``CORRAL_ETCD_CERT`` (the client certificate of etcd's TLS auth), else
+the CN of the client certificate the CLI presents to etcd (:func:`corral.cli.cluster.tls_for`:
+``CORRAL_ETCD_CERT``, the spec's, the node's own), else
 ``local:<unix user>``, unauthenticated. Its role: :func:`corral.auth.identity.role_of`, a
 person's from their ``auth/users/`` record.
 
@@ -25,17 +26,19 @@ from corral.auth.identity import Identity, Via, cert_cn, local, role_of
 from corral.auth.users import read_role
 from corral.cli.cluster import open_store
 from corral.spec import Spec
-from corral.store import Keys, PermissionDenied, Store, StoreError
+from corral.store import EtcdStore, Keys, PermissionDenied, Store, StoreError
+from corral.store.tls import TlsFiles
 
 T = TypeVar("T")
 
 
-def claimed_name() -> tuple[str, Via] | None:
-    """The name the CLI's credentials carry, and how they prove it (None: no credentials)."""
+def claimed_name(tls: TlsFiles | None = None) -> tuple[str, Via] | None:
+    """The name the CLI's credentials carry, and how they prove it (None: no credentials);
+    ``tls``: the files it presents (default: ``CORRAL_ETCD_CERT`` alone)."""
     user = os.environ.get("CORRAL_ETCD_USER")
     if user:
         return user, "password"
-    cert = os.environ.get("CORRAL_ETCD_CERT")
+    cert = tls.cert if tls is not None else os.environ.get("CORRAL_ETCD_CERT")
     if cert:
         try:
             return cert_cn(Path(cert).read_bytes()), "cert"
@@ -47,7 +50,8 @@ def claimed_name() -> tuple[str, Via] | None:
 async def whoami(store: Store, keys: Keys) -> Identity:
     """The CLI's identity (the module docstring); a store that cannot say a person's role
     leaves it unknown (None) rather than failing the command."""
-    claimed = claimed_name()
+    tls = store.tls if isinstance(store, EtcdStore) else None
+    claimed = claimed_name(tls)
     if claimed is None:
         return local(getpass.getuser())
     name, via = claimed

@@ -21,26 +21,59 @@ from rich.table import Table
 from corral.agent.handover import HANDOVER_MAX
 from corral.auth.roles import public_spans
 from corral.core.ref import InstanceRef
+from corral.pki import NodeIdentity, PkiError, client_files, expiry_note, node_identity
 from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
 from corral.store.embedded import members_from_spec
+from corral.store.tls import TlsFiles
 
 ETCD_HELP = (
-    "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); etcd password "
-    "auth: env CORRAL_ETCD_USER and CORRAL_ETCD_PASSWORD"
+    "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
+    "CORRAL_ETCD_CA/CERT/KEY, else the spec's store.*.tls, else the node's own in "
+    "$CORRAL_STATE_DIR/tls (default /var/lib/corral/tls); etcd password auth: env "
+    "CORRAL_ETCD_USER and CORRAL_ETCD_PASSWORD"
 )
+STATE_DIR = Path("/var/lib/corral")
+AGENT_STORE = {"timeout": 2.0, "attempt_timeout": 0.5}  # seconds: a call, one try
+CERT_CHECK_INTERVAL = 86400.0  # seconds between the agent's checks of its node certificate
 
 
-def open_store(spec: Spec | None, option: str | None, *, timeout: float = 3.0) -> EtcdStore:
-    """The CLI's :class:`EtcdStore` on :func:`endpoints_for`, with the identity of the
-    environment (``CORRAL_ETCD_USER``/``CORRAL_ETCD_PASSWORD`` for etcd password auth)."""
+def tls_for(spec: Spec | None, state_dir: Path | None = None) -> TlsFiles | None:
+    """The TLS files the CLI presents to etcd (:func:`corral.pki.client_files`): one place for
+    every command; a usage error that names what is missing."""
+    if state_dir is None:
+        state_dir = Path(os.environ.get("CORRAL_STATE_DIR") or STATE_DIR)
+    try:
+        return client_files(spec, state_dir, os.environ)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_store(
+    spec: Spec | None,
+    option: str | None,
+    *,
+    node: str | None = None,
+    identity: TlsFiles | None = None,
+    timeout: float = 3.0,
+    **settings: Any,
+) -> EtcdStore:
+    """An :class:`EtcdStore` on :func:`endpoints_for` presenting ``identity`` (default:
+    :func:`tls_for`'s; etcd password auth from ``CORRAL_ETCD_USER``/``CORRAL_ETCD_PASSWORD``
+    unless an identity is given); a usage error when an endpoint's scheme disagrees with TLS."""
+    tls = identity if identity is not None else tls_for(spec)
     user, password = os.environ.get("CORRAL_ETCD_USER"), os.environ.get("CORRAL_ETCD_PASSWORD")
     if (user is None) != (password is None):
         raise click.UsageError("set both CORRAL_ETCD_USER and CORRAL_ETCD_PASSWORD, or neither")
-    endpoints = endpoints_for(spec, option)
-    return EtcdStore(endpoints, timeout=timeout, username=user, password=password)
+    if user is not None and identity is None:
+        settings.update(username=user, password=password)
+    try:
+        endpoints = endpoints_for(spec, option, node)
+        return EtcdStore(endpoints, timeout=timeout, tls=tls, **settings)
+    except ValueError as exc:  # an endpoint's scheme disagrees with the TLS settings
+        raise click.UsageError(str(exc)) from None
 
 
 def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None) -> list[str]:
@@ -60,7 +93,8 @@ def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None
     core = spec.core_nodes()
     if node in core:
         core = [node, *(n for n in core if n != node)]
-    return [f"http://{spec.nodes[n].address}:{port}" for n in core]
+    scheme = "https" if spec.store_tls is not None else "http"
+    return [f"{scheme}://{spec.nodes[n].address}:{port}" for n in core]
 
 
 def spec_pair(spec: Spec, text: str, option: str | None = None) -> tuple[str, str]:
@@ -132,9 +166,11 @@ def agent(
     except AgentRunning as exc:
         raise click.ClickException(str(exc)) from None
 
+    tls = _node_tls(spec, node, state_dir)
+
     async def main() -> None:
-        member = await _embedded_member(spec, node, state_dir) if etcd is None else None
-        store = EtcdStore(endpoints_for(spec, etcd, node), timeout=2.0, attempt_timeout=0.5)
+        member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
+        store = open_store(spec, etcd, node=node, identity=tls, **AGENT_STORE)
         the_agent = Agent(
             spec,
             node,
@@ -146,11 +182,12 @@ def agent(
             guard=True,
             gossip=True,
             lock=lock,
-            members=_member_urls(spec) if etcd is None and spec.store.embedded else None,
+            members=_member_urls(spec, tls) if etcd is None and spec.store.embedded else None,
             member_down_since=member.down_since if member is not None else None,
             handover=handover_window,
         )
         task = asyncio.create_task(the_agent.run())
+        renewal = asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -158,6 +195,7 @@ def agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            renewal.cancel()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
@@ -191,17 +229,58 @@ def _agent_process(verbose: bool) -> None:
         logging.getLogger(__name__).warning("priority not raised: %s", problem)
 
 
-def _member_urls(spec: Spec) -> dict[str, str]:
+def _member_urls(spec: Spec, tls: TlsFiles | None) -> dict[str, str]:
     """The embedded store's voting members: name -> client URL (the proof rounds that keep
     exclusive instances while no member has a leader ask each of them)."""
-    return {name: config.client_url for name, config in members_from_spec(spec, Path("/")).items()}
+    members = members_from_spec(spec, Path("/"), tls=tls)
+    return {name: config.client_url for name, config in members.items()}
 
 
-async def _embedded_member(spec: Spec, node: str, state_dir: Path) -> EmbeddedEtcd | None:
+def _node_tls(spec: Spec, node: str, state_dir: Path) -> TlsFiles | None:
+    """The node's TLS identity (issued or renewed from the spec's bundle), logged with its
+    expiry; a ClickException naming the spec field when it cannot be had."""
+    try:
+        found = node_identity(spec, node, state_dir, time.time())
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found is None:
+        return None
+    _log_identity(found)
+    return found.files
+
+
+def _log_identity(found: NodeIdentity) -> None:
+    log = logging.getLogger(__name__)
+    if found.reissued:
+        log.info("issued the node certificate %s from the cluster CA", found.files.cert)
+    if found.validity is not None:
+        warn, line = expiry_note(
+            f"node certificate {found.files.cert}", found.validity, time.time()
+        )
+        (log.warning if warn else log.info)("%s", line)
+
+
+async def _renew_node_cert(spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None) -> None:
+    """Daily: re-issue the node certificate when a third of its validity is left (the store's
+    next connections and etcd's next handshakes read the new files). Without TLS: nothing."""
+    while tls is not None:
+        await asyncio.sleep(CERT_CHECK_INTERVAL)
+        try:
+            found = await asyncio.to_thread(node_identity, spec, node, state_dir, time.time())
+        except PkiError as exc:
+            logging.getLogger(__name__).error("node certificate not renewed: %s", exc)
+            continue
+        if found is not None:
+            _log_identity(found)
+
+
+async def _embedded_member(
+    spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None
+) -> EmbeddedEtcd | None:
     """Start (or adopt) this core node's etcd member when the spec embeds the store."""
     if spec.store.embedded is None or spec.nodes[node].kind != "core":
         return None
-    member = EmbeddedEtcd(members_from_spec(spec, state_dir / "etcd")[node])
+    member = EmbeddedEtcd(members_from_spec(spec, state_dir / "etcd", tls=tls)[node])
     if await member.healthy():
         logging.getLogger(__name__).info("adopting the etcd member already serving here")
         return None

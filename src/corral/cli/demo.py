@@ -257,7 +257,7 @@ def _bring_up(
     try:
         # fencing switches a lost node off and leaves it off (the spec's reboot would bring
         # it back at once): the tour powers it on itself, to show its return
-        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off")
+        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off", tls=True)
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     state = lab.state()

@@ -62,6 +62,13 @@ def lab_group() -> None:
     help="Put the nodes' state (etcd's data, agent state and logs) here, on a real disk, "
     "instead of in the lab directory.",
 )
+@click.option(
+    "--tls/--plain",
+    default=True,
+    show_default=True,
+    help="etcd over TLS with client certificates (a CA in the lab directory, node certificates "
+    "issued by the agents, an admin identity for `corral lab exec`), or plain http.",
+)
 def up(
     spec_file: Path,
     nodes: int | None,
@@ -69,6 +76,7 @@ def up(
     timeout: float,
     fence_action: str | None,
     data_dir: Path | None,
+    tls: bool,
 ) -> None:
     """Build the lab for SPEC_FILE (services rewritten to stand-ins) and start its agents."""
     try:
@@ -79,6 +87,7 @@ def up(
             timeout=timeout,
             fence_action=fence_action,
             data_dir=data_dir,
+            tls=tls,
         )
     except ERRORS as exc:
         raise _fail(exc) from None

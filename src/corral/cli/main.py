@@ -11,6 +11,7 @@ from rich.console import Console
 from corral import __version__
 from corral.cli.access import COMMANDS as ACCESS_COMMANDS
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
+from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.keys import keys_group
@@ -68,6 +69,7 @@ cli.add_command(resource_group)
 cli.add_command(lab_group)
 cli.add_command(state_group)
 cli.add_command(keys_group)
+cli.add_command(ca_group)
 
 
 def main() -> None:

@@ -94,6 +94,8 @@ def print_summary(spec: Spec, console: Console, *, explain: bool = False) -> Non
         if spec.store.embedded
         else "external etcd " + ", ".join(spec.store.etcd.endpoints if spec.store.etcd else [])
     )
+    if (tls := spec.store_tls) is not None:
+        store += f" over TLS ({'CA bundle ' + tls[1].bundle if tls[1].bundle else 'own files'})"
     console.print(
         f"[bold]cluster {spec.cluster}[/bold]: {len(spec.nodes)} nodes, "
         f"{len(spec.resources)} resources; profile {spec.profile}; store: {store}"

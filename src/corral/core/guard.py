@@ -87,9 +87,12 @@ class Handover:
     ttl: int
     margin: float
     interval: float
+    tls: tuple[str, ...] = ()  # (ca, cert, key) paths when etcd is reached over TLS
 
     def dump(self) -> str:
-        return json.dumps({**asdict(self), "endpoints": list(self.endpoints)})
+        return json.dumps(
+            {**asdict(self), "endpoints": list(self.endpoints), "tls": list(self.tls)}
+        )
 
     @classmethod
     def parse(cls, text: str) -> Handover | None:
@@ -105,10 +108,12 @@ class Handover:
                 ttl=_int(doc["ttl"]),
                 margin=float(doc["margin"]),
                 interval=float(doc["interval"]),
+                tls=tuple(str(p) for p in doc.get("tls", ())),
             )
         except (ValueError, TypeError, KeyError):
             return None
-        if handover.ttl <= 0 or handover.interval <= 0 or not handover.endpoints:
+        bad_tls = len(handover.tls) not in (0, 3)
+        if handover.ttl <= 0 or handover.interval <= 0 or not handover.endpoints or bad_tls:
             return None
         return handover
 

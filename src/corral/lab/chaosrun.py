@@ -147,7 +147,8 @@ class ChaosRun:
         self._wait_converged("lab up", 90.0)
         key = f"/corral/{spec.cluster}/admin/chaos-sentinel".encode()
         with self.checker.operator():
-            gateway.put(topo.client_ns or "", topo.endpoints, key, {"seed": self.cfg.seed})
+            seed = {"seed": self.cfg.seed}
+            gateway.put(topo.client_ns or "", topo.endpoints, key, seed, tls=topo.tls)
         self.failcounts = read_failcounts(self.lab) or {}
         if self.cfg.load and topo.vips:
             self.client = start_client(

@@ -64,6 +64,7 @@ class Topology:
     client_ns: str | None = None
     client_if: str | None = None
     endpoints: tuple[str, ...] = ()
+    tls: tuple[str, ...] = ()  # (ca, cert, key) of the lab's admin when the store runs TLS
     lab_state: Path | None = None
     fencing: bool = True
     mode_dir: Path | None = None  # stand-ins' argv names ``<mode_dir>/<res>@<node>.mode``
@@ -96,6 +97,7 @@ class Topology:
             client_ns=state["client"]["ns"],
             client_if=state["client"]["ifname"],
             endpoints=tuple(lab.store_endpoints()),
+            tls=tuple(state.get("tls", ())),
             lab_state=lab.state_path,
             fencing=bool(spec.fencing),
             mode_dir=mode_dir(lab.dir),
@@ -400,10 +402,11 @@ class Checker:
     # --- admin records ---------------------------------------------------------------------
 
     def _read_admin(self) -> dict[str, Any] | None:
-        if not self.topo.client_ns or not self.topo.endpoints:
+        topo = self.topo
+        if not topo.client_ns or not topo.endpoints:
             return None
-        prefix = f"/corral/{self.topo.cluster}/admin/".encode()
-        return gateway.range_prefix(self.topo.client_ns, self.topo.endpoints, prefix)
+        prefix = f"/corral/{topo.cluster}/admin/".encode()
+        return gateway.range_prefix(topo.client_ns, topo.endpoints, prefix, tls=topo.tls)
 
     def _admin_loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -47,13 +47,27 @@ def decode_range(answer_text: str, prefix: bytes) -> dict[str, Any] | None:
         return None
 
 
+def curl_tls(files: Sequence[str]) -> list[str]:
+    """curl's options presenting ``(ca, cert, key)`` (empty: plain http)."""
+    if not files:
+        return []
+    ca, cert, key = files
+    return ["--cacert", ca, "--cert", cert, "--key", key]
+
+
 def range_prefix(
-    client_ns: str, endpoints: Sequence[str], prefix: bytes, timeout: float = 1.0
+    client_ns: str,
+    endpoints: Sequence[str],
+    prefix: bytes,
+    timeout: float = 1.0,
+    tls: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """Every key under ``prefix``, asked of ``endpoints`` (``http://addr:port``) in turn."""
+    """Every key under ``prefix``, asked of ``endpoints`` (``http(s)://addr:port``) in turn;
+    ``tls``: the ``(ca, cert, key)`` files presented to a TLS store."""
     body = range_body(prefix)
     for endpoint in endpoints:
-        argv = ["curl", "-s", "-m", f"{timeout:g}", "-X", "POST", f"{endpoint}/v3/kv/range"]
+        argv = ["curl", "-s", "-m", f"{timeout:g}", *curl_tls(tls), "-X", "POST"]
+        argv.append(f"{endpoint}/v3/kv/range")
         out = netns.run(netns.exec_argv(client_ns, [*argv, "-d", body]), check=False)
         found = decode_range(out, prefix)
         if found is not None:
@@ -62,7 +76,12 @@ def range_prefix(
 
 
 def put(
-    client_ns: str, endpoints: Sequence[str], key: bytes, value: Any, timeout: float = 1.0
+    client_ns: str,
+    endpoints: Sequence[str],
+    key: bytes,
+    value: Any,
+    timeout: float = 1.0,
+    tls: Sequence[str] = (),
 ) -> bool:
     """Write ``value`` (as JSON) at ``key`` through the first member that accepts it."""
     body = json.dumps(
@@ -72,7 +91,8 @@ def put(
         }
     )
     for endpoint in endpoints:
-        argv = ["curl", "-s", "-m", f"{timeout:g}", "-X", "POST", f"{endpoint}/v3/kv/put"]
+        argv = ["curl", "-s", "-m", f"{timeout:g}", *curl_tls(tls), "-X", "POST"]
+        argv.append(f"{endpoint}/v3/kv/put")
         out = netns.run(netns.exec_argv(client_ns, [*argv, "-d", body]), check=False)
         try:
             if "header" in json.loads(out):

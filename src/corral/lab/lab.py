@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.fileio import private_dir
-from corral.lab import gateway, netns, procs
+from corral.lab import gateway, labtls, netns, procs
 from corral.lab.layout import LabError, lab_id, node_sysctls, ns_prefix, plan
 from corral.lab.modes import mode_dir, mode_file
 from corral.lab.status import lab_status
@@ -147,6 +147,7 @@ class Lab:
         python: str = sys.executable,
         fence_action: str | None = None,
         data_dir: Path | None = None,
+        tls: bool = False,
     ) -> Lab:
         """Build the lab for ``spec_file`` and wait until every agent registered.
 
@@ -167,7 +168,7 @@ class Lab:
         if lab.state_path.exists():
             raise LabError(f"a lab is up in {lab.dir}; run `corral lab down --dir {lab.dir}`")
         try:
-            lab._build(spec_file, text, nodes, fence_action, data_dir)
+            lab._build(spec_file, text, nodes, fence_action, data_dir, tls)
             for name in lab.state()["nodes"]:
                 lab._start_agent(name)
             lab.wait_online(timeout=timeout)
@@ -184,12 +185,13 @@ class Lab:
         nodes: int | None,
         fence_action: str | None,
         data_dir: Path | None,
+        tls: bool = False,
     ) -> None:
         from corral.lab.standins import StandinOptions, rewrite
         from corral.spec import load_spec_text
 
         data_dir = data_dir.resolve() if data_dir is not None else None
-        old = [self.dir / sub for sub in ("nodes", "modes", "etcd")]
+        old = [self.dir / sub for sub in ("nodes", "modes", "etcd", "ca", "admin-tls")]
         for sub in [*old, *([data_dir / "nodes"] if data_dir else [])]:
             shutil.rmtree(sub, ignore_errors=True)  # a previous run's etcd data is not ours
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -209,10 +211,11 @@ class Lab:
             rewritten = rewrite(text, opts, str(spec_file))
         except ValueError as exc:  # SpecError is a ValueError too
             raise LabError(f"{spec_file}: {exc}") from None
-        self.spec_file.write_text(rewritten.text)
-        spec = load_spec_text(rewritten.text, str(self.spec_file))
+        spec_text, admin = labtls.prepare(self.dir, rewritten.text) if tls else (rewritten.text, [])
+        self.spec_file.write_text(spec_text)
+        spec = load_spec_text(spec_text, str(self.spec_file))
         state = plan(spec, self.dir, self.spec_file, data_dir)
-        state["notes"] = rewritten.notes
+        state["notes"], state["tls"] = rewritten.notes, admin
         self._write(state)  # first: whatever is made below, down finds it
         self._make_switch(state)
         self._make_client(state)
@@ -269,20 +272,21 @@ class Lab:
     # the cluster, as seen from the client namespace -----------------------------------------
 
     def store_endpoints(self) -> list[str]:
-        """``http://address:port`` of every core member's client URL (the embedded store)."""
+        """``http(s)://address:port`` of every core member's client URL (the embedded store)."""
         from corral.spec import load_spec_text
 
         spec = load_spec_text(self.spec_file.read_text())
         port = spec.store.embedded.client_port if spec.store.embedded else 2379
-        return [f"http://{spec.nodes[name].address}:{port}" for name in spec.core_nodes()]
+        scheme = "https" if spec.store_tls is not None else "http"
+        return [f"{scheme}://{spec.nodes[name].address}:{port}" for name in spec.core_nodes()]
 
     def registrations(self) -> dict[str, dict[str, Any]] | None:
         """Node registrations in the store (``nodes/<node>`` records: address, agent pid),
         read from the client namespace through etcd's JSON gateway; None when no member
         answers (an etcd error answer counts as none: the next member is asked)."""
-        state = self.state()
+        state, ends = self.state(), self.store_endpoints()
         root = f"/corral/{state['cluster']}/nodes/".encode()
-        found = gateway.range_prefix(state["client"]["ns"], self.store_endpoints(), root)
+        found = gateway.range_prefix(state["client"]["ns"], ends, root, tls=state.get("tls", ()))
         return None if found is None else {k: v for k, v in found.items() if isinstance(v, dict)}
 
     def online_nodes(self) -> set[str]:
@@ -339,6 +343,7 @@ class Lab:
         """The command line running ``argv`` in node ``target``'s namespace, or the client's
         when ``target`` is ``client`` (a node of that name wins)."""
         state = self.state()
+        argv = labtls.with_env(state.get("tls"), argv)  # the CLI presents the lab's admin
         if target in state["nodes"]:
             return netns.exec_argv(state["nodes"][target]["ns"], argv)
         if target == "client":

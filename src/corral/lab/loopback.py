@@ -12,12 +12,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from corral.fileio import private_dir
+from corral.pki import init_bundle
+from corral.pki.ca import issue, write_identity
+from corral.pki.identity import ROOT
 from corral.store.lab import EtcdLab, free_ports
+from corral.store.tls import TlsFiles
 
 APP = Path(__file__).with_name("app.py")  # the stand-in HTTP service
 NODES = {"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
@@ -29,15 +34,26 @@ FAST_CHECKS = "interval: 200ms, timeout: 300ms, rise: 1, fall: 2, grace: 2s"
 
 
 def spec_text(
-    base: Path, web_port: int, api_port: int, check: str = FAST_CHECKS, gossip_port: int = 7946
+    base: Path,
+    web_port: int,
+    api_port: int,
+    check: str = FAST_CHECKS,
+    gossip_port: int = 7946,
+    bundle: Path | None = None,
 ) -> str:
+    """``bundle``: the store over TLS, node certificates issued from this CA bundle."""
     py = sys.executable
+    store = (
+        f"{{etcd: {{endpoints: [https://127.0.0.1:1], tls: {{bundle: {bundle}}}}}}}"
+        if bundle is not None
+        else "{etcd: {endpoints: [http://127.0.0.1:1]}}"
+    )
     web_cmd = f"{py} {APP} {{node.address}} {web_port} {base}/web-{{node.name}}.mode"
     api_cmd = f"{py} {APP} {{node.address}} {api_port} {base}/api-{{node.name}}.mode"
     return f"""
 cluster: agenttest
 profile: lan
-store: {{etcd: {{endpoints: [http://127.0.0.1:1]}}}}
+store: {store}
 gossip: {{port: {gossip_port}}}
 nodes:
   n1: {{address: 127.0.0.11}}
@@ -80,18 +96,34 @@ def _processes_under(base: Path) -> list[int]:
     return found
 
 
+def _lab_pki(base: Path) -> TlsFiles:
+    """A CA in ``base/ca`` and an identity valid for 127.0.0.1 as server and client (the etcd
+    members' and the tests' own)."""
+    ca = init_bundle(base / "ca", "agenttest", time.time())
+    cert, key = issue(
+        ca, ROOT, ou="admin", now=time.time(), days=1, addresses=("127.0.0.1",), server=True
+    )
+    return TlsFiles(*(str(p) for p in write_identity(base / "member-tls", "member", ca, cert, key)))
+
+
 class Cluster:
-    def __init__(self, base: Path, checks: str = FAST_CHECKS, *, verbose: bool = True) -> None:
+    def __init__(
+        self, base: Path, checks: str = FAST_CHECKS, *, verbose: bool = True, tls: bool = False
+    ) -> None:
         """``verbose``: agents log every decision (tests read them when something fails;
-        benchmarks of idle CPU turn it off, as a deployed agent runs)."""
+        benchmarks of idle CPU turn it off, as a deployed agent runs). ``tls``: etcd requires
+        client certificates; a CA bundle in ``base/ca`` from which the agents issue theirs,
+        and :attr:`client_tls` an admin's for the tests."""
         self.verbose = verbose
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
-        self.etcd = EtcdLab(base / "etcd", 3)
+        bundle = base / "ca" if tls else None
+        self.client_tls = _lab_pki(base) if tls else None
+        self.etcd = EtcdLab(base / "etcd", 3, tls=self.client_tls)
         self.web_port, self.api_port, self.gossip_port = free_ports(3)
         self.spec_file = base / "spec.yaml"
         self.spec_file.write_text(
-            spec_text(base, self.web_port, self.api_port, checks, self.gossip_port)
+            spec_text(base, self.web_port, self.api_port, checks, self.gossip_port, bundle)
         )
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -8,10 +8,11 @@ wake of the event loop when the answer arrives; every other call stays on gRPC.
 
 Contract of :class:`LeaseRenewer`:
 
-- It talks to one endpoint. :meth:`renew` sends ``POST /v3/lease/keepalive`` with the lease ID
-  and etcd's require-leader flag (``Grpc-Metadata-hasleader``: a member without a leader refuses
-  at once), and returns the TTL of the first answer line; ``0`` means the lease is gone (etcd
-  leaves ``TTL`` out then).
+- It talks to one endpoint, over TLS when given an ``ssl`` context (the context carries the
+  client certificate that etcd's ``--client-cert-auth`` requires). :meth:`renew` sends
+  ``POST /v3/lease/keepalive`` with the lease ID and etcd's require-leader flag
+  (``Grpc-Metadata-hasleader``: a member without a leader refuses at once), and returns the
+  TTL of the first answer line; ``0`` means the lease is gone (etcd leaves ``TTL`` out then).
 - One request at a time on the connection (HTTP/1.1 without pipelining); concurrent renewals
   queue. The connection opens on the first renewal and is reused; the end of an answer that
   arrives after its first line is read before the next request.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from ssl import SSLContext
 from typing import Any
 
 import h11
@@ -49,8 +51,10 @@ class GatewayError(Exception):
 class LeaseRenewer:
     """Renewals to one endpoint (see the module contract)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, ssl: SSLContext | None = None) -> None:
+        """``ssl``: over TLS with this client context (its certificate is presented)."""
         self.host, self.port = host, port
+        self._ssl = ssl
         self._lock = asyncio.Lock()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -70,7 +74,9 @@ class LeaseRenewer:
             await self._finish()
         if self._conn is None or self._conn.our_state is not h11.IDLE:
             self.close()
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self._ssl
+            )
             self._conn = h11.Connection(h11.CLIENT)
         assert self._writer is not None
         conn = self._conn

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from corral.fileio import private_dir
 from corral.priority import raise_process
 from corral.store.errors import StoreError
+from corral.store.tls import TlsFiles
 
 if TYPE_CHECKING:
     from corral.spec import Spec
@@ -96,7 +97,10 @@ class MemberConfig:
     alone). ``auto_compaction_retention`` (etcd periodic mode) bounds the history etcd keeps, so
     the database cannot grow until it hits its quota and refuses writes; a watch that falls
     further behind gets :class:`~corral.store.errors.CompactedError` and re-reads.
-    ``binary`` None: :func:`find_etcd`."""
+    ``binary`` None: :func:`find_etcd`. ``tls``: serve clients and peers over TLS and require
+    their certificates (:meth:`TlsFiles.member_flags`); the URLs are ``https://`` then, and
+    ``cert`` must carry the member's addresses as SANs and be valid for server and client use
+    (it is also the certificate the member presents to its peers)."""
 
     name: str
     data_dir: Path
@@ -110,6 +114,7 @@ class MemberConfig:
     binary: str | None = None
     auto_compaction_retention: str = "1h"
     extra_args: tuple[str, ...] = ()
+    tls: TlsFiles | None = None
 
     @property
     def log_path(self) -> Path:
@@ -136,30 +141,37 @@ class MemberConfig:
         argv = [binary or self.binary or find_etcd()]
         for flag, value in flags.items():
             argv += [f"--{flag}", value]
+        if self.tls is not None:
+            argv += self.tls.member_flags()
         return argv + list(self.extra_args)
 
 
 def members_from_spec(
-    spec: Spec, base_dir: Path, host_of: dict[str, str] | None = None
+    spec: Spec,
+    base_dir: Path,
+    host_of: dict[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> dict[str, MemberConfig]:
     """One member per core node of ``spec``, with the etcd timing of its profile.
 
     ``host_of`` overrides node addresses (the loopback demo gives every member its own ports on
-    127.0.0.1 instead: pass ``{}`` and ports are offset per member).
+    127.0.0.1 instead: pass ``{}`` and ports are offset per member). ``tls``: the member's
+    files (``https://`` URLs); None: plain ``http://``.
     """
     if spec.store.embedded is None:
         raise EmbeddedError("the spec names an external etcd; there is nothing to embed")
     timing = spec.effective_timing
     store = spec.store.embedded
     urls: dict[str, tuple[str, str]] = {}
+    scheme = "https" if tls is not None else "http"
     for i, name in enumerate(spec.core_nodes()):
         if host_of is None:
             host, offset = str(spec.nodes[name].address), 0
         else:
             host, offset = host_of.get(name, "127.0.0.1"), 10 * i
         urls[name] = (
-            f"http://{host}:{store.client_port + offset}",
-            f"http://{host}:{store.peer_port + offset}",
+            f"{scheme}://{host}:{store.client_port + offset}",
+            f"{scheme}://{host}:{store.peer_port + offset}",
         )
     initial = {name: peer for name, (_, peer) in urls.items()}
     return {
@@ -172,6 +184,7 @@ def members_from_spec(
             heartbeat_ms=round(timing.etcd_heartbeat * 1000),
             election_ms=round(timing.etcd_election * 1000),
             token=f"corral-{spec.cluster}",
+            tls=tls,
         )
         for name, (client, peer) in urls.items()
     }
@@ -243,10 +256,12 @@ class EmbeddedEtcd:
     async def healthy(self, timeout: float = 1.0) -> bool:
         """True when the member answers ``/health`` with a leader within ``timeout``."""
         url = self.config.client_url.rstrip("/") + "/health"
+        tls = self.config.tls
 
         def probe() -> bool:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
+                context = tls.ssl_context() if tls is not None else None
+                with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
                     return bool(json.load(response).get("health") == "true")
             except (OSError, ValueError):
                 return False

@@ -24,9 +24,12 @@ What this backend adds:
   call; the contract of :meth:`EtcdStore.keepalive` is unchanged.
 - The connection being replaced is closed only after ``timeout``, so calls still running on it
   (other tasks share the store) finish or time out on their own instead of being cut.
-
-Password authentication (``username``/``password``) is supported; a request etcd's RBAC
-refuses raises :class:`PermissionDenied`. TLS is not supported yet (plain ``http://`` only).
+- TLS (``tls``: :class:`~corral.store.tls.TlsFiles`): gRPC over a secure channel and the
+  gateway renewals over TLS, both presenting the client certificate (etcd's client-certificate
+  auth); ``https://`` endpoints need it, ``http://`` ones refuse it (bare ``host:port`` follows
+  ``tls``). The files are read at each new connection, so a re-issued certificate is picked up.
+- Password authentication (``username``/``password``); a request etcd's RBAC refuses raises
+  :class:`PermissionDenied`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from aetcd import rpc
 
 from corral.store import _etcd_wire as wire
 from corral.store._etcd_http import GatewayError, LeaseRenewer
+from corral.store._etcd_tls import TlsClient
 from corral.store._etcd_wire import REQUIRE_LEADER, Failure
 from corral.store.base import (
     Compare,
@@ -64,20 +68,29 @@ from corral.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from corral.store.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Attempt = Callable[[aetcd.Client, float], Awaitable[T]]
 
 
-async def renew_over_gateway(endpoints: Sequence[str], lease_id: int) -> int:
+async def renew_over_gateway(
+    endpoints: Sequence[str], lease_id: int, tls: TlsFiles | None = None
+) -> int:
     """One renewal of ``lease_id`` over etcd's HTTP gateway, without a store: each endpoint in
-    turn on a fresh connection (the lease guard's renewals during a handover). Returns the TTL
-    (0: the lease is gone); raises ``OSError`` or :class:`GatewayError` when none answered.
-    The caller bounds the time."""
+    turn on a fresh connection (the lease guard's renewals during a handover; over TLS with
+    ``tls``). Returns the TTL (0: the lease is gone); raises ``OSError`` or
+    :class:`GatewayError` when none answered. The caller bounds the time."""
     error: Exception = OSError("no endpoint")
     for endpoint in endpoints:
-        renewer = LeaseRenewer(*parse_endpoint(endpoint))
+        try:
+            host, port = parse_endpoint(endpoint, tls=tls is not None)
+            context = tls.renewal().ssl_context() if tls is not None else None
+        except (OSError, ValueError) as exc:
+            error = exc
+            continue
+        renewer = LeaseRenewer(host, port, ssl=context)
         try:
             return await renewer.renew(lease_id)
         except (OSError, GatewayError, ValueError) as exc:
@@ -87,14 +100,17 @@ async def renew_over_gateway(endpoints: Sequence[str], lease_id: int) -> int:
     raise error
 
 
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``http://127.0.0.1:2379`` or ``127.0.0.1:2379`` -> ``("127.0.0.1", 2379)``."""
-    if endpoint.startswith("https://"):
-        raise ValueError(f"etcd endpoint {endpoint!r}: TLS is not supported yet")
+def parse_endpoint(endpoint: str, *, tls: bool = False) -> tuple[str, int]:
+    """``http://127.0.0.1:2379`` or ``127.0.0.1:2379`` -> ``("127.0.0.1", 2379)``; with
+    ``tls``, ``https://`` or bare. A scheme that disagrees with ``tls`` is a ``ValueError``."""
+    if endpoint.startswith("https://") and not tls:
+        raise ValueError(f"etcd endpoint {endpoint!r} is https: give the TLS files (ca/cert/key)")
+    if endpoint.startswith("http://") and tls:
+        raise ValueError(f"etcd endpoint {endpoint!r} is plain http, but TLS files are given")
     rest = endpoint.split("://", 1)[-1].rstrip("/")
     host, sep, port = rest.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise ValueError(f"etcd endpoint {endpoint!r}: expected host:port or http://host:port")
+        raise ValueError(f"etcd endpoint {endpoint!r}: expected host:port or http(s)://host:port")
     return host.strip("[]"), int(port)
 
 
@@ -110,13 +126,16 @@ class EtcdStore:
         attempt_timeout: float = 1.0,
         username: str | None = None,
         password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """``timeout`` bounds a whole call (all its tries); ``attempt_timeout`` one try on one
         endpoint. ``username``/``password``: etcd password auth (each new connection logs in
-        and sends the token; an expired token moves on to a fresh connection)."""
+        and sends the token; an expired token moves on to a fresh connection); ``tls``: connect
+        over TLS with this identity."""
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
-        self._addresses = [parse_endpoint(e) for e in endpoints]
+        self.tls = tls
+        self._addresses = [parse_endpoint(e, tls=tls is not None) for e in endpoints]
         self._names = list(endpoints)
         self._timeout = timeout
         self._attempt_timeout = min(attempt_timeout, timeout)
@@ -148,13 +167,17 @@ class EtcdStore:
         client = self._client
         if client is None:
             host, port = self._addresses[self._index]
-            client = aetcd.Client(
-                host=host,
-                port=port,
-                timeout=self._attempt_timeout,
-                options=wire.CHANNEL_OPTIONS,
+            settings: dict[str, Any] = {
+                "host": host,
+                "port": port,
+                "timeout": self._attempt_timeout,
+                "options": wire.CHANNEL_OPTIONS,
                 **self._credentials,
-            )
+            }
+            if self.tls is None:
+                client = aetcd.Client(**settings)
+            else:
+                client = TlsClient(tls=self.tls, **settings)
             client.metadata = REQUIRE_LEADER  # read by connect() for the watch stream
             self._client = client
         generation, name = self._generation, self.endpoint
@@ -325,7 +348,8 @@ class EtcdStore:
         if self._renewer is not None:
             self._renewer[1].close()
         host, port = self._addresses[self._index]
-        renewer = LeaseRenewer(host, port)
+        context = self.tls.renewal().ssl_context() if self.tls else None
+        renewer = LeaseRenewer(host, port, ssl=context)
         self._renewer = (client, renewer)
         return renewer
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from corral.store.embedded import EmbeddedEtcd, MemberConfig, etcd_timing
 from corral.store.etcd import EtcdStore
+from corral.store.tls import TlsFiles
 
 _LIVE: weakref.WeakSet[EmbeddedEtcd] = weakref.WeakSet()
 
@@ -50,10 +51,12 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def is_leader(client_url: str) -> bool:
+def is_leader(client_url: str, tls: TlsFiles | None = None) -> bool:
     """Whether the member at ``client_url`` is the raft leader now (its ``/metrics``)."""
+    url = client_url.rstrip("/") + "/metrics"
     try:
-        with urllib.request.urlopen(client_url.rstrip("/") + "/metrics", timeout=2) as response:
+        context = tls.ssl_context() if tls is not None else None
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith("etcd_server_is_leader "):
                     return bool(line.split()[1] == "1")
@@ -63,7 +66,9 @@ def is_leader(client_url: str) -> bool:
 
 
 class EtcdLab:
-    """``size`` members named m0.. on 127.0.0.1 with the etcd timing of ``profile``."""
+    """``size`` members named m0.. on 127.0.0.1 with the etcd timing of ``profile``; with
+    ``tls`` (a certificate valid for 127.0.0.1, for server and client use) over https with
+    client certificates required, and :meth:`store` presents the same identity."""
 
     def __init__(
         self,
@@ -73,22 +78,26 @@ class EtcdLab:
         election_ms: int | None = None,
         *,
         profile: str = "lan",
+        tls: TlsFiles | None = None,
     ) -> None:
+        self.tls = tls
+        scheme = "https" if tls is not None else "http"
         default_heartbeat, default_election = etcd_timing(profile)
         ports = free_ports(2 * size)
         names = [f"m{i}" for i in range(size)]
-        peers = {n: f"http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)}
+        peers = {n: f"{scheme}://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)}
         self.members = [
             EmbeddedEtcd(
                 MemberConfig(
                     name=n,
                     data_dir=base / n,
-                    client_url=f"http://127.0.0.1:{ports[2 * i]}",
+                    client_url=f"{scheme}://127.0.0.1:{ports[2 * i]}",
                     peer_url=peers[n],
                     initial_cluster=peers,
                     heartbeat_ms=heartbeat_ms or default_heartbeat,
                     election_ms=election_ms or default_election,
                     token=f"lab-{base.name}",
+                    tls=tls,
                 )
             )
             for i, n in enumerate(names)
@@ -102,7 +111,7 @@ class EtcdLab:
     def store(self, *members: int, timeout: float = 5.0, attempt_timeout: float = 1.0) -> EtcdStore:
         """A client of the given members (by index, in that order; default: all)."""
         chosen = [self.endpoints[i] for i in members] if members else self.endpoints
-        return EtcdStore(chosen, timeout=timeout, attempt_timeout=attempt_timeout)
+        return EtcdStore(chosen, timeout=timeout, attempt_timeout=attempt_timeout, tls=self.tls)
 
     async def leader(self, timeout: float = 10.0) -> int:
         """Index of the member that leads now (waits for an election to end)."""
@@ -110,7 +119,7 @@ class EtcdLab:
         deadline = loop.time() + timeout
         while True:
             for i, m in enumerate(self.members):
-                if m.running and await asyncio.to_thread(is_leader, m.config.client_url):
+                if m.running and await asyncio.to_thread(is_leader, m.config.client_url, self.tls):
                     return i
             if loop.time() > deadline:
                 raise TimeoutError("no etcd leader")
@@ -133,7 +142,7 @@ class EtcdLab:
         leaders = [
             m
             for m in self.members
-            if m.running and await asyncio.to_thread(is_leader, m.config.client_url)
+            if m.running and await asyncio.to_thread(is_leader, m.config.client_url, self.tls)
         ]
         followers = [m for m in self.members if m not in leaders]
         results: list[BaseException | None] = []
@@ -147,8 +156,10 @@ class EtcdLab:
 
 
 @asynccontextmanager
-async def etcd_lab(base: Path, size: int = 1, *, profile: str = "lan") -> AsyncIterator[EtcdLab]:
-    lab = EtcdLab(base, size, profile=profile)
+async def etcd_lab(
+    base: Path, size: int = 1, *, profile: str = "lan", tls: TlsFiles | None = None
+) -> AsyncIterator[EtcdLab]:
+    lab = EtcdLab(base, size, profile=profile, tls=tls)
     try:
         await lab.start()
         yield lab
