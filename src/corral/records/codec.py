@@ -16,6 +16,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
+from corral.records.drops import DROPS, RecordDrops
+from corral.store import KeyValue
+
 VERSION = 1  # the version this code writes (see corral.records: the contract)
 T = TypeVar("T")
 
@@ -93,6 +96,17 @@ class Record:
         try:
             return cls.read(raw)
         except Malformed:
+            return None
+
+    @classmethod
+    def parse_kv(cls, kv: KeyValue, drops: RecordDrops = DROPS) -> Self | None:
+        """The record in ``kv``'s value, or None when it is malformed: then counted in
+        ``drops`` (logged the first time, with the key and why). What a reader of the store
+        calls: a malformed value is skipped, never a crash, and never silent."""
+        try:
+            return cls.read(kv.value)
+        except Malformed as exc:
+            drops.skip(kv.key, kv.mod_revision, exc.reason)
             return None
 
     @classmethod

@@ -26,13 +26,66 @@ Path = tuple[str | int, ...]
 
 
 class YamlProblem(Exception):
-    """Input that is not a usable YAML mapping; ``line``/``column`` are 1-based (0 = unknown)."""
+    """Input that is not a usable YAML mapping; ``line``/``column`` are 1-based (0 = unknown).
+    A syntax error also carries ``source`` (the text of ``line``) and, when the parser knows
+    where the construct it gave up in began (an unclosed ``[``, ``{`` or quote, a block that a
+    bad indent broke), ``opened``: (what, line, column, text of that line)."""
 
-    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        line: int = 0,
+        column: int = 0,
+        source: str = "",
+        opened: tuple[str, int, int, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
         self.column = column
+        self.source = source
+        self.opened = opened
+
+
+# PyYAML's context ("while parsing a flow sequence") -> what we tell the operator about the
+# place it marks (where the construct began).
+_OPENED = {
+    "while parsing a flow sequence": "the list '[' that opened here is not closed",
+    "while parsing a flow mapping": "the mapping '{' that opened here is not closed",
+    "while scanning a quoted scalar": "the quoted string that opened here is not closed",
+    "while parsing a block mapping": "the mapping this belongs in starts here (check the indent)",
+    "while parsing a block collection": "the list this belongs in starts here (check the indent)",
+}
+
+
+def _line_text(text: str, line: int) -> str:
+    """The text of 1-based ``line`` (stripped of its end, cut to 120 characters), "" past the
+    end."""
+    lines = text.splitlines()
+    return lines[line - 1].rstrip()[:120] if 0 < line <= len(lines) else ""
+
+
+def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> YamlProblem:
+    """A :class:`YamlProblem` for PyYAML's syntax error: where the parser gave up, and where
+    the construct it was reading began when that is another place. PyYAML reports an unclosed
+    ``[`` where it stopped (often the end of the file); the opening is what to fix."""
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    opened = None
+    start = exc.context_mark
+    if exc.problem and exc.context and start is not None and (start.line, start.column) != (
+        line - 1,
+        col - 1,
+    ):
+        what = _OPENED.get(exc.context, f"{exc.context} (started here)")
+        at = start.line + 1
+        opened = (what, at, start.column + 1, _line_text(text, at))
+    message = f"YAML syntax: {exc.problem or exc.context}"
+    if exc.problem and exc.problem.startswith("expected <block end>"):
+        message = f"YAML syntax: bad indentation ({exc.problem})"
+    if line > len(text.splitlines()):
+        message += " (at the end of the file)"
+    return YamlProblem(message, line, col, _line_text(text, line), opened)
 
 
 @dataclass
@@ -69,9 +122,7 @@ def load_yaml(text: str | bytes) -> tuple[dict[str, Any], Positions]:
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise YamlProblem(f"YAML syntax: {exc.problem or exc.context}", line, col) from None
+        raise syntax_problem(exc, text) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML: {exc}") from None
     if not documents or documents[0] is None:
