@@ -37,12 +37,14 @@ JSON = st.recursive(
     | st.floats()
     | st.text(max_size=12)
     | st.sampled_from(["n1", "n2", "db", "web", "db@n2", "web[1.2.3.4]@n1", "v", "promoted"]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["v", "instances", "node", "role", "item", "reg", "count", "nodes"])
-        | st.text(max_size=6),
-        inner,
-        max_size=5,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["v", "instances", "node", "role", "item", "reg", "count", "nodes"])
+            | st.text(max_size=6),
+            inner,
+            max_size=5,
+        )
     ),
     max_leaves=25,
 )

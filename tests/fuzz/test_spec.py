@@ -64,9 +64,6 @@ def line_edits(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     return b"\n".join(lines)
 
 
-
-
-
 @fuzz(150)
 @given(st.one_of(mutated(SPEC_SEEDS), line_edits(SPEC_SEEDS)))
 @example(b"cluster: c\nnodes: [a, b\n")
@@ -98,11 +95,13 @@ STATEISH = st.dictionaries(
         | st.integers()
         | st.floats()
         | st.sampled_from(["ctl1", "keystone@ctl1", "api-vips[198.18.0.100]@ctl1", "unclean"]),
-        lambda inner: st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["ctl1", "keystone@ctl1", "state", "count", "role", "@", "["]),
-            inner,
-            max_size=3,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["ctl1", "keystone@ctl1", "state", "count", "role", "@", "["]),
+                inner,
+                max_size=3,
+            )
         ),
         max_leaves=12,
     ),

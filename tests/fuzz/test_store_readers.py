@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from corral.agent.actuator import add_failure, read_requests
 from corral.agent.assigned import Registration, read_desired
@@ -58,9 +57,7 @@ async def test_each_reader_skips_counts_and_says_a_malformed_value(
         await store.put(key, b'{"instances": 5, "v": "x"')
     before = drops()
     with caplog.at_level(logging.WARNING, logger="corral.records"):
-        desired, frozen, stale = await read_desired(
-            store, KEYS, spec, Registration("n1", 5), {}
-        )
+        desired, frozen, stale = await read_desired(store, KEYS, spec, Registration("n1", 5), {})
         view = await LbDuty(store, KEYS, "n1", ManualClock()).view(spec)
         requests = await read_requests(store, b"/corral/r7/requests/n1/")
         await read_desired(store, KEYS, spec, Registration("n1", 5), {})  # read again
@@ -157,3 +154,21 @@ async def test_the_agent_loop_runs_on_over_malformed_records(
     assert drops()["records"] >= before + 2  # type: ignore[operator]
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "/corral/r7/admin/maintenance" in said and "/corral/r7/admin/bans" in said
+
+
+@fuzz(100)
+@given(mutated([b"a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=\nMTIzNDU2Nzg5MDEyMzQ1Ng==\n"]))
+def test_a_mutated_gossip_key_is_a_keyring_or_a_value_error(value: bytes) -> None:
+    """The agent says ``cannot start gossip (retrying): ...`` for a ValueError (registrar)."""
+    from corral.agent.membership import cluster_keyring
+
+    async def read() -> None:
+        store = MemoryStore()
+        await store.put(KEYS.gossip_key, value)
+        try:
+            ring = await cluster_keyring(store, KEYS)
+        except ValueError:
+            return
+        assert ring.keys
+
+    asyncio.run(read())

@@ -93,9 +93,7 @@ def _kind(parts: list[str]) -> type[Record] | None:
     return None
 
 
-def read_records(
-    keys: Keys, kvs: list[KeyValue], drops: RecordDrops | None = None
-) -> StoreRecords:
+def read_records(keys: Keys, kvs: list[KeyValue], drops: RecordDrops | None = None) -> StoreRecords:
     """Every record in ``kvs`` (a range read of the cluster prefix), parsed; each skipped one
     also counted (and logged once) in ``drops`` when given (the agent's reads; the CLI shows
     ``skipped`` instead)."""
