@@ -63,3 +63,69 @@ def mutated(draw: st.DrawFn, seeds: Sequence[bytes], max_steps: int = 4) -> byte
         elif op == "repeat":
             data[at:at] = data[at : at + draw(st.integers(1, 32))]
     return bytes(data)
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["", "0", "-1", "1e999", "198.18.0.1/24", "::1", "a@b", "a[1]@b", "1s"])
+)
+
+
+def _paths(value: object, here: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [here]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*here, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out += _paths(item, (*here, i))
+    return out
+
+
+def _get(value: object, path: tuple[object, ...]) -> object:
+    for step in path:
+        value = value[step]  # type: ignore[index]
+    return value
+
+
+@st.composite
+def tree_mutated(draw: st.DrawFn, seeds: Sequence[object], max_steps: int = 3) -> object:
+    """One of ``seeds`` (parsed YAML or JSON: dicts, lists, scalars) with 1..``max_steps``
+    structural edits: a value replaced by a scalar, by another part of the same document (a
+    list where a mapping belongs, a node where a resource belongs) or by an empty container;
+    a key removed; a key added. Reaches the validators behind a syntactically valid input."""
+    import copy
+
+    doc = copy.deepcopy(draw(st.sampled_from(list(seeds))))
+    for _ in range(draw(st.integers(1, max_steps))):
+        paths = _paths(doc)
+        path = draw(st.sampled_from(paths))
+        op = draw(st.sampled_from(["scalar", "splice", "empty", "delete", "add"]))
+        parent = _get(doc, path[:-1]) if path else None
+        if op == "add":
+            target = _get(doc, path)
+            if isinstance(target, dict):
+                target[draw(st.text(max_size=8) | st.sampled_from(["v", "on", "x"]))] = draw(
+                    SCALARS
+                )
+            elif isinstance(target, list):
+                target.append(copy.deepcopy(_get(doc, draw(st.sampled_from(paths)))))
+            continue
+        if not path:
+            continue
+        if op == "delete":
+            del parent[path[-1]]  # type: ignore[attr-defined]
+            continue
+        new: object
+        if op == "scalar":
+            new = draw(SCALARS)
+        elif op == "splice":
+            new = copy.deepcopy(_get(doc, draw(st.sampled_from(paths))))
+        else:
+            new = draw(st.sampled_from([{}, [], ""]))
+        parent[path[-1]] = new  # type: ignore[index]
+    return doc

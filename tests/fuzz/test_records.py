@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from corral.records import Malformed, read_records, snapshot_from_kvs
 from corral.records.codec import Record
 from corral.store import KeyValue
-from tests.fuzz.budget import fuzz, mutated
+from tests.fuzz.budget import fuzz, mutated, tree_mutated
 from tests.records.record_dump import KEYS
 from tests.records.test_upgrade import SPEC_NOW, recorded
 
@@ -51,14 +51,21 @@ JSON = st.recursive(
 
 
 def read_only_malformed(kind: type[Record], raw: bytes) -> None:
+    """``raw`` reads as a record, or raises Malformed with a reason; what reads is written
+    back the same (an operator's edit keeps what it read)."""
     try:
-        kind.read(raw)
+        record = kind.read(raw)
     except Malformed as exc:
         assert exc.reason
+        return
+    assert kind.read(record.dump()) == record
 
 
 @fuzz(300)
 @given(st.sampled_from(KINDS), mutated(SEEDS))
+@example(KINDS[0], b"[" * 100_000)  # RecursionError out of json.loads: crashed every reader
+@example(KINDS[0], b'{"count": 1, "last": NaN}')  # not JSON; was read, and written back so
+@example(KINDS[0], b'{"count": 1, "last": 1e999}')  # inf: a time that never comes
 def test_mutated_records_are_read_or_malformed(kind: type[Record], raw: bytes) -> None:
     read_only_malformed(kind, raw)
 
@@ -70,6 +77,14 @@ def test_any_json_is_read_or_malformed(kind: type[Record], value: Any) -> None:
         kind.read_value(value)
     except Malformed as exc:
         assert exc.reason
+    read_only_malformed(kind, json.dumps(value).encode())
+
+
+@fuzz(300)
+@given(st.sampled_from(KINDS), tree_mutated([json.loads(s) for s in SEEDS if s.startswith(b"{")]))
+def test_records_of_a_mutated_shape_are_read_or_malformed(kind: type[Record], value: Any) -> None:
+    """Valid JSON of the wrong shape: a list where an object belongs, a field of the wrong
+    type deep inside a list of instances."""
     read_only_malformed(kind, json.dumps(value).encode())
 
 
@@ -85,3 +100,14 @@ def test_a_store_of_mutated_records_reads_with_every_bad_one_skipped(data: st.Da
     for skipped in records.skipped:
         assert skipped.reason and skipped.key.startswith(KEYS.root_prefix)
     snapshot_from_kvs(SPEC_NOW, KEYS, kvs, now=1e9)
+
+
+def test_a_value_nested_too_deep_is_skipped_not_a_crash() -> None:
+    """Found while fuzzing: json.loads raises RecursionError (not a ValueError) for a few
+    thousand ``[``, which escaped read_records and crashed the controller's step."""
+    deep = next(kv for kv in STORED if kv.key.endswith(b"/assign/db"))
+    bad = KeyValue(deep.key, b"[" * 100_000, 1, 99, 1, 0)
+    records = read_records(KEYS, [*STORED, bad])
+    assert [(s.key, s.mod_revision, s.reason) for s in records.skipped] == [
+        (deep.key, 99, "not JSON")
+    ]

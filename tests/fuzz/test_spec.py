@@ -3,7 +3,10 @@ bytes, the only error is :class:`SpecError`, and each of its issues names a plac
 
 from __future__ import annotations
 
+import copy
+import warnings
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hypothesis import example, given
@@ -11,7 +14,8 @@ from hypothesis import strategies as st
 
 from corral.core.scheduler import load_state_text
 from corral.spec import SpecError, load_spec_text
-from tests.fuzz.budget import fuzz, mutated
+from corral.spec.yamlpos import load_yaml
+from tests.fuzz.budget import fuzz, mutated, tree_mutated
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = [ROOT / "examples" / "openstack.yaml", *sorted((ROOT / "tests/scheduler/specs").glob("*"))]
@@ -22,7 +26,10 @@ STATE_SEEDS = [(ROOT / "examples" / "openstack-state.yaml").read_bytes()]
 
 def refused_or_valid(load: object, data: bytes | str) -> None:
     try:
-        load(data)  # type: ignore[operator]
+        with warnings.catch_warnings():
+            # ipaddress warns when it is handed a bool: a value read as what it is not
+            warnings.simplefilter("error", DeprecationWarning)
+            load(data)  # type: ignore[operator]
     except SpecError as exc:
         assert exc.issues
         for issue in exc.issues:
@@ -68,6 +75,10 @@ def line_edits(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 @given(st.one_of(mutated(SPEC_SEEDS), line_edits(SPEC_SEEDS)))
 @example(b"cluster: c\nnodes: [a, b\n")
 @example(b'cluster: "c\n')
+# Found by reasoning about the fuzz results (mutations do not nest 300 deep): RecursionError
+@example(b"a: " + b"[" * 100_000)  # in PyYAML's composer
+@example(b"a: &a [*a]\n")  # an alias inside itself, in our conversion
+@example(b"".join(b"k%d: &a%d [[[[[[[[[[*a%d]]]]]]]]]]\n" % (i, i + 1, i) for i in range(90)))
 def test_mutated_specs_are_valid_or_refused_with_places(data: bytes) -> None:
     refused_or_valid(load_spec, data)
 
@@ -75,6 +86,7 @@ def test_mutated_specs_are_valid_or_refused_with_places(data: bytes) -> None:
 @fuzz(150)
 @given(st.one_of(mutated(STATE_SEEDS), line_edits(STATE_SEEDS)))
 @example(b"nodes: {ctl1: [unclean\n")
+@example(b"nodes: &a {ctl1: *a}\n")
 @example(b"   \n\t")
 def test_mutated_state_files_are_read_or_refused_with_places(data: bytes) -> None:
     refused_or_valid(load_state, data)
@@ -113,3 +125,48 @@ STATEISH = st.dictionaries(
 @given(STATEISH)
 def test_state_files_of_any_shape_are_read_or_refused(doc: object) -> None:
     refused_or_valid(load_state, yaml.safe_dump(doc))
+
+
+# load_yaml, not yaml.safe_load: that reads the key `on:` as True
+SPEC_DOCS = [load_yaml(seed)[0] for seed in SPEC_SEEDS]
+STATE_DOCS = [load_yaml(seed)[0] for seed in STATE_SEEDS]
+
+
+def _openstack_with(value: object, where: str) -> dict[str, Any]:
+    doc = copy.deepcopy(SPEC_DOCS[0])
+    if where == "node":
+        doc["nodes"]["ctl1"]["address"] = value
+    else:
+        doc["resources"]["api-vips"]["vip-set"][0] = value
+    return doc
+
+
+@fuzz(150)
+@given(tree_mutated(SPEC_DOCS))
+@example(_openstack_with(True, "node"))  # was accepted as the address 0.0.0.1
+@example(_openstack_with(False, "vip-set"))  # was read as the VIP 0.0.0.0/32
+def test_structurally_mutated_specs_are_valid_or_refused(doc: object) -> None:
+    """Valid YAML of the wrong shape reaches pydantic and the cross-reference checks."""
+    refused_or_valid(load_spec, yaml.safe_dump(doc))
+
+
+@fuzz(150)
+@given(tree_mutated(STATE_DOCS))
+def test_structurally_mutated_state_files_are_read_or_refused(doc: object) -> None:
+    refused_or_valid(load_state, yaml.safe_dump(doc))
+
+
+def test_numbers_and_booleans_are_not_addresses() -> None:
+    """Found by fuzzing: pydantic reads ``true`` as the address 0.0.0.1 and an integer as an
+    IPv4 address; a node's address of ``true`` was accepted."""
+    for value in (True, False, 3232235777, 1.5):
+        for where in ("node", "vip-set"):
+            try:
+                load_spec_text(yaml.safe_dump(_openstack_with(value, where)), "f.yaml")
+            except SpecError as exc:
+                assert len(exc.issues) == 1
+                assert f"an IP address is written as text (like 198.18.0.11), not {value!r}" in (
+                    str(exc.issues[0])
+                )
+            else:
+                raise AssertionError(f"{where} {value!r} accepted")

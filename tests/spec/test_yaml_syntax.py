@@ -88,3 +88,15 @@ def test_validate_prints_both_places(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"{path}:4:8: the list '[' that opened here is not closed" in result.output
     assert "4 | order: [a -> b" in result.output
+
+
+def test_one_line_form_for_events() -> None:
+    try:
+        load_spec_text(HEAD + "order: [a -> b\n", "store:spec")
+    except SpecError as exc:
+        assert exc.issues[0].one_line() == (
+            "store:spec:5:1: YAML syntax: expected ',' or ']', but got '<stream end>' (at the end "
+            "of the file); store:spec:4:8: the list '[' that opened here is not closed"
+        )
+    else:
+        raise AssertionError("accepted")

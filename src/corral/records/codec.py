@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -36,11 +37,26 @@ def encode(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _no_constant(name: str) -> float:
+    raise Malformed(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a timestamp that never comes, a count never reached
+        raise Malformed(f"{text[:40]} is out of range")
+    return value
+
+
 def decode(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``; :class:`Malformed` when it is not JSON or not an object."""
+    """The JSON object in ``raw``; :class:`Malformed` when it is not JSON (``NaN`` and
+    ``Infinity``, which Python's json reads, are not; nor is a number too large for a float)
+    or not an object."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except Malformed:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Malformed("not JSON") from None
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object but {type(value).__name__}")

@@ -53,13 +53,20 @@ class SpecIssue:
     notes: tuple[SpecNote, ...] = ()
 
     def __str__(self) -> str:
-        field = f" {format_path(self.path)}:" if self.path else ""
-        out = f"{_where(self.file, self.line, self.column)}:{field} {self.message}"
-        out += _quoted(self.line, self.source)
+        out = self._head() + _quoted(self.line, self.source)
         for note in self.notes:
             out += f"\n  {_where(self.file, note.line, note.column)}: {note.message}"
             out += _quoted(note.line, note.source)
         return out
+
+    def _head(self) -> str:
+        field = f" {format_path(self.path)}:" if self.path else ""
+        return f"{_where(self.file, self.line, self.column)}:{field} {self.message}"
+
+    def one_line(self) -> str:
+        """The issue on one line, notes after ``;`` without the lines' text (for events)."""
+        notes = [f"{_where(self.file, n.line, n.column)}: {n.message}" for n in self.notes]
+        return "; ".join([self._head(), *notes])
 
 
 class SpecError(Exception):

@@ -8,8 +8,8 @@ reads ``on``/``yes``/``no`` as booleans (YAML 1.1), and expands alias bombs. Her
 - keys are always the string as written; scalar *values* are resolved by YAML rules except that
   only ``true``/``false`` are booleans (``on``, ``yes``, ``no`` stay strings);
 - duplicate keys, several documents, a non-mapping document, more than ``MAX_NODES`` values
-  (after alias expansion), files over ``MAX_BYTES``, NUL bytes and invalid UTF-8 are refused
-  with a :class:`YamlProblem` naming the line.
+  (after alias expansion), nesting deeper than ``MAX_DEPTH``, files over ``MAX_BYTES``, NUL
+  bytes and invalid UTF-8 are refused with a :class:`YamlProblem` naming the line.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import yaml
 
 MAX_BYTES = 1 << 20  # 1 MiB: a spec for thousands of nodes fits in well under this
 MAX_NODES = 200_000  # values after alias expansion; stops billion-laughs style bombs
+MAX_DEPTH = 64  # nesting; PyYAML's composer (and ours) recurse: [[[[... would overflow the stack
 
 Path = tuple[str | int, ...]
 
@@ -56,6 +57,29 @@ _OPENED = {
     "while parsing a block mapping": "the mapping this belongs in starts here (check the indent)",
     "while parsing a block collection": "the list this belongs in starts here (check the indent)",
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit: its composer recurses once per level, so
+    a few hundred ``[`` would end in a RecursionError (found by fuzzing)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlProblem(
+                    f"nested more than {MAX_DEPTH} levels deep; refusing to read it",
+                    mark.line + 1,
+                    mark.column + 1,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _line_text(text: str, line: int) -> str:
@@ -126,7 +150,7 @@ def load_yaml(text: str | bytes) -> tuple[dict[str, Any], Positions]:
             text[: text.index("\x00")].count("\n") + 1,
         )
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         raise syntax_problem(exc, text) from None
     except yaml.YAMLError as exc:
@@ -176,6 +200,13 @@ def _convert(node: yaml.Node, path: Path, pos: Positions, budget: list[int]) -> 
         raise YamlProblem(
             f"more than {MAX_NODES:,} values (after expanding aliases); refusing to read it",
             node.start_mark.line + 1,
+        )
+    if len(path) > MAX_DEPTH:  # aliases nest too: a chain of them, or one inside itself
+        raise YamlProblem(
+            f"nested more than {MAX_DEPTH} levels deep (after expanding aliases); "
+            "refusing to read it",
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
         )
     pos.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
