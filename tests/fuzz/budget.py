@@ -72,6 +72,8 @@ SCALARS = (
     | st.floats()
     | st.text(max_size=12)
     | st.sampled_from(["", "0", "-1", "1e999", "198.18.0.1/24", "::1", "a@b", "a[1]@b", "1s"])
+    # beyond a float, and a duration that parses to an infinite one: found crashes
+    | st.sampled_from([10**400, -(10**400), "9" * 400 + "s", 1e308 * 10])
 )
 
 

@@ -136,8 +136,12 @@ def _openstack_with(value: object, where: str) -> dict[str, Any]:
     doc = copy.deepcopy(SPEC_DOCS[0])
     if where == "node":
         doc["nodes"]["ctl1"]["address"] = value
-    else:
+    elif where == "vip-set":
         doc["resources"]["api-vips"]["vip-set"][0] = value
+    elif where == "interval":
+        doc["defaults"]["health"]["interval"] = value
+    else:
+        doc.setdefault("timing", {})[where] = value
     return doc
 
 
@@ -145,6 +149,8 @@ def _openstack_with(value: object, where: str) -> dict[str, Any]:
 @given(tree_mutated(SPEC_DOCS))
 @example(_openstack_with(True, "node"))  # was accepted as the address 0.0.0.1
 @example(_openstack_with(False, "vip-set"))  # was read as the VIP 0.0.0.0/32
+@example(_openstack_with("9" * 400 + "s", "lease_ttl"))  # inf seconds: OverflowError escaped
+@example(_openstack_with("9" * 400 + "s", "interval"))  # an infinite interval was accepted
 def test_structurally_mutated_specs_are_valid_or_refused(doc: object) -> None:
     """Valid YAML of the wrong shape reaches pydantic and the cross-reference checks."""
     refused_or_valid(load_spec, yaml.safe_dump(doc))
@@ -168,5 +174,18 @@ def test_numbers_and_booleans_are_not_addresses() -> None:
                 assert f"an IP address is written as text (like 198.18.0.11), not {value!r}" in (
                     str(exc.issues[0])
                 )
+            else:
+                raise AssertionError(f"{where} {value!r} accepted")
+
+
+def test_durations_beyond_a_hundred_years_are_refused() -> None:
+    """Found by fuzzing: 400 nines of seconds is an infinite float; as a lease TTL it
+    escaped the loader as an OverflowError, as a check interval it was accepted."""
+    for where in ("interval", "lease_ttl"):
+        for value in ("9" * 400 + "s", "36501d", 1e308 * 10):
+            try:
+                load_spec_text(yaml.safe_dump(_openstack_with(value, where)), "f.yaml")
+            except SpecError as exc:
+                assert "is too long (at most 36500d)" in str(exc) or "invalid" in str(exc)
             else:
                 raise AssertionError(f"{where} {value!r} accepted")

@@ -21,6 +21,7 @@ from corral.records.drops import DROPS, RecordDrops
 from corral.store import KeyValue
 
 VERSION = 1  # the version this code writes (see corral.records: the contract)
+MAX_INT = 2**63 - 1  # etcd's revisions and our nanosecond times are int64
 T = TypeVar("T")
 
 
@@ -48,12 +49,19 @@ def _finite(text: str) -> float:
     return value
 
 
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:  # no writer of ours makes one; float() would overflow
+        raise Malformed(f"{text[:40]} is out of range")
+    return value
+
+
 def decode(raw: bytes) -> dict[str, Any]:
     """The JSON object in ``raw``; :class:`Malformed` when it is not JSON (``NaN`` and
-    ``Infinity``, which Python's json reads, are not; nor is a number too large for a float)
-    or not an object."""
+    ``Infinity``, which Python's json reads, are not), has a number out of range (a float
+    that overflows, an integer beyond 64 bits) or is not an object."""
     try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite, parse_int=_int64)
     except Malformed:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -190,20 +198,32 @@ def opt_int(value: Mapping[str, Any], name: str) -> int | None:
     return got
 
 
+def _float(name: str, got: int | float) -> float:
+    """``got`` as a finite float (a value read by :meth:`Record.read_value` was not checked
+    by :func:`decode`)."""
+    try:
+        number = float(got)
+    except OverflowError:
+        raise _wrong(name, "a number in range", got) from None
+    if not math.isfinite(number):
+        raise _wrong(name, "a finite number", got)
+    return number
+
+
 def opt_number(value: Mapping[str, Any], name: str) -> float | None:
     got = value.get(name)
     if got is None:
         return None
     if not isinstance(got, int | float) or isinstance(got, bool):
         raise _wrong(name, "a number", got)
-    return float(got)
+    return _float(name, got)
 
 
 def req_number(value: Mapping[str, Any], name: str) -> float:
     got = value.get(name)
     if not isinstance(got, int | float) or isinstance(got, bool):
         raise _wrong(name, "a number", got) if name in value else Malformed(f"no {name}")
-    return float(got)
+    return _float(name, got)
 
 
 def opt_bool(value: Mapping[str, Any], name: str) -> bool:
