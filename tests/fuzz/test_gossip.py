@@ -168,3 +168,38 @@ def test_msgpack_nesting_bombs_are_decode_errors() -> None:
         except DecodeError:
             continue
         raise AssertionError("accepted")
+
+
+def test_a_running_member_counts_every_datagram_it_cannot_read() -> None:
+    """Garbage and corrupted packets at a live member's UDP port (its pump thread): each
+    counted under ``dropped`` in its stats, and the member goes on answering."""
+    import random
+    import socket
+
+    from corral.core.membership import profile
+    from corral.net import GossipNode, free_port
+
+    rng = random.Random(5)
+    sealed = Wire("x", RING, boot=1).seal(BODIES[0])
+    junk = [rng.randbytes(rng.randrange(0, 200)) for _ in range(20)]
+    junk += [sealed[:i] + bytes([sealed[i] ^ 0x40]) + sealed[i + 1 :] for i in range(0, 80, 4)]
+
+    async def run() -> dict[str, dict[str, int]]:
+        transport = UdpTransport("127.0.0.1", free_port(), threaded=True)
+        node = GossipNode("me", transport, RING, profile("local"))
+        await node.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for data in junk:
+                    sock.sendto(data, ("127.0.0.1", transport.port))
+            for _ in range(300):
+                if sum(node.stats()["dropped"].values()) >= len(junk):
+                    break
+                await asyncio.sleep(0.01)
+            return node.stats()
+        finally:
+            await node.stop(leave=False)
+
+    stats = asyncio.run(run())
+    assert sum(stats["dropped"].values()) == len(junk) == stats["transport"]["packets_in"]
+    assert stats["dropped"]["unauthenticated"] >= 15  # the corrupted sealed packets
