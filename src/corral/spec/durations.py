@@ -24,7 +24,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
     if isinstance(value, int | float):
-        seconds = float(value)
+        # an int is compared before float(): float(10**400) raises OverflowError
+        seconds = max(-1.0, min(value, MAX_DURATION + 1.0))
     elif isinstance(value, str):
         match = _RE.match(value)
         if not match:
