@@ -193,3 +193,14 @@ def test_durations_beyond_a_hundred_years_are_refused() -> None:
                 )
             else:
                 raise AssertionError(f"{where} {value!r} accepted")
+
+
+def test_a_state_file_time_is_finite() -> None:
+    """Found by fuzzing: ``now: 1.0e+400`` read as an infinite clock."""
+    for text in ("now: 1.0e+400\n", "failures: {keystone@ctl1: {count: 1, last: -1.0e+400}}\n"):
+        try:
+            load_state_text(text, OPENSTACK, "f.yaml")
+        except SpecError as exc:
+            assert "finite number" in str(exc)
+        else:
+            raise AssertionError(f"accepted {text!r}")

@@ -40,7 +40,9 @@ KINDS: tuple[ResourceKind, ...] = ("process", "systemd", "ocf", "vip", "vip-set"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def _shorthand(field: str) -> BeforeValidator:

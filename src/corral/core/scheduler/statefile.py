@@ -40,7 +40,7 @@ from corral.spec.yamlpos import Path, YamlProblem, load_yaml
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # now: 1.0e+400 is no time
 
 
 class _Node(_M):
