@@ -97,16 +97,9 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> YamlProblem:
     line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
     opened = None
     start = exc.context_mark
-    if (
-        exc.problem
-        and exc.context
-        and start is not None
-        and (start.line, start.column)
-        != (
-            line - 1,
-            col - 1,
-        )
-    ):
+    if start is not None and (start.line + 1, start.column + 1) == (line, col):
+        start = None  # the same place: nothing more to say
+    if exc.problem and exc.context and start is not None:
         what = _OPENED.get(exc.context, f"{exc.context} (started here)")
         at = start.line + 1
         opened = (what, at, start.column + 1, _line_text(text, at))
