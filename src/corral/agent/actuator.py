@@ -368,8 +368,9 @@ async def add_failure(store: Store, key: bytes, wall: float, reason: str) -> boo
     False when every try lost one. Store errors are the caller's."""
     for _ in range(COUNT_TRIES):
         kv = await store.get(key)
-        stored, revision = (kv.value, kv.mod_revision) if kv is not None else (None, 0)
-        record = FailCountRecord.after(stored, wall, reason)
+        stored = FailCountRecord.parse_kv(kv) if kv is not None else None
+        revision = kv.mod_revision if kv is not None else 0
+        record = (stored or FailCountRecord()).increment(wall, reason)
         guard = Compare.unchanged_since(key, revision)
         if (await store.txn([guard], [Put(key, record.dump())])).succeeded:
             return True
@@ -391,7 +392,7 @@ async def read_requests(store: Store, prefix: bytes) -> list[Request]:
     out = []
     for kv in (await store.range(prefix)).kvs:
         name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
-        record = RequestRecord.parse(kv.value)
+        record = RequestRecord.parse_kv(kv)
         out.append(Request(kv.key, kv.mod_revision, name, record is not None and record.restart))
     return out
 

@@ -66,7 +66,7 @@ async def read_desired(
         name = kv.key.decode(errors="replace").rsplit("/", 1)[-1]
         if name not in spec.resources:
             continue
-        for inst in (AssignRecord.parse(kv.value) or AssignRecord()).instances:
+        for inst in (AssignRecord.parse_kv(kv) or AssignRecord()).instances:
             if inst.node != me.node:
                 continue
             key = instance_key(name, inst.item)
@@ -82,7 +82,7 @@ async def read_desired(
 async def _frozen(store: Store, keys: Keys, spec: Spec, node: str) -> set[str]:
     """Resources in maintenance on ``node`` (a malformed record freezes nothing)."""
     maint = await store.get(keys.admin("maintenance"))
-    record = MaintenanceRecord.parse(maint.value) if maint is not None else None
+    record = MaintenanceRecord.parse_kv(maint) if maint is not None else None
     covered = (record or MaintenanceRecord()).maintenance()
     return {name for name in spec.resources if covered.covers(name, node)}
 
@@ -98,5 +98,5 @@ async def still_assigned(
         return False
     return any(
         i.node == me.node and i.item == item and i.reg == me.current
-        for i in (AssignRecord.parse(kv.value) or AssignRecord()).instances
+        for i in (AssignRecord.parse_kv(kv) or AssignRecord()).instances
     )

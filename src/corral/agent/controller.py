@@ -50,6 +50,7 @@ from corral.core.scheduler import Plan, Snapshot
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
 from corral.records import (
+    DROPS,
     AssignedInstance,
     AssignRecord,
     Event,
@@ -174,7 +175,7 @@ class Controller:
             return "not the controller"
         spec = self._spec()
         kvs = await self._read()
-        records = read_records(self._keys, kvs)
+        records = read_records(self._keys, kvs, DROPS)
         judged = judge_failures(spec, records, self._wall())
         snap, plan = self._plan(spec, kvs, with_judged(records, judged))
         assigned, notes = staged_assignments(spec, snap, plan)

@@ -75,7 +75,7 @@ class LbDuty:
         status = await self.store.range(self.keys.prefix("status"))
         registration = {self.keys.relative(kv.key)[1]: kv.mod_revision for kv in nodes.kvs}
         for kv in fenced.kvs:
-            record = FencedRecord.parse(kv.value)
+            record = FencedRecord.parse_kv(kv)
             node = self.keys.relative(kv.key)[1]
             if record is not None and record.revision == registration.get(node):
                 registration.pop(node, None)
@@ -84,7 +84,7 @@ class LbDuty:
         live: dict[str, list[str]] = {}
         for kv in status.kvs:
             parts = self.keys.relative(kv.key)
-            reported = StatusRecord.parse(kv.value)
+            reported = StatusRecord.parse_kv(kv)
             if len(parts) != 3 or reported is None:
                 continue
             instances = reported.instances
@@ -132,7 +132,7 @@ class LbDuty:
             result = await self.store.range(self.keys.prefix("lb"))
             applied: dict[str, Mapping[str, Mapping[str, str]]] = {}
             for kv in result.kvs:
-                record = LbRecord.parse(kv.value)
+                record = LbRecord.parse_kv(kv)
                 if record is not None:
                     applied[self.keys.relative(kv.key)[1]] = record.servers
             if drained(applied, backend, server, set(applied)):

@@ -194,7 +194,7 @@ class Registrar:
             await self.events.event(
                 "spec",
                 f"refused the spec in the store, keeping the running one: "
-                f"{exc.issues[0]} ({len(exc.issues)} problem(s))",
+                f"{exc.issues[0].one_line()} ({len(exc.issues)} problem(s))",
             )
             return
         refused = self.core.refuse_spec(spec)

@@ -28,6 +28,7 @@ from corral.dns.zone import Transport, Zone, answer, error_reply
 from corral.net.bind import bind_udp_and_tcp
 
 _LEN = struct.Struct(">H")
+HEADER_SIZE = 12
 
 
 @dataclass(slots=True)
@@ -39,6 +40,9 @@ class DnsStats:
     answers: int = 0
     drops: int = 0
     """Messages not answered: no readable header, a response (QR set), or a send failure."""
+    malformed: int = 0
+    """Malformed messages: too short for a header (dropped, also in ``drops``), or answered
+    FORMERR (unparsable, or not one question; also in ``answers``)."""
     errors: int = 0
     """Our own failures (the zone provider raised), answered SERVFAIL."""
     truncated: int = 0
@@ -140,6 +144,8 @@ class DnsServer:
             # server now, where silence would cost it a timeout.
             self.stats.errors += 1
             reply = error_reply(data, dns.rcode.SERVFAIL)
+        if len(data) < HEADER_SIZE or (reply is not None and reply[3] & 0xF == dns.rcode.FORMERR):
+            self.stats.malformed += 1
         if reply is None:
             self.stats.drops += 1
         return reply

@@ -237,6 +237,10 @@ class LinkSocket:
     def __init__(self, ifname: str, ethertype: int) -> None:
         self.ifname = ifname
         self.ethertype = ethertype
+        self.unreadable = 0
+        """Frames read that are not what the reader looks for (an ARP packet of IPv4 over
+        Ethernet; an ND message): truncated or of another kind, dropped (a counter, for the
+        lab and the metrics)."""
         try:
             # Protocol 0 at creation, the ethertype at bind: a socket created with a protocol
             # would receive from every interface until bound, and rebinding it makes the kernel
@@ -314,18 +318,24 @@ def probe_on(
         link.send(frame)
         deadline = start + timeout * (i + 1) / tries
         for got in link.frames(deadline):
-            conflict = _conflict(got, ip, link.mac)
+            parsed = parse_arp(got) if isinstance(ip, IPv4Address) else parse_nd(got)
+            if parsed is None:
+                link.unreadable += 1
+                continue
+            conflict = conflict_of(parsed, ip, link.mac)
             if conflict is not None:
                 return conflict
     return None
 
 
-def _conflict(frame: bytes, ip: IPv4Address | IPv6Address, own: bytes) -> Conflict | None:
-    if isinstance(ip, IPv4Address):
-        packet = parse_arp(frame)
-        return None if packet is None else conflict_v4(packet, ip, own)
-    message = parse_nd(frame)
-    return None if message is None else conflict_v6(message, ip, own)
+def conflict_of(
+    parsed: ArpPacket | NdMessage, ip: IPv4Address | IPv6Address, own: bytes
+) -> Conflict | None:
+    """:func:`conflict_v4` or :func:`conflict_v6`, as ``parsed`` and ``ip`` go (None when
+    they do not match: an ARP packet says nothing about an IPv6 address)."""
+    if isinstance(parsed, ArpPacket):
+        return conflict_v4(parsed, ip, own) if isinstance(ip, IPv4Address) else None
+    return conflict_v6(parsed, ip, own) if isinstance(ip, IPv6Address) else None
 
 
 def announce(ifname: str, ip: IPv4Address | IPv6Address) -> None:
@@ -372,6 +382,8 @@ def arp_who_has(ifname: str, ip: IPv4Address, timeout: float, count: int = 1) ->
             link.send(frame)
             for got in link.frames(time.monotonic() + timeout):
                 packet = parse_arp(got)
-                if packet is not None and packet.op == ARP_REPLY and packet.sender_ip == ip:
+                if packet is None:
+                    link.unreadable += 1
+                elif packet.op == ARP_REPLY and packet.sender_ip == ip:
                     macs.add(format_mac(packet.sender_mac))
     return macs

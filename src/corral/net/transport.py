@@ -49,6 +49,8 @@ class TransportStats:
     stream_errors: int = 0
     rejected_streams: int = 0
     """Connections refused (too many at once) or frames over the size limit."""
+    truncated_streams: int = 0
+    """Connections that ended inside a frame (its length or its body cut short): dropped."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -245,21 +247,29 @@ class UdpTransport:
             writer.close()
             return
         self._open_conns += 1
+        inside = False  # reading a frame's body: an end here cuts the frame
         try:
             async with asyncio.timeout(self.stream_timeout):
                 for _ in range(self.max_frames):
+                    inside = False
                     head = await reader.readexactly(_LEN.size)
                     (size,) = _LEN.unpack(head)
                     if size > self.max_stream:
                         self.stats.rejected_streams += 1
                         return
+                    inside = True
                     data = await reader.readexactly(size)
                     self.stats.streams_in += 1
                     self.stats.bytes_in += size + _LEN.size
                     if self.receiver is not None:
                         self.receiver(data, source, True)
-        except (asyncio.IncompleteReadError, OSError, TimeoutError):
-            pass  # the peer closed (normal after one frame), died, or dawdled
+        except asyncio.IncompleteReadError as exc:
+            # A close between frames is the normal end (after one frame); inside one, the
+            # frame is lost: counted.
+            if inside or exc.partial:
+                self.stats.truncated_streams += 1
+        except (OSError, TimeoutError):
+            pass  # the peer died or dawdled
         finally:
             self._open_conns -= 1
             writer.close()

@@ -24,7 +24,9 @@ The version contract (``"v"``):
   key, not a new ``v``), so that old and new agents work side by side during an upgrade.
 - A malformed record (not JSON, not an object, a field of the wrong type, ``v`` not a
   number) is skipped, never a crash: ``parse`` returns None, ``read`` says why, and
-  :func:`read_records` lists it in ``skipped`` with its key, revision and reason.
+  :func:`read_records` lists it in ``skipped`` with its key, revision and reason. A reader
+  of the store uses ``parse_kv(kv)``: it also counts the skip in :data:`DROPS` and logs it
+  once per key and revision (:mod:`corral.records.drops`).
 - Rewriting a record (an operator's compare-and-swap edit of an ``admin/`` record) keeps the
   fields this version knows only.
 """
@@ -48,6 +50,7 @@ from corral.records.cluster import (
     SystemicRecord,
 )
 from corral.records.codec import VERSION, Malformed, Record, decode, encode
+from corral.records.drops import DROPS, RecordDrops
 from corral.records.events import Event
 from corral.records.keys import KeyAckRecord, KeyringRecord, RotationRecord, fingerprint
 from corral.records.store import (
@@ -61,6 +64,7 @@ from corral.records.store import (
 )
 
 __all__ = [
+    "DROPS",
     "VERSION",
     "AdminRecords",
     "AssignRecord",
@@ -78,6 +82,7 @@ __all__ = [
     "MembersRecord",
     "MovesRecord",
     "Record",
+    "RecordDrops",
     "RegistrationRecord",
     "RequestRecord",
     "RotationRecord",

@@ -13,10 +13,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
+from corral.records.drops import DROPS, RecordDrops
+from corral.store import KeyValue
+
 VERSION = 1  # the version this code writes (see corral.records: the contract)
+MAX_INT = 2**63 - 1  # etcd's revisions and our nanosecond times are int64
 T = TypeVar("T")
 
 
@@ -33,11 +38,33 @@ def encode(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _no_constant(name: str) -> float:
+    raise Malformed(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a timestamp that never comes, a count never reached
+        raise Malformed(f"{text[:40]} is out of range")
+    return value
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:  # no writer of ours makes one; float() would overflow
+        raise Malformed(f"{text[:40]} is out of range")
+    return value
+
+
 def decode(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``; :class:`Malformed` when it is not JSON or not an object."""
+    """The JSON object in ``raw``; :class:`Malformed` when it is not JSON (``NaN`` and
+    ``Infinity``, which Python's json reads, are not), has a number out of range (a float
+    that overflows, an integer beyond 64 bits) or is not an object."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite, parse_int=_int64)
+    except Malformed:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Malformed("not JSON") from None
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object but {type(value).__name__}")
@@ -93,6 +120,17 @@ class Record:
         try:
             return cls.read(raw)
         except Malformed:
+            return None
+
+    @classmethod
+    def parse_kv(cls, kv: KeyValue, drops: RecordDrops = DROPS) -> Self | None:
+        """The record in ``kv``'s value, or None when it is malformed: then counted in
+        ``drops`` (logged the first time, with the key and why). What a reader of the store
+        calls: a malformed value is skipped, never a crash, and never silent."""
+        try:
+            return cls.read(kv.value)
+        except Malformed as exc:
+            drops.skip(kv.key, kv.mod_revision, exc.reason)
             return None
 
     @classmethod
@@ -160,20 +198,32 @@ def opt_int(value: Mapping[str, Any], name: str) -> int | None:
     return got
 
 
+def _float(name: str, got: int | float) -> float:
+    """``got`` as a finite float (a value read by :meth:`Record.read_value` was not checked
+    by :func:`decode`)."""
+    try:
+        number = float(got)
+    except OverflowError:
+        raise _wrong(name, "a number in range", got) from None
+    if not math.isfinite(number):
+        raise _wrong(name, "a finite number", got)
+    return number
+
+
 def opt_number(value: Mapping[str, Any], name: str) -> float | None:
     got = value.get(name)
     if got is None:
         return None
     if not isinstance(got, int | float) or isinstance(got, bool):
         raise _wrong(name, "a number", got)
-    return float(got)
+    return _float(name, got)
 
 
 def req_number(value: Mapping[str, Any], name: str) -> float:
     got = value.get(name)
     if not isinstance(got, int | float) or isinstance(got, bool):
         raise _wrong(name, "a number", got) if name in value else Malformed(f"no {name}")
-    return float(got)
+    return _float(name, got)
 
 
 def opt_bool(value: Mapping[str, Any], name: str) -> bool:

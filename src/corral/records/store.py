@@ -25,6 +25,7 @@ from corral.records.admin import (
 from corral.records.agent import FailCountRecord, LbRecord, MembersRecord, RequestRecord
 from corral.records.cluster import AssignRecord, FencedRecord, StatusRecord, SystemicRecord
 from corral.records.codec import Malformed, Record
+from corral.records.drops import RecordDrops
 from corral.records.events import Event
 from corral.spec import Spec
 from corral.store import Keys, KeyValue
@@ -92,8 +93,10 @@ def _kind(parts: list[str]) -> type[Record] | None:
     return None
 
 
-def read_records(keys: Keys, kvs: list[KeyValue]) -> StoreRecords:
-    """Every record in ``kvs`` (a range read of the cluster prefix), parsed."""
+def read_records(keys: Keys, kvs: list[KeyValue], drops: RecordDrops | None = None) -> StoreRecords:
+    """Every record in ``kvs`` (a range read of the cluster prefix), parsed; each skipped one
+    also counted (and logged once) in ``drops`` when given (the agent's reads; the CLI shows
+    ``skipped`` instead)."""
     out = StoreRecords()
     admin: dict[str, Any] = {}
     for kv in kvs:
@@ -107,6 +110,8 @@ def read_records(keys: Keys, kvs: list[KeyValue]) -> StoreRecords:
             record = kind.read(kv.value)
         except Malformed as exc:
             out.skipped.append(Skipped(kv.key, kv.mod_revision, exc.reason))
+            if drops is not None:
+                drops.skip(kv.key, kv.mod_revision, exc.reason)
             continue
         _file(out, admin, parts, record)
     out.admin = replace(out.admin, **admin)

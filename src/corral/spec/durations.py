@@ -1,5 +1,7 @@
 """Durations as operators write them: ``500ms``, ``1s``, ``1.5s``, ``2m``, ``1h`` or a bare number
-of seconds. Parsed to ``float`` seconds; negative values are refused."""
+of seconds. Parsed to ``float`` seconds; negative values are refused, and so are values over
+:data:`MAX_DURATION` (a hundred years: "never" in practice, where ``1e400`` or 400 nines would
+be an infinite float that breaks every computation after it)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 100 * 365 * 86400.0
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 
@@ -21,7 +24,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
     if isinstance(value, int | float):
-        seconds = float(value)
+        # an int is compared before float(): float(10**400) raises OverflowError
+        seconds = max(-1.0, min(value, MAX_DURATION + 1.0))
     elif isinstance(value, str):
         match = _RE.match(value)
         if not match:
@@ -31,6 +35,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 1s, 2m)")
     if seconds < 0:
         raise ValueError(f"duration {value!r} is negative")
+    if not seconds <= MAX_DURATION:  # also NaN
+        raise ValueError(f"duration {value!r} is too long (at most 36500d)")
     return seconds
 
 

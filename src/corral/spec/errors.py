@@ -18,20 +18,55 @@ def format_path(path: Path) -> str:
     return out or "(top level)"
 
 
+def _where(file: str, line: int, column: int) -> str:
+    return f"{file}:{line}:{column}" if line else file
+
+
+def _quoted(line: int, source: str) -> str:
+    """``source`` (the text of ``line``) as shown under a message: ``    12 | text``."""
+    return f"\n    {line:>4} | {source}" if source else ""
+
+
+@dataclass(frozen=True)
+class SpecNote:
+    """A second place that explains an issue (where an unclosed ``[`` opened), in the
+    issue's file. ``source`` is the text of that line (shown under the note)."""
+
+    message: str
+    line: int
+    column: int
+    source: str = ""
+
+
 @dataclass(frozen=True)
 class SpecIssue:
-    """One problem in a spec. ``line``/``column`` are 1-based; 0 when unknown."""
+    """One problem in a spec. ``line``/``column`` are 1-based; 0 when unknown. ``source``:
+    the text of ``line`` when it helps to show it (YAML syntax errors); ``notes``: other
+    places that explain the problem, each shown on its own lines below it."""
 
     message: str
     path: Path = ()
     line: int = 0
     column: int = 0
     file: str = "<spec>"
+    source: str = ""
+    notes: tuple[SpecNote, ...] = ()
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        out = self._head() + _quoted(self.line, self.source)
+        for note in self.notes:
+            out += f"\n  {_where(self.file, note.line, note.column)}: {note.message}"
+            out += _quoted(note.line, note.source)
+        return out
+
+    def _head(self) -> str:
         field = f" {format_path(self.path)}:" if self.path else ""
-        return f"{where}:{field} {self.message}"
+        return f"{_where(self.file, self.line, self.column)}:{field} {self.message}"
+
+    def one_line(self) -> str:
+        """The issue on one line, notes after ``;`` without the lines' text (for events)."""
+        notes = [f"{_where(self.file, n.line, n.column)}: {n.message}" for n in self.notes]
+        return "; ".join([self._head(), *notes])
 
 
 class SpecError(Exception):

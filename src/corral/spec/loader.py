@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from corral.spec.checks import check_spec
-from corral.spec.errors import SpecError, SpecIssue
+from corral.spec.errors import SpecError, SpecIssue, SpecNote
 from corral.spec.model import Spec
 from corral.spec.yamlpos import MAX_BYTES, Path, Positions, YamlProblem, load_yaml
 
@@ -47,7 +47,7 @@ def load_spec_text(text: str | bytes, file: str = "<spec>") -> Spec:
     try:
         raw, positions = load_yaml(text)
     except YamlProblem as exc:
-        raise SpecError([SpecIssue(exc.message, (), exc.line, exc.column, file)]) from None
+        raise SpecError([yaml_issue(exc, file)]) from None
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
@@ -56,6 +56,12 @@ def load_spec_text(text: str | bytes, file: str = "<spec>") -> Spec:
     if problems:
         raise SpecError([issue_at(path, msg, positions, file) for path, msg in problems])
     return spec
+
+
+def yaml_issue(exc: YamlProblem, file: str) -> SpecIssue:
+    """The issue for a YAML that cannot be read (with where an unclosed construct opened)."""
+    notes = () if exc.opened is None else (SpecNote(*exc.opened),)
+    return SpecIssue(exc.message, (), exc.line, exc.column, file, exc.source, notes)
 
 
 def issue_at(path: Path, message: str, positions: Positions, file: str) -> SpecIssue:

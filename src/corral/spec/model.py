@@ -41,7 +41,9 @@ KINDS: tuple[ResourceKind, ...] = ("process", "systemd", "ocf", "vip", "vip-set"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def _shorthand(field: str) -> BeforeValidator:
@@ -53,6 +55,22 @@ def _shorthand(field: str) -> BeforeValidator:
         return value
 
     return BeforeValidator(wrap)
+
+
+def _written_address(value: Any) -> Any:
+    """An address is written as text. pydantic would read a number as one, and ``true`` as 1
+    (``0.0.0.1``): never what an operator meant, so refused here (found by fuzzing)."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"an IP address is written as text (like 198.18.0.11), not {value!r}")
+    return value
+
+
+IpAddress = Annotated[
+    ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(_written_address)
+]
+IpInterface = Annotated[
+    ipaddress.IPv4Interface | ipaddress.IPv6Interface, BeforeValidator(_written_address)
+]
 
 
 # --- health checks -------------------------------------------------------------------------
@@ -193,14 +211,14 @@ class OcfDriver(_Model):
 
 
 class VipSpec(_Model):
-    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    address: IpInterface
     interface: str | None = Field(default=None, description="default: the node's own interface")
 
 
 class VipSetSpec(_Model):
     """One VIP per eligible node while there are enough nodes; survivors take the rest."""
 
-    addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = Field(min_length=1)
+    addresses: list[IpInterface] = Field(min_length=1)
     interface: str | None = None
     fail_back: bool = Field(default=True, description="a VIP returns to its node on recovery")
 
@@ -329,7 +347,7 @@ class Resource(_Model):
 
 
 class Node(_Model):
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    address: IpAddress
     roles: list[str] = []
     labels: dict[str, str] = {}
     kind: Literal["core", "remote"] = Field(

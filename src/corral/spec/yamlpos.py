@@ -8,8 +8,8 @@ reads ``on``/``yes``/``no`` as booleans (YAML 1.1), and expands alias bombs. Her
 - keys are always the string as written; scalar *values* are resolved by YAML rules except that
   only ``true``/``false`` are booleans (``on``, ``yes``, ``no`` stay strings);
 - duplicate keys, several documents, a non-mapping document, more than ``MAX_NODES`` values
-  (after alias expansion), files over ``MAX_BYTES``, NUL bytes and invalid UTF-8 are refused
-  with a :class:`YamlProblem` naming the line.
+  (after alias expansion), nesting deeper than ``MAX_DEPTH``, files over ``MAX_BYTES``, NUL
+  bytes and invalid UTF-8 are refused with a :class:`YamlProblem` naming the line.
 """
 
 from __future__ import annotations
@@ -21,18 +21,94 @@ import yaml
 
 MAX_BYTES = 1 << 20  # 1 MiB: a spec for thousands of nodes fits in well under this
 MAX_NODES = 200_000  # values after alias expansion; stops billion-laughs style bombs
+MAX_DEPTH = 64  # nesting; PyYAML's composer (and ours) recurse: [[[[... would overflow the stack
 
 Path = tuple[str | int, ...]
 
 
 class YamlProblem(Exception):
-    """Input that is not a usable YAML mapping; ``line``/``column`` are 1-based (0 = unknown)."""
+    """Input that is not a usable YAML mapping; ``line``/``column`` are 1-based (0 = unknown).
+    A syntax error also carries ``source`` (the text of ``line``) and, when the parser knows
+    where the construct it gave up in began (an unclosed ``[``, ``{`` or quote, a block that a
+    bad indent broke), ``opened``: (what, line, column, text of that line)."""
 
-    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        line: int = 0,
+        column: int = 0,
+        source: str = "",
+        opened: tuple[str, int, int, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
         self.column = column
+        self.source = source
+        self.opened = opened
+
+
+# PyYAML's context ("while parsing a flow sequence") -> what we tell the operator about the
+# place it marks (where the construct began).
+_OPENED = {
+    "while parsing a flow sequence": "the list '[' that opened here is not closed",
+    "while parsing a flow mapping": "the mapping '{' that opened here is not closed",
+    "while scanning a quoted scalar": "the quoted string that opened here is not closed",
+    "while parsing a block mapping": "the mapping this belongs in starts here (check the indent)",
+    "while parsing a block collection": "the list this belongs in starts here (check the indent)",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit: its composer recurses once per level, so
+    a few hundred ``[`` would end in a RecursionError (found by fuzzing)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlProblem(
+                    f"nested more than {MAX_DEPTH} levels deep; refusing to read it",
+                    mark.line + 1,
+                    mark.column + 1,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _line_text(text: str, line: int) -> str:
+    """The text of 1-based ``line`` (stripped of its end, cut to 120 characters), "" past the
+    end."""
+    lines = text.splitlines()
+    return lines[line - 1].rstrip()[:120] if 0 < line <= len(lines) else ""
+
+
+def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> YamlProblem:
+    """A :class:`YamlProblem` for PyYAML's syntax error: where the parser gave up, and where
+    the construct it was reading began when that is another place. PyYAML reports an unclosed
+    ``[`` where it stopped (often the end of the file); the opening is what to fix."""
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    opened = None
+    start = exc.context_mark
+    if start is not None and (start.line + 1, start.column + 1) == (line, col):
+        start = None  # the same place: nothing more to say
+    if exc.problem and exc.context and start is not None:
+        what = _OPENED.get(exc.context, f"{exc.context} (started here)")
+        at = start.line + 1
+        opened = (what, at, start.column + 1, _line_text(text, at))
+    message = f"YAML syntax: {exc.problem or exc.context}"
+    if exc.problem and exc.problem.startswith("expected <block end>"):
+        message = f"YAML syntax: bad indentation ({exc.problem})"
+    if line > len(text.splitlines()):
+        message += " (at the end of the file)"
+    return YamlProblem(message, line, col, _line_text(text, line), opened)
 
 
 @dataclass
@@ -67,11 +143,9 @@ def load_yaml(text: str | bytes) -> tuple[dict[str, Any], Positions]:
             text[: text.index("\x00")].count("\n") + 1,
         )
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise YamlProblem(f"YAML syntax: {exc.problem or exc.context}", line, col) from None
+        raise syntax_problem(exc, text) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML: {exc}") from None
     if not documents or documents[0] is None:
@@ -119,6 +193,13 @@ def _convert(node: yaml.Node, path: Path, pos: Positions, budget: list[int]) -> 
         raise YamlProblem(
             f"more than {MAX_NODES:,} values (after expanding aliases); refusing to read it",
             node.start_mark.line + 1,
+        )
+    if len(path) > MAX_DEPTH:  # aliases nest too: a chain of them, or one inside itself
+        raise YamlProblem(
+            f"nested more than {MAX_DEPTH} levels deep (after expanding aliases); "
+            "refusing to read it",
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
         )
     pos.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):

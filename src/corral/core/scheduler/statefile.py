@@ -34,13 +34,13 @@ from corral.core.scheduler.model import (
     NodeStatus,
     Snapshot,
 )
-from corral.spec import Spec, SpecError, SpecIssue
-from corral.spec.loader import issue_at, pydantic_issues
+from corral.spec import Spec, SpecError
+from corral.spec.loader import issue_at, pydantic_issues, yaml_issue
 from corral.spec.yamlpos import Path, YamlProblem, load_yaml
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # now: 1.0e+400 is no time
 
 
 class _Node(_M):
@@ -101,7 +101,7 @@ def load_state_text(text: str | bytes, spec: Spec, file: str = "<state>") -> Sna
     try:
         raw, positions = load_yaml(text) if text.strip() else ({}, None)
     except YamlProblem as exc:
-        raise SpecError([SpecIssue(exc.message, (), exc.line, exc.column, file)]) from None
+        raise SpecError([yaml_issue(exc, file)]) from None
     try:
         state = _State.model_validate(raw)
     except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""Fuzzing :func:`answer`: no input bytes make it raise, and every reply is a sane response."""
+"""DNS queries from the network: no input bytes make :func:`answer` raise, every reply is a
+sane response, and the server counts every malformed message."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import struct
 
 import dns.flags
 import dns.message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.dns import EDNS_PAYLOAD, Zone, answer
+from corral.dns import EDNS_PAYLOAD, DnsServer, Zone, answer
+from tests.fuzz.budget import fuzz, mutated
 
 ZONE = Zone(
     {
@@ -23,7 +25,7 @@ SEEDS = [
     for rdtype in ("A", "AAAA", "ANY", "SOA", "MX")
     for edns, dnssec in ((None, False), (0, False), (0, True))
 ]
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz(400)
 
 
 def check_reply(query: bytes, rotate: int, transport: str) -> None:
@@ -82,3 +84,28 @@ def test_headers_with_any_counts_never_raise(
     ident: int, flags: int, counts: tuple[int, int, int, int], body: bytes
 ) -> None:
     check_reply(struct.pack(">HHHHHH", ident, flags, *counts) + body, 1, "udp")
+
+
+@FUZZ
+@given(st.lists(mutated(SEEDS) | st.binary(max_size=40), min_size=1, max_size=5))
+def test_the_server_answers_or_drops_every_message_and_counts_the_malformed(
+    messages: list[bytes],
+) -> None:
+    server = DnsServer(lambda: ZONE, "127.0.0.1", 0)
+    malformed = 0
+    for data in messages:
+        reply = server.respond(data, "udp")
+        if reply is not None:
+            server.count_answer(reply)
+        parsed = True
+        try:
+            dns.message.from_wire(data)
+        except Exception:
+            parsed = False
+        if len(data) < 12 or (not parsed and not data[2] & 0x80 and (data[2] >> 3) & 0xF == 0):
+            malformed += 1  # no header, or a query (opcode QUERY) that does not parse
+    stats = server.stats
+    assert stats.queries == len(messages) == stats.answers + stats.drops
+    assert stats.errors == 0
+    assert stats.malformed >= malformed
+    assert stats.malformed <= stats.rcodes.get("FORMERR", 0) + sum(len(d) < 12 for d in messages)
