@@ -11,7 +11,13 @@ from pydantic import ValidationError
 
 from corral.cli.main import cli
 from corral.spec import SpecError, load_spec_text
-from corral.spec.secrets import GaleraSecrets, RabbitmqSecrets, SecretRef, is_secret_name
+from corral.spec.secrets import (
+    GaleraSecrets,
+    RabbitmqSecrets,
+    SecretRef,
+    is_secret_name,
+    literal_in_command,
+)
 
 HEAD = """\
 cluster: c1
@@ -147,3 +153,10 @@ def test_a_secret_option_in_clear_on_a_command_line_is_refused() -> None:
     load_spec_text(
         HEAD + f"resources:\n  db:\n    process: /bin/db\n    health: {{exec: '{fine}'}}\n"
     )
+
+
+@pytest.mark.parametrize("command", ["", "   ", "--token"])
+def test_a_command_with_no_word_or_a_last_option_is_judged_without_crashing(command: str) -> None:
+    """Found by tests/fuzz: an empty ``process:`` crashed the secret check instead of being
+    judged like any command (no secret in it)."""
+    assert literal_in_command(command) is None

@@ -111,7 +111,7 @@ def literal_in_command(command: str) -> str | None:
         words = shlex.split(command)
     except ValueError:
         return None
-    for word, following in zip(words, [*words[1:], ""], strict=True):
+    for word, following in zip(words, [*words[1:], ""], strict=False):  # "" after the last
         if not word.startswith("--"):
             continue
         name, eq, value = word[2:].partition("=")
