@@ -99,6 +99,10 @@ async def people_get_what_their_role_allows(c: Cluster) -> None:
     assert on.exit_code == 0, on.output
     push = await run_as(c, alice, "spec", "push", str(c.spec_file))
     assert push.exit_code != 0 and "permission denied" in push.output, push.output
+    for reads in (("events", "-n", "3"), ("state", "dump"), ("auth", "whoami")):
+        read = await run_as(c, alice, *reads)
+        assert read.exit_code == 0, (reads, read.output)
+    assert "alice (operator, cert)" in read.output
     shown = await run_as(c, vic, "status", "--json")
     assert shown.exit_code == 0 and '"controller": "n' in shown.output, shown.output
     off = await run_as(c, vic, "maintenance", "off", "--resource", "web")

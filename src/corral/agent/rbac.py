@@ -43,12 +43,13 @@ Report = Callable[[str], Awaitable[None]]
 
 
 async def ensure_round(
-    endpoints: Sequence[str], root: TlsFiles, keys: Keys, nodes: Iterable[str], spec_text: bytes
-) -> list[str]:
+    endpoints: Sequence[str], root: TlsFiles, keys: Keys, nodes: Iterable[str], spec_text: bytes,
+    timeout: float = ROUND_TIMEOUT,
+) -> list[str]:  # fmt: skip
     """One :func:`corral.auth.ensure` as ``root`` on the first of ``endpoints`` that lets it
-    through; what changed. Raises :class:`AuthError` or :class:`StoreError` (the last
-    endpoint's) when none did."""
-    store = EtcdStore(endpoints, tls=root, timeout=2 * ROUND_TIMEOUT, attempt_timeout=ROUND_TIMEOUT)
+    through (``timeout`` bounds each call); what changed. Raises :class:`AuthError` or
+    :class:`StoreError` (the last endpoint's) when none did."""
+    store = EtcdStore(endpoints, tls=root, timeout=2 * timeout, attempt_timeout=timeout)
     try:
         people = await read_people(store, keys)
     finally:
@@ -56,10 +57,10 @@ async def ensure_round(
     users = desired_users(nodes, people)
     error: Exception = StoreError("no endpoint")
     for endpoint in endpoints:
-        client = etcd_client(endpoint, tls=root, timeout=ROUND_TIMEOUT)
+        client = etcd_client(endpoint, tls=root, timeout=timeout)
         try:
             await client.connect()  # no I/O yet (gRPC connects lazily): the stubs
-            return await ensure(EtcdAuth(client, ROUND_TIMEOUT), keys, users, spec_text=spec_text)
+            return await ensure(EtcdAuth(client, timeout), keys, users, spec_text=spec_text)
         except AuthError as exc:
             error = exc
         finally:
@@ -75,12 +76,13 @@ async def secure_store(
     spec_text: bytes,
     report: Report,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    timeout: float = ROUND_TIMEOUT,
 ) -> list[str]:
     """Rounds of :func:`ensure_round` until one succeeds (the module contract); its changes."""
     nodes, delay, said = list(nodes), FIRST_RETRY, ""
     while True:
         try:
-            done = await ensure_round(endpoints, root, keys, nodes, spec_text)
+            done = await ensure_round(endpoints, root, keys, nodes, spec_text, timeout)
         except Exception as exc:  # whatever it is, the agent goes on and so do the rounds
             text = f"etcd auth not ensured yet (retrying): {exc}"
             expected = isinstance(exc, AuthError | StoreError | OSError | ValueError)
