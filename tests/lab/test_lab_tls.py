@@ -1,6 +1,7 @@
 """The lab with its store over TLS (``corral lab up --tls``): each controller's agent issues
-its node certificate from the lab's CA, the members talk TLS to clients and peers and require
-certificates, the operator's CLI presents an admin's; and a failover works as over http."""
+its node certificate from the lab's CA and turns etcd's auth on, the members talk TLS to
+clients and peers and require certificates, the operator's CLI and the lab's own store reads
+present an admin's (an etcd user with the admin role); and a failover works as over http."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.lab import gateway, netns
 from corral.lab.lab import Lab
 from corral.pki import read_cert
 
@@ -35,6 +37,17 @@ def test_a_tls_lab_refuses_strangers_and_fails_over(make_lab: Callable[..., Lab]
     refused = subprocess.run(["ip", "netns", "exec", state["client"]["ns"], *bare],
                              capture_output=True, text=True)  # fmt: skip
     assert refused.returncode != 0 and '"kvs"' not in refused.stdout
+    # the agents turned etcd's auth on; the lab's admin is an etcd user with the admin role,
+    # and the lab's own reads and writes (the chaos checker's too) go through with it
+    admin, ns = state["tls"], state["client"]["ns"]
+    root = [str(lab.dir / "root-tls" / name) for name in ("ca.crt", "root.crt", "root.key")]
+    asked = [*gateway.etcdctl_argv(endpoint, 2.0, root), "auth", "status"]
+    auth = subprocess.run(netns.exec_argv(ns, asked), capture_output=True, text=True, timeout=30)
+    assert "Authentication Status: true" in auth.stdout, auth.stdout + auth.stderr
+    key = f"/corral/{state['cluster']}/admin/labtls-probe".encode()
+    assert gateway.put(ns, lab.store_endpoints(), key, {"seen": 1}, tls=admin)
+    probe = gateway.range_prefix(ns, lab.store_endpoints(), key, tls=admin)
+    assert probe == {"": {"seen": 1}}
     (holder,) = healthy(view, "api")
     lab.power_off(holder)
     moved = wait_for(

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import aetcd
 import click
 
 from corral.auth import tokens as api_tokens
@@ -38,7 +37,7 @@ from corral.cli.audit import claimed_name, run_audited, whoami
 from corral.cli.cluster import ETCD_HELP, endpoints_for, open_store, spec_or_exit, tls_for
 from corral.spec import Spec
 from corral.store import Keys, PermissionDenied, Store
-from corral.store.etcd import parse_endpoint
+from corral.store.etcd import etcd_client
 
 spec_option = click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
 etcd_option = click.option("--etcd", help=ETCD_HELP)
@@ -46,13 +45,16 @@ role_option = click.option("--role", type=click.Choice(PEOPLE), required=True)
 
 
 async def _auth_client(spec: Spec, etcd: str | None) -> Any:
-    """A connected aetcd client (with the CLI's password login, if any) of the first endpoint
-    that answers."""
+    """A connected aetcd client of the first endpoint that answers, presenting the CLI's
+    certificate (:func:`tls_for`) or, without TLS, its password login, if any."""
     user, password = os.environ.get("CORRAL_ETCD_USER"), os.environ.get("CORRAL_ETCD_PASSWORD")
+    tls = tls_for(spec)
     error: Exception = click.ClickException("no etcd endpoint")
     for endpoint in endpoints_for(spec, etcd):
-        host, port = parse_endpoint(endpoint)
-        client = aetcd.Client(host=host, port=port, username=user, password=password, timeout=5)
+        try:
+            client = etcd_client(endpoint, tls=tls, username=user, password=password)
+        except ValueError as exc:  # an endpoint's scheme disagrees with the TLS settings
+            raise click.UsageError(str(exc)) from None
         try:
             await client.connect()
             return client

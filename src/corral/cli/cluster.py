@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,15 @@ from rich.table import Table
 from corral.agent.handover import HANDOVER_MAX
 from corral.auth.roles import public_spans
 from corral.core.ref import InstanceRef
-from corral.pki import NodeIdentity, PkiError, client_files, expiry_note, node_identity
+from corral.pki import (
+    NodeIdentity,
+    PkiError,
+    bundle_identity,
+    client_files,
+    expiry_note,
+    node_identity,
+)
+from corral.pki.identity import ROOT
 from corral.priority import raise_process
 from corral.records import Event, MembersRecord, read_records, states
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
@@ -172,22 +181,17 @@ def agent(
         member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
         store = open_store(spec, etcd, node=node, identity=tls, **AGENT_STORE)
         the_agent = Agent(
-            spec,
-            node,
-            store,
-            state_dir=state_dir,
-            driver_factory=make_driver,
-            checker=run_check,
-            spec_text=spec_text,
-            guard=True,
-            gossip=True,
-            lock=lock,
+            spec, node, store, state_dir=state_dir, driver_factory=make_driver,
+            checker=run_check, spec_text=spec_text, guard=True, gossip=True, lock=lock,
             members=_member_urls(spec, tls) if etcd is None and spec.store.embedded else None,
             member_down_since=member.down_since if member is not None else None,
             handover=handover_window,
-        )
+        )  # fmt: skip
         task = asyncio.create_task(the_agent.run())
-        renewal = asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
+        beside: list[asyncio.Task[Any]] = [
+            asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
+        ]
+        beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -195,7 +199,8 @@ def agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
-            renewal.cancel()
+            for side in beside:
+                side.cancel()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
@@ -234,6 +239,30 @@ def _member_urls(spec: Spec, tls: TlsFiles | None) -> dict[str, str]:
     exclusive instances while no member has a leader ask each of them)."""
     members = members_from_spec(spec, Path("/"), tls=tls)
     return {name: config.client_url for name, config in members.items()}
+
+
+def _secure_store(
+    spec: Spec, node: str, etcd: str | None, state_dir: Path, spec_text: str,
+    event: Callable[[str, str], Awaitable[None]],
+) -> list[asyncio.Task[list[str]]]:  # fmt: skip
+    """With the spec's CA bundle here: etcd's ``root`` identity minted from it into
+    ``<state-dir>/tls-root`` and :func:`corral.agent.rbac.secure_store` started beside the
+    agent (its task; none without a bundle: the operator's own PKI, or no TLS)."""
+    from corral.agent.rbac import secure_store
+
+    found = spec.store_tls
+    if found is None or found[1].bundle is None:
+        return []
+    try:
+        root = bundle_identity(Path(found[1].bundle), ROOT, "admin", state_dir / "tls-root",
+                               time.time())  # fmt: skip
+    except PkiError as exc:  # the node identity came from this bundle: not expected
+        logging.getLogger(__name__).error("etcd auth not ensured: %s", exc)
+        return []
+    ends = endpoints_for(spec, etcd, node)
+    work = secure_store(ends, root, Keys(spec.cluster), spec.nodes, spec_text.encode(),
+                        lambda text: event("auth", text))  # fmt: skip
+    return [asyncio.create_task(work)]
 
 
 def _node_tls(spec: Spec, node: str, state_dir: Path) -> TlsFiles | None:

@@ -171,6 +171,7 @@ class Lab:
             lab._build(spec_file, text, nodes, fence_action, data_dir, tls)
             for name in lab.state()["nodes"]:
                 lab._start_agent(name)
+            labtls.grant_admin(lab, timeout)  # TLS: etcd auth is on, lab-admin needs a user
             lab.wait_online(timeout=timeout)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -191,7 +192,7 @@ class Lab:
         from corral.spec import load_spec_text
 
         data_dir = data_dir.resolve() if data_dir is not None else None
-        old = [self.dir / sub for sub in ("nodes", "modes", "etcd", "ca", "admin-tls")]
+        old = [self.dir / sub for sub in ("nodes", "modes", "etcd", "ca", "admin-tls", "root-tls")]
         for sub in [*old, *([data_dir / "nodes"] if data_dir else [])]:
             shutil.rmtree(sub, ignore_errors=True)  # a previous run's etcd data is not ours
         self.dir.mkdir(parents=True, exist_ok=True)

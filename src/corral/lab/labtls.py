@@ -1,23 +1,33 @@
 """The lab's store over TLS (``corral lab up --tls``): a CA bundle in the lab directory, the
 spec's embedded store set to ``tls: {bundle: <lab>/ca}`` (each agent issues its own node
-certificate from it, as on a real controller), and an admin identity ``lab-admin`` that the
-lab's own commands present (through ``CORRAL_ETCD_CA/CERT/KEY`` for the CLI, curl's options
-for the gateway reads).
+certificate from it, as on a real controller, and makes etcd enforce corral's roles), and an
+admin identity ``lab-admin`` that the lab's own commands present (through
+``CORRAL_ETCD_CA/CERT/KEY`` for the CLI, etcdctl's options for the store reads of
+:mod:`corral.lab.gateway`, the chaos checker's included).
 
-What it does not cover yet: the chaos runs' checker reads the store with plain curl."""
+With etcd auth on, ``lab-admin`` must be an etcd user with the admin role: :func:`grant_admin`
+does what an operator does (``corral auth user lab-admin --role admin`` as etcd's root)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from corral.auth.roles import etcd_role
+from corral.lab import gateway, netns
 from corral.lab.layout import LabError
-from corral.pki import PkiError, init_bundle, issue_identity
+from corral.pki import PkiError, bundle_identity, init_bundle, issue_identity
 from corral.pki.files import ENV
+from corral.pki.identity import ROOT
 from corral.spec.yamlpos import load_yaml
+
+ADMIN = "lab-admin"
+ROOT_DIR = "root-tls"  # etcd root's certificate, for grant_admin
 
 
 def prepare(lab_dir: Path, spec_text: str) -> tuple[str, list[str]]:
@@ -31,7 +41,7 @@ def prepare(lab_dir: Path, spec_text: str) -> tuple[str, list[str]]:
         raise LabError("--tls needs the embedded store")
     try:
         ca = init_bundle(lab_dir / "ca", str(raw.get("cluster", "lab")), time.time())
-        admin = issue_identity(ca, "lab-admin", "admin", lab_dir / "admin-tls", time.time())
+        admin = issue_identity(ca, ADMIN, "admin", lab_dir / "admin-tls", time.time())
     except PkiError as exc:
         raise LabError(str(exc)) from None
     store["embedded"].setdefault("tls", {"bundle": str(lab_dir / "ca")})
@@ -44,3 +54,29 @@ def with_env(files: Sequence[str] | None, argv: list[str]) -> list[str]:
     if not files:
         return argv
     return ["env", *(f"{k}={v}" for k, v in zip(ENV, files, strict=True)), *argv]
+
+
+def grant_admin(lab: Any, timeout: float) -> None:
+    """With TLS (a :class:`~corral.lab.lab.Lab` whose state has ``tls``): ``lab-admin`` made
+    an etcd user with the admin role and its ``auth/users`` record, by ``corral auth user``
+    run in the client namespace as etcd's root (a certificate from the lab's CA in
+    ``<lab>/root-tls``) once the agents made corral's roles (polled with etcdctl). Without
+    TLS: nothing. LabError after ``timeout`` seconds, with the last refusal."""
+    state = lab.state()
+    if not state.get("tls"):
+        return
+    root = bundle_identity(lab.dir / "ca", ROOT, "admin", lab.dir / ROOT_DIR, time.time())
+    ns, ends = state["client"]["ns"], ",".join(lab.store_endpoints())
+    role = ["role", "get", etcd_role(state["cluster"], "admin")]
+    has_role = netns.exec_argv(ns, [*gateway.etcdctl_argv(ends, 2.0, root.as_tuple()), *role])
+    grant = [lab.python, "-m", "corral.cli.main", "auth", "user", ADMIN, "--role", "admin"]
+    grant = netns.exec_argv(ns, with_env(root.as_tuple(), [*grant, "--spec", str(lab.spec_file)]))
+    deadline, last = time.monotonic() + timeout, "etcd has no admin role yet"
+    while time.monotonic() < deadline:
+        if subprocess.run(has_role, capture_output=True, timeout=30).returncode == 0:
+            done = subprocess.run(grant, capture_output=True, text=True, timeout=60)
+            if done.returncode == 0:
+                return
+            last = done.stderr.strip()
+        time.sleep(0.3)
+    raise LabError(f"{ADMIN} not made an etcd admin within {timeout:g}s: {last}")

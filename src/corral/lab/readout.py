@@ -2,7 +2,7 @@
 started there: shared by the chaos runner and the soak benchmark.
 
 - :func:`read_events`: corral's own event log (``corral events --json``), as dicts;
-- :func:`read_failcounts`: the ``failcounts/`` records through etcd's JSON gateway;
+- :func:`read_failcounts`: the ``failcounts/`` records (:mod:`corral.lab.gateway`);
   :func:`failcount` reads the count of one;
 - :func:`start_client`: :mod:`corral.lab.client` in the client namespace, waited for until it
   sent its first request.
@@ -56,7 +56,8 @@ def read_failcounts(lab: Lab) -> dict[str, Any] | None:
     """``<node>/<resource>`` -> failcount record (decoded JSON); None when no member answers."""
     state = lab.state()
     prefix = f"/corral/{state['cluster']}/failcounts/".encode()
-    return gateway.range_prefix(state["client"]["ns"], lab.store_endpoints(), prefix)
+    ends, tls = lab.store_endpoints(), state.get("tls", ())
+    return gateway.range_prefix(state["client"]["ns"], ends, prefix, tls=tls)
 
 
 def failcount(value: object) -> int:

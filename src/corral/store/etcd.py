@@ -114,6 +114,25 @@ def parse_endpoint(endpoint: str, *, tls: bool = False) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def etcd_client(
+    endpoint: str,
+    *,
+    tls: TlsFiles | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 5.0,
+) -> aetcd.Client:
+    """An unconnected ``aetcd.Client`` of one endpoint, over TLS presenting ``tls`` when given
+    (else etcd password auth with ``username``/``password``, if any): for the calls the
+    :class:`~corral.store.base.Store` protocol leaves out, etcd's auth API
+    (:mod:`corral.auth.etcdauth`). ``ValueError`` when the scheme disagrees with ``tls``."""
+    host, port = parse_endpoint(endpoint, tls=tls is not None)
+    if tls is not None:
+        return TlsClient(tls=tls, host=host, port=port, timeout=timeout)
+    return aetcd.Client(host=host, port=port, username=username, password=password,
+                        timeout=timeout)  # fmt: skip
+
+
 class EtcdStore:
     """A :class:`~corral.store.base.Store` on etcd. Use it from one event loop; any number of
     tasks may share it."""
