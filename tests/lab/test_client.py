@@ -305,4 +305,5 @@ def test_out_to_a_fifo_writes_into_it_and_never_replaces_it(
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
-    assert len(doc["records"]) == 5 and stat.S_ISFIFO(fifo.stat().st_mode)
+    # how many requests fit in 0.05 s depends on the machine's load; that it wrote is the point
+    assert doc["records"] and stat.S_ISFIFO(fifo.stat().st_mode)
