@@ -69,7 +69,7 @@ async def test_each_change_command_is_audited_once(secured: Secured, tmp_path: P
             "ok",
         ),
         (["maintenance", "off", "--node", "n1"], "bob", "maintenance off: n1", "refused"),
-        (["auth", "apply"], "root", "auth apply", "ok"),
+        (["auth", "apply", "--force"], "root", "auth apply", "ok"),
     ]
     try:
         for argv, user, action, result in cases:
@@ -140,6 +140,19 @@ async def test_auth_apply_secures_an_open_etcd_and_says_who(tmp_path: Path) -> N
             CliRunner().invoke,
             cli,
             ["auth", "apply", "--spec", spec],
+            env={"CORRAL_ETCD_ROOT_PASSWORD": "rootpw", "CORRAL_ETCD_USER": None},
+        )
+        # a plain-http spec: the agents could not authenticate, so nothing is enabled
+        assert out.exit_code == 1 and "the spec's store is plain http" in out.output
+        probe = EtcdStore(lab.endpoints, timeout=3.0)
+        try:
+            assert await probe.get(Keys("c1").spec) is None  # auth off: anyone reads, nothing
+        finally:
+            await probe.close()
+        out = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli,
+            ["auth", "apply", "--force", "--spec", spec],
             env={"CORRAL_ETCD_ROOT_PASSWORD": "rootpw", "CORRAL_ETCD_USER": None},
         )
         assert out.exit_code == 0, out.output

@@ -120,13 +120,21 @@ def whoami_cmd(spec_file: str, etcd: str | None) -> None:
 
 
 @auth_group.command("apply")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Enable auth even though the spec gives the agents no way to authenticate (tests).",
+)
 @spec_option
 @etcd_option
-def apply(spec_file: str, etcd: str | None) -> None:
+def apply(spec_file: str, etcd: str | None, force: bool) -> None:
     """Make etcd enforce corral's roles: roles, root, one user per node (node:<name>, agent
     role) and per person recorded (auth user), the spec seeded, then auth enabled. Safe to
-    run again; run it as root once auth is on."""
+    run again; run it as root once auth is on. Refused unless the spec's store uses corral's
+    CA bundle (``tls: {bundle: ...}``), without ``--force``."""
     spec = spec_or_exit(spec_file)
+    if not force and (problem := agents_cannot_authenticate(spec)):
+        raise click.ClickException(problem)
     seed = Path(spec_file).read_bytes()
 
     async def work(store: Store) -> list[str]:
@@ -150,6 +158,28 @@ def apply(spec_file: str, etcd: str | None) -> None:
     for line in done:
         click.echo(line)
     click.echo(f"auth applied: {len(done)} change(s)")
+
+
+def agents_cannot_authenticate(spec: Spec) -> str | None:
+    """Why enabling etcd's auth would cut this spec's agents off (None: it would not). Safety:
+    with auth on, an agent without an etcd user can renew nothing and write nothing, so every
+    node self-fences (rule 1 holds, but the whole cluster stops): refuse before that."""
+    tls = spec.store_tls
+    if tls is None:
+        return (
+            "the spec's store is plain http: with auth on, the agents (no certificate, no "
+            "password) could write nothing and every node would stop its services; give the "
+            "store corral's CA bundle (tls: {bundle: ...}) first"
+        )
+    field, settings = tls
+    if settings.bundle is None:
+        return (
+            f"{field} uses your own certificate files: once auth is on, etcd's HTTP gateway "
+            "refuses certificates with a CN, and the agents' lease renewals go through it "
+            "(corral's CA bundle gives each agent a CN-less renewal certificate; your own "
+            "PKI cannot yet): use tls: {bundle: ...}"
+        )
+    return None
 
 
 @auth_group.command("user")
