@@ -22,9 +22,9 @@ from corral.auth.audit import AuditEvent
 from corral.cli.main import cli
 from corral.lab.loopback import NODES, Cluster
 from corral.pki import read_cert
-from corral.pki.files import ENV
 from corral.spec.profiles import profile_timing
 from corral.store import EtcdStore, Keys
+from corral.store.tls import ENV
 from tests.agent.test_cluster import until, watch_the_api_leave
 
 pytestmark = pytest.mark.etcd

@@ -62,6 +62,17 @@ def test_metadata_and_no_lab() -> None:
 # --- on a real lab ---------------------------------------------------------------------------
 
 
+def test_the_fence_agent_imports_no_heavy_library() -> None:
+    """Every fence the lab performs starts this module: importing cryptography, pydantic or
+    the etcd client (0.4 s on 2 cores) delayed every lab failover (found by bench/failover.py
+    after the TLS merge). Checked by what is imported, not by a timing."""
+    probe = "import sys, corral.lab.fence; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    loaded = set(done.stdout.split())
+    assert done.returncode == 0, done.stderr
+    assert not loaded & {"cryptography", "pydantic", "aetcd", "grpc", "yaml", "corral.spec"}
+
+
 @pytest.mark.etcd
 @NEEDS_ROOT
 def test_off_status_on_against_a_real_lab(make_lab: Callable[..., Lab]) -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from corral.lab import netns
-from corral.store import find_etcd
 
 
 def range_body(prefix: bytes) -> str:
@@ -64,6 +63,8 @@ def curl_tls(files: Sequence[str]) -> list[str]:
 
 def etcdctl() -> str:
     """The etcdctl beside the etcd binary corral runs (:func:`corral.store.find_etcd`)."""
+    from corral.store import find_etcd  # here: the lab's fence agent imports this module
+
     found = Path(find_etcd()).with_name("etcdctl")
     return str(found) if found.is_file() else (shutil.which("etcdctl") or "etcdctl")
 

@@ -16,15 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from corral.auth.roles import etcd_role
 from corral.lab import gateway, netns
 from corral.lab.layout import LabError
-from corral.pki import PkiError, bundle_identity, init_bundle, issue_identity
-from corral.pki.files import ENV
-from corral.pki.identity import ROOT
-from corral.spec.yamlpos import load_yaml
+
+# corral.pki, corral.auth, the store and the spec are imported where they are used: every lab
+# command imports this module through corral.lab.lab, the lab's fence agent among them, and a
+# fence that spends 0.4 s importing cryptography and pydantic delays every failover it does.
 
 ADMIN = "lab-admin"
 ROOT_DIR = "root-tls"  # etcd root's certificate, for grant_admin
@@ -33,6 +30,11 @@ ROOT_DIR = "root-tls"  # etcd root's certificate, for grant_admin
 def prepare(lab_dir: Path, spec_text: str) -> tuple[str, list[str]]:
     """``(spec text with TLS, [ca, cert, key] of the lab's admin)``; a spec that names its own
     ``tls`` keeps it (its files are then the operator's business)."""
+    import yaml
+
+    from corral.pki import PkiError, init_bundle, issue_identity
+    from corral.spec.yamlpos import load_yaml
+
     raw, _ = load_yaml(spec_text)
     store = raw.get("store", "embedded")
     if store == "embedded":
@@ -53,6 +55,8 @@ def with_env(files: Sequence[str] | None, argv: list[str]) -> list[str]:
     """``argv`` run with the admin identity in the environment (unchanged without TLS)."""
     if not files:
         return argv
+    from corral.store.tls import ENV
+
     return ["env", *(f"{k}={v}" for k, v in zip(ENV, files, strict=True)), *argv]
 
 
@@ -65,6 +69,10 @@ def grant_admin(lab: Any, timeout: float) -> None:
     state = lab.state()
     if not state.get("tls"):
         return
+    from corral.auth.roles import etcd_role
+    from corral.pki import bundle_identity
+    from corral.pki.identity import ROOT
+
     root = bundle_identity(lab.dir / "ca", ROOT, "admin", lab.dir / ROOT_DIR, time.time())
     ns, ends = state["client"]["ns"], ",".join(lab.store_endpoints())
     role = ["role", "get", etcd_role(state["cluster"], "admin")]

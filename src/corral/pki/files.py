@@ -33,10 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from corral.pki import identity as ids
 from corral.pki.ca import Authority, PkiError, issue, load_bundle, read_cert, write_identity
 from corral.spec import Spec
-from corral.store.tls import TlsFiles
+from corral.store.tls import ENV, TlsFiles
 
 TLS_DIR = "tls"
-ENV = ("CORRAL_ETCD_CA", "CORRAL_ETCD_CERT", "CORRAL_ETCD_KEY")
 
 
 @dataclass(frozen=True)

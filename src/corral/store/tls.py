@@ -31,6 +31,9 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+# the environment that gives the CLI its identity: (ca, cert, key) files
+ENV = ("CORRAL_ETCD_CA", "CORRAL_ETCD_CERT", "CORRAL_ETCD_KEY")
+
 
 @dataclass(frozen=True)
 class TlsFiles:
