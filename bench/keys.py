@@ -177,14 +177,14 @@ def one_run(lab: Lab) -> dict[str, Any]:
         "fences": kinds.count("fence"),
         "assigns": kinds.count("assign"),
         "key_events": kinds.count("keys"),
-        "other_events": len([k for k in kinds if k not in ("fence", "assign", "keys")]),
+        "other_events": len([k for k in kinds if k not in ("fence", "assign", "keys", "audit")]),
         "agent_restarts": len([n for n in before if after.get(n) != before[n]]),
         "applied": applied(lab) - logged,
         "view_puts": watch.puts,
         "events": [
             f"{e.get('node')} {e.get('kind')}: {e.get('reason')}"
             for e in events
-            if e.get("kind") != "keys"  # the rotation's own: counted in key_events
+            if e.get("kind") not in ("keys", "audit")  # the rotation's own (and its audit)
         ],
         "bad_rows": watch.bad[:20],
     }

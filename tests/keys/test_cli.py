@@ -73,6 +73,9 @@ async def test_rotate_and_status_print_fingerprints_and_a_silent_node_fails_the_
             outputs.append(out)
         assert fingerprint(new[0]) in outputs[1] and "phase: idle" in outputs[1]
         assert f"keys keys: gossip key rotation to key {fingerprint(new[0])} finished" in outputs[4]
+        # each run audited (who, what, result), the refused first one as failed with its reason
+        assert ": keys rotate: failed: n1 did not apply keyring revision" in outputs[4]
+        assert ": keys rotate: ok" in outputs[4]
         for key in (OLD, new[0]):
             for text in outputs:
                 assert base64.b64encode(key).decode() not in text

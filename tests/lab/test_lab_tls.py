@@ -48,6 +48,10 @@ def test_a_tls_lab_refuses_strangers_and_fails_over(make_lab: Callable[..., Lab]
     assert gateway.put(ns, lab.store_endpoints(), key, {"seen": 1}, tls=admin)
     probe = gateway.range_prefix(ns, lab.store_endpoints(), key, tls=admin)
     assert probe == {"": {"seen": 1}}
+    # every CLI command presents the operator's identity (keys once opened a bare http store)
+    keys = [lab.python, "-m", "corral.cli.main", "keys", "status", "--spec", str(lab.spec_file)]
+    shown = subprocess.run(lab.exec_argv("client", keys), capture_output=True, text=True)
+    assert shown.returncode == 0 and "phase:" in shown.stdout, shown.stdout + shown.stderr
     (holder,) = healthy(view, "api")
     lab.power_off(holder)
     moved = wait_for(

@@ -31,7 +31,9 @@ from typing import Any
 
 import click
 
-from corral.cli.cluster import ETCD_HELP, endpoints_for, spec_or_exit
+from corral.auth.audit import audited
+from corral.cli.audit import whoami
+from corral.cli.cluster import ETCD_HELP, open_store, spec_or_exit
 from corral.clocks import MonotonicClock
 from corral.core.clock import Clock
 from corral.core.keyrot import (
@@ -318,8 +320,9 @@ def keys_group() -> None:
 
 
 def _store(spec_file: str, etcd: str | None) -> tuple[EtcdStore, Keys]:
+    """The CLI's store (the identity it presents: TLS files or etcd password auth)."""
     spec = spec_or_exit(spec_file)
-    return EtcdStore(endpoints_for(spec, etcd), timeout=3.0), Keys(spec.cluster)
+    return open_store(spec, etcd, timeout=3.0), Keys(spec.cluster)
 
 
 @keys_group.command("rotate")
@@ -343,7 +346,9 @@ def rotate_cmd(spec_file: str, etcd: str | None, timeout: float, as_json: bool) 
 
     async def go() -> str | None:
         try:
-            await rotator.run()
+            me = await whoami(store, keys)
+            warn = lambda text: click.echo(f"warning: {text}", err=True)  # noqa: E731
+            await audited(store, keys, me, "keys rotate", rotator.run, wall=time.time, warn=warn)
             return None
         except RotateError as exc:
             return str(exc)
