@@ -257,6 +257,8 @@ def _choose(
         )
     newest = newest_view(known)
     ranked = sorted(known, key=lambda k: _rank(k, newest, order))
+    if not histories:  # a new cluster: spec order alone (a fresh node's saved view means nothing)
+        ranked = sorted(known, key=lambda k: order[k.node])
     first = ranked[0]
     joiners = _join_order(ranked[1:], newest, order)
     partial = bool(absent)
