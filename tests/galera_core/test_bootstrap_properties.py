@@ -102,3 +102,4 @@ def test_refuse_and_wait_are_the_other_outcomes() -> None:
     lone = {"n1": NodeState("n1", GraState(Position("aaaa", 3), True), None, None, False)}
     assert isinstance(decide(("n1", "n2"), lone, {}, (), 0.0, 0.0), Wait)
     assert isinstance(decide(("n1", "n2"), lone, {"n2": "fenced"}, (), 0.0, 100.0), Refuse)
+    assert decide((), lone, {}, (), 0.0, 0.0) == Refuse("the resource has no nodes")

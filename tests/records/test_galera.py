@@ -28,3 +28,14 @@ def test_only_the_named_node_at_the_named_registration_may_bootstrap() -> None:
     assert not may_bootstrap(CLAIM, "ctl2", 57)
     assert not may_bootstrap(CLAIM, "ctl1", 40)
     assert not may_bootstrap(None, "ctl2", 40)
+
+
+def test_a_claim_of_a_decision() -> None:
+    from corral.core.galera.bootstrap import Bootstrap, decide
+    from tests.galera_core.transcript import report
+
+    reports = {n: report([n, f"grastate=5ee3:{s}"]) for n, s in (("ctl1", 7), ("ctl2", 9))}
+    decision = decide(("ctl1", "ctl2"), reports, {}, (), 0.0, 0.0)
+    assert isinstance(decision, Bootstrap)
+    got = BootstrapClaim.of(decision, 40, "ctl1", 1.5)
+    assert got == BootstrapClaim("ctl2", 40, "5ee3", 9, True, False, decision.reason, "ctl1", 1.5)

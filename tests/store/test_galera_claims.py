@@ -14,6 +14,7 @@ from corral.records.galera import (
     claim_txn,
     clear_txn,
     read_galera,
+    release_txn,
     writer_txn,
 )
 from corral.store import Compare, Keys, Put, Store, TxnResult
@@ -146,3 +147,16 @@ async def test_reports_round_trip_through_the_store(store: Store) -> None:
     await store.revoke(lease)  # the node died: no report, its state is unknown again
     assert read_galera(KEYS, RES, (await store.range(KEYS.galera(RES))).kvs).reports == {}
     assert reg > 0
+
+
+async def test_a_failed_claimant_gives_its_claim_back_and_only_its_own(store: Store) -> None:
+    token = await become_controller(store, "ctl1")
+    (r2, l2), (r3, l3) = await register(store, "ctl2"), await register(store, "ctl3")
+    mine = await run(store, claim_txn(KEYS, RES, claim("ctl2", r2), token, l2))
+    assert (await run(store, release_txn(KEYS, RES, mine.revision))).succeeded
+    theirs = await run(store, claim_txn(KEYS, RES, claim("ctl3", r3), token, l3))
+    assert theirs.succeeded
+    # ctl2's late release (of the claim it read before) leaves ctl3's claim alone
+    assert not (await run(store, release_txn(KEYS, RES, mine.revision))).succeeded
+    got = read_galera(KEYS, RES, (await store.range(KEYS.galera(RES))).kvs)
+    assert got.claim is not None and got.claim[0].node == "ctl3"

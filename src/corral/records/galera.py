@@ -26,6 +26,10 @@ The claim (safety rule 6: an exclusive decision is an exclusive instance)
 
     Its lifetime:
 
+    - *The bootstrap fails* (mariadbd exits, the claimant's agent stops it): the claimant
+      gives the claim back (:func:`release_txn`) once its server is stopped, and reports; the
+      failure counts against the resource on that node (rule 7); the controller decides again.
+
     - *Success*: once the bootstrap node runs a Primary component and reports synced, the
       controller clears the claim (:func:`clear_txn`, comparing the token and the claim's mod
       revision as read, so it deletes exactly the claim it judged). Later decisions are joins
@@ -47,6 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from corral.core.galera.bootstrap import Bootstrap
 from corral.core.galera.state import GraState, NodeState, Position, SavedView
 from corral.records.cluster import FencedRecord
 from corral.records.codec import (
@@ -164,6 +169,22 @@ class BootstrapClaim(Record):
         return Position(self.uuid, self.seqno)
 
     @classmethod
+    def of(cls, decision: Bootstrap, reg: int, by: str, time: float | None = None) -> Self:
+        """The claim of a bootstrap decision for the claimant's registration ``reg``."""
+        position = decision.position
+        return cls(
+            decision.node,
+            reg,
+            position.uuid,
+            position.seqno,
+            decision.force,
+            decision.partial,
+            decision.reason,
+            by,
+            time,
+        )
+
+    @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
         return cls(
             req_str(value, "node"),
@@ -240,6 +261,15 @@ def clear_txn(keys: Keys, resource: str, token: int, mod_revision: int) -> Txn:
     still the controller and only that claim (a newer one is left alone)."""
     key = keys.galera_bootstrap(resource)
     return Txn((_token(keys, token), Compare.unchanged_since(key, mod_revision)), (Delete(key),))
+
+
+def release_txn(keys: Keys, resource: str, mod_revision: int) -> Txn:
+    """The claimant gives its claim back (its bootstrap failed and its mariadbd is stopped):
+    only the claim it read at ``mod_revision``, which names it. No controller token: the
+    claimant alone knows that its server is stopped, and giving a claim back never lets two
+    bootstraps run (the controller decides again, from the reports)."""
+    key = keys.galera_bootstrap(resource)
+    return Txn((Compare.unchanged_since(key, mod_revision),), (Delete(key),))
 
 
 def writer_txn(

@@ -168,7 +168,13 @@ def decide(
     ``expected``: the resource's nodes in spec order. ``reports``: node -> its latest report
     (nodes not expected are ignored). ``gone``: node -> why it is gone for good ("fenced",
     "removed"). ``primary``: the nodes that run a Primary component now. ``waiting_since``:
-    when the controller began to wait for reports (the same clock as ``now``)."""
+    when the controller began to wait for reports (the same clock as ``now``; restart it when
+    the gone nodes change, so that a node fenced late still gets its ``wait``).
+
+    Asked only while no bootstrap claim holds (:func:`corral.records.galera.claim_holds`):
+    under a claim, the claimant is bootstrapping and nothing else may."""
+    if not expected:
+        return Refuse("the resource has no nodes")
     order = {n: i for i, n in enumerate(expected)}
     running = [n for n in expected if n in primary and n not in gone]
     if running:
