@@ -29,14 +29,16 @@ The rules, in order:
    assumed to be behind**: while one is not gone, the decision is :class:`Wait` with no end
    (the resource agent's PR 1547 failure, every node ``seqno: -1``, is handled by recovery:
    the agent runs ``--wsrep-recover`` and reports the recovered position, then corral goes on).
+   A ``safe_to_bootstrap: 1`` on a node without history means nothing (left by a failed state
+   transfer, resource-agents PR 1323) and is ignored.
 3. Gone nodes (``gone``: fenced by corral, rule 2, or removed by an operator) cannot bootstrap
    and their reports are not read. corral still waits for them until ``waiting_since +
    wait`` (a power fence that rebooted a node brings it back with its report); after that it
    bootstraps from the nodes that reported, but only when they are a strict majority of the
    expected nodes, and says so (:attr:`Bootstrap.partial`, an event). A minority never
-   bootstraps: :class:`Refuse`. (The resource agent waits for every node forever; operators
-   ask for this, resource-agents issues 915 and 1009.) Transactions committed only on the
-   gone nodes are lost by such a bootstrap; the reason says which nodes.
+   bootstraps: :class:`Refuse`. (The resource agent waits for every node and leaves a
+   partial start to a person.) Transactions committed only on the gone nodes are lost by
+   such a bootstrap; the reason says which nodes.
 4. Histories: positions of different cluster state UUIDs are not comparable (a seqno counts
    within one history only). When the known nodes hold two or more histories, corral refuses:
    bootstrapping one would wipe the others by state transfer, and which one is right is a
@@ -224,7 +226,8 @@ def _classify(
             unknown[node] = got
             continue
         grastate = state.grastate
-        safe = grastate is not None and grastate.safe_to_bootstrap
+        # the mark on a node without history means nothing (a failed state transfer)
+        safe = grastate is not None and grastate.safe_to_bootstrap and got[0] is not None
         view = state.view.view_id if state.view is not None else None
         known[node] = _Known(node, got[0], got[1], safe, view)
     return known, unknown
