@@ -45,7 +45,7 @@ def worlds(
     return expected, reports, gone, primary, now
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(worlds())
 def test_the_rules_hold(world: World) -> None:
     expected, reports, gone, primary, now = world
@@ -81,7 +81,7 @@ def test_the_rules_hold(world: World) -> None:
         assert got.node == present[0] and got.position.uuid == NIL_UUID
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(worlds())
 def test_report_order_does_not_matter(world: World) -> None:
     expected, reports, gone, primary, now = world

@@ -56,7 +56,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(steps)
 def test_a_history_of_readiness(history: list[tuple[frozenset[str], frozenset[str]]]) -> None:
     writer: str | None = None
