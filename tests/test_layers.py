@@ -33,6 +33,9 @@ RANK = {
     "cli": 6,
 }
 MODEL = {"core", "spec", ""}
+# The subpackages of corral.core: rank 0, pure like the rest of the cores (the Galera
+# decisions included: who bootstraps, the writer, the evs timeouts; their drivers are shells).
+CORE_PACKAGES = ("agent", "galera", "membership", "scheduler")
 ONLY = {"records": {"core", "spec", "store"}}  # packages narrower than their rank allows
 
 
@@ -70,6 +73,13 @@ def _is_package(name: str) -> bool:
 def test_every_package_has_a_rank() -> None:
     found = {package for _, package, _ in modules()}
     assert found <= set(RANK), f"give {sorted(found - set(RANK))} a rank in RANK"
+
+
+def test_the_core_subpackages_are_checked_as_cores() -> None:
+    for sub in CORE_PACKAGES:
+        found = [(n, p) for n, p, _ in modules() if n.startswith(f"corral.core.{sub}")]
+        assert found, f"corral.core.{sub} is gone: update CORE_PACKAGES"
+        assert all(p == "core" for _, p in found), found
 
 
 def test_no_module_imports_against_the_layers() -> None:
