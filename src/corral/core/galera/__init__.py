@@ -1,0 +1,1 @@
+"""Galera: pure decisions over what the nodes report."""
