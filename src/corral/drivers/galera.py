@@ -90,10 +90,12 @@ class GaleraStatus:
 
 
 def _error_lines(text: str, limit: int = 3) -> str:
-    """The server's own reasons in a log excerpt: its ``[ERROR]`` lines (else the last lines)."""
+    """The server's own reasons in a log excerpt: its first ``[ERROR]`` lines (the cause comes
+    first; what follows is the abort it led to), else the last lines."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [re.sub(r"^.*?\[ERROR\]\s*", "", line) for line in lines if "[ERROR]" in line]
-    return " | ".join((errors or lines)[-limit:])
+    errors = [e for e in errors if e != "Aborting"]
+    return " | ".join(errors[:limit] if errors else lines[-limit:])
 
 
 class GaleraServer:
@@ -237,7 +239,12 @@ class GaleraServer:
 
     async def start(self, *, bootstrap: bool = False, position: Position | None = None) -> None:
         """Start mariadbd (see the module contract). ``bootstrap``: form a new primary
-        component from this node alone; ``position``: the recovered position to start from."""
+        component from this node alone; the caller must hold the cluster's bootstrap claim
+        (safety rule 6: two nodes bootstrapping make two clusters that never merge).
+        ``position``: the recovered position to start from (without it a crashed node comes
+        back with its history reset, and every joiner then needs a full SST). A node restarted
+        after a full crash waits here until ``pc.recovery`` re-forms the primary component with
+        the other members of its saved view: start them together."""
         async with self._lock:
             if self.running():
                 raise DriverError(f"{self.name}: mariadbd already runs")

@@ -22,8 +22,10 @@ INSTALL_DB = "/usr/bin/mariadb-install-db"
 # SST by mariabackup: the donor stays writable during the copy (rsync SST blocks it with a
 # global read lock for the whole transfer, and the donor may be the writer).
 SST_METHODS = ("mariabackup", "rsync")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_USER = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+_USER = re.compile(r"^[A-Za-z0-9_]{1,32}\Z")
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.:\[\]-]+\Z")  # an IP or a host name, nothing more
+_OPTION = re.compile(r"^[a-z0-9_-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -58,25 +60,32 @@ class GaleraSettings:
     options: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        problems = []
-        if not _NAME.match(self.node):
-            problems.append(f"node name {self.node!r} (letters, digits, _ . -)")
-        if not _NAME.match(self.cluster):
-            problems.append(f"cluster name {self.cluster!r} (letters, digits, _ . -)")
-        if not self.peers:
-            problems.append("no peers (the gcomm:// list needs at least this node)")
-        if self.sst_method not in SST_METHODS:
-            problems.append(f"sst_method {self.sst_method!r} (one of {', '.join(SST_METHODS)})")
-        for label, user in (("sst_user", self.sst_user), ("check_user", self.check_user)):
-            if not _USER.match(user):
-                problems.append(f"{label} {user!r} (letters, digits, _)")
-        if not 0 < self.port < 65536:
-            problems.append(f"port {self.port}")
-        for key, value in self.options:
-            if not re.fullmatch(r"[a-z0-9_-]+", key) or "\n" in value:
-                problems.append(f"option {key!r}")
+        problems = [p for p in self._problems() if p]
         if problems:
             raise ValueError("galera settings: bad " + "; bad ".join(problems))
+
+    def _problems(self) -> list[str]:
+        """One entry per setting: '' when it is fine, else what is wrong with it."""
+        users = (("sst_user", self.sst_user), ("check_user", self.check_user))
+        return [
+            "" if _NAME.match(self.node) else f"node name {self.node!r} (letters, digits, _ . -)",
+            ""
+            if _NAME.match(self.cluster)
+            else f"cluster name {self.cluster!r} (letters, digits, _ . -)",
+            "" if self.peers else "no peers (the gcomm:// list needs at least this node)",
+            ""
+            if self.sst_method in SST_METHODS
+            else f"sst_method {self.sst_method!r} (one of {', '.join(SST_METHODS)})",
+            *(
+                f"{label} {user!r} (letters, digits, _)"
+                for label, user in users
+                if not _USER.match(user)
+            ),
+            *(f"address {a!r}" for a in (self.address, *self.peers) if not _ADDRESS.match(a)),
+            "provider_options (one line)" if "\n" in self.provider_options else "",
+            "" if 0 < self.port < 65536 else f"port {self.port}",
+            *(f"option {k!r}" for k, v in self.options if not _OPTION.match(k) or "\n" in v),
+        ]
 
     @property
     def datadir(self) -> Path:
