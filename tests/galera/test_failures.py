@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -140,3 +142,22 @@ async def test_a_joiner_with_no_primary_to_join_fails_its_start_and_is_stopped(
         await starting
     assert not alone.running()
     assert "after SIGTERM: SIGKILL" in alone.settings.log_path.read_text()  # it ignored SIGTERM
+
+
+async def test_a_recovery_that_finds_no_position_fails_with_the_servers_reason(
+    lab: GaleraLab,
+) -> None:
+    """A crashed node (seqno -1) whose InnoDB files are damaged: --wsrep-recover cannot say
+    where it was, and inspect() says so instead of inventing a position."""
+    source = lab.server(1)
+    assert not source.running()
+    broken = other(source, base_dir=lab.tmp / "broken")
+    shutil.copytree(source.settings.datadir, broken.settings.datadir)
+    grastate = broken.settings.datadir / "grastate.dat"
+    grastate.write_text(re.sub(r"seqno:\s+\d+", "seqno:   -1", grastate.read_text()))
+    (broken.settings.datadir / "ibdata1").write_bytes(b"\0" * 4096)
+    with pytest.raises(
+        DriverError, match=r"galera db1: --wsrep-recover exited \d+ without a position: \S"
+    ):
+        await broken.inspect()
+    assert not broken.running()
