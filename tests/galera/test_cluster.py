@@ -149,3 +149,40 @@ def _vm_rss(pid: int | None) -> str:
         if line.startswith("VmRSS:"):
             return line.split()[1]
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+async def test_after_a_full_crash_the_most_advanced_node_bootstraps_once_marked_safe(
+    lab: GaleraLab,
+) -> None:
+    """The path without pc.recovery (what a controller does when the saved views cannot
+    re-form a primary): bootstrap the most advanced node, the others join it by IST."""
+    if not all(s.running() for s in lab.servers):
+        pytest.skip("needs the cluster the earlier tests left")
+    acked = list(range(2_000_000, 2_000_030))
+    for i in acked:
+        await lab.server(2).execute("INSERT INTO t.w VALUES (%s, 'before')", (i,))
+    await asyncio.gather(*(kill9(s) for s in lab.servers))
+    reports = await asyncio.gather(*(s.inspect() for s in lab.servers))
+    positions = {s.settings.node: r.recovered for s, r in zip(lab.servers, reports, strict=True)}
+    seqnos = {node: p.seqno for node, p in positions.items() if p is not None}
+    assert len(seqnos) == 3
+    best = max(lab.servers, key=lambda s: (seqnos[s.settings.node], s.settings.node))
+    chosen = positions[best.settings.node]
+
+    began = time.monotonic()
+    with pytest.raises(DriverError, match="safe_to_bootstrap"):  # Galera's own guard
+        await best.start(bootstrap=True, position=chosen)
+    assert not best.running()
+    await best.allow_bootstrap()
+    marked = await best.inspect()
+    assert marked.grastate is not None and marked.grastate.safe_to_bootstrap
+    await best.start(bootstrap=True, position=chosen)
+    others = [s for s in lab.servers if s is not best]
+    await asyncio.gather(*(s.start(position=positions[s.settings.node]) for s in others))
+    for server in lab.servers:
+        await wait_for(server, lambda s: s.healthy and s.cluster_size == 3)
+    TIMINGS["bootstrap_after_crash_s"] = round(time.monotonic() - began, 2)
+    for server in lab.servers:
+        assert set(acked) <= await rows(server), f"{server.name} lost acknowledged writes"
+    with pytest.raises(DriverError, match="mariadbd runs"):
+        await best.allow_bootstrap()  # never under a running server

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from corral.core.galera.files import (
     GaleraFileError,
+    marked_safe_to_bootstrap,
     node_state,
     parse_grastate,
     parse_gvwstate,
@@ -188,3 +189,17 @@ def test_real_lines_shuffled_cut_and_mixed_with_noise_give_a_record_or_a_clear_e
             parse(text)
         except GaleraFileError as exc:
             assert exc.line >= 0 and exc.problem
+
+
+def test_marking_a_grastate_safe_changes_that_line_only() -> None:
+    text = (FIXTURES / "kill9-all" / "db1" / "grastate.dat").read_text()
+    marked = marked_safe_to_bootstrap(text)
+    assert parse_grastate(marked).safe_to_bootstrap
+    assert parse_grastate(marked).position == parse_grastate(text).position
+    assert [line for line in marked.splitlines() if "safe_to_bootstrap" not in line] == [
+        line for line in text.splitlines() if "safe_to_bootstrap" not in line
+    ]
+    older = text.replace("safe_to_bootstrap: 0\n", "")  # a provider that wrote no such line
+    assert parse_grastate(marked_safe_to_bootstrap(older)).safe_to_bootstrap
+    with pytest.raises(GaleraFileError, match="seqno"):
+        marked_safe_to_bootstrap(text.replace("seqno:   -1", "seqno: ?"))

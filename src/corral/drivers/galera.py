@@ -33,11 +33,17 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from corral.core.galera.files import GaleraFileError, node_state, parse_recovered
+from corral.core.galera.files import (
+    GaleraFileError,
+    marked_safe_to_bootstrap,
+    node_state,
+    parse_recovered,
+)
 from corral.core.galera.state import NodeState, Position
 from corral.drivers import _files
 from corral.drivers._exec import CommandTimeout, run_command
@@ -231,6 +237,29 @@ class GaleraServer:
                 f"{_error_lines(log + done.stderr)} ({exc.problem})"
             ) from None
 
+    async def allow_bootstrap(self) -> None:
+        """Write ``safe_to_bootstrap: 1`` into grastate.dat (owner and mode kept): after a
+        crash Galera refuses ``--wsrep-new-cluster`` on a node whose file says 0, which every
+        node's does after a full crash. Only for the node chosen to bootstrap, whose caller
+        holds the bootstrap claim (safety rule 6). DriverError when mariadbd runs or the node
+        has no (valid) grastate.dat."""
+        async with self._lock:
+            if self.running():
+                raise DriverError(f"{self.name}: mariadbd runs: grastate.dat is its own now")
+            path = self.settings.datadir / "grastate.dat"
+            text = self._read("grastate.dat")
+            if text is None:
+                raise DriverError(f"{self.name}: no {path}: nothing to bootstrap from")
+            try:
+                marked = marked_safe_to_bootstrap(text, str(path))
+            except GaleraFileError as exc:
+                raise DriverError(f"{self.name}: {exc}") from None
+            _replace_keeping_owner(path, marked)
+            _files.append_log(
+                self.settings.log_path,
+                f"--- corral {_files.stamp()} {self.name}: grastate.dat: safe_to_bootstrap: 1",
+            )
+
     # --- the process ------------------------------------------------------------------------
 
     def running(self) -> bool:
@@ -407,6 +436,22 @@ class GaleraServer:
         """The pid of the running mariadbd (None when it does not run)."""
         record = self._owned.record or self._owned.read_record()
         return record.pid if record is not None and self.running() else None
+
+
+def _replace_keeping_owner(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically, with the old file's owner and mode (mariadbd
+    runs as ``mysql`` and must go on writing it)."""
+    old = path.stat()
+    tmp = path.with_name(f".{path.name}.corral.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fchown(fd, old.st_uid, old.st_gid)
+        os.fchmod(fd, old.st_mode & 0o7777)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _describe_sql_error(exc: BaseException) -> str:

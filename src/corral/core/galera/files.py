@@ -8,6 +8,8 @@
   was, at a crash) in a primary component; a clean shutdown removes it.
 - The log of ``mariadbd --wsrep-recover`` (:func:`parse_recovered`): the line
   ``WSREP: Recovered position: <uuid>:<seqno>`` (MariaDB may add ``,<gtid>`` after it).
+- :func:`marked_safe_to_bootstrap`: the one change corral makes to a state file, on the node
+  chosen to bootstrap.
 
 Contract: every parser takes the file's text and its name (for messages) and returns the
 frozen record of :mod:`corral.core.galera.state`, or raises :class:`GaleraFileError` naming the
@@ -145,6 +147,17 @@ def parse_recovered(text: str, source: str = "--wsrep-recover log") -> Position:
         raise GaleraFileError(source, 0, "no 'WSREP: Recovered position' line")
     number, uuid, seqno = found
     return Position(_uuid(uuid, source, number, "uuid"), _seqno(seqno, source, number))
+
+
+def marked_safe_to_bootstrap(text: str, source: str = "grastate.dat") -> str:
+    """``text`` (a grastate.dat) with ``safe_to_bootstrap: 1``, every other line as it was:
+    what the chosen node's file must say before Galera lets it bootstrap after a crash (it
+    refuses ``--wsrep-new-cluster`` on a node whose file says 0). GaleraFileError when the
+    text is not a valid grastate.dat."""
+    parse_grastate(text, source)
+    lines = text.splitlines()
+    kept = [line for line in lines if line.partition(":")[0].strip() != "safe_to_bootstrap"]
+    return "\n".join([*kept, "safe_to_bootstrap: 1"]) + "\n"
 
 
 def node_state(
