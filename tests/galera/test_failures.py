@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pwd
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -161,3 +164,32 @@ async def test_a_recovery_that_finds_no_position_fails_with_the_servers_reason(
     ):
         await broken.inspect()
     assert not broken.running()
+
+
+async def test_a_server_runs_as_the_mysql_user_when_told_and_says_when_it_cannot(
+    lab: GaleraLab,
+) -> None:
+    """On a real node mariadbd runs as ``mysql``: corral hands it its dirs, and refuses a base
+    dir that user cannot reach (the agent's own state dir is 0700)."""
+    hidden = other(lab.server(1), base_dir=lab.tmp / "as-mysql", run_as="mysql")
+    with pytest.raises(DriverError, match=r"runs as mysql, which cannot enter .* \(mode 07"):
+        await hidden.initialize()
+    base = Path(tempfile.mkdtemp(prefix="corral-galera-test-"))
+    try:
+        base.chmod(0o711)
+        server = other(lab.server(1), base_dir=base / "db1", run_as="mysql")
+        assert await server.initialize()
+        await server.start(bootstrap=True)
+        try:
+            assert (await server.status()).healthy
+            pid = await server.pid()
+            assert (
+                pid is not None
+                and Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam("mysql").pw_uid
+            )
+            assert server.settings.config_path.stat().st_mode & 0o077 == 0
+        finally:
+            await server.stop()
+        assert (await server.inspect()).grastate is not None
+    finally:
+        shutil.rmtree(base)

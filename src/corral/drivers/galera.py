@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -149,10 +150,35 @@ class GaleraServer:
         if s.sst_password is not None:
             password = await resolve(s.sst_password, f"{self.name}: sst_password")
             auth = f"{s.sst_user}:{password}"
-        private_dir(s.base_dir)
-        private_dir(s.run_dir)
-        private_dir(s.tmp_dir)
+        for directory in (s.base_dir, s.run_dir, s.tmp_dir):
+            private_dir(directory)
         write_atomic(s.config_path, render_config(s, auth))
+        if not s.log_path.exists():
+            write_atomic(s.log_path, "")
+        self._hand_over(s.base_dir, s.run_dir, s.tmp_dir, s.config_path, s.log_path)
+
+    def _hand_over(self, *paths: Path) -> None:
+        """Give ``paths`` to the OS user mariadbd runs as: it writes its socket, tmp files and
+        log there, and its SST helper reads my.cnf (0600 still: root and that user alone)."""
+        if self.settings.run_as == "root":
+            return
+        try:
+            user = pwd.getpwnam(self.settings.run_as)
+        except KeyError:
+            raise DriverError(f"{self.name}: no OS user {self.settings.run_as!r}") from None
+        for parent in paths[0].parents:  # mariadbd (not root) must reach its base dir
+            info = parent.stat()
+            if not (
+                info.st_mode & 0o001
+                or (info.st_uid == user.pw_uid and info.st_mode & 0o100)
+                or (info.st_gid == user.pw_gid and info.st_mode & 0o010)
+            ):
+                raise DriverError(
+                    f"{self.name}: mariadbd runs as {user.pw_name}, which cannot enter {parent} "
+                    f"(mode {info.st_mode & 0o7777:04o}): put the Galera base dir elsewhere"
+                )
+        for path in paths:
+            os.chown(path, user.pw_uid, user.pw_gid)
 
     def initialized(self) -> bool:
         """The datadir holds a database (its ``mysql`` system schema)."""
@@ -177,12 +203,13 @@ class GaleraServer:
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
         ]
+        offset = s.log_path.stat().st_size
         try:
             done = await run_command(argv, timeout=self.recover_timeout, cwd="/")
         except CommandTimeout as exc:
             raise DriverError(f"{self.name}: mariadb-install-db: {exc}") from None
         if done.returncode != 0:
-            said = done.stderr + done.stdout + _files.tail(s.log_path, lines=20)
+            said = done.stderr + done.stdout + self._log_since(offset)
             raise DriverError(
                 f"{self.name}: mariadb-install-db exited {done.returncode}: {_error_lines(said)}"
             )
