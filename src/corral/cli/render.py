@@ -5,8 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from corral.core.galera.evs import provider_options
 from corral.spec import Resource, Spec
 from corral.spec.durations import format_duration as fmt
+from corral.spec.profiles import Timing
 
 
 def placement_text(res: Resource) -> str:
@@ -27,6 +29,8 @@ def kind_text(res: Resource) -> str:
         return f"systemd: {res.systemd.unit}"
     if res.ocf:
         return f"ocf: {res.ocf.agent}"
+    if res.galera:
+        return f"galera: port {res.galera.port}, {res.galera.base_dir}"
     if res.vip:
         return f"vip: {res.vip.address}"
     if res.vip_set:
@@ -45,7 +49,23 @@ def mode_text(res: Resource) -> str:
     return text
 
 
-def extras_text(res: Resource, explain: bool) -> str:
+def galera_text(res: Resource, timing: Timing) -> list[str]:
+    """A galera resource's effective settings, as ``validate --explain`` says them."""
+    g = res.galera
+    if g is None:
+        return []
+    secret = "by reference" if g.sst_password is not None else "none (unix_socket)"
+    return [
+        f"galera: sst {g.sst_method} as {g.sst_user} (password {secret}), check user "
+        f"{g.check_user}, mariadbd as {g.run_as}",
+        f"bootstrap waits {fmt(g.bootstrap_wait)} for gone nodes before a majority bootstrap",
+        # one entry per line: the whole string does not fit in a table cell
+        "wsrep_provider_options: "
+        + provider_options(timing, g.provider_options).replace(";", "; "),
+    ]
+
+
+def extras_text(res: Resource, explain: bool, timing: Timing | None = None) -> str:
     out = []
     for check in res.health:
         target = check.http.url if check.http else check.tcp or check.exec
@@ -72,6 +92,8 @@ def extras_text(res: Resource, explain: bool) -> str:
             f"failure(s) for {fmt(res.failure.failure_timeout)}"
         )
         out.append(systemic_text(res))
+        if timing is not None:
+            out += galera_text(res, timing)
     return "\n".join(out)
 
 
@@ -120,7 +142,11 @@ def print_summary(spec: Spec, console: Console, *, explain: bool = False) -> Non
     )
     for name, res in spec.resources.items():
         table.add_row(
-            name, kind_text(res), mode_text(res), placement_text(res), extras_text(res, explain)
+            name,
+            kind_text(res),
+            mode_text(res),
+            placement_text(res),
+            extras_text(res, explain, timing),
         )
     console.print(table)
     if spec.order:

@@ -223,6 +223,8 @@ def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:
         )
     if res.kind == "vip" and res.mode != "active-passive":
         yield (*base, "mode"), f"a vip is held by one node at a time; it cannot be {res.mode}"
+    if res.kind == "galera" and res.mode != "promotable":
+        yield (*base, "mode"), f"a galera resource is promotable (members promoted), not {res.mode}"
     if res.kind == "haproxy" and res.mode != "active-active":
         yield (*base, "mode"), "haproxy runs active-active on its nodes"
     if res.promoted is not None and res.mode != "promotable":

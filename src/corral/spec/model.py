@@ -31,13 +31,22 @@ from pydantic import (
 from corral.core.membership import MembershipConfig, with_probe_interval
 from corral.core.membership import profile as membership_profile
 from corral.spec.durations import Duration
+from corral.spec.galera import GaleraSpec
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
 from corral.spec.secrets import SecretRef
 
 Mode = Literal["active-active", "active-passive", "promotable"]
-ResourceKind = Literal["process", "systemd", "ocf", "vip", "vip-set", "haproxy"]
-SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf")
-KINDS: tuple[ResourceKind, ...] = ("process", "systemd", "ocf", "vip", "vip-set", "haproxy")
+ResourceKind = Literal["process", "systemd", "ocf", "galera", "vip", "vip-set", "haproxy"]
+SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf", "galera")
+KINDS: tuple[ResourceKind, ...] = (
+    "process",
+    "systemd",
+    "ocf",
+    "galera",
+    "vip",
+    "vip-set",
+    "haproxy",
+)
 
 
 class _Model(BaseModel):
@@ -296,6 +305,7 @@ class Resource(_Model):
     process: Annotated[ProcessDriver | None, _shorthand("command")] = None
     systemd: Annotated[SystemdDriver | None, _shorthand("unit")] = None
     ocf: Annotated[OcfDriver | None, _shorthand("agent")] = None
+    galera: GaleraSpec | None = None
     vip: Annotated[VipSpec | None, _shorthand("address")] = None
     vip_set: Annotated[VipSetSpec | None, _shorthand("addresses")] = Field(
         default=None, alias="vip-set"
@@ -504,7 +514,17 @@ class Spec(_Model):
     @model_validator(mode="after")
     def _resolve(self) -> Spec:
         for name, res in list(self.resources.items()):
-            self.resources[name] = _resolve_resource(res, self.defaults)
+            res = _resolve_resource(res, self.defaults)
+            if (
+                res.kind == "galera"
+                and res.mode == "promotable"
+                and "promoted" not in res.model_fields_set
+            ):
+                # every member promoted (multi-master; one writer takes the writes)
+                eligible = sum(res.on.allows(n, node) for n, node in self.nodes.items())
+                promoted = res.instances if res.instances is not None else eligible
+                res = res.model_copy(update={"promoted": promoted})
+            self.resources[name] = res
         return self
 
     @cached_property
@@ -557,4 +577,6 @@ def _resolve_resource(res: Resource, defaults: Defaults) -> Resource:
     update["health"] = checks
     if "mode" not in res.model_fields_set and res.kind == "vip":
         update["mode"] = "active-passive"
+    if "mode" not in res.model_fields_set and res.kind == "galera":
+        update["mode"] = "promotable"
     return res.model_copy(update=update)

@@ -127,8 +127,9 @@ def literal_in_command(command: str) -> str | None:
 
 
 class GaleraSecrets(BaseModel):
-    """The secrets of the coming ``galera`` kind (its users are plain names, their passwords
-    references): the SST user wsrep_sst_auth uses, the user health checks log in as."""
+    """The secrets of the ``galera`` kind (:class:`corral.spec.galera.GaleraSpec`; its users
+    are plain names, their passwords references): the SST user wsrep_sst_auth uses, the user
+    health checks log in as."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
