@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from corral.agent.assigned import Registration, still_assigned
 from corral.agent.events import EventLog
+from corral.agent.galera import StoreGaleraLink
 from corral.agent.instances import Checker, LocalService, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
@@ -39,6 +40,7 @@ from corral.core.agent.effects import (
 from corral.core.clock import Clock, Grid
 from corral.core.stall import StallLog
 from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
+from corral.drivers.galera_member import GaleraMember, GaleraServerFactory, default_galera_server
 from corral.records import FailCountRecord, RequestRecord
 from corral.spec import Resource, Spec
 from corral.store import Compare, Delete, Keys, Put, Store, StoreError
@@ -73,7 +75,9 @@ class Actuator:
         self.core, self.store, self.keys, self.ctx = core, store, keys, ctx
         self.clock, self.wall, self.events = clock, wall, events
         self.driver_factory, self.checker = drivers, checker
-        self.lb, self.network, self._me = lb, network, me
+        self.lb, self.network, self._me, self._lease = lb, network, me, lease
+        # how a galera member's server is made (None: a galera resource cannot run here)
+        self.galera_server: GaleraServerFactory | None = default_galera_server
         self.services: dict[str, LocalService] = {}
         self.starting: set[str] = set()  # instances whose start is under way
         self.claiming: dict[str, LocalService] = {}  # exclusive starts reported as starting
@@ -127,6 +131,9 @@ class Actuator:
         if res.kind == "haproxy":
             self.lb.forget()  # a new HAProxy: apply configuration and states again
             return self.network.haproxy_driver(name, res, self.ctx, lambda: self.spec)
+        if res.kind == "galera" and self.galera_server is not None:
+            link = StoreGaleraLink(self.store, self.keys, name, self._me, self._lease, self.wall)
+            return GaleraMember(name, self.galera_server(name, res, self.ctx, self.spec), link)
         return self.driver_factory(name, res, self.ctx, item)
 
     def service(self, name: str, res: Resource, driver: Driver) -> LocalService:

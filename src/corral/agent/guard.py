@@ -165,7 +165,7 @@ async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> Non
         if res is None:
             return
         try:
-            await make_driver(name, res, ctx, item).stop()
+            await make_driver(name, res, ctx, item, spec=spec).stop()
             _log(log, f"lease deadline passed: stopped exclusive {key} (rule 1)")
         except DriverError as exc:
             _log(log, f"lease deadline passed: stopping {key} failed: {exc}")

@@ -13,7 +13,7 @@ from corral.drivers.base import Driver, DriverError, DriverStatus, NodeContext, 
 from corral.drivers.ocf import OcfAgent
 from corral.drivers.process import ProcessSupervisor
 from corral.drivers.systemd import SystemdUnit
-from corral.spec.model import Resource
+from corral.spec.model import Resource, Spec
 
 __all__ = [
     "Driver",
@@ -35,6 +35,7 @@ def make_driver(
     item: str | None = None,
     *,
     systemctl: Sequence[str] = ("systemctl",),
+    spec: Spec | None = None,
 ) -> Driver:
     """The driver for instance ``item`` (a vip-set member's IP, else None) of resource ``name``
     on ``node``; DriverError for a kind without one here (``haproxy``: see
@@ -42,7 +43,9 @@ def make_driver(
 
     ``systemctl`` is the command prefix of systemd drivers (tests reach a namespaced systemd
     with ``nsenter -t PID -m -p systemctl``). Creating a driver does no I/O: an OCF agent's
-    meta-data is read at its first action.
+    meta-data is read at its first action. A ``galera`` member needs the whole ``spec`` (its
+    peers, the timing profile); made here it has no store link: it can stop (the lease
+    guard's self-fence) and report nothing (the agent makes its own with a link).
     """
     if res.process is not None:
         return ProcessSupervisor(name, res.process, node)
@@ -61,4 +64,10 @@ def make_driver(
         if address is None:
             raise DriverError(f"{name}: {item!r} is not one of the addresses of this vip-set")
         return VipAddress(f"{name}[{item}]", address, node, interface=res.vip_set.interface)
+    if res.galera is not None:
+        if spec is None:
+            raise DriverError(f"{name}: a galera member needs the spec (its peers)")
+        from corral.drivers.galera_member import galera_member
+
+        return galera_member(name, res, node, spec)
     raise DriverError(f"{name}: a {res.kind} resource is not driven by make_driver")

@@ -1,0 +1,187 @@
+"""A Galera node as a promotable resource instance: the agent's :class:`Driver` over
+:class:`corral.drivers.galera.GaleraServer` (shell).
+
+Contract (the roles of issue 16):
+
+- **Started, unpromoted** (``start``/``demote``): mariadbd is stopped, the datadir exists
+  (``initialize`` on first use), and the node's state (grastate, recovered position, saved
+  view) is inspected and reported through the :class:`GaleraLink` (``galera/<res>/report/
+  <node>``, under the node's lease). Only the controller decides from the reports.
+- **Promote** starts mariadbd, and only in one of two ways (DESIGN rule 6 at the node):
+  as the *bootstrap node* when the link says this node at its current registration holds the
+  bootstrap claim (:func:`corral.records.galera.may_bootstrap`; its grastate is marked
+  ``safe_to_bootstrap: 1`` first when the claim says ``force``), or as a *joiner* only while
+  another member runs a Primary component (never into a vanished cluster). Otherwise it
+  refuses with :class:`NodeFault` (not the resource's failure, rule 7; the agent tries
+  again). A recovered position is passed as ``--wsrep-start-position``. Promoting a node
+  whose mariadbd already runs does nothing.
+- **Status**: ``running`` while started; ``promoted`` only when the server is Synced, in the
+  Primary component and ready (a donor, a joiner or a non-Primary node is not promoted: not
+  ready for clients). A promoted node whose mariadbd died is ``failed``.
+- **Stop**: mariadbd stopped (idempotent); with a link, the state after the stop is reported.
+  The lease guard makes this driver without a link (:func:`galera_member`), so the self-fence
+  (rule 1) stops mariadbd, a bootstrapping one included, with nothing but the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from corral.core.galera.evs import provider_options
+from corral.core.galera.state import NodeState, Position
+from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
+from corral.drivers.galera import GaleraStatus
+from corral.drivers.galera_conf import GaleraSettings
+from corral.records.galera import BootstrapClaim
+from corral.spec.model import Resource, Spec
+
+PRIMARY_DETAIL = "synced, Primary"  # the status detail of a member clients may use
+
+
+class GaleraLink(Protocol):
+    """What a member needs of the store; the agent's shell implements it."""
+
+    async def report(self, state: NodeState) -> None:
+        """Write this node's report under its lease."""
+
+    async def claim(self) -> BootstrapClaim | None:
+        """The bootstrap claim when it names this node at its current registration."""
+
+    async def primary(self) -> tuple[str, ...]:
+        """The other members that run a Primary component now."""
+
+
+class Server(Protocol):
+    """What a member uses of :class:`GaleraServer` (a fake in tests behaves the same)."""
+
+    def running(self) -> bool: ...
+    async def initialize(self) -> bool: ...
+    async def inspect(self) -> NodeState: ...
+    async def allow_bootstrap(self) -> None: ...
+    async def start(self, *, bootstrap: bool = False, position: Position | None = None) -> None: ...
+    async def stop(self) -> None: ...
+    async def status(self) -> GaleraStatus: ...
+
+
+class GaleraMember:
+    """One node's member of Galera resource ``name`` (see the module contract)."""
+
+    def __init__(self, name: str, server: Server, link: GaleraLink | None = None) -> None:
+        self.name, self.server, self.link = name, server, link
+        self.last: NodeState | None = None  # the last state inspected while stopped
+        self.promoted = False
+
+    async def _report(self) -> NodeState:
+        state = await self.server.inspect()
+        self.last = state
+        if self.link is not None:
+            await self.link.report(state)
+        return state
+
+    async def start(self) -> None:
+        await self.server.initialize()
+        if self.server.running():  # left by an earlier life: unpromoted means stopped
+            await self.server.stop()
+        self.promoted = False
+        await self._report()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        self.promoted = False
+        if self.link is not None:
+            await self._report()
+
+    async def adopt(self) -> bool:
+        self.promoted = self.server.running()
+        return self.promoted
+
+    async def demote(self) -> None:
+        await self.stop()
+
+    async def promote(self) -> None:
+        if self.server.running():
+            self.promoted = True
+            return
+        if self.link is None:
+            raise DriverError(f"{self.name}: promote needs the store (no link)")
+        state = self.last or await self._report()
+        claim = await self.link.claim()
+        if claim is not None:
+            if claim.force:
+                await self.server.allow_bootstrap()
+            await self.server.start(bootstrap=True, position=_position(state, claim))
+        elif await self.link.primary():
+            await self.server.start(position=state.recovered)
+        else:
+            raise NodeFault(
+                f"{self.name}: not promoted: no Primary component to join and no bootstrap "
+                "claim for this node (waiting for the controller's decision)"
+            )
+        self.promoted = True
+        self.last = None  # the files change under a running server
+
+    async def status(self) -> DriverStatus:
+        if not self.promoted:
+            return DriverStatus("running", "mariadbd stopped (state reported)")
+        found = await self.server.status()
+        if not found.running:
+            return DriverStatus("failed", found.detail or "mariadbd is not running")
+        if found.healthy:
+            return DriverStatus("running", PRIMARY_DETAIL, promoted=True)
+        said = found.state_comment or found.detail or "not answering"
+        return DriverStatus("running", f"{said}, {found.cluster_status or '?'}: not ready")
+
+
+def _position(state: NodeState, claim: BootstrapClaim) -> Position | None:
+    """The position a bootstrap starts from: the claim's when it came from --wsrep-recover
+    (grastate says -1), else None (grastate already holds it)."""
+    return claim.position if state.recovered is not None else None
+
+
+def settings_for(name: str, res: Resource, node: NodeContext, spec: Spec) -> GaleraSettings:
+    """The settings of ``node``'s member of galera resource ``name``: peers are the addresses
+    of every node the resource may run on; the directory is ``base_dir/<name>`` (two Galera
+    resources on one node never share files); the provider options are the ``evs.*``
+    timeouts of the spec's timing profile, then the resource's own."""
+    g = res.galera
+    if g is None:
+        raise DriverError(f"{name}: not a galera resource")
+    peers = tuple(str(n.address) for n_name, n in spec.nodes.items() if res.on.allows(n_name, n))
+    try:
+        return GaleraSettings(
+            node=node.name,
+            address=node.address,
+            peers=peers or (node.address,),
+            cluster=f"{spec.cluster}-{name}",
+            base_dir=Path(g.base_dir) / name,
+            port=g.port,
+            sst_method=g.sst_method,
+            sst_user=g.sst_user,
+            sst_password=g.sst_password,
+            check_user=g.check_user,
+            check_password=g.check_password,
+            provider_options=provider_options(spec.effective_timing, g.provider_options),
+            run_as=g.run_as,
+            options=tuple(g.options.items()),
+        )
+    except ValueError as exc:
+        raise DriverError(f"{name}: {exc}") from None
+
+
+GaleraServerFactory = Callable[[str, Resource, NodeContext, Spec], Server]
+
+
+def default_galera_server(name: str, res: Resource, node: NodeContext, spec: Spec) -> Server:
+    """A real :class:`GaleraServer` for ``node``'s member of ``name``."""
+    from corral.drivers.galera import GaleraServer
+
+    return GaleraServer(settings_for(name, res, node, spec))
+
+
+def galera_member(
+    name: str, res: Resource, node: NodeContext, spec: Spec, link: GaleraLink | None = None
+) -> GaleraMember:
+    """The member of ``name`` on ``node`` over a real :class:`GaleraServer`."""
+    return GaleraMember(name, default_galera_server(name, res, node, spec), link)
