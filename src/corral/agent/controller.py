@@ -36,9 +36,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from corral.agent.galera_gate import GaleraGates
 from corral.agent.inputlog import InputLog
 from corral.agent.view import StoreView
 from corral.clocks import MonotonicClock
@@ -62,6 +63,7 @@ from corral.records import (
     snapshot,
 )
 from corral.records.failures import Judged, judge_failures, with_judged
+from corral.records.galera import Txn
 from corral.spec import Spec
 from corral.spec.model import FenceDevice
 from corral.store import Compare, Delete, Keys, KeyValue, Put, Store, StoreError
@@ -141,6 +143,7 @@ class Controller:
         self._skipped: set[tuple[bytes, int]] = set()  # malformed records said (key, revision)
         self.last_replace: core.Replace | None = None  # replace_dead's last decision (logs, tests)
         self._view = view
+        self._galera = GaleraGates(keys, node, self._clock.now, wall)  # bootstrap gates
         self._written = 0  # the revision of our last write: a view must include it
 
     @property
@@ -179,6 +182,8 @@ class Controller:
         judged = judge_failures(spec, records, self._wall())
         snap, plan = self._plan(spec, kvs, with_judged(records, judged))
         assigned, notes = staged_assignments(spec, snap, plan)
+        galera = self._galera.apply(spec, records, kvs, assigned, notes, self.token)
+        assigned, notes = galera.assigned, galera.notes
         read = self._parse(spec, kvs)
         writes = core.step_writes(
             StepInputs(
@@ -198,11 +203,15 @@ class Controller:
         self._last_notes = writes.notes
         moved = await self._excuse(judged, kvs)
         said = self._skipped_events(records.skipped)
+        said += [self._event_op("bootstrap", why, res) for res, _, why in galera.claims]
         if writes.empty and not said:
-            return moved or "no change"
+            cleared = (await self._clear(galera.clears)).removeprefix("; ")
+            return cleared or moved or "no change"
         if self._inputs is not None:
             self._inputs.record(snap, plan, writes.changed)
-        done = await self._write(writes, read, kvs, said)
+        done = await self._write(writes, read, kvs, said, galera.claims)
+        if done.startswith("wrote"):
+            done += await self._clear(galera.clears)
         if done.startswith("wrote"):  # said once written: a refused write says them again
             self._skipped = {(s.key, s.mod_revision) for s in records.skipped}
         return f"{moved}; {done}" if moved else done
@@ -281,10 +290,27 @@ class Controller:
         }
         return _Read(regs, current, assign_keys, status)
 
+    async def _clear(self, clears: list[Txn]) -> str:
+        """Clear the bootstrap claims whose claimant is Primary (each its own transaction:
+        the token and the claim as read; a newer claim is left alone)."""
+        done = []
+        for txn in clears:
+            result = await self._store.txn(list(txn.compares), list(txn.success))
+            self._written = max(self._written, result.revision)
+            done.append(result.succeeded)
+        return f"; cleared {sum(done)} bootstrap claim(s)" if any(done) else ""
+
     async def _write(
-        self, writes: StepWrites, read: _Read, kvs: list[KeyValue], said: list[Put]
+        self,
+        writes: StepWrites,
+        read: _Read,
+        kvs: list[KeyValue],
+        said: list[Put],
+        claims: Sequence[tuple[str, Txn, str]] = (),
     ) -> str:
-        """One transaction, fenced by this controller's token and by the holder guards."""
+        """One transaction, fenced by this controller's token and by the holder guards; a
+        Galera bootstrap claim goes in it with the assignment that promotes its node (rule
+        6: the claim and the order to bootstrap are one write)."""
         assert self.token is not None  # step() returned before, otherwise
         ops: list[Put | Delete] = [
             Put(self._keys.assign(name), assign_record(p)) for name, p in writes.put.items()
@@ -298,6 +324,8 @@ class Controller:
         ops += [self._event_op(e.kind, e.reason, e.resource) for e in writes.events]
         ops += said
         holders = holder_compares(self._keys, writes.guards)
+        holders += [c for _, txn, _ in claims for c in txn.compares]
+        ops += [op for _, txn, _ in claims for op in txn.success]
         fenced = await self._store.txn([token_compare(self._keys, self.token), *holders], ops)
         # the next step plans from a copy that includes this write, or what refused it (a
         # refused transaction answers with the store's current revision)
