@@ -39,7 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from corral.agent.galera_gate import GaleraGates
+from corral.agent.galera_gate import GaleraGates, GaleraStep
 from corral.agent.inputlog import InputLog
 from corral.agent.view import StoreView
 from corral.clocks import MonotonicClock
@@ -205,13 +205,13 @@ class Controller:
         said = self._skipped_events(records.skipped)
         said += [self._event_op("bootstrap", why, res) for res, _, why in galera.claims]
         if writes.empty and not said:
-            cleared = (await self._clear(galera.clears)).removeprefix("; ")
+            cleared = (await self._galera_writes(galera)).removeprefix("; ")
             return cleared or moved or "no change"
         if self._inputs is not None:
             self._inputs.record(snap, plan, writes.changed)
         done = await self._write(writes, read, kvs, said, galera.claims)
         if done.startswith("wrote"):
-            done += await self._clear(galera.clears)
+            done += await self._galera_writes(galera)
         if done.startswith("wrote"):  # said once written: a refused write says them again
             self._skipped = {(s.key, s.mod_revision) for s in records.skipped}
         return f"{moved}; {done}" if moved else done
@@ -290,15 +290,22 @@ class Controller:
         }
         return _Read(regs, current, assign_keys, status)
 
-    async def _clear(self, clears: list[Txn]) -> str:
-        """Clear the bootstrap claims whose claimant is Primary (each its own transaction:
-        the token and the claim as read; a newer claim is left alone)."""
+    async def _galera_writes(self, galera: GaleraStep) -> str:
+        """After the step's write: clear the bootstrap claims whose claimant is Primary and
+        write the Galera writer records that change (each its own transaction: the token and
+        the record as read, so a newer claim or writer is left alone; a writer change is an
+        event in the same transaction)."""
+        txns = [(t, "cleared a bootstrap claim") for t in galera.clears]
+        for res, txn, why in galera.writers:
+            event = self._event_op("writer", why, res)
+            txns.append((Txn(txn.compares, (*txn.success, event)), f"writer of {res}: {why}"))
         done = []
-        for txn in clears:
+        for txn, said in txns:
             result = await self._store.txn(list(txn.compares), list(txn.success))
             self._written = max(self._written, result.revision)
-            done.append(result.succeeded)
-        return f"; cleared {sum(done)} bootstrap claim(s)" if any(done) else ""
+            if result.succeeded:
+                done.append(said)
+        return "".join(f"; {d}" for d in done)
 
     async def _write(
         self,

@@ -22,13 +22,18 @@ from dataclasses import dataclass, field
 
 from corral.core.assign import Assigned
 from corral.core.galera.gate import Claim, GateInputs, gate, hold
+from corral.core.galera.writer import choose_writer
+from corral.core.scheduler.model import Instance
 from corral.records.galera import (
     BootstrapClaim,
+    GaleraRecords,
     Txn,
+    WriterRecord,
     claim_holds,
     claim_txn,
     clear_txn,
     read_galera,
+    writer_txn,
 )
 from corral.records.store import StoreRecords
 from corral.spec import Spec
@@ -41,6 +46,7 @@ class GaleraStep:
     notes: list[str]
     claims: list[tuple[str, Txn, str]] = field(default_factory=list)  # (res, txn, reason)
     clears: list[Txn] = field(default_factory=list)
+    writers: list[tuple[str, Txn, str]] = field(default_factory=list)  # (res, txn, reason)
 
 
 class GaleraGates:
@@ -110,6 +116,7 @@ class GaleraGates:
             )
         )  # fmt: skip
         step.assigned[name] = list(got.instances)
+        self._writer(name, expected, got.instances, records, read, step, token)
         if got.note is not None:
             step.notes.append(got.note)
         if got.clear and read.claim is not None:
@@ -125,6 +132,35 @@ class GaleraGates:
         claim_record = BootstrapClaim.of(decision, reg, self.me, self.wall())
         txn = claim_txn(self.keys, name, claim_record, token, lease)
         step.claims.append((name, txn, decision.reason))
+
+    def _writer(
+        self,
+        name: str,
+        expected: list[str],
+        instances: tuple[Instance, ...],
+        records: StoreRecords,
+        read: GaleraRecords,
+        step: GaleraStep,
+        token: int,
+    ) -> None:
+        """The writer record after :func:`choose_writer`: ready = an online member reported
+        promoted and healthy; stopping = a ready member no longer assigned the promoted role
+        (a planned stop, standby, a move)."""
+        ready = [
+            n
+            for (n, r), status in records.status.items()
+            if r == name
+            and n in records.registrations
+            and any(i.role == "promoted" and i.health == "healthy" for i in status.instances)
+        ]
+        promoted = {i.node for i in instances if i.role == "promoted"}
+        current = read.writer[0].node if read.writer is not None else None
+        choice = choose_writer(current, expected, ready, [n for n in ready if n not in promoted])
+        if choice.changed and choice.node is not None:
+            record = WriterRecord(choice.node, choice.reason, self.wall())
+            revision = read.writer[1] if read.writer is not None else 0
+            txn = writer_txn(self.keys, name, record, token, revision)
+            step.writers.append((name, txn, choice.reason))
 
     def _waiting_since(self, name: str, gone: frozenset[str], now: float, settled: bool) -> float:
         if settled:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from corral.core.clock import Clock
 from corral.core.lbstate import Desired, desired_servers, drained
 from corral.drivers.base import DriverError
 from corral.records import FencedRecord, LbRecord, StatusRecord
+from corral.records.galera import WriterRecord
 from corral.spec import Spec
 from corral.store import Keys, Store
 
@@ -37,6 +38,7 @@ class ClusterView:
     online: set[str]  # live, unfenced registrations
     health: dict[tuple[str, str], str]  # (resource, node) -> reported health
     live: dict[str, list[str]]  # vip-set -> members (IPs) held on online nodes
+    writers: dict[str, str] = field(default_factory=dict)  # galera service -> its writer
 
 
 class Balancer(Protocol):
@@ -92,7 +94,20 @@ class LbDuty:
                 health[(parts[2], parts[1])] = instances[0].health
             if parts[1] in online:
                 live.setdefault(parts[2], []).extend(i.item for i in instances if i.item)
-        return ClusterView(online, health, live)
+        return ClusterView(online, health, live, await self._writers(spec))
+
+    async def _writers(self, spec: Spec) -> dict[str, str]:
+        """The writer record of every balanced galera service (one read each); a missing or
+        unreadable one names no writer."""
+        out = {}
+        for name, res in spec.resources.items():
+            if res.galera is None or res.balance is None:
+                continue
+            kv = await self.store.get(self.keys.galera_writer(name))
+            record = WriterRecord.parse_kv(kv) if kv is not None else None
+            if record is not None:
+                out[name] = record.node
+        return out
 
     async def sync(
         self,
@@ -114,7 +129,7 @@ class LbDuty:
             self._config = render
             self._applied = None
             said.append("configuration reloaded" if reloaded else "configuration unchanged")
-        desired = desired_servers(spec, view.online, view.health, lost)
+        desired = desired_servers(spec, view.online, view.health, lost, view.writers)
         if desired != self._applied:
             await balancer.set_servers(desired)
             self._applied = desired

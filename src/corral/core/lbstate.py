@@ -15,6 +15,13 @@ static placement, named after the node. A server is
 
 A starting instance takes no traffic until its checks pass (``rise``); a node that gossip holds
 dead is out of rotation at once, before the controller or the store has noticed.
+
+A balanced **galera** service takes writes on one node only: every server but the writer the
+store names (``galera/<res>/writer``, one record every load balancer reads) is ``maint``, and
+with no writer named every server is (writes fail until the controller names one). So two load
+balancers never send writes to different nodes, whatever their own checks see: HAProxy's
+``backup`` servers would be a per-balancer failover, each deciding alone when the writer
+looks dead, so corral does not render them and moves the writer only through the record.
 """
 
 from __future__ import annotations
@@ -46,16 +53,19 @@ def desired_servers(
     online: Set[str],
     health: Mapping[tuple[str, str], str],
     lost: Set[str] = frozenset(),
+    writers: Mapping[str, str] | None = None,
 ) -> Desired:
     """The state of every server: ``online`` nodes (live, unfenced registrations), ``health``
     (resource, node) -> the instance's reported health (``healthy``, ``starting``,
-    ``unhealthy``, ``draining``; absent = not running), ``lost`` nodes gossip holds dead."""
+    ``unhealthy``, ``draining``; absent = not running), ``lost`` nodes gossip holds dead,
+    ``writers``: galera service -> the writer its record names (see the module doc)."""
     out: Desired = {}
     for name, servers in backend_servers(spec).items():
         states: dict[str, ServerState] = {}
+        only = (writers or {}).get(name, "") if spec.resources[name].galera else None
         for node in servers:
             said = health.get((name, node))
-            if node not in online or node in lost or said is None:
+            if node not in online or node in lost or said is None or only not in (None, node):
                 states[node] = "maint"
             elif said == "healthy":
                 states[node] = "ready"
