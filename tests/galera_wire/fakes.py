@@ -90,6 +90,11 @@ class FakeServer:
             self.grastate = GraState(Position(self.cluster.uuid, self.cluster.seqno), last)
         self.up = False
 
+    async def ensure_users(self) -> None:
+        self.calls.append("ensure_users")
+        if not self.up:
+            raise DriverError("not answering")
+
     async def status(self) -> GaleraStatus:
         if not self.up:
             return GaleraStatus(running=False, detail="mariadbd is not running")

@@ -71,10 +71,12 @@ async def test_the_claim_holder_bootstraps_after_marking_safe_then_a_joiner_join
     assert l1.reports[-1].recovered == Position(UUID, 9)  # --wsrep-recover ran
     l1.claimed = claim_for("db1", 9, force=True)
     await first.promote()
-    assert s1.calls[-2:] == [
+    assert s1.calls[-3:] == [
         "allow_bootstrap",
         f"start bootstrap=True position={Position(UUID, 9)}",
+        "ensure_users",  # on the new Primary only
     ]
+    assert "ensure_users" not in s2.calls
     assert (await first.status()).promoted and (await first.status()).detail == PRIMARY_DETAIL
     l2.primaries = ("db1",)
     await second.promote()

@@ -63,6 +63,7 @@ class Server(Protocol):
     async def start(self, *, bootstrap: bool = False, position: Position | None = None) -> None: ...
     async def stop(self) -> None: ...
     async def status(self) -> GaleraStatus: ...
+    async def ensure_users(self) -> None: ...
 
 
 class GaleraMember:
@@ -112,6 +113,9 @@ class GaleraMember:
             if claim.force:
                 await self.server.allow_bootstrap()
             await self.server.start(bootstrap=True, position=_position(state, claim))
+            self.promoted, self.last = True, None
+            await self.server.ensure_users()  # on the new Primary; the joiners get them by SST
+            return
         elif await self.link.primary():
             await self.server.start(position=state.recovered)
         else:

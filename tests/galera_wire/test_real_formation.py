@@ -1,0 +1,132 @@
+"""A real three-node Galera cluster formed by corral's decisions: a Controller on the memory
+store gates the promotions (:mod:`corral.core.galera.gate`), and each node's
+:class:`GaleraMember` over a real :class:`GaleraServer` (in its own network namespace) does
+what its assignment says, as its agent would: start (mariadbd stopped, state reported), then
+promote (bootstrap under the claim, or join the Primary). One bootstrap, every node synced,
+a write on every node, the claim cleared, one writer named."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+
+from corral.agent.assigned import Registration
+from corral.agent.controller import Controller
+from corral.agent.galera import StoreGaleraLink
+from corral.core.clock import ManualClock
+from corral.drivers.galera_member import GaleraMember
+from corral.records import AssignRecord, StatusInstance, StatusRecord
+from corral.records import encode as dump
+from corral.records.galera import read_galera
+from corral.spec import load_spec_text
+from corral.store import Keys, MemoryStore
+from tests.galera import lab as galera_lab_module
+from tests.galera.conftest import real_server_marks
+from tests.galera.lab import GaleraLab, galera_lab, wait_for
+from tests.galera_wire.test_writer import BALANCED
+
+pytestmark = real_server_marks(timeout=300)
+NODES = ("db1", "db2", "db3")
+
+
+@pytest.fixture(scope="module")
+def own_names() -> Iterator[None]:
+    """Namespaces and addresses of our own (tests/galera's lab may run at the same time)."""
+    saved = (galera_lab_module.SWITCH, galera_lab_module.PREFIX, galera_lab_module.SUBNET)
+    galera_lab_module.SWITCH, galera_lab_module.PREFIX = "cgw-sw", "cgw-"
+    galera_lab_module.SUBNET = "198.18.73"
+    yield
+    galera_lab_module.SWITCH, galera_lab_module.PREFIX, galera_lab_module.SUBNET = saved
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lab(
+    own_names: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GaleraLab]:
+    async with galera_lab(tmp_path_factory.mktemp("galera-wire"), start_timeout=180) as made:
+        yield made
+
+
+class Agents:
+    """What the agents of db1..db3 do with their assignments, one round at a time."""
+
+    def __init__(self, lab: GaleraLab) -> None:
+        self.clock = ManualClock(1000.0)
+        self.store, self.keys = MemoryStore(self.clock), Keys("c1")
+        self.spec = load_spec_text(BALANCED)
+        self.lab = lab
+        self.leases: dict[str, int] = {}
+        self.regs: dict[str, int] = {}
+        self.members: dict[str, GaleraMember] = {}
+        self.roles: dict[str, str] = {}
+
+    async def register(self) -> None:
+        for i, node in enumerate(NODES, 1):
+            self.leases[node] = (await self.store.grant(3600)).id
+            key = self.keys.node(node)
+            self.regs[node] = await self.store.put(key, dump({}), lease=self.leases[node])
+            link = StoreGaleraLink(
+                self.store, self.keys, "galera", self._me(node), self._lease(node), time.time
+            )
+            self.members[node] = GaleraMember("galera", self.lab.server(i), link)
+
+    def _me(self, node: str) -> Callable[[], Registration]:
+        return lambda: Registration(node, self.regs[node])
+
+    def _lease(self, node: str) -> Callable[[], int | None]:
+        return lambda: self.leases[node]
+
+    async def round(self) -> None:
+        kv = await self.store.get(self.keys.assign("galera"))
+        record = AssignRecord.parse(kv.value) if kv is not None else None
+        wanted = {i.node: i.role for i in record.instances} if record else {}
+        for node, role in wanted.items():
+            member, now = self.members[node], self.roles.get(node)
+            if now is None:
+                await member.start()
+                await self._status(node, "started")
+            if role == "promoted" and now != "promoted":
+                await member.promote()
+                await self._status(node, "promoted")
+
+    async def _status(self, node: str, role: str) -> None:
+        self.roles[node] = role
+        record = StatusRecord((StatusInstance(role, "healthy"),))
+        key = self.keys.status(node, "galera")
+        await self.store.put(key, record.dump(), lease=self.leases[node])
+
+
+async def test_the_controller_forms_a_real_cluster_with_one_bootstrap(lab: GaleraLab) -> None:
+    agents = Agents(lab)
+    await agents.register()
+    controller = Controller(
+        agents.store, agents.keys, "db1", lambda: agents.spec, wall=time.time, clock=agents.clock
+    )
+    assert await controller.campaign(agents.leases["db1"])
+    for _ in range(8):  # bounded: formation takes four rounds
+        await controller.step()
+        await agents.round()
+        if set(agents.roles.values()) == {"promoted"} and len(agents.roles) == 3:
+            break
+    assert agents.roles == {n: "promoted" for n in NODES}
+    for server in lab.servers:
+        await wait_for(server, lambda s: s.healthy and s.cluster_size == 3, timeout=120)
+    await controller.step()  # the claimant is Primary: its claim goes; a writer is named
+    kvs = (await agents.store.range(agents.keys.galera("galera"))).kvs
+    records = read_galera(agents.keys, "galera", kvs)
+    assert records.claim is None and records.writer is not None
+    events = [
+        kv.value.decode() for kv in (await agents.store.range(agents.keys.prefix("events"))).kvs
+    ]
+    assert sum('"bootstrap"' in e for e in events) == 1
+    await lab.server(3).execute("CREATE DATABASE w")
+    await lab.server(3).execute("CREATE TABLE w.t (id INT PRIMARY KEY)")
+    await lab.server(3).execute("INSERT INTO w.t VALUES (7)")
+    for server in lab.servers:
+        await server.execute("SET SESSION wsrep_sync_wait = 1")
+        assert await server.execute("SELECT id FROM w.t") == [(7,)]
+    for node in NODES:  # the reports of the stopped servers, under each node's lease
+        assert node in records.reports
