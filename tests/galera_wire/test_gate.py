@@ -8,6 +8,7 @@ from corral.core.clock import ManualClock
 from corral.core.galera.gate import Claim, GateInputs, gate
 from corral.core.galera.state import GraState, NodeState, Position
 from corral.core.scheduler.model import Instance
+from corral.drivers.galera_member import PRIMARY_DETAIL
 from corral.records import FencedRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
 from corral.records.galera import BootstrapClaim, ReportRecord, read_galera
@@ -116,7 +117,7 @@ class World:
         await self.store.put(key, record.dump(), lease=self.leases[node])
 
     async def runs(self, node: str, role: str) -> None:
-        record = StatusRecord((StatusInstance(role, "healthy"),))
+        record = StatusRecord((StatusInstance(role, "healthy", PRIMARY_DETAIL),))
         await self.store.put(self.keys.status(node, "galera"), record.dump(), self.leases[node])
 
     async def controller(self, node: str) -> Controller:

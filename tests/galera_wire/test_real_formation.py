@@ -17,7 +17,7 @@ from corral.agent.assigned import Registration
 from corral.agent.controller import Controller
 from corral.agent.galera import StoreGaleraLink
 from corral.core.clock import ManualClock
-from corral.drivers.galera_member import GaleraMember
+from corral.drivers.galera_member import PRIMARY_DETAIL, GaleraMember
 from corral.records import AssignRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
 from corral.records.galera import read_galera
@@ -94,7 +94,7 @@ class Agents:
 
     async def _status(self, node: str, role: str) -> None:
         self.roles[node] = role
-        record = StatusRecord((StatusInstance(role, "healthy"),))
+        record = StatusRecord((StatusInstance(role, "healthy", PRIMARY_DETAIL),))
         key = self.keys.status(node, "galera")
         await self.store.put(key, record.dump(), lease=self.leases[node])
 

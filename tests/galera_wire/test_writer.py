@@ -8,6 +8,7 @@ import itertools
 
 from corral.agent.lb import LbDuty
 from corral.core.lbstate import desired_servers
+from corral.drivers.galera_member import PRIMARY_DETAIL
 from corral.records import StatusInstance, StatusRecord
 from corral.records.galera import WriterRecord, read_galera
 from corral.spec import load_spec_text
@@ -55,8 +56,10 @@ def test_two_load_balancers_never_send_writes_to_different_nodes() -> None:
         assert ready == {writer}
 
 
-async def status(w: World, node: str, role: str, health: str = "healthy") -> None:
-    record = StatusRecord((StatusInstance(role, health),))
+async def status(
+    w: World, node: str, role: str, health: str = "healthy", detail: str = PRIMARY_DETAIL
+) -> None:
+    record = StatusRecord((StatusInstance(role, health, detail),))
     await w.store.put(w.keys.status(node, "galera"), record.dump(), lease=w.leases[node])
 
 
@@ -79,11 +82,21 @@ async def test_the_controller_names_one_writer_keeps_it_and_moves_it_only_on_los
     await status(w, "db3", "promoted", "unhealthy")
     await c.step()
     assert (await writer(w)) == first  # another node's trouble never moves it
-    await status(w, "db1", "promoted", "unhealthy")  # the writer is not ready any more
+    await status(w, "db2", "promoted", detail="Donor/Desynced, Primary: not ready")
+    await c.step()
+    assert (await writer(w)) == first  # a donor elsewhere changes nothing
+    await status(w, "db1", "promoted", detail="Donor/Desynced, Primary: not ready")
+    await status(w, "db2", "promoted")
+    await c.step()
+    donor = await writer(w)
+    assert donor is not None and donor.node == "db2"  # the writer became a donor: not ready
+    await status(w, "db2", "promoted", "unhealthy")  # its checks fail: not ready either
+    await c.step()
+    await status(w, "db1", "promoted")
     await c.step()
     moved = await writer(w)
-    assert moved is not None and moved.node == "db2" and "db1 is not ready" in moved.reason
-    await status(w, "db1", "promoted")  # back: it does not take the role back (no flapping)
+    assert moved is not None and moved.node == "db1" and "db2 is not ready" in moved.reason
+    await status(w, "db2", "promoted")  # back: it does not take the role back (no flapping)
     await c.step()
     assert (await writer(w)) == moved
     assert any('"writer"' in e for e in await w.events())

@@ -198,7 +198,8 @@ class Actuator:
 
     async def poll(self) -> bool:
         """Ask every driver for its status; True when a service newly turned out dead (the
-        round must act now). One the lease guard stopped is dropped, as the core says (rule 7:
+        round must act now) or a Galera member's readiness changed (to be published). One the
+        lease guard stopped is dropped, as the core says (rule 7:
         started again as assigned, not counted); another is marked failed (restarted and
         counted by the next round)."""
         died = False
@@ -208,6 +209,9 @@ class Actuator:
             except DriverError as exc:
                 status, svc.detail = None, str(exc)
             if status is not None and status.state == "running":
+                if isinstance(svc.driver, GaleraMember) and svc.detail != status.detail:
+                    # synced and Primary or not: the controller's writer choice reads it
+                    svc.detail, died = status.detail, True
                 continue
             if self.core.stopped_by_guard(svc.name, svc.started_at):
                 self.services.pop(svc.name, None)

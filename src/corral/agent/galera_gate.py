@@ -24,6 +24,7 @@ from corral.core.assign import Assigned
 from corral.core.galera.gate import Claim, GateInputs, gate, hold
 from corral.core.galera.writer import choose_writer
 from corral.core.scheduler.model import Instance
+from corral.drivers.galera_member import PRIMARY_DETAIL
 from corral.records.galera import (
     BootstrapClaim,
     GaleraRecords,
@@ -144,14 +145,19 @@ class GaleraGates:
         token: int,
     ) -> None:
         """The writer record after :func:`choose_writer`: ready = an online member reported
-        promoted and healthy; stopping = a ready member no longer assigned the promoted role
+        promoted, healthy by its checks and synced in the Primary component (its driver's
+        status detail, :data:`PRIMARY_DETAIL`: a donor or a non-Primary member is not);
+        stopping = a ready member no longer assigned the promoted role
         (a planned stop, standby, a move)."""
         ready = [
             n
             for (n, r), status in records.status.items()
             if r == name
             and n in records.registrations
-            and any(i.role == "promoted" and i.health == "healthy" for i in status.instances)
+            and any(
+                i.role == "promoted" and i.health == "healthy" and i.detail == PRIMARY_DETAIL
+                for i in status.instances
+            )
         ]
         promoted = {i.node for i in instances if i.role == "promoted"}
         current = read.writer[0].node if read.writer is not None else None
