@@ -128,3 +128,24 @@ def test_the_cores_do_no_io_and_read_no_clock() -> None:
             ):
                 wrong.append(f"{path.relative_to(SRC)}:{node.lineno} calls open()")
     assert not wrong, "\n".join(wrong)
+
+
+HEAVY_CLIENTS = {"aio_pika": {"corral.drivers.rabbitmq_health"}}
+
+
+def test_heavy_clients_stay_in_their_driver() -> None:
+    """aio-pika costs an agent ~19 MB when imported (measured): only the RabbitMQ health
+    check may import it, so an agent without a RabbitMQ resource never pays for it."""
+    wrong = []
+    for name, _, path in modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for imported in names:
+                allowed = HEAVY_CLIENTS.get(imported.split(".")[0])
+                if allowed is not None and name not in allowed:
+                    wrong.append(f"{path.relative_to(SRC)}:{node.lineno} imports {imported}")
+    assert not wrong, "\n".join(wrong)
