@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test lab
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench._cpu import cpu_seconds, rss_mb
 from rich.console import Console
 from rich.table import Table
 from tests.rabbit.lab import rabbit_lab
+
+from _cpu import cpu_seconds, rss_mb
 
 
 def _self_rss_mb() -> float:
