@@ -81,6 +81,7 @@ class RabbitLab:
     password: str
     records: dict[str, RunRecord] = field(default_factory=dict)
     seq: int = 0
+    regrow: set[str] = field(default_factory=set)
 
     def check(self, node: str, timeout: float = 2.0) -> AmqpCheck:
         return AmqpCheck(
@@ -133,6 +134,8 @@ class RabbitLab:
         elif decision.action == "join":
             assert decision.peer is not None
             await server.join(decision.peer, reset=decision.reset)
+            if decision.regrow:
+                self.regrow.add(decision.node)  # once it runs
         elif decision.action == "forget":
             assert decision.peer is not None
             await server.forget(decision.peer)
@@ -140,15 +143,22 @@ class RabbitLab:
             await server.force_boot()
             await server.start()
 
-    async def converge(self, timeout: float) -> list[tuple[float, Plan]]:
-        """Decide and act until every node runs; the plans that changed something, with the
-        time they were made (seconds from the start). AssertionError after ``timeout``."""
+    async def converge(
+        self, timeout: float, present: frozenset[str] = frozenset(NODES)
+    ) -> list[tuple[float, Plan]]:
+        """Decide and act until every node of ``present`` (the nodes whose agents report)
+        runs; the plans that changed something, with the time they were made (seconds from
+        the start). AssertionError after ``timeout``."""
         began = time.monotonic()
         history: list[tuple[float, Plan]] = []
         acted: set[tuple[str, str]] = set()
         while True:
-            reports = await self.reports()
+            reports = {n: r for n, r in (await self.reports()).items() if n in present}
             self.note_running(reports)
+            for node in sorted(self.regrow):
+                if reports[node].state == "running":
+                    self.regrow.discard(node)
+                    await self.servers[node].grow()
             if all(r.state == "running" for r in reports.values()):
                 return history
             plan = decide(Cluster(NODES, reports, dict(self.records)), time.time())
