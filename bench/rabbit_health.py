@@ -16,9 +16,7 @@ Usage: bench/rabbit_health.py [--quick] [--json FILE]   (root; make rabbitmq-pac
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import resource
 import statistics
 import sys
@@ -29,11 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test lab
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rich.console import Console
-from rich.table import Table
 from tests.rabbit.lab import rabbit_lab
 
 from _cpu import cpu_seconds, rss_mb
+from _rabbit import bench_main
 
 
 def _self_rss_mb() -> float:
@@ -101,28 +98,18 @@ async def run(quick: bool) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    console = Console()
-    try:
-        figures = asyncio.run(run(args.quick))
-    except Exception as exc:  # a failing run is reported, no traceback
-        console.print(f"[red]bench failed: {type(exc).__name__}: {exc}[/red]")
-        return 1
-    table = Table(title="RabbitMQ health check: kept-open AMQP vs rabbitmq-diagnostics")
-    table.add_column("figure")
-    table.add_column("median", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:.3f}")
+def _ratio(figures: dict[str, float]) -> list[tuple[str, str]]:
     cli_ms = figures["cli_check_s"] * 1000
-    table.add_row("cli / amqp wall ratio", f"{cli_ms / figures['amqp_check_ms']:.0f}x")
-    console.print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return 0
+    return [("cli / amqp wall ratio", f"{cli_ms / figures['amqp_check_ms']:.0f}x")]
+
+
+def main() -> int:
+    return bench_main(
+        __doc__ or "",
+        "RabbitMQ health check: kept-open AMQP vs rabbitmq-diagnostics (medians)",
+        run,
+        _ratio,
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ Usage: bench/rabbit_stateful.py [--quick] [--json FILE]   (root; make rabbitmq-p
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import shutil
 import sys
@@ -36,12 +34,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test lab
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rich.console import Console
-from rich.table import Table
 from tests.rabbit.lab import NODES, RabbitLab, rabbit_lab
 from tests.rabbit.test_real import MESSAGES, _declare, _drain, _publish
 
+from _rabbit import bench_main
 from corral.core.rabbit import Cluster, decide
 
 
@@ -86,7 +84,7 @@ async def _replaced(lab: RabbitLab) -> dict[str, float]:
     }
 
 
-async def run() -> dict[str, float]:
+async def run(quick: bool = False) -> dict[str, float]:  # one run either way
     base = Path(tempfile.mkdtemp(prefix="corral-bench-rabbit-"))
     try:
         async with rabbit_lab(base) as lab:
@@ -101,25 +99,7 @@ async def run() -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the same single run")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    console = Console()
-    try:
-        figures = asyncio.run(run())
-    except Exception as exc:  # a failing run is reported, no traceback
-        console.print(f"[red]bench failed: {type(exc).__name__}: {exc}[/red]")
-        return 1
-    table = Table(title="RabbitMQ recovery on real brokers (one run)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:.2f}")
-    console.print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return 0
+    return bench_main(__doc__ or "", "RabbitMQ recovery on real brokers (one run)", run)
 
 
 if __name__ == "__main__":
