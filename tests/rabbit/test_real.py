@@ -140,14 +140,20 @@ async def test_formation_then_full_crash_keeps_confirmed_messages(tmp_path: Path
         confirmed = await _publish(lab, "b", MESSAGES)
         assert len(confirmed) == MESSAGES
 
+        check = lab.check("a")  # the kept-open health check notices the crash, and the return
+        assert (await check.check()).ok
         await asyncio.gather(*(s.kill() for s in lab.servers.values()))
         assert not any(s.alive for s in lab.servers.values())
+        failed = await check.check()
+        assert not failed.ok and "AMQP" in failed.detail, failed
         began = time.monotonic()
         history = await lab.converge(timeout=150)
         timings["recovery_s"] = time.monotonic() - began
         restart = {(d.node, d.action) for d in history[0][1].decisions.values()}
         assert restart == {(n, "start_first") for n in NODES}, restart  # killed together
 
+        assert (await check.check()).ok
+        await check.close()
         got = await _drain(lab, "c", len(confirmed))
         assert confirmed <= got, f"lost {len(confirmed - got)} confirmed messages"
     print(f"\nrabbit timings: {timings}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import socket
 import threading
@@ -40,6 +41,17 @@ from aiormq.connection import TransportFactory
 from yarl import URL
 
 CLONE_NEWNET = 0x40000000
+
+
+class _QuietRefusals(logging.Filter):
+    """aiormq logs every refused connect at ERROR; a failed check already says so (once,
+    with its reason), and a node that is down would otherwise log a line every check."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_QuietRefusals())
 
 
 def socket_in_netns(netns: str) -> socket.socket:
@@ -113,7 +125,12 @@ async def amqp_connect(
         # it knows: the transport goes in after parsing (else the socket would be made in
         # this process's namespace, and the lab's address routed out of the machine)
         conn.kwargs["transport_factory"] = NetnsTransport(netns)
-    await conn.connect(timeout=timeout)
+    try:
+        await conn.connect(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(Exception):  # else aio-pika closes it from __del__, unawaited
+            await asyncio.wait_for(conn.close(), 1.0)
+        raise
     return conn
 
 
@@ -126,6 +143,7 @@ class AmqpCheck:
         self._user, self._password = user, password
         self._conn: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._closing: set[asyncio.Future[None]] = set()
 
     async def _connect(self) -> AbstractChannel:
         conn = await amqp_connect(
@@ -142,11 +160,16 @@ class AmqpCheck:
             async with asyncio.timeout(self.timeout):
                 channel = self._channel
                 if channel is None or channel.is_closed or self._closed():
-                    await self._drop()
+                    self._drop()
                     channel = await self._connect()
                 await channel.get_exchange("amq.direct", ensure=True)
-        except Exception as exc:  # the broker's failure is a failed check, not a crash
-            await self._drop()
+        except (Exception, asyncio.CancelledError) as exc:
+            # aiormq fails the calls pending on a broken connection with CancelledError: a
+            # failed check, unless this task itself is being cancelled (then it goes on)
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+            self._drop()
             detail = f"AMQP {self.host}:{self.port}: {type(exc).__name__}: {exc}"[:300]
             return AmqpResult(False, detail, time.monotonic() - began)
         return AmqpResult(True, "AMQP round trip ok", time.monotonic() - began)
@@ -154,14 +177,24 @@ class AmqpCheck:
     def _closed(self) -> bool:
         return self._conn is None or self._conn.is_closed
 
-    async def _drop(self) -> None:
+    def _drop(self) -> None:
+        """Forget the connection; it closes in the background (a broken connection's close
+        must not hold up, or be cancelled with, the check that found it broken)."""
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 1.0)
+            task = asyncio.ensure_future(_close_quietly(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        await self._drop()
+        self._drop()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=2.0)
+
+
+async def _close_quietly(conn: AbstractConnection) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(conn.close(), 1.0)
 
 
 __all__ = ["AmqpCheck", "AmqpResult", "NetnsTransport", "amqp_connect", "socket_in_netns"]
