@@ -156,10 +156,14 @@ def _members(reports: Mapping[str, NodeReport], running: Sequence[str]) -> froze
 def _to_forget(
     cluster: Cluster, members: frozenset[str], now: float, policy: Policy
 ) -> list[tuple[str, str]]:
-    """(member, why) of the members the running cluster must forget, spec order first."""
+    """(member, why) of the members the running cluster must forget, spec order first; a
+    member whose broker still runs (or is paused, or booting) is not among them."""
     order = {n: i for i, n in enumerate(cluster.nodes)}
     out = []
     for node in sorted(members, key=lambda n: (order.get(n, len(order)), n)):
+        report = cluster.reports.get(node)
+        if report is not None and report.state != "stopped":
+            continue  # RabbitMQ forgets only a node whose broker is down: stop it first
         if node not in order:
             out.append((node, "removed from the spec"))
         elif why := replaced(cluster, node):
