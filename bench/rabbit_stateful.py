@@ -15,6 +15,12 @@ quorum queue filled with publisher-confirmed messages, then:
   and be added back to the quorum queue (``rabbitmq-queues grow``).
   ``replaced_recover_s``: from the new c's report until it serves; ``replaced_in_queue``: 1
   when c is a member of the queue again; ``replaced_lost``: confirmed messages missing.
+- **last-running node gone**: a stops cleanly, then b and c are killed together (the
+  last-running set is {b, c}) and c never comes back (fenced). b waits for it (RabbitMQ
+  would wait 10 x 30 s and fail), then, after the configured wait (10 s here), exactly one
+  node force-boots (the claim) and a follows. ``last_gone_recover_s`` (the wait included),
+  ``last_gone_force_boots`` (1), ``last_gone_lost``: confirmed messages missing (a quorum
+  queue of three with one member gone still has its majority).
 
 What Pacemaker's ``rabbitmq-cluster`` agent does in these cases (cited from its code, not
 measured): the first node started with no running peer starts alone after wiping its data,
@@ -26,6 +32,7 @@ Usage: bench/rabbit_stateful.py [--quick] [--json FILE]   (root; make rabbitmq-p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -40,7 +47,7 @@ from tests.rabbit.lab import NODES, RabbitLab, rabbit_lab
 from tests.rabbit.test_real import MESSAGES, _declare, _drain, _publish
 
 from _rabbit import bench_main
-from corral.core.rabbit import Cluster, decide
+from corral.core.rabbit import Cluster, Policy, decide
 
 
 async def _wrong_order(lab: RabbitLab, confirmed: set[str]) -> dict[str, float]:
@@ -84,6 +91,27 @@ async def _replaced(lab: RabbitLab) -> dict[str, float]:
     }
 
 
+async def _last_gone(lab: RabbitLab) -> dict[str, float]:
+    """a stops cleanly, then b and c are killed together: the last-running set is {b, c}.
+    c never comes back (fenced): b waits for it, then force-boots once, and a follows."""
+    confirmed = await _publish(lab, "b", MESSAGES)
+    await lab.servers["a"].stop()
+    lab.note_running(await lab.reports())
+    await asyncio.gather(lab.servers["b"].kill(), lab.servers["c"].kill())
+    began = time.monotonic()
+    history = await lab.converge(
+        timeout=150, present=frozenset("ab"), gone={"c": "fenced"}, policy=Policy(10.0)
+    )
+    recover = time.monotonic() - began
+    boots = [d.node for _, p in history for d in p.decisions.values() if d.action == "force_boot"]
+    got = await _drain(lab, "b", len(confirmed))
+    return {
+        "last_gone_recover_s": recover,  # includes the 10 s wait
+        "last_gone_force_boots": float(len(set(boots))),
+        "last_gone_lost": len(confirmed - got),
+    }
+
+
 async def run(quick: bool = False) -> dict[str, float]:  # one run either way
     base = Path(tempfile.mkdtemp(prefix="corral-bench-rabbit-"))
     try:
@@ -93,6 +121,7 @@ async def run(quick: bool = False) -> dict[str, float]:  # one run either way
             confirmed = await _publish(lab, "b", MESSAGES)
             figures = await _wrong_order(lab, confirmed)
             figures.update(await _replaced(lab))
+            figures.update(await _last_gone(lab))
             return figures
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -20,13 +20,22 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
 
-from corral.core.rabbit import Cluster, Decision, NodeReport, Plan, RunRecord, decide
+from corral.core.rabbit import (
+    Cluster,
+    Decision,
+    ForceBootClaim,
+    NodeReport,
+    Plan,
+    Policy,
+    RunRecord,
+    decide,
+)
 from corral.drivers.rabbitmq import (
     BrokerConfig,
     RabbitServer,
@@ -82,6 +91,7 @@ class RabbitLab:
     records: dict[str, RunRecord] = field(default_factory=dict)
     seq: int = 0
     regrow: set[str] = field(default_factory=set)
+    claims: dict[int, ForceBootClaim] = field(default_factory=dict)
 
     def check(self, node: str, timeout: float = 2.0) -> AmqpCheck:
         return AmqpCheck(
@@ -126,7 +136,7 @@ class RabbitLab:
                 identity = self.servers[node].identity()
                 self.records[node] = RunRecord(node, identity, running, self.seq, time.time())
 
-    async def act(self, decision: Decision) -> None:
+    async def act(self, decision: Decision, outage: int | None = None) -> None:
         """Carry out one decision on its node (what the agent's reconcile would do)."""
         server = self.servers[decision.node]
         if decision.action in ("start_first", "start"):
@@ -140,11 +150,15 @@ class RabbitLab:
             assert decision.peer is not None
             await server.forget(decision.peer)
         elif decision.action == "force_boot":
-            await server.force_boot()
-            await server.start()
+            assert outage is not None
+            await server.force_boot(outage)
 
     async def converge(
-        self, timeout: float, present: frozenset[str] = frozenset(NODES)
+        self,
+        timeout: float,
+        present: frozenset[str] = frozenset(NODES),
+        gone: Mapping[str, str] | None = None,
+        policy: Policy | None = None,
     ) -> list[tuple[float, Plan]]:
         """Decide and act until every node of ``present`` (the nodes whose agents report)
         runs; the plans that changed something, with the time they were made (seconds from
@@ -161,7 +175,14 @@ class RabbitLab:
                     await self.servers[node].grow()
             if all(r.state == "running" for r in reports.values()):
                 return history
-            plan = decide(Cluster(NODES, reports, dict(self.records)), time.time())
+            last = max((r.seq for r in self.records.values()), default=0)
+            cluster = Cluster(
+                NODES, reports, dict(self.records), dict(gone or {}), claim=self.claims.get(last)
+            )
+            plan = decide(cluster, time.time(), policy or Policy())
+            if plan.claim is not None:  # the claim's txn: compare absent
+                assert plan.claim.outage not in self.claims, plan
+                self.claims[plan.claim.outage] = plan.claim
             todo = [
                 d for d in plan.decisions.values()
                 if d.action not in ("wait", "run") and (d.node, d.action) not in acted
@@ -170,7 +191,7 @@ class RabbitLab:
                 history.append((time.monotonic() - began, plan))
             for decision in todo:
                 acted.add((decision.node, decision.action))
-                await self.act(decision)
+                await self.act(decision, plan.outage)
             assert time.monotonic() - began < timeout, (
                 f"not converged in {timeout}s: {reports}; last plan {plan}"
             )

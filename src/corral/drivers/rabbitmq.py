@@ -364,11 +364,22 @@ class RabbitServer:
         queue's membership (run on this running member)."""
         await self.ctl("rabbitmqctl", "forget_cluster_node", erlang_name(node))
 
-    async def force_boot(self) -> None:
-        """``force_boot`` (the node is stopped): its next boot does not wait for its peers."""
-        if self.alive:
-            raise DriverError(f"rabbitmq {self.config.node}: force_boot while running")
+    def force_booted(self, outage: int) -> bool:
+        """This node already acted on the force-boot claim of ``outage``."""
+        return (self.base / f"force-boot-{outage}").exists()
+
+    async def force_boot(self, outage: int) -> bool:
+        """Act once on the force-boot claim of ``outage`` (the decision repeats while the
+        node boots): stop the broker if it waits for its peers, ``rabbitmqctl force_boot``
+        (its next boot does not wait for them), start it; a marker in the node's directory
+        remembers the outage, so a repeated decision does nothing. False: done before."""
+        if self.force_booted(outage):
+            return False
+        await self.stop()
         await self.ctl("rabbitmqctl", "force_boot")
+        (self.base / f"force-boot-{outage}").write_text(f"{time.time()}\n")
+        await self.start()
+        return True
 
     async def grow(self) -> None:
         """Add this node to every quorum queue it is not a member of."""

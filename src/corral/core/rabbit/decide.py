@@ -367,7 +367,7 @@ def _claimed(reports: Mapping[str, NodeReport], claim: ForceBootClaim) -> dict[s
     """The decisions once ``claim`` (of this outage) stands: only its node force-boots."""
     out = {}
     for node in reports:
-        if node == claim.node:  # once per claim: the driver remembers the outage it acted on
+        if node == claim.node:  # acted on once: the driver remembers the outage (a marker)
             out[node] = Decision(node, "force_boot", claim.reason)
         else:
             out[node] = Decision(
