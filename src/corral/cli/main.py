@@ -14,6 +14,7 @@ from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
+from corral.cli.host import install_unit
 from corral.cli.keys import keys_group
 from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
@@ -70,6 +71,7 @@ cli.add_command(lab_group)
 cli.add_command(state_group)
 cli.add_command(keys_group)
 cli.add_command(ca_group)
+cli.add_command(install_unit)
 
 
 def main() -> None:
