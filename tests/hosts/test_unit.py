@@ -9,7 +9,6 @@ journald runs there) and at a 4 s watchdog instead of 10 s (a shorter test)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -54,8 +53,6 @@ DROP_IN = f"""[Service]
 Environment=PYTHONPATH={SRC} CORRAL_TEST_STALL_FILE={BASE}/stall
 StateDirectory=
 ConfigurationDirectory=
-StandardOutput=append:{BASE}/agent.log
-StandardError=inherit
 WatchdogSec={WATCHDOG}s
 """
 
@@ -106,6 +103,7 @@ def sd(tmp_path_factory: pytest.TempPathFactory, etcd: str) -> Iterator[SystemdN
         (units / "corral.service.d").mkdir()
         (units / "corral.service.d/test.conf").write_text(DROP_IN)
         ns.run("daemon-reload")
+        ns.run("start", "systemd-journald.socket", "systemd-journald.service")
         ns.run("start", "--no-block", "corral.service")
         yield ns
 
@@ -137,10 +135,12 @@ def registered(ns: SystemdNamespace) -> bool:
     )
 
 
+def journal(ns: SystemdNamespace, *args: str) -> str:
+    return ns.sh(f"journalctl --no-pager -u corral {' '.join(args)}").stdout
+
+
 def agent_log(ns: SystemdNamespace) -> str:
-    with contextlib.suppress(OSError):
-        return in_ns(ns, BASE / "agent.log").read_text(errors="replace")[-20000:]
-    return ""
+    return journal(ns, "-o cat")[-20000:]
 
 
 def test_ready_once_registered(sd: SystemdNamespace) -> None:
@@ -154,6 +154,7 @@ def test_ready_once_registered(sd: SystemdNamespace) -> None:
 
 
 def test_restart_leaves_service_and_guard(sd: SystemdNamespace) -> None:
+    eventually(lambda: "1 service(s)" in show(sd)["StatusText"], 10, "the status refreshed")
     before = show(sd)
     service = pid_in(sd, STATE / "run/sleeper.pid")
     guard = pid_in(sd, STATE / "guard.pid")
@@ -162,7 +163,11 @@ def test_restart_leaves_service_and_guard(sd: SystemdNamespace) -> None:
     assert after["MainPID"] != before["MainPID"]
     assert after["ActiveState"] == "active"
     lease = before["StatusText"].split(", ")[1]  # "lease <id>": handed over, not a new one
-    assert lease.startswith("lease ") and lease in after["StatusText"], (before, after)
+    assert lease.startswith("lease ") and lease in after["StatusText"], (
+        before,
+        after,
+        agent_log(sd),
+    )
     assert pid_in(sd, STATE / "run/sleeper.pid") == service and alive_in(sd, service)
     assert pid_in(sd, STATE / "guard.pid") == guard and alive_in(sd, guard)
     eventually(lambda: registered(sd), 20, "registered again")
@@ -186,3 +191,13 @@ def test_watchdog_restarts_a_hung_agent(sd: SystemdNamespace) -> None:
     assert "in stall_if_asked" in log, log
     assert alive_in(sd, service)  # not exclusive: the hang and the restart left it running
     assert os.path.exists(in_ns(sd, STATE / "guard.pid"))
+
+
+def test_logs_carry_node_and_resource_fields(sd: SystemdNamespace) -> None:
+    entries = [json.loads(line) for line in journal(sd, "-o json CORRAL_NODE=n1").splitlines()]
+    assert entries, agent_log(sd)
+    assert all(e["CORRAL_CLUSTER"] == "hosttest" for e in entries)
+    assert all(e["SYSLOG_IDENTIFIER"] == "corral" for e in entries)
+    started = [e for e in entries if e.get("CORRAL_RESOURCE") == "sleeper"]
+    messages = [e["MESSAGE"] for e in entries]
+    assert any("started sleeper" in e["MESSAGE"] for e in started), messages

@@ -15,6 +15,7 @@ from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
 from corral.cli.host import install_unit
+from corral.cli.init import init_cmd
 from corral.cli.keys import keys_group
 from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
@@ -72,6 +73,7 @@ cli.add_command(state_group)
 cli.add_command(keys_group)
 cli.add_command(ca_group)
 cli.add_command(install_unit)
+cli.add_command(init_cmd)
 
 
 def main() -> None:
