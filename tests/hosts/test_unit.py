@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import corral
 from corral.cli.host import render_unit
-from corral.store.embedded import MemberConfig
 from corral.store.lab import free_ports
 
 from ..drivers.systemd_ns import SystemdNamespace, booted
+from .etcd import eventually, running_etcd
 
 BASE = Path("/run/corral-test")  # inside the namespace
 STATE = BASE / "state"
@@ -59,34 +55,8 @@ WatchdogSec={WATCHDOG}s
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client, peer = free_ports(2)
-    base = tmp_path_factory.mktemp("etcd")
-    config = MemberConfig("m0", base / "m0", f"http://127.0.0.1:{client}",
-                          f"http://127.0.0.1:{peer}")  # fmt: skip
-    with (base / "etcd.log").open("wb") as log:
-        proc = subprocess.Popen(config.argv(), stdout=log, stderr=log, start_new_session=True)
-    try:
-        eventually(lambda: healthy(config.client_url), 30, "etcd healthy")
-        yield config.client_url
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-            return b"true" in r.read()
-    except OSError:
-        return False
-
-
-def eventually(probe: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.1)
+    with running_etcd(tmp_path_factory.mktemp("etcd")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from corral.cli.init import init_cmd
 from corral.cli.keys import keys_group
 from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
+from corral.cli.report import report
 from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
 from corral.cli.state import state_group
@@ -74,6 +75,7 @@ cli.add_command(keys_group)
 cli.add_command(ca_group)
 cli.add_command(install_unit)
 cli.add_command(init_cmd)
+cli.add_command(report)
 
 
 def main() -> None:
