@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import tarfile
 import time
 from pathlib import Path
@@ -60,6 +61,9 @@ def this_node(spec: Spec, option: str | None) -> str | None:
         if option not in spec.nodes:
             raise click.BadParameter(f"{option!r} is not in the spec", param_hint="--node")
         return option
+    short = socket.gethostname().split(".")[0]  # what the unit's --node %l names it
+    if short in spec.nodes:
+        return short
     mine = set(host_addresses())
     return next((n for n, node in spec.nodes.items() if str(node.address) in mine), None)
 
@@ -96,7 +100,8 @@ def write_archive(path: Path, top: str, files: dict[str, str]) -> None:
 @click.option("--etcd", help=ETCD_HELP)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               default=STATE_DIR, show_default=True)  # fmt: skip
-@click.option("--node", help="This host's node name (default: by its addresses).")
+@click.option("--node", help="This host's node name (default: its short host name, else "
+              "by its addresses).")  # fmt: skip
 @click.option("--from", "since", default="1h", show_default=True,
               help="Start of the window: 30m, 2h, 1d (ago) or 'YYYY-MM-DD HH:MM'.")  # fmt: skip
 @click.option("--to", "until", default=None, help="End of the window (default: now).")
