@@ -98,3 +98,17 @@ def test_report_from_the_node(node: SystemdNamespace) -> None:
         assert readme is not None
         notes = readme.read().decode()
     assert {"events.jsonl", "state.yaml", "status.json", "logs/ctl1.journal.txt"} <= names, notes
+
+
+def test_restart_keeps_the_etcd_member_and_services(node: SystemdNamespace) -> None:
+    def pids() -> tuple[str, str, str]:  # the namespace's pids: nothing else is seen there
+        etcd = node.sh("pgrep -x etcd || true").stdout.split()
+        sleeper = node.sh("pgrep -x sleep || true").stdout.split()
+        guard = (node.root / "var/lib/corral/guard.pid").read_text().split()
+        return " ".join(etcd), " ".join(sleeper), " ".join(guard)
+
+    before = pids()
+    assert all(before), before
+    node.run("restart", "corral")  # returns once the new agent is registered again
+    assert pids() == before
+    assert "node ctl1: registered" in node.run("show", "-p", "StatusText", "corral").stdout
