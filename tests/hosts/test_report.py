@@ -96,19 +96,21 @@ def test_the_archive_has_everything_and_no_secret(tmp_path: Path, etcd: str) -> 
     spec, log, out = prepare(tmp_path, etcd)
     asyncio.run(seed(etcd, spec.read_text()))
     done = corral("report", "--spec", str(spec), "--state-dir", str(tmp_path / "state"),
-                  "--node", "n1", "--log", str(log), "--remote", "/bin/false {address}",
+                  "--node", "n1", "--log", str(log), "--remote", "sh -c",
                   "--from", "30m", "-o", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     files = members(out)
     expected = {"README.txt", "spec.yaml", "status.json", "events.jsonl", "state.yaml",
-                "store.jsonl", "versions.txt", "controller-inputs/input-000002.yaml",
-                "logs/n1.agent.log"}  # fmt: skip
+                "store.jsonl", "versions.txt", "controller-inputs/n1/input-000002.yaml",
+                "logs/n1.agent.log", "logs/n2.journal.txt",
+                "controller-inputs/n2/input-000002.yaml"}  # fmt: skip
     assert expected <= set(files), sorted(files)
-    assert "controller-inputs/input-000001.yaml" not in files  # outside the window
+    assert "controller-inputs/n1/input-000001.yaml" not in files  # outside the window
+    assert "controller-inputs/n2/input-000001.yaml" not in files
+    assert files["controller-inputs/n2/input-000002.yaml"] == "# recent plan\n"
     assert "start db" in files["events.jsonl"] and "old event" not in files["events.jsonl"]
     assert "old line" not in files["logs/n1.agent.log"]
     assert "Traceback" in files["logs/n1.agent.log"]  # follows its timed line
-    assert "n2: log not collected" in files["README.txt"]
     versions = files["versions.txt"]
     for name in ("corral 0.1.0", "python 3.", "etcd ", "haproxy ", "kernel "):
         assert name in versions, versions
@@ -122,13 +124,14 @@ def test_the_archive_has_everything_and_no_secret(tmp_path: Path, etcd: str) -> 
 def test_a_dead_store_is_a_note_not_a_failure(tmp_path: Path, etcd: str) -> None:
     spec, _log, out = prepare(tmp_path, etcd)
     done = corral("report", "--spec", str(spec), "--etcd", "http://127.0.0.1:1",
-                  "--state-dir", str(tmp_path / "state"), "--node", "n1", "--remote", "",
+                  "--state-dir", str(tmp_path / "state"), "--node", "n1",
+                  "--remote", "/bin/false {address}",
                   "-o", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     files = members(out)
     assert "store unreachable" in files["README.txt"]
     assert "events.jsonl" not in files and "state.yaml" not in files
-    assert {"spec.yaml", "versions.txt", "controller-inputs/input-000002.yaml"} <= set(files)
-    assert "n2" not in files["README.txt"].split("notes")[1]  # --remote '': not tried
+    assert {"spec.yaml", "versions.txt", "controller-inputs/n1/input-000002.yaml"} <= set(files)
+    assert "n2: not reached through '/bin/false {address}'" in files["README.txt"]
     again = corral("report", "--spec", str(spec), "--etcd", "http://127.0.0.1:1", "-o", str(out))
     assert again.returncode == 1 and "exists" in again.stderr  # never overwritten

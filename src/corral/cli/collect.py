@@ -115,19 +115,47 @@ def collect_store(spec: Spec, etcd: str | None, bundle: Bundle, window: Window) 
     bundle.add("store.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def collect_inputs(state_dir: Path, bundle: Bundle, window: Window) -> None:
+def collect_inputs(state_dir: Path, node: str, bundle: Bundle, window: Window) -> None:
     """The newest controller inputs of this node written in the window (its plans)."""
     directory = state_dir / "controller-inputs"
     try:
         found = sorted(directory.glob("input-*.yaml"))
         inputs = [p for p in found if p.stat().st_mtime in window][-INPUTS_KEPT:]
+        texts = {p.name: p.read_text(errors="replace") for p in inputs}
     except OSError as exc:
-        bundle.note(f"controller inputs: cannot read {directory}: {exc}")
+        bundle.note(f"{node}: controller inputs: cannot read {directory}: {exc}")
         return
-    if not inputs:
-        bundle.note(f"no controller input in the window in {directory} (not the controller?)")
-    for path in inputs:
-        bundle.add(f"controller-inputs/{path.name}", path.read_text(errors="replace"))
+    _add_inputs(node, texts, bundle)
+
+
+def _add_inputs(node: str, texts: dict[str, str], bundle: Bundle) -> None:
+    if not texts:
+        bundle.note(f"{node}: no controller input in the window (not the controller then?)")
+    for name, text in texts.items():
+        bundle.add(f"controller-inputs/{node}/{name}", text)
+
+
+MARK = "=== corral-report input"
+
+
+def inputs_script(state_dir: Path) -> str:
+    """A shell script that prints the newest controller inputs, each after a marker line with
+    its name and mtime (run on another node through the remote command)."""
+    directory = shlex.quote(str(state_dir / "controller-inputs"))
+    return (f"cd {directory} 2>/dev/null || exit 0; for f in $(ls input-*.yaml 2>/dev/null | "
+            f"tail -n {INPUTS_KEPT}); do echo \"{MARK} $f $(stat -c %Y $f)\"; cat \"$f\"; "
+            "done")  # fmt: skip
+
+
+def parse_inputs(text: str, window: Window) -> dict[str, str]:
+    """What :func:`inputs_script` printed: name -> text, for the inputs written in the window."""
+    out: dict[str, str] = {}
+    for chunk in text.split(MARK + " ")[1:]:
+        head, _, body = chunk.partition("\n")
+        name, _, mtime = head.partition(" ")
+        if mtime.strip().isdigit() and float(mtime) in window and name.startswith("input-"):
+            out[name] = body
+    return out
 
 
 def run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> tuple[bool, str]:
@@ -168,13 +196,14 @@ def journal_command(window: Window) -> list[str]:
             "--since", f"@{int(window.start)}", "--until", f"@{int(window.end) + 1}"]  # fmt: skip
 
 
-def collect_logs(
-    spec: Spec, me: str | None, remote: str, log_files: Sequence[Path], bundle: Bundle,
-    window: Window,
+def collect_nodes(
+    spec: Spec, me: str | None, remote: str, state_dir: Path, log_files: Sequence[Path],
+    bundle: Bundle, window: Window,
 ) -> None:  # fmt: skip
-    """Each node's agent log in the window: this node's from journald (else ``log_files``),
-    the others' through ``remote`` (a command prefix with ``{node}`` and ``{address}``, e.g.
-    ``ssh root@{address}``; empty: this node only)."""
+    """Each node's agent log in the window and its controller inputs: this node's from
+    journald (else ``log_files``) and its state dir, the others' through ``remote`` (a
+    command prefix with ``{node}`` and ``{address}``, e.g. ``ssh root@{address}``, given one
+    shell command line; their state dir at the same path; empty: this node only)."""
     command = journal_command(window)
     for node, spec_node in spec.nodes.items():
         if node == me:
@@ -185,13 +214,19 @@ def collect_logs(
                 bundle.note(f"{node} (this node): no journal of corral ({out.strip()[:200]})")
             for path in log_files:
                 _add_log_file(path, node, bundle, window)
+            collect_inputs(state_dir, node, bundle, window)
         elif remote:
             prefix = shlex.split(remote.format(node=node, address=spec_node.address))
             ok, out = run([*prefix, shlex.join(command)])
+            if not ok:
+                bundle.note(f"{node}: not reached through {remote!r}: {out[:300]}")
+                continue
+            bundle.add(f"logs/{node}.journal.txt", out)
+            ok, out = run([*prefix, inputs_script(state_dir)])
             if ok:
-                bundle.add(f"logs/{node}.journal.txt", out)
+                _add_inputs(node, parse_inputs(out, window), bundle)
             else:
-                bundle.note(f"{node}: log not collected through {remote!r}: {out[:300]}")
+                bundle.note(f"{node}: controller inputs not collected: {out[:300]}")
     if me is None:
         bundle.note("this host is none of the spec's nodes: no local log or controller input")
 

@@ -4,8 +4,9 @@
 Inside ``corral-report-<cluster>-<time>/``: ``README.txt`` (what is inside, the window, and a
 note for everything that could not be had: a dead store, an unreachable node, a missing tool),
 ``spec.yaml``, ``status.json``, ``events.jsonl``, ``state.yaml`` (replayable with ``corral
-simulate SPEC --state``), ``store.jsonl``, ``controller-inputs/`` (this node's recent plans),
-``logs/<node>.*`` (every reachable agent's log in the window) and ``versions.txt``.
+simulate SPEC --state``), ``store.jsonl``, ``controller-inputs/<node>/`` (each reachable
+node's plans in the window: the controller's), ``logs/<node>.*`` (every reachable agent's log
+in the window) and ``versions.txt``.
 
 Secrets: the store's ``secrets/`` keys are never read; every file is scrubbed of the values
 of the spec's file secrets readable here and of the etcd password, and of the value of every
@@ -29,8 +30,7 @@ from corral.cli.cluster import ETCD_HELP, STATE_DIR, spec_or_exit
 from corral.cli.collect import (
     Bundle,
     Window,
-    collect_inputs,
-    collect_logs,
+    collect_nodes,
     collect_store,
     collect_versions,
     secret_values,
@@ -131,9 +131,7 @@ def report(
     bundle.add("spec.yaml", Path(spec_file).read_text())
     collect_versions(bundle)
     collect_store(spec, etcd, bundle, window)
-    if me is not None:
-        collect_inputs(state_dir, bundle, window)
-    collect_logs(spec, me, remote, log_files, bundle, window)
+    collect_nodes(spec, me, remote, state_dir, log_files, bundle, window)
     secrets = secret_values(spec, bundle)
     bundle.add("README.txt", readme(spec, window, bundle, me))
     files = {name: redact(text, secrets) for name, text in bundle.files.items()}
