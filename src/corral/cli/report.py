@@ -23,21 +23,16 @@ import socket
 import tarfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from corral.cli.cluster import ETCD_HELP, STATE_DIR, spec_or_exit
-from corral.cli.collect import (
-    Bundle,
-    Window,
-    collect_nodes,
-    collect_store,
-    collect_versions,
-    secret_values,
-)
 from corral.cli.init import host_addresses
-from corral.drivers.secrets import redact
 from corral.spec import Spec
+
+if TYPE_CHECKING:  # the collectors import every driver: only when a report is made
+    from corral.cli.collect import Bundle, Window
 
 REMOTE = "ssh -o BatchMode=yes -o ConnectTimeout=5 root@{address}"
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -119,6 +114,16 @@ def report(
 ) -> None:  # fmt: skip
     """One tar.gz for a bug report: events, state, status, recent plans, every reachable
     agent's log in the window, the spec (secrets removed) and versions."""
+    from corral.cli.collect import (
+        Bundle,
+        Window,
+        collect_nodes,
+        collect_store,
+        collect_versions,
+        secret_values,
+    )
+    from corral.drivers.secrets import redact
+
     spec = spec_or_exit(spec_file)
     now = time.time()
     window = Window(parse_time(since, now), parse_time(until, now) if until else now)
