@@ -86,6 +86,7 @@ def prepare(tmp_path: Path, etcd: str) -> tuple[Path, Path, Path]:
     (inputs / "input-000002.yaml").write_text("# recent plan\n")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     old = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 2 * HOUR))
+    (tmp_path / "state/guard.log").write_text(f"{old} guard old\n{stamp} guard stopped api\n")
     log = tmp_path / "agent.log"
     log.write_text(f"{old},000 corral old line\n{stamp},000 corral password={SECRET} here\n"
                    f"Traceback (most recent call last):\n  with {SECRET} API_TOKEN={LITERAL}\n")  # fmt: skip
@@ -111,6 +112,8 @@ def test_the_archive_has_everything_and_no_secret(tmp_path: Path, etcd: str) -> 
     assert "start db" in files["events.jsonl"] and "old event" not in files["events.jsonl"]
     assert "old line" not in files["logs/n1.agent.log"]
     assert "Traceback" in files["logs/n1.agent.log"]  # follows its timed line
+    assert files["logs/n1.guard.log"].endswith("guard stopped api\n")
+    assert "guard old" not in files["logs/n1.guard.log"]
     versions = files["versions.txt"]
     for name in ("corral 0.1.0", "python 3.", "etcd ", "haproxy ", "kernel "):
         assert name in versions, versions

@@ -214,6 +214,8 @@ def collect_nodes(
                 bundle.note(f"{node} (this node): no journal of corral ({out.strip()[:200]})")
             for path in log_files:
                 _add_log_file(path, node, bundle, window)
+            if (state_dir / "guard.log").exists():  # what the lease guard did (rule 1)
+                _add_log_file(state_dir / "guard.log", node, bundle, window)
             collect_inputs(state_dir, node, bundle, window)
         elif remote:
             prefix = shlex.split(remote.format(node=node, address=spec_node.address))

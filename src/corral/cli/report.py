@@ -6,7 +6,7 @@ note for everything that could not be had: a dead store, an unreachable node, a 
 ``spec.yaml``, ``status.json``, ``events.jsonl``, ``state.yaml`` (replayable with ``corral
 simulate SPEC --state``), ``store.jsonl``, ``controller-inputs/<node>/`` (each reachable
 node's plans in the window: the controller's), ``logs/<node>.*`` (every reachable agent's log
-in the window) and ``versions.txt``.
+in the window, and this node's lease guard log) and ``versions.txt``.
 
 Secrets: the store's ``secrets/`` keys are never read; every file is scrubbed of the values
 of the spec's file secrets readable here and of the etcd password, and of the value of every
