@@ -49,6 +49,7 @@ from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
 from corral.agent.succession import Succession
+from corral.agent.testhook import stall_if_asked
 from corral.agent.view import StoreView
 from corral.agent.watch import WatchFeed
 from corral.aio import forever
@@ -310,6 +311,7 @@ class Agent:
         runs when something changed or one is due."""
         next_round = -math.inf
         while True:
+            stall_if_asked()  # CORRAL_TEST_STALL_FILE: the hung agent of the watchdog test
             fence = self.core.fence_deadline(
                 self.clock.now(), self.services, self._keep_deadline(), self.grid.tick
             )

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
+from corral.agent.notify import Notifier, journal_fields, stop_agent, systemd_notify
 from corral.auth.roles import public_spans
 from corral.core.ref import InstanceRef
 from corral.pki import (
@@ -164,10 +165,12 @@ def agent(
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
+    notifier = Notifier.from_environ(take=True)  # before anything inherits NOTIFY_SOCKET
     _agent_process(verbose)
     spec = spec_or_exit(spec_file)
     if node not in spec.nodes:
         raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
+    journal_fields(spec, node, verbose)
     _private_state_dir(state_dir)
     spec_text = Path(spec_file).read_text()
     try:  # before anything is started or adopted, the embedded store member included
@@ -192,9 +195,10 @@ def agent(
             asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
+        beside += systemd_notify(the_agent, notifier)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop_agent, task, notifier)
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
