@@ -9,9 +9,17 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic \
                 haproxy keepalived bind9-dnsutils curl nftables stress-ng
 
-.PHONY: install test check demo demo-down bench clean system-packages
+# Servers of the stateful kinds (Galera), which corral starts itself, one per node with its own
+# datadir: mariabackup SST (the donor keeps serving; rsync SST would block it). A Debian with
+# systemd would start the packaged MariaDB on install and at every boot, so they are installed
+# under a policy-rc.d that forbids starts (whatever policy was there is put back) and the units
+# are masked (symlinks to /dev/null, which works with or without a running systemd).
+SERVER_PACKAGES := mariadb-server galera-4 mariadb-backup rsync socat
+SERVER_UNITS    := mariadb.service mysql.service mysqld.service
 
-install: $(STAMP)
+.PHONY: install test check demo demo-down bench clean system-packages server-packages
+
+install: $(STAMP) server-packages
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -21,6 +29,27 @@ system-packages:
 	  if [ "$$(id -u)" != 0 ]; then echo "corral: missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 	  echo "corral: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+server-packages: system-packages
+	@for u in $(SERVER_UNITS); do \
+	  [ "$$(readlink /etc/systemd/system/$$u 2>/dev/null)" = /dev/null ] || \
+	    { [ "$$(id -u)" = 0 ] && mkdir -p /etc/systemd/system && ln -sfn /dev/null /etc/systemd/system/$$u; } || \
+	    { echo "corral: cannot mask $$u (run as root)"; exit 1; }; \
+	done
+	@missing=""; for p in $(SERVER_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "corral: missing Debian packages:$$missing (run as root)"; exit 1; fi; \
+	  echo "corral: installing$$missing (no service started: policy-rc.d 101, units masked)"; \
+	  policy=/usr/sbin/policy-rc.d; saved=$$(mktemp); had=0; \
+	  if [ -e $$policy ]; then cp -p $$policy $$saved && had=1; fi; \
+	  trap "if [ $$had = 1 ]; then cp -p $$saved $$policy; else rm -f $$policy; fi; rm -f $$saved" EXIT; \
+	  printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	  for u in $(SERVER_UNITS); do ln -sfn /dev/null /etc/systemd/system/$$u; done; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi; \
 	fi
 
 $(STAMP): pyproject.toml | system-packages

@@ -16,7 +16,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 RANK = {
     "": 0,  # top-level modules: corral.aio, corral.fileio, corral.__init__
-    "core": 0,
+    "core": 0,  # with core/galera: the Galera decisions and its state-file parsers (pure)
     "spec": 0,
     "net": 1,
     "store": 1,
@@ -26,7 +26,7 @@ RANK = {
     "dns": 2,
     "lb": 2,
     "health": 2,
-    "drivers": 3,
+    "drivers": 3,  # with drivers/galera (mariadbd's shell) and drivers/galera_conf
     "agent": 4,
     "sim": 4,
     "lab": 5,
