@@ -29,6 +29,7 @@ RANK = {
     "drivers": 3,
     "agent": 4,
     "sim": 4,
+    "api": 5,  # the HTTP API: the agent's snapshots and the auth below it
     "lab": 5,
     "cli": 6,
 }

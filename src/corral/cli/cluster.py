@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -37,6 +37,10 @@ from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
 from corral.store.embedded import members_from_spec
 from corral.store.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from corral.agent.node import Agent
+    from corral.api import ApiServer
 
 ETCD_HELP = (
     "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
@@ -192,6 +196,7 @@ def agent(
             asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
+        api = _start_api(spec, node, the_agent)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -201,12 +206,31 @@ def agent(
         finally:
             for side in beside:
                 side.cancel()
+            if api is not None:
+                api.stop()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
             del member
 
     asyncio.run(main())
+
+
+def _start_api(spec: Spec, node: str, the_agent: Agent) -> ApiServer | None:
+    """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots.
+    One that cannot listen is logged and left out: the agent runs on without it."""
+    from corral.api import ApiServer, ApiStartError, Source, make_app
+
+    if not spec.api.enabled:
+        return None
+    host = str(spec.api.address or spec.nodes[node].address)
+    server = ApiServer(make_app(Source(the_agent.snapshots.latest)), host, spec.api.port)
+    try:
+        server.start()
+    except ApiStartError as exc:
+        logging.getLogger(__name__).error("%s; the agent runs without its API", exc)
+        return None
+    return server
 
 
 def _private_state_dir(state_dir: Path) -> None:
