@@ -367,7 +367,7 @@ def _patch_no_api() -> None:
     """The agent without its HTTP API (issue 18's "API off")."""
     from corral.cli import cluster
 
-    cluster._start_api = lambda *args: None
+    cluster._start_api = lambda *args: lambda: None
 
 
 def _patch_uvicorn_tick() -> None:

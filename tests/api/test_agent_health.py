@@ -7,42 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
 from corral.agent.guard import read_listing
 from corral.lab.loopback import NODES, Cluster
-from tests.agent.test_cluster import cluster, until
-
-__all__ = ["cluster"]  # the fixture, shared
+from tests.agent.test_cluster import until
+from tests.api.live import health, holders
 
 pytestmark = pytest.mark.etcd
-
-
-def health(c: Cluster, node: str, path: str) -> tuple[int, dict[str, object]]:
-    """(status, body); (0, {}) when the agent does not answer within 2 s."""
-    try:
-        r = httpx.get(f"http://{NODES[node]}:{c.http_port}{path}", timeout=2.0)
-    except httpx.HTTPError:
-        return 0, {}
-    return r.status_code, r.json()
-
-
-def holders(c: Cluster) -> list[str]:
-    return [n for n in NODES if health(c, n, "/v1/health/api?role=active")[0] == 200]
-
-
-@pytest.fixture
-async def served(cluster: Cluster) -> Cluster:
-    """The loopback cluster (tests/agent), once the health endpoints say what it runs."""
-    await until(
-        lambda: (
-            all(health(cluster, n, "/v1/health/web")[0] == 200 for n in NODES)
-            and len(holders(cluster)) == 1
-        ),
-        "web healthy on 3 nodes and api on 1, as the health endpoints say",
-    )
-    return cluster
 
 
 async def test_a_load_balancer_sees_where_each_service_runs(served: Cluster) -> None:

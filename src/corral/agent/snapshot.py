@@ -28,6 +28,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.spec import Spec
+
 if TYPE_CHECKING:
     from corral.agent.node import Agent
 
@@ -76,6 +78,7 @@ class AgentSnapshot:
     instances: tuple[InstanceView, ...] = ()
     maintenance: frozenset[str] = field(default_factory=frozenset)  # resources frozen here
     resources: frozenset[str] = field(default_factory=frozenset)  # the spec's
+    spec: Spec | None = None  # the running spec (frozen): the read API's views need it
 
     def age(self, now: float) -> float:
         return now - self.mono
@@ -159,5 +162,5 @@ def snapshot_of(agent: Agent, poll: float) -> AgentSnapshot:
         lease=agent.lease, lease_deadline=deadline, controller=agent.controller.active,
         store_ok=not agent._store_error, store_error=agent._store_error,
         guarded=agent._guard, state_dir=str(agent.ctx.state_dir), instances=instances,
-        maintenance=agent._frozen, resources=frozenset(agent.spec.resources),
+        maintenance=agent._frozen, resources=frozenset(agent.spec.resources), spec=agent.spec,
     )  # fmt: skip

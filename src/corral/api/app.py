@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from corral.agent.guard import read_listing
 from corral.agent.snapshot import AgentSnapshot, InstanceView
-from corral.api import health
+from corral.api import health, openapi
+from corral.api.read import Reader, read_routes
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -108,9 +109,15 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"reason": f"{request.method} is not allowed here"}, status_code=405)
 
 
-def make_app(source: Source) -> Starlette:
-    """The whole API over ``source``."""
-    return Starlette(
-        routes=health_routes(source),
-        exception_handlers={404: _not_found, 405: _not_allowed},
-    )
+def make_app(source: Source, reader: Reader | None = None) -> Starlette:
+    """The whole API over ``source`` (the health endpoints) and ``reader`` (the rest; None:
+    the health endpoints only)."""
+    doc = openapi.document()
+
+    async def spec_doc(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    routes = [*health_routes(source), Route("/v1/openapi.json", spec_doc)]
+    if reader is not None:
+        routes += read_routes(reader)
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})

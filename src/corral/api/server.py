@@ -33,6 +33,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -70,8 +71,11 @@ def quiet_uvicorn() -> None:
 class _Server(uvicorn.Server):
     """uvicorn's server without its 0.1 s tick (see the module doc)."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_stop: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         super().__init__(config)
+        self.on_stop = on_stop
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.ready = threading.Event()  # set once it listens and serves
@@ -81,6 +85,11 @@ class _Server(uvicorn.Server):
         await self.on_tick(0)  # the default headers, once
         self.ready.set()
         await self._stop.wait()
+        if self.on_stop is not None:
+            try:
+                await self.on_stop()
+            except Exception as exc:  # closing a client: nothing left to protect
+                log.warning("the API's cleanup failed: %s: %s", type(exc).__name__, exc)
 
     def request_stop(self) -> None:
         """From any thread."""
@@ -110,8 +119,15 @@ class ApiServer:
     daemon thread; ``stop`` ends it (waits up to ``timeout`` seconds). ``port`` after start:
     the bound one."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        self.app, self.host, self.port = app, host, port
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_stop``: awaited in the server's loop when it stops (closing its clients)."""
+        self.app, self.host, self.port, self.on_stop = app, host, port, on_stop
         self._thread: threading.Thread | None = None
         self._server: _Server | None = None
 
@@ -125,7 +141,7 @@ class ApiServer:
             timeout_keep_alive=KEEP_ALIVE, limit_concurrency=MAX_CONNECTIONS,
             timeout_graceful_shutdown=1,
         )  # fmt: skip
-        server = self._server = _Server(config)
+        server = self._server = _Server(config, self.on_stop)
         self._thread = threading.Thread(
             target=self._serve, args=(server, sock), name="corral-api", daemon=True
         )

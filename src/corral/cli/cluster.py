@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
-from corral.auth.roles import public_spans
+from corral.auth.read import read_public
 from corral.core.ref import InstanceRef
 from corral.pki import (
     NodeIdentity,
@@ -32,7 +32,7 @@ from corral.pki import (
 )
 from corral.pki.identity import ROOT
 from corral.priority import raise_process
-from corral.records import Event, MembersRecord, read_records, states
+from corral.records.view import cluster_view, events_of, members_of
 from corral.spec import Spec, SpecError, load_spec, load_spec_text
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
 from corral.store.embedded import members_from_spec
@@ -40,7 +40,6 @@ from corral.store.tls import TlsFiles
 
 if TYPE_CHECKING:
     from corral.agent.node import Agent
-    from corral.api import ApiServer
 
 ETCD_HELP = (
     "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
@@ -196,7 +195,7 @@ def agent(
             asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
-        api = _start_api(spec, node, the_agent)
+        stop_api = _start_api(spec, node, the_agent, etcd, tls)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -206,8 +205,7 @@ def agent(
         finally:
             for side in beside:
                 side.cancel()
-            if api is not None:
-                api.stop()
+            stop_api()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
@@ -216,21 +214,26 @@ def agent(
     asyncio.run(main())
 
 
-def _start_api(spec: Spec, node: str, the_agent: Agent) -> ApiServer | None:
-    """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots.
-    One that cannot listen is logged and left out: the agent runs on without it."""
-    from corral.api import ApiServer, ApiStartError, Source, make_app
+def _start_api(
+    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None
+) -> Callable[[], None]:
+    """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots,
+    with a store client of its own (made in its thread, on first use); returns what stops
+    it. One that cannot listen is logged and left out: the agent runs on without it."""
+    from corral.api import ApiServer, ApiStartError, Reader, Source, make_app
 
     if not spec.api.enabled:
-        return None
+        return lambda: None
     host = str(spec.api.address or spec.nodes[node].address)
-    server = ApiServer(make_app(Source(the_agent.snapshots.latest)), host, spec.api.port)
+    latest = the_agent.snapshots.latest
+    reader = Reader(latest, lambda: open_store(spec, etcd, node=node, identity=tls))
+    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close)
     try:
         server.start()
     except ApiStartError as exc:
         logging.getLogger(__name__).error("%s; the agent runs without its API", exc)
-        return None
-    return server
+        return lambda: None
+    return server.stop
 
 
 def _private_state_dir(state_dir: Path) -> None:
@@ -343,57 +346,13 @@ async def _embedded_member(
 
 
 async def read_cluster(store: EtcdStore, cluster: str) -> tuple[Keys, list[KeyValue]]:
-    """Every key of ``cluster`` but the secrets (a viewer may read that, and no view needs
-    them), in key order; closes ``store``. The spans are read one after the other (not at
-    one revision)."""
+    """Every key of ``cluster`` but the secrets (:func:`corral.auth.read_public`), in key
+    order; closes ``store``."""
     try:
         keys = Keys(cluster)
-        kvs: list[KeyValue] = []
-        for span in public_spans(keys):
-            kvs += (await store.range(span.start, end=span.end)).kvs
-        return keys, kvs
+        return keys, (await read_public(store, keys))[0]
     finally:
         await store.close()
-
-
-def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
-    """Everything ``corral status`` shows, as plain data (also its ``--json``). Records that
-    do not read are left out and named under ``skipped_records``."""
-    records = read_records(keys, kvs)
-    controller = next((kv for kv in kvs if kv.key == keys.controller), None)
-    resources: dict[str, Any] = {}
-    for name, res in spec.resources.items():
-        assigned = records.assign.get(name)
-        running = []
-        for n in spec.nodes:
-            status = records.status.get((n, name))
-            running += [
-                {"node": n, "item": i.item, "role": i.role, "health": i.health, "detail": i.detail}
-                for i in (status.instances if status else ())
-            ]
-        fails = {n: fc.count for (n, r), fc in records.failcounts.items() if r == name}
-        resources[name] = {
-            "kind": res.kind,
-            "mode": res.mode,
-            "assigned": [i.node for i in assigned.instances] if assigned else [],
-            "running": running,
-            "failcounts": {n: fails[n] for n in spec.nodes if n in fails},
-            "systemic": list(episode.nodes) if (episode := records.systemic.get(name)) else None,
-        }
-    backends: dict[str, dict[str, dict[str, str]]] = {}  # backend -> server -> lb -> state
-    for lb, record in sorted(records.lb.items()):
-        for backend, servers in record.servers.items():
-            for server, state in servers.items():
-                backends.setdefault(backend, {}).setdefault(server, {})[lb] = state
-    return {
-        "cluster": spec.cluster,
-        "controller": controller.value.decode() if controller else None,
-        "nodes": states(spec, records),  # a fenced registration is not online
-        "resources": resources,
-        "backends": backends,
-        "last_events": [e.to_value() for e in records.events[-10:]],
-        "skipped_records": [str(s) for s in records.skipped],
-    }
 
 
 def _render(view: dict[str, Any], console: Console) -> None:
@@ -491,11 +450,10 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
-    for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
-        event = Event.parse(kv.value)
-        if event is not None and as_json:
+    for event in events_of(keys, kvs, last):
+        if as_json:
             click.echo(json.dumps(event.to_value(), sort_keys=True))
-        elif event is not None:
+        else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
             click.echo(f"{stamp} {event.node} {event.kind}: {event.reason}")
 
@@ -507,13 +465,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
 def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
-    prefix = keys.prefix("members")
-    views = {
-        kv.key.decode(errors="replace").rsplit("/", 1)[-1]: record.view
-        for kv in kvs
-        if kv.key.startswith(prefix) and (record := MembersRecord.parse(kv.value)) is not None
-    }
+    views = members_of(*asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster)))
     if as_json:
         rows = {node: [r.to_value() for r in view] for node, view in views.items()}
         click.echo(json.dumps(rows, indent=2))
