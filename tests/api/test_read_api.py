@@ -42,6 +42,10 @@ async def test_status_is_the_clis_view(served: Cluster, viewer: str) -> None:
     assert isinstance(members, dict)
     explained = get(served, "n1", "/v1/explain/api", viewer).json()
     assert "api" in explained["explain"]
+    scrapes = {n: get(served, n, "/metrics", viewer).text for n in ("n1", "n2", "n3")}
+    with_cluster = [n for n, text in scrapes.items() if "corral_cluster_node_state{" in text]
+    assert with_cluster == [cli["controller"]]  # cluster series from the controller only
+    assert all(f'corral_build_info{{node="{n}"' in t for n, t in scrapes.items())
 
 
 async def test_no_bad_or_malformed_token_reads_anything(served: Cluster) -> None:

@@ -79,6 +79,8 @@ class AgentSnapshot:
     maintenance: frozenset[str] = field(default_factory=frozenset)  # resources frozen here
     resources: frozenset[str] = field(default_factory=frozenset)  # the spec's
     spec: Spec | None = None  # the running spec (frozen): the read API's views need it
+    events: tuple[tuple[str, int], ...] = ()  # events this agent wrote, by kind, since start
+    actions: tuple[tuple[str, tuple[int, ...], float], ...] = ()  # ActionTimes.frozen()
 
     def age(self, now: float) -> float:
         return now - self.mono
@@ -88,6 +90,35 @@ class AgentSnapshot:
 
     def of(self, resource: str) -> tuple[InstanceView, ...]:
         return tuple(i for i in self.instances if i.resource == resource)
+
+
+BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # seconds
+
+
+class ActionTimes:
+    """How long the agent's actions took, by kind (start, stop, restart, promote, demote):
+    histogram buckets (``BUCKETS``, cumulative in :meth:`frozen`), sums and counts. Written by
+    the agent's loop only; readers get :meth:`frozen` copies through the snapshot."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def observe(self, kind: str, seconds: float) -> None:
+        counts = self._buckets.setdefault(kind, [0] * (len(BUCKETS) + 1))
+        counts[next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))] += 1
+        self._sums[kind] = self._sums.get(kind, 0.0) + seconds
+
+    def frozen(self) -> tuple[tuple[str, tuple[int, ...], float], ...]:
+        """``(kind, cumulative counts per bucket and +Inf, sum)`` per kind, by kind."""
+        out = []
+        for kind, counts in sorted(self._buckets.items()):
+            running, total = [], 0
+            for n in counts:
+                total += n
+                running.append(total)
+            out.append((kind, tuple(running), self._sums[kind]))
+        return tuple(out)
 
 
 class SnapshotBox:
@@ -163,4 +194,5 @@ def snapshot_of(agent: Agent, poll: float) -> AgentSnapshot:
         store_ok=not agent._store_error, store_error=agent._store_error,
         guarded=agent._guard, state_dir=str(agent.ctx.state_dir), instances=instances,
         maintenance=agent._frozen, resources=frozenset(agent.spec.resources), spec=agent.spec,
+        events=tuple(sorted(agent.events.counts.items())), actions=agent.act.times.frozen(),
     )  # fmt: skip

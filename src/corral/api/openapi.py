@@ -54,6 +54,7 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
     "/v1/members": ("every agent's gossip view", True, []),
     "/v1/explain/{resource}": ("why each instance is where it is (scheduler)", True, [_RESOURCE]),
     "/v1/openapi.json": ("this document", False, []),
+    "/metrics": ("Prometheus text: node series; cluster series from the controller", True, []),
 }
 
 
