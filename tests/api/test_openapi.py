@@ -62,7 +62,7 @@ TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    path=st.sampled_from(sorted(openapi.PATHS)),
+    path=st.sampled_from(sorted(set(openapi.PATHS) - {"/v1/feed"})),  # a stream: test_feed
     segment=TEXT | st.sampled_from(["web", "nosuch", "..", "%00"]),
     query=st.dictionaries(st.sampled_from(["role", "last", "x"]), TEXT, max_size=2),
     token=st.sampled_from([None, TOKEN, "corral_000000000000_" + "A" * 43, "garbage"]),

@@ -3,13 +3,17 @@ malformed requests refused with a reason; a dead store is a 503, never a hang.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from corral.lab.loopback import Cluster
+from corral.store import Keys
 from tests.agent.test_cluster import until
 from tests.api.live import get
 
@@ -80,3 +84,46 @@ async def test_a_dead_store_is_a_503_that_says_so(served: Cluster, viewer: str) 
     r = get(served, "n1", "/v1/status", viewer)
     assert r.status_code == 503 and "store is unreachable" in r.json()["reason"]
     assert get(served, "n1", "/v1/health/web").status_code == 200  # health answers on
+
+
+async def test_the_change_feed_over_real_etcd(served: Cluster, viewer: str) -> None:
+    """A long poll answers after a change; the SSE stream of another agent sends it with the
+    revision as its id; a resume from a compacted revision is a reset, not a gap."""
+    index = get(served, "n1", "/v1/nodes", viewer).json()["revision"]
+    store = served.etcd.store()
+    url = f"http://127.0.0.12:{served.http_port}/v1/feed"
+    headers = {"Authorization": f"Bearer {viewer}"}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            nodes = f"http://127.0.0.11:{served.http_port}/v1/nodes?index={index}&wait=20s"
+            poll = asyncio.create_task(client.get(nodes, headers=headers))
+            async with client.stream("GET", url, headers=headers) as feed:
+                lines = feed.aiter_lines()
+                snap = await until_line(lines, '"cluster":"agenttest"')
+                assert snap[1] == "event: snapshot"
+                put = await store.put(Keys("agenttest").admin("note"), b'"hello"')
+                seen = await until_line(lines, '"key":"admin/note"')
+                assert seen[0] == f"id: {put}.0"
+            assert (await poll).json()["revision"] >= put
+            later = await store.put(Keys("agenttest").admin("note"), b'"again"')
+            await store.compact(later)  # the revisions up to `put` are gone
+            headers["Last-Event-ID"] = str(index)
+            async with client.stream("GET", url, headers=headers) as feed:
+                reset = await until_line(feed.aiter_lines(), '"compacted":true')
+                assert reset[1] == "event: reset"
+    finally:
+        await store.close()
+
+
+async def until_line(lines: AsyncIterator[str], marker: str) -> list[str]:
+    """The lines of the first SSE event whose data holds ``marker``."""
+    event: list[str] = []
+    async with asyncio.timeout(15):
+        async for line in lines:
+            if line:
+                event.append(line)
+                continue
+            if any(marker in x for x in event):
+                return event
+            event = []
+    raise AssertionError(f"the stream ended before {marker}")

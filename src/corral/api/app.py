@@ -28,6 +28,7 @@ from corral.agent.snapshot import AgentSnapshot, InstanceView
 from corral.api import health, openapi
 from corral.api.metrics import metrics_routes
 from corral.api.read import Reader, read_routes
+from corral.api.sse import feed_routes
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -120,5 +121,5 @@ def make_app(source: Source, reader: Reader | None = None) -> Starlette:
 
     routes = [*health_routes(source), Route("/v1/openapi.json", spec_doc)]
     if reader is not None:
-        routes += [*read_routes(reader), *metrics_routes(reader)]
+        routes += [*read_routes(reader), *metrics_routes(reader), *feed_routes(reader)]
     return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})

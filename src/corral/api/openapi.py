@@ -35,6 +35,13 @@ _LAST = {
     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 30},
 }
 
+_INDEX = {"name": "index", "in": "query", "required": False, "schema": {"type": "string"}}
+_WAIT = {"name": "wait", "in": "query", "required": False, "schema": {"type": "string"}}
+_POLL = [  # a long poll on every read path (corral.api.feed)
+    {**_INDEX, "schema": {"type": "integer", "minimum": 0}},
+    {**_WAIT, "description": "how long to wait for a change after index: 30s, 500ms, ..."},
+]
+
 # path -> (summary, needs a token, parameters, extra answers)
 PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
     "/v1/health": ("liveness: 200 while the agent's control loop turns", False, []),
@@ -54,6 +61,12 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
     "/v1/members": ("every agent's gossip view", True, []),
     "/v1/explain/{resource}": ("why each instance is where it is (scheduler)", True, [_RESOURCE]),
     "/v1/openapi.json": ("this document", False, []),
+    "/v1/feed": (
+        "Server-Sent Events: a snapshot, then every change (id: revision.n); Last-Event-ID "
+        "or ?index= resumes; after a compaction an event `reset` with a fresh snapshot",
+        True,
+        [_INDEX],
+    ),
     "/metrics": ("Prometheus text: node series; cluster series from the controller", True, []),
 }
 
@@ -61,6 +74,8 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, (summary, token, params) in PATHS.items():
+        if token and path not in ("/metrics", "/v1/feed"):
+            params = [*params, *_POLL]
         answers: dict[str, Any] = {"200": _OK, "400": _REASON, "404": _REASON, "503": _REASON}
         if token:
             answers |= {"401": _REASON, "403": _REASON}

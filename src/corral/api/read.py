@@ -20,13 +20,15 @@ from starlette.routing import Route
 
 from corral.agent.snapshot import AgentSnapshot
 from corral.api.auth import Refused, Tokens
+from corral.api.feed import FeedError, changed_after, long_poll
+from corral.api.params import BadRequest, int_param
 from corral.auth.read import read_public
 from corral.auth.tokens import TokenRecord
 from corral.core.scheduler import explain, schedule
 from corral.records import snapshot_from_kvs
 from corral.records.view import cluster_view, events_of, members_of
 from corral.spec import Spec
-from corral.store import Keys, KeyValue, Store, StoreError
+from corral.store import CompactedError, Keys, KeyValue, Store, StoreError
 
 MAX_EVENTS = 1000
 
@@ -85,6 +87,20 @@ class Reader:
             raise Unavailable(f"the store is unreachable: {exc}") from None
         return TokenRecord.parse(kv.value) if kv is not None else None
 
+    async def wait(self, request: Request) -> bool:
+        """A long poll (:mod:`.feed`): wait for a change after ``?index=``; True when that
+        revision is compacted (answered at once, and said)."""
+        poll = long_poll(request)
+        if poll is None:
+            return False
+        try:
+            await changed_after(self.store(), Keys(self.spec().cluster), *poll)
+        except CompactedError:
+            return True
+        except StoreError as exc:
+            raise Unavailable(f"the store is unreachable: {exc}") from None
+        return False
+
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
@@ -100,8 +116,13 @@ def reading(reader: Reader, read: Read, need: str = "viewer") -> Callable[..., A
     async def handle(request: Request) -> Response:
         try:
             await reader.tokens.identity(request.headers.get("authorization"), need)
+            compacted = await reader.wait(request)
             cluster = await reader.cluster()
             body = await read(request, cluster)
+            if compacted:
+                body["compacted"] = True  # the index asked for is older than the store keeps
+        except FeedError as exc:
+            return JSONResponse({"reason": str(exc)}, 400)
         except Refused as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return JSONResponse({"reason": exc.reason}, exc.status, headers=headers)
@@ -112,12 +133,6 @@ def reading(reader: Reader, read: Read, need: str = "viewer") -> Callable[..., A
         return JSONResponse({**body, "revision": cluster.revision})
 
     return handle
-
-
-class BadRequest(Exception):
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 async def _status(request: Request, c: Cluster) -> dict[str, Any]:
@@ -138,20 +153,6 @@ async def _resource(request: Request, c: Cluster) -> dict[str, Any]:
     if found is None:
         raise BadRequest(f"no resource {name!r} in the running spec", 404)
     return {"resource": name, **found}
-
-
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    """Query parameter ``name`` as an int in [low, high], else :class:`BadRequest`."""
-    text = request.query_params.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, not {value}")
-    return value
 
 
 async def _events(request: Request, c: Cluster) -> dict[str, Any]:
