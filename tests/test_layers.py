@@ -27,6 +27,7 @@ RANK = {
     "lb": 2,
     "health": 2,
     "drivers": 3,
+    "actions": 3,  # the operators' actions (CLI and API): auth, records, store below
     "agent": 4,
     "sim": 4,
     "api": 5,  # the HTTP API: the agent's snapshots and the auth below it

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from corral.agent.guard import read_listing
 from corral.agent.snapshot import AgentSnapshot, InstanceView
 from corral.api import health, openapi
+from corral.api.actions import action_routes
 from corral.api.metrics import metrics_routes
 from corral.api.read import Reader, read_routes
 from corral.api.sse import feed_routes
@@ -122,4 +123,5 @@ def make_app(source: Source, reader: Reader | None = None) -> Starlette:
     routes = [*health_routes(source), Route("/v1/openapi.json", spec_doc)]
     if reader is not None:
         routes += [*read_routes(reader), *metrics_routes(reader), *feed_routes(reader)]
+        routes += action_routes(reader)
     return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})

@@ -67,14 +67,40 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
         True,
         [_INDEX],
     ),
+    "/v1/actions/{name}": (
+        "run an operator's action (body: a JSON object of its arguments); one audit event",
+        True,
+        [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {
+                    "type": "string",
+                    "enum": [
+                        "maintenance",
+                        "standby",
+                        "ban",
+                        "move",
+                        "cleanup",
+                        "restart",
+                        "spec-push",
+                    ],
+                },
+            }
+        ],
+    ),
     "/metrics": ("Prometheus text: node series; cluster series from the controller", True, []),
 }
+
+
+POST = ("/v1/actions/{name}",)
 
 
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, (summary, token, params) in PATHS.items():
-        if token and path not in ("/metrics", "/v1/feed"):
+        if token and path not in ("/metrics", "/v1/feed", *POST):
             params = [*params, *_POLL]
         answers: dict[str, Any] = {"200": _OK, "400": _REASON, "404": _REASON, "503": _REASON}
         if token:
@@ -82,7 +108,10 @@ def document() -> dict[str, Any]:
         op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": answers}
         if token:
             op["security"] = [{"token": []}]
-        paths[path] = {"get": op}
+        if path in POST:
+            answers["409"] = _REASON
+            op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+        paths[path] = {"post" if path in POST else "get": op}
     return {
         "openapi": "3.1.0",
         "info": {"title": "corral agent API", "version": __version__},

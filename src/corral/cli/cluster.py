@@ -33,8 +33,8 @@ from corral.pki import (
 from corral.pki.identity import ROOT
 from corral.priority import raise_process
 from corral.records.view import cluster_view, events_of, members_of
-from corral.spec import Spec, SpecError, load_spec, load_spec_text
-from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
+from corral.spec import Spec, SpecError, load_spec
+from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
 from corral.store.tls import TlsFiles
 
@@ -494,16 +494,12 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
 @click.option("--etcd", help=ETCD_HELP)
 def spec_push(spec_file: str, etcd: str | None) -> None:
     """Validate SPEC_FILE and make it the cluster's running spec (agents pick it up)."""
+    from corral import actions
+    from corral.cli.admin import run_action  # it builds on this module
+
     spec = spec_or_exit(spec_file)
     text = Path(spec_file).read_text()
-    load_spec_text(text, spec_file)
-
-    from corral.cli.audit import run_audited  # it builds on this module
-
-    async def push(store: Store) -> None:
-        await store.put(Keys(spec.cluster).spec, text.encode())
-
-    run_audited(spec, etcd, f"spec push: {spec_file}", push)
+    run_action(spec, etcd, lambda: actions.spec_push(spec, text, spec_file), {"spec": "SPEC_FILE"})
     click.echo(f"{spec_file}: pushed to cluster {spec.cluster}")
 
 
