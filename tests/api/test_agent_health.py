@@ -12,7 +12,7 @@ import pytest
 from corral.agent.guard import read_listing
 from corral.lab.loopback import NODES, Cluster
 from tests.agent.test_cluster import until
-from tests.api.live import health, holders
+from tests.api.live import get, health, holders
 
 pytestmark = pytest.mark.etcd
 
@@ -58,10 +58,12 @@ async def test_a_stalled_loop_answers_from_its_last_state_and_never_past_the_lea
 
 
 async def test_with_etcd_gone_active_active_stays_in_and_exclusive_goes_out(
-    served: Cluster,
+    served: Cluster, viewer: str
 ) -> None:
+    """... and the read API says the store is unreachable (503), never hangs."""
     cluster = served
     (holder,) = holders(cluster)
+    assert get(cluster, "n1", "/v1/status", viewer).status_code == 200  # the token is cached
     for member in cluster.etcd.members:
         member.kill()
     await until(lambda: not holders(cluster), "the exclusive instance out (rule 1)", 8)
@@ -71,6 +73,8 @@ async def test_with_etcd_gone_active_active_stays_in_and_exclusive_goes_out(
         assert code == 503 and body["stale"] is False, body
     code, body = health(cluster, holder, "/v1/health/api")
     assert code == 503 and body["stale"] is False
+    r = get(cluster, "n1", "/v1/status", viewer)
+    assert r.status_code == 503 and "store is unreachable" in r.json()["reason"]
     for member in cluster.etcd.members:
         await member.start(wait=False)
     await until(lambda: len(holders(cluster)) == 1, "api back after etcd")

@@ -52,7 +52,9 @@ async def test_status_is_the_clis_view(served: Cluster, viewer: str) -> None:
     assert all(f'corral_build_info{{node="{n}"' in t for n, t in scrapes.items())
 
 
-async def test_no_bad_or_malformed_token_reads_anything(served: Cluster) -> None:
+async def test_no_bad_token_or_malformed_request_reads_anything(
+    served: Cluster, viewer: str
+) -> None:
     r = get(served, "n1", "/v1/status")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert "needs a token" in r.json()["reason"]
@@ -60,11 +62,6 @@ async def test_no_bad_or_malformed_token_reads_anything(served: Cluster) -> None
         r = get(served, "n1", "/v1/status", bad)
         assert r.status_code == 401, bad
         assert bad not in r.text  # never echoed
-
-
-async def test_malformed_requests_are_400_or_404_with_a_reason(
-    served: Cluster, viewer: str
-) -> None:
     for path, code, said in [
         ("/v1/events?last=abc", 400, "whole number"),
         ("/v1/events?last=0", 400, "between 1 and 1000"),
@@ -75,15 +72,6 @@ async def test_malformed_requests_are_400_or_404_with_a_reason(
     ]:
         r = get(served, "n1", path, viewer)
         assert r.status_code == code and said in r.json()["reason"], (path, r.text)
-
-
-async def test_a_dead_store_is_a_503_that_says_so(served: Cluster, viewer: str) -> None:
-    assert get(served, "n1", "/v1/status", viewer).status_code == 200  # the token is cached
-    for member in served.etcd.members:
-        member.kill()
-    r = get(served, "n1", "/v1/status", viewer)
-    assert r.status_code == 503 and "store is unreachable" in r.json()["reason"]
-    assert get(served, "n1", "/v1/health/web").status_code == 200  # health answers on
 
 
 async def test_the_change_feed_over_real_etcd(served: Cluster, viewer: str) -> None:

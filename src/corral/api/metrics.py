@@ -16,6 +16,7 @@ Metric names are held by a golden file (``tests/api/data/metrics.txt``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -154,10 +155,46 @@ def exposition(families: Iterable[Metric]) -> bytes:
     return generate_latest(registry)
 
 
+REFRESH = 5.0  # seconds a rendering of the cluster series is served before a new one
+
+
+class ClusterSeries:
+    """The cluster series, rendered off the API's event loop (a worker thread: parsing every
+    record of a large cluster takes long, and the health endpoints must not wait for it). A
+    scrape gets the last rendering at once, and starts a new one when it is older than
+    ``REFRESH``: the series are at most one scrape interval (plus ``REFRESH``) old, and
+    ``corral_cluster_series_age_seconds`` says how old. Only the first scrape waits for a
+    rendering. A store that does not answer keeps the last one (its age grows)."""
+
+    def __init__(self, reader: Reader, clock: Callable[[], float]) -> None:
+        self._reader, self._clock = reader, clock
+        self._text: bytes | None = None
+        self._at = -math.inf
+        self._task: asyncio.Task[None] | None = None
+
+    async def _render(self) -> None:
+        with contextlib.suppress(Unavailable):
+            c = await self._reader.cluster()
+            families = cluster_metrics(c.spec, c.keys, c.kvs, c.revision)
+            started = self._clock()
+            self._text = await asyncio.to_thread(lambda: exposition(families))
+            self._at = started
+
+    async def text(self) -> tuple[bytes, float]:
+        """(the cluster series' text, its age in seconds); ``b""`` when none could be made."""
+        stale = self._clock() - self._at > REFRESH
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._render())
+        if self._text is None and self._task is not None:
+            await asyncio.shield(self._task)
+        return self._text or b"", self._clock() - self._at
+
+
 def metrics_routes(reader: Reader, clock: Callable[[], float] = time.monotonic) -> list[Route]:
     """``/metrics`` (a viewer's token: Prometheus sends it with ``authorization:
     {credentials_file: ...}``). A store that does not answer leaves the cluster series out
     (``corral_etcd_reachable`` says why), never the scrape."""
+    series = ClusterSeries(reader, clock)
 
     async def scrape(request: Request) -> Response:
         try:
@@ -170,10 +207,17 @@ def metrics_routes(reader: Reader, clock: Callable[[], float] = time.monotonic) 
         if snap is None:
             return JSONResponse({"reason": "the agent has not finished its first turn"}, 503)
         families = list(node_metrics(snap, clock()))
+        cluster = b""
         if snap.controller:
-            with contextlib.suppress(Unavailable):
-                c = await reader.cluster()
-                families += cluster_metrics(c.spec, c.keys, c.kvs, c.revision)
-        return Response(exposition(families), media_type=CONTENT_TYPE)
+            cluster, age = await series.text()
+            if cluster:
+                families.append(_age(age))
+        return Response(exposition(families) + cluster, media_type=CONTENT_TYPE)
 
     return [Route("/metrics", scrape)]
+
+
+def _age(age: float) -> GaugeMetricFamily:
+    family = _gauge("corral_cluster_series_age_seconds", "age of the cluster series", ["scope"])
+    family.add_metric(["cluster"], age)
+    return family
