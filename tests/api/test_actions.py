@@ -144,7 +144,7 @@ async def test_roles_are_enforced(api: Api) -> None:
         ("maintenance", {"state": "on", "node": "n9"}, "node", "unknown node 'n9'"),
         ("maintenance", {"state": "on", "node": "n1", "cluster": True}, "", "exactly one"),
         ("maintenance", {"state": "on", "cluster": "yes"}, "cluster", "must be a bool"),
-        ("ban", {"instance": "web"}, "instance", "RESOURCE@NODE"),
+        ("ban", {"instance": "web"}, "instance", "write RESOURCE@NODE"),
         ("move", {"resource": "db", "node": "n1"}, "resource", "unknown resource 'db'"),
         ("restart", {"name": "web", "timeout": -1}, "timeout", "timeout must be"),
         ("restart", {"name": "web", "rolling": 1}, "rolling", "must be a bool"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from corral.auth import Role
+from corral.core.ref import InstanceRef
 from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
 from corral.spec import Spec, SpecError, load_spec_text
 from corral.store import Compare, Keys, Put, Store
@@ -67,11 +68,14 @@ def _toggle(items: tuple[str, ...], item: str, on: bool) -> tuple[str, ...]:
 
 
 def pair(spec: Spec, text: str, field: str = "instance") -> tuple[str, str]:
-    """``RES@NODE`` checked against the spec."""
-    res, sep, node = text.partition("@")
-    if not sep or res not in spec.resources or node not in spec.nodes:
-        raise ActionError(f"{text!r}: use RESOURCE@NODE with names from the spec", field)
-    return res, node
+    """``RESOURCE@NODE`` with names from ``spec`` (no item), else :class:`ActionError` that
+    says how to write it."""
+    ref = InstanceRef.parse(text)
+    if ref is None or ref.item is not None or ref.node is None:
+        raise ActionError(f"{text!r}: write RESOURCE@NODE with names from the spec", field)
+    if ref.resource not in spec.resources or ref.node not in spec.nodes:
+        raise ActionError(f"{text!r}: write RESOURCE@NODE with names from the spec", field)
+    return ref.resource, ref.node
 
 
 def node_of(spec: Spec, node: str | None, field: str = "node") -> str:

@@ -21,7 +21,6 @@ from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
 from corral.auth.read import read_public
-from corral.core.ref import InstanceRef
 from corral.pki import (
     NodeIdentity,
     PkiError,
@@ -110,19 +109,14 @@ def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None
 
 
 def spec_pair(spec: Spec, text: str, option: str | None = None) -> tuple[str, str]:
-    """``RESOURCE@NODE`` with names from ``spec``, or a usage error that says how to write it."""
-    ref = InstanceRef.parse(text)
-    if (
-        ref is None
-        or ref.item is not None
-        or ref.resource not in spec.resources
-        or ref.node not in spec.nodes
-    ):
-        raise click.BadParameter(
-            f"{text!r}: write RESOURCE@NODE with names from the spec", param_hint=option
-        )
-    assert ref.node is not None
-    return ref.resource, ref.node
+    """``RESOURCE@NODE`` with names from ``spec``, or a usage error that says how to write it
+    (:func:`corral.actions.admin.pair`, the API's reading too)."""
+    from corral.actions.admin import ActionError, pair
+
+    try:
+        return pair(spec, text)
+    except ActionError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def spec_or_exit(path: str) -> Spec:
