@@ -27,8 +27,10 @@ RANK = {
     "lb": 2,
     "health": 2,
     "drivers": 3,  # with drivers/galera (mariadbd's shell) and drivers/galera_conf
+    "actions": 3,  # the operators' actions (CLI and API): auth, records, store below
     "agent": 4,
     "sim": 4,
+    "api": 5,  # the HTTP API: the agent's snapshots and the auth below it
     "lab": 5,
     "cli": 6,
 }

@@ -26,6 +26,7 @@ class EventLog:
         self._store, self._keys, self._node, self._wall = store, keys, node, wall
         self._last_ns = 0
         self.decisions: list[str] = []
+        self.counts: dict[str, int] = {}  # events written by kind, since start (metrics)
 
     def decide(self, decision: str, level: int = logging.DEBUG, resource: str = "") -> None:
         self.decisions = [*self.decisions[-(KEEP_DECISIONS - 1) :], decision]
@@ -35,6 +36,7 @@ class EventLog:
     def op(self, kind: str, reason: str, resource: str = "") -> Put:
         """The write of one event (to put in a transaction of its own)."""
         now = self._wall()
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         self._last_ns = max(int(now * 1e9), self._last_ns + 1)
         key = self._keys.event_key(self._last_ns, self._node)
         return Put(key, Event(now, self._node, resource, kind, reason).dump())

@@ -22,10 +22,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from corral import __version__
-from corral.cli.cluster import cluster_view, open_store, read_cluster
+from corral.cli.cluster import open_store, read_cluster
 from corral.core.scheduler import dump_state_text
 from corral.drivers.secrets import SecretError, read_secret_file
 from corral.records import Event, snapshot_from_kvs
+from corral.records.view import cluster_view
 from corral.spec import Spec
 from corral.spec.secrets import SecretRef
 from corral.store.embedded import EmbeddedError, find_etcd
