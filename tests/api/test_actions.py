@@ -52,6 +52,9 @@ CLI_TO_API: dict[str, str | None] = {
     "check": None,  # runs one health check from where it is typed
     "state dump": None,  # writes a file for simulate; /v1/status has the same records
     "demo": None, "demo-down": None,  # the lab, on the operator's machine
+    "init": None,  # writes a spec file on the host before any agent runs
+    "install-unit": None,  # writes the host's systemd unit
+    "report": None,  # collects logs from the hosts (journald, files), not only the store
 }  # fmt: skip
 OFFLINE_GROUPS = ("lab", "ca", "keys", "auth", "tokens", "audit")  # admin of the store itself
 

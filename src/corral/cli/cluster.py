@@ -39,6 +39,7 @@ from corral.store.embedded import members_from_spec
 from corral.store.tls import TlsFiles
 
 if TYPE_CHECKING:
+    from corral.agent.lock import AgentLock
     from corral.agent.node import Agent
 
 ETCD_HELP = (
@@ -157,25 +158,12 @@ def agent(
 
     It runs at nice -10, its etcd member too (with I/O priority best-effort 0), and its lease
     guard at real-time priority, when it may (corral.priority); services at the normal one."""
-    from corral.agent.lock import AgentLock, AgentRunning
     from corral.agent.node import Agent
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
     notifier = Notifier.from_environ(take=True)  # before anything inherits NOTIFY_SOCKET
-    _agent_process(verbose)
-    spec = spec_or_exit(spec_file)
-    if node not in spec.nodes:
-        raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
-    journal_fields(spec, node, verbose)
-    _private_state_dir(state_dir)
-    spec_text = Path(spec_file).read_text()
-    try:  # before anything is started or adopted, the embedded store member included
-        lock = AgentLock.acquire(state_dir)
-    except AgentRunning as exc:
-        raise click.ClickException(str(exc)) from None
-
-    tls = _node_tls(spec, node, state_dir)
+    spec, spec_text, lock, tls = _agent_setup(spec_file, node, state_dir, verbose)
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
@@ -210,6 +198,27 @@ def agent(
             del member
 
     asyncio.run(main())
+
+
+def _agent_setup(
+    spec_file: str, node: str, state_dir: Path, verbose: bool
+) -> tuple[Spec, str, AgentLock, TlsFiles | None]:
+    """Before the agent's loop: its process settings, the spec, the state dir's lock (before
+    anything is started or adopted, the embedded store member included), its TLS identity."""
+    from corral.agent.lock import AgentLock, AgentRunning
+
+    _agent_process(verbose)
+    spec = spec_or_exit(spec_file)
+    if node not in spec.nodes:
+        raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
+    journal_fields(spec, node, verbose)
+    _private_state_dir(state_dir)
+    spec_text = Path(spec_file).read_text()
+    try:
+        lock = AgentLock.acquire(state_dir)
+    except AgentRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    return spec, spec_text, lock, _node_tls(spec, node, state_dir)
 
 
 def _start_api(
