@@ -9,35 +9,20 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic \
                 haproxy keepalived bind9-dnsutils curl nftables stress-ng
 
-.PHONY: install test check demo demo-down bench clean system-packages rabbitmq-packages
+# Servers of the stateful kinds (Galera, RabbitMQ), which corral starts itself, one per node with
+# its own datadir: mariabackup SST (the donor keeps serving; rsync SST would block it); RabbitMQ
+# 3.10.8 on Erlang 25, whose erlang-base also ships epmd.service/epmd.socket (a host epmd on
+# port 4369: masked too; corral runs one epmd per broker namespace). A Debian with
+# systemd would start the packaged MariaDB on install and at every boot, so they are installed
+# under a policy-rc.d that forbids starts (whatever policy was there is put back) and the units
+# are masked (symlinks to /dev/null, which works with or without a running systemd).
+SERVER_PACKAGES := mariadb-server galera-4 mariadb-backup rsync socat rabbitmq-server
+SERVER_UNITS    := mariadb.service mysql.service mysqld.service \
+                   rabbitmq-server.service epmd.service epmd.socket
 
-install: $(STAMP)
+.PHONY: install test check demo demo-down bench clean system-packages server-packages
 
-# RabbitMQ for the real-server tests and the demo (Debian 12: 3.10.8 on Erlang 25). corral runs
-# its own brokers in network namespaces; the package must leave no host service behind on a
-# real Debian with systemd, where apt would start and enable it: the units are masked first
-# (symlinks to /dev/null, what `systemctl mask` makes; they work without a running systemd) and
-# the install runs under a temporary /usr/sbin/policy-rc.d that refuses every start (exit 101).
-# The previous policy-rc.d (if any) is put back, even when the install fails.
-RABBIT_PACKAGES := rabbitmq-server
-RABBIT_UNITS    := rabbitmq-server.service epmd.service epmd.socket
-POLICY_RC       := /usr/sbin/policy-rc.d
-
-rabbitmq-packages:
-	@if dpkg-query -W -f='$${Status}' $(RABBIT_PACKAGES) 2>/dev/null | grep -q "install ok installed"; then \
-	  exit 0; fi; \
-	if [ "$$(id -u)" != 0 ]; then echo "corral: missing Debian package $(RABBIT_PACKAGES) (run as root)"; exit 1; fi; \
-	for u in $(RABBIT_UNITS); do mkdir -p /etc/systemd/system; ln -sfn /dev/null /etc/systemd/system/$$u; done; \
-	saved=$$(mktemp); had=0; \
-	if [ -e $(POLICY_RC) ]; then cp -p $(POLICY_RC) $$saved; had=1; fi; \
-	restore() { if [ $$had = 1 ]; then cp -p $$saved $(POLICY_RC); else rm -f $(POLICY_RC); fi; rm -f $$saved; }; \
-	trap restore EXIT INT TERM; \
-	printf '#!/bin/sh\n# corral: no service starts while rabbitmq-server installs\nexit 101\n' > $(POLICY_RC); \
-	chmod 755 $(POLICY_RC); \
-	echo "corral: installing $(RABBIT_PACKAGES) (units masked, no service started)"; \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  -o DPkg::Lock::Timeout=600 --no-install-recommends $(RABBIT_PACKAGES); \
-	rc=$$?; systemctl daemon-reload >/dev/null 2>&1 || true; exit $$rc
+install: $(STAMP) server-packages
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -49,6 +34,27 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+server-packages: system-packages
+	@for u in $(SERVER_UNITS); do \
+	  [ "$$(readlink /etc/systemd/system/$$u 2>/dev/null)" = /dev/null ] || \
+	    { [ "$$(id -u)" = 0 ] && mkdir -p /etc/systemd/system && ln -sfn /dev/null /etc/systemd/system/$$u; } || \
+	    { echo "corral: cannot mask $$u (run as root)"; exit 1; }; \
+	done
+	@missing=""; for p in $(SERVER_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "corral: missing Debian packages:$$missing (run as root)"; exit 1; fi; \
+	  echo "corral: installing$$missing (no service started: policy-rc.d 101, units masked)"; \
+	  policy=/usr/sbin/policy-rc.d; saved=$$(mktemp); had=0; \
+	  if [ -e $$policy ]; then cp -p $$policy $$saved && had=1; fi; \
+	  trap "if [ $$had = 1 ]; then cp -p $$saved $$policy; else rm -f $$policy; fi; rm -f $$saved" EXIT; \
+	  printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	  for u in $(SERVER_UNITS); do ln -sfn /dev/null /etc/systemd/system/$$u; done; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi; \
+	fi
+
 $(STAMP): pyproject.toml | system-packages
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "corral needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +62,7 @@ $(STAMP): pyproject.toml | system-packages
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-test: install rabbitmq-packages
+test: install
 	$(PY) -m pytest -q
 
 check: install
@@ -64,7 +70,7 @@ check: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src tests bench
 
-demo: install rabbitmq-packages
+demo: install
 	$(VENV)/bin/corral demo examples/openstack.yaml
 
 demo-down: install

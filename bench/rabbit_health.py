@@ -11,7 +11,7 @@ medians over rounds:
 - baseline ``cli_check_s``: one ``rabbitmq-diagnostics -q check_running`` (what a check by the
   CLI costs), ``cli_check_cpu_s`` its CPU, ``cli_check_rss_mb`` its peak memory.
 
-Usage: bench/rabbit_health.py [--quick] [--json FILE]   (root; make rabbitmq-packages)
+Usage: bench/rabbit_health.py [--quick] [--json FILE]   (root; make server-packages)
 """
 
 from __future__ import annotations

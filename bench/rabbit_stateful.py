@@ -27,7 +27,7 @@ measured): the first node started with no running peer starts alone after wiping
 the others wipe theirs and join it, so the wrong order loses what the last-running node had
 and that the first one did not; a replaced node is handled the same way (wipe, forget, join).
 
-Usage: bench/rabbit_stateful.py [--quick] [--json FILE]   (root; make rabbitmq-packages)
+Usage: bench/rabbit_stateful.py [--quick] [--json FILE]   (root; make server-packages)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 RANK = {
     "": 0,  # top-level modules: corral.aio, corral.fileio, corral.__init__
-    "core": 0,
+    "core": 0,  # with core/galera: the Galera decisions and its state-file parsers (pure)
     "spec": 0,
     "net": 1,
     "store": 1,
@@ -26,13 +26,18 @@ RANK = {
     "dns": 2,
     "lb": 2,
     "health": 2,
-    "drivers": 3,
+    "drivers": 3,  # with drivers/galera (mariadbd's shell) and drivers/galera_conf
+    "actions": 3,  # the operators' actions (CLI and API): auth, records, store below
     "agent": 4,
     "sim": 4,
+    "api": 5,  # the HTTP API: the agent's snapshots and the auth below it
     "lab": 5,
     "cli": 6,
 }
 MODEL = {"core", "spec", ""}
+# The subpackages of corral.core: rank 0, pure like the rest of the cores (the Galera
+# decisions included: who bootstraps, the writer, the evs timeouts; their drivers are shells).
+CORE_PACKAGES = ("agent", "galera", "membership", "scheduler")
 ONLY = {"records": {"core", "spec", "store"}}  # packages narrower than their rank allows
 
 
@@ -70,6 +75,13 @@ def _is_package(name: str) -> bool:
 def test_every_package_has_a_rank() -> None:
     found = {package for _, package, _ in modules()}
     assert found <= set(RANK), f"give {sorted(found - set(RANK))} a rank in RANK"
+
+
+def test_the_core_subpackages_are_checked_as_cores() -> None:
+    for sub in CORE_PACKAGES:
+        found = [(n, p) for n, p, _ in modules() if n.startswith(f"corral.core.{sub}")]
+        assert found, f"corral.core.{sub} is gone: update CORE_PACKAGES"
+        assert all(p == "core" for _, p in found), found
 
 
 def test_no_module_imports_against_the_layers() -> None:

@@ -39,6 +39,9 @@ AGENT_WRITES = [
     KEYS.event_key(1, "n1"),
     KEYS.gossip_key,  # created by the first agent
     KEYS.key_ack("n1"),  # the keyring version it applied
+    KEYS.galera_report("db", "n1"),  # a Galera node's state
+    KEYS.galera_bootstrap("db"),  # the controller's bootstrap claim (rule 6)
+    KEYS.galera_writer("db"),  # the controller's one writer
 ]
 OPERATOR_WRITES = [
     KEYS.admin("maintenance"),

@@ -1,4 +1,4 @@
-"""The rabbitmq-server package leaves no host service behind (``make rabbitmq-packages``):
+"""The rabbitmq-server package leaves no host service behind (``make server-packages``):
 its units are masked, and no broker of the host runs outside corral's own namespaces."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 UNITS = ("rabbitmq-server.service", "epmd.service", "epmd.socket")
 pytestmark = pytest.mark.skipif(
     not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(),
-    reason="rabbitmq-server is not installed (make rabbitmq-packages)",
+    reason="rabbitmq-server is not installed (make server-packages)",
 )
 
 

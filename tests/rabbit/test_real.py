@@ -32,7 +32,7 @@ from tests.rabbit.lab import NODES, RabbitLab, rabbit_lab
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()
     or shutil.which("ip") is None,
-    reason="needs root, iproute2 and rabbitmq-server (make rabbitmq-packages)",
+    reason="needs root, iproute2 and rabbitmq-server (make server-packages)",
 )  # fmt: skip
 MESSAGES = 300
 QUEUE = "orders"

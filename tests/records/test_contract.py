@@ -33,6 +33,8 @@ from corral.records import (
     encode,
 )
 from corral.records.agent import RecentFailure
+from corral.records.galera import BootstrapClaim, ReportRecord, WriterRecord
+from tests.galera_core.transcript import report
 
 EXAMPLES: list[Record] = [
     RegistrationRecord("198.18.0.1", 4242, 1700000000.5),
@@ -65,6 +67,10 @@ EXAMPLES: list[Record] = [
     MovesRecord({"db": "n1", "web": "n2"}),
     TicketsRecord({"east": "site-a"}),
     Event(1700000000.0, "n1", "web", "assign", "web -> n1"),
+    ReportRecord.from_state(report(["n1", "grastate=5ee3:-1", "safe", "recovered=5ee3:9"]), 1.5),
+    ReportRecord.from_state(report(["n1", "grastate=none", "view=4@a", "running"])),
+    BootstrapClaim("n1", 12, "5ee3", 9, True, True, "n1 bootstraps: ...", "n2", 1700000000.0),
+    WriterRecord("n2", "n1 was lost", 1700000000.0),
 ]
 
 
@@ -128,6 +134,13 @@ def test_not_json_or_not_an_object_is_malformed_with_a_reason(record: Record) ->
         (Event, {"time": "x"}, "time is not a number: 'x'"),
         (MembersRecord, {"view": [{"state": "alive"}]}, "no name"),
         (RegistrationRecord, {"v": "one"}, "v is not a version number: 'one'"),
+        (ReportRecord, {"grastate": {"uuid": "u"}}, "no seqno"),
+        (ReportRecord, {"grastate": []}, "grastate is not an object: []"),
+        (ReportRecord, {"recovered": {"uuid": "u", "seqno": "1"}}, "seqno is not an integer: '1'"),
+        (ReportRecord, {"view": {"my_uuid": "m", "view_id": 3}}, "view_id is not a string: 3"),
+        (ReportRecord, {"running": "yes"}, "running is not true or false: 'yes'"),
+        (BootstrapClaim, {"node": "n1", "uuid": "u", "seqno": 1}, "no reg"),
+        (WriterRecord, {}, "no node"),
     ],
 )
 def test_a_field_of_the_wrong_type_is_malformed(

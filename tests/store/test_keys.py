@@ -24,6 +24,11 @@ def test_layout() -> None:
     assert k.event_key(42, "ctl1") == b"/corral/cloud1/events/00000000000000000042-ctl1"
     assert k.event_prefix() == b"/corral/cloud1/events/"
     assert k.relative(k.status("ctl1", "web")) == ["status", "ctl1", "web"]
+    assert k.galera("db") == k.prefix("galera") + b"db/" == b"/corral/cloud1/galera/db/"
+    assert k.galera_report("db", "ctl1") == b"/corral/cloud1/galera/db/report/ctl1"
+    assert k.galera_reports("db") == b"/corral/cloud1/galera/db/report/"
+    assert k.galera_bootstrap("db") == b"/corral/cloud1/galera/db/bootstrap"
+    assert k.galera_writer("db") == b"/corral/cloud1/galera/db/writer"
 
 
 def test_event_keys_sort_in_time_order() -> None:

@@ -281,7 +281,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="corral lease guard (started by the agent)")
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args()
-    (args.state_dir / "guard.pid").write_text(str(os.getpid()))
+    # atomic: the agent (and its tests) read this file while it is rewritten
+    write_atomic(args.state_dir / "guard.pid", str(os.getpid()))
     guard(args.state_dir, realtime=True)
 
 
@@ -311,7 +312,7 @@ def spawn(state_dir: Path) -> int:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    pidfile.write_text(str(proc.pid))
+    write_atomic(pidfile, str(proc.pid))
     return proc.pid
 
 

@@ -1,4 +1,4 @@
-"""Process groups of supervised services (shared by the process and HAProxy drivers).
+"""Process groups of supervised services (shared by the process, HAProxy and Galera drivers).
 
 A supervised service leads its own session and process group, so stopping it means stopping
 the group: a graceful signal first (the driver's own choice: SIGTERM to the group, SIGUSR1 to
@@ -12,14 +12,37 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from corral.drivers import _files
 from corral.drivers._procfs import group_members
 from corral.drivers.base import DriverError
+from corral.priority import service_argv
 
 POLL_INTERVAL = 0.05  # seconds between checks while a process group winds down
+
+
+def spawn_service(argv: Sequence[str], *, log_path: Path, name: str) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a service: at the normal priority, leading a session (and process
+    group) of its own, stdin from /dev/null, stdout and stderr appended to ``log_path`` after a
+    line that names it. DriverError (naming ``name``) when it cannot be executed."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"--- corral {_files.stamp()} {name}: starting: {list(argv)}\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                service_argv(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise DriverError(f"{name}: cannot start {argv[0]} ({exc.strerror})") from exc
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:

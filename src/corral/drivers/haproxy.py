@@ -47,13 +47,12 @@ from pathlib import Path
 
 from corral.drivers import _files
 from corral.drivers._exec import run_command
-from corral.drivers._group import stop_group
+from corral.drivers._group import spawn_service, stop_group
 from corral.drivers._owned import OwnedInstance
 from corral.drivers.base import DriverError, DriverStatus, NodeContext
 from corral.drivers.process import describe_exit
 from corral.lb import config, sync
 from corral.lb.runtime import MasterCli, Runtime
-from corral.priority import service_argv
 from corral.spec.model import Resource, Spec
 
 _ALERT_PREFIX = re.compile(r"^\[ALERT\]\s+\(\d+\)\s*:\s*(config\s*:\s*)?")
@@ -207,23 +206,7 @@ class HaproxyService:
         return [self._haproxy, "-W", "-S", master, "-f", str(self.config_path)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        argv = self._argv()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            log.write(f"--- corral {_files.stamp()} {self.name}: starting: {argv}\n".encode())
-            log.flush()
-            try:
-                return subprocess.Popen(
-                    service_argv(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    cwd="/",
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as exc:
-                raise DriverError(f"{self.name}: cannot start haproxy ({exc.strerror})") from exc
+        return spawn_service(self._argv(), log_path=self.log_path, name=self.name)
 
     async def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         """Until the master lists a worker and the worker's runtime API answers."""

@@ -9,7 +9,8 @@ Every record is a JSON object (readable with ``etcdctl get``), one frozen datacl
 ``systemic/``),
 :mod:`corral.records.admin` (``admin/``), :mod:`corral.records.agent` (``failcounts/``,
 ``requests/``, ``lb/``, ``members/``), :mod:`corral.records.events` (``events/``),
-:mod:`corral.records.keys` (``gossip-key``, ``keys/ack/``, ``keys/rotation``);
+:mod:`corral.records.keys` (``gossip-key``, ``keys/ack/``, ``keys/rotation``),
+:mod:`corral.records.galera` (``galera/<resource>/``: reports, the bootstrap claim, the writer);
 :mod:`corral.records.store` reads a whole range and builds the scheduler's snapshot.
 
 The version contract (``"v"``):
@@ -52,6 +53,13 @@ from corral.records.cluster import (
 from corral.records.codec import VERSION, Malformed, Record, decode, encode
 from corral.records.drops import DROPS, RecordDrops
 from corral.records.events import Event
+from corral.records.galera import (
+    BootstrapClaim,
+    GaleraRecords,
+    ReportRecord,
+    WriterRecord,
+    read_galera,
+)
 from corral.records.keys import KeyAckRecord, KeyringRecord, RotationRecord, fingerprint
 from corral.records.store import (
     Skipped,
@@ -70,9 +78,11 @@ __all__ = [
     "AssignRecord",
     "AssignedInstance",
     "BansRecord",
+    "BootstrapClaim",
     "Event",
     "FailCountRecord",
     "FencedRecord",
+    "GaleraRecords",
     "KeyAckRecord",
     "KeyringRecord",
     "LbRecord",
@@ -84,6 +94,7 @@ __all__ = [
     "Record",
     "RecordDrops",
     "RegistrationRecord",
+    "ReportRecord",
     "RequestRecord",
     "RotationRecord",
     "Skipped",
@@ -93,10 +104,12 @@ __all__ = [
     "StoreRecords",
     "SystemicRecord",
     "TicketsRecord",
+    "WriterRecord",
     "decode",
     "encode",
     "fingerprint",
     "node_states",
+    "read_galera",
     "read_records",
     "snapshot",
     "snapshot_from_kvs",

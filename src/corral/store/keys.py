@@ -19,6 +19,9 @@
 ``gossip-key``                  the gossip keyring (a secret: agents and admins only)
 ``auth/tokens/<id>``            an API token, salted and hashed (a secret: agents and admins)
 ``auth/users/<name>``           a person's role (:mod:`corral.auth`), written by admins
+``galera/<res>/report/<node>``  a Galera node's state (grastate, recovered, view), leased
+``galera/<res>/bootstrap``      the one bootstrap claim (rule 6), written by the controller
+``galera/<res>/writer``         the one node HAProxy sends writes to, written by the controller
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -48,6 +51,7 @@ SECTIONS = (
     "systemic",
     "keys",
     "auth",
+    "galera",
 )
 
 
@@ -168,6 +172,29 @@ class Keys:
     def users(self) -> bytes:
         """Prefix of every person's role record."""
         return self._k("auth", "users", "")
+
+    def galera(self, resource: str) -> bytes:
+        """``galera/<resource>/``: every Galera record of one resource (its reports, its
+        bootstrap claim and its writer: :mod:`corral.records.galera`)."""
+        return self._k("galera", check_name("resource", resource), "")
+
+    def galera_report(self, resource: str, node: str) -> bytes:
+        """``galera/<resource>/report/<node>``: that node's Galera state (under its lease)."""
+        return self._k(
+            "galera", check_name("resource", resource), "report", check_name("node", node)
+        )
+
+    def galera_reports(self, resource: str) -> bytes:
+        """Prefix of every node's Galera report for ``resource``."""
+        return self._k("galera", check_name("resource", resource), "report", "")
+
+    def galera_bootstrap(self, resource: str) -> bytes:
+        """``galera/<resource>/bootstrap``: the bootstrap claim (DESIGN rule 6)."""
+        return self._k("galera", check_name("resource", resource), "bootstrap")
+
+    def galera_writer(self, resource: str) -> bytes:
+        """``galera/<resource>/writer``: the node every HAProxy sends writes to."""
+        return self._k("galera", check_name("resource", resource), "writer")
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")
