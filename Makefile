@@ -1,5 +1,6 @@
 # corral: user entry points. Every target works on a fresh Debian 12 machine as root and is
-# idempotent. `make demo` and `make test` install what they need first.
+# idempotent. `make demo` and `make test` install what they need first (the servers of the
+# stateful kinds only for `make test`: the demo still runs stand-ins for Galera and RabbitMQ).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,17 +10,20 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic \
                 haproxy keepalived bind9-dnsutils curl nftables stress-ng
 
-# Servers of the stateful kinds (Galera), which corral starts itself, one per node with its own
-# datadir: mariabackup SST (the donor keeps serving; rsync SST would block it). A Debian with
+# Servers of the stateful kinds (Galera, RabbitMQ), which corral starts itself, one per node with
+# its own datadir: mariabackup SST (the donor keeps serving; rsync SST would block it); RabbitMQ
+# 3.10.8 on Erlang 25, whose erlang-base also ships epmd.service/epmd.socket (a host epmd on
+# port 4369: masked too; corral runs one epmd per broker namespace). A Debian with
 # systemd would start the packaged MariaDB on install and at every boot, so they are installed
 # under a policy-rc.d that forbids starts (whatever policy was there is put back) and the units
 # are masked (symlinks to /dev/null, which works with or without a running systemd).
-SERVER_PACKAGES := mariadb-server galera-4 mariadb-backup rsync socat
-SERVER_UNITS    := mariadb.service mysql.service mysqld.service
+SERVER_PACKAGES := mariadb-server galera-4 mariadb-backup rsync socat rabbitmq-server
+SERVER_UNITS    := mariadb.service mysql.service mysqld.service \
+                   rabbitmq-server.service epmd.service epmd.socket
 
 .PHONY: install test check demo demo-down bench clean system-packages server-packages
 
-install: $(STAMP) server-packages
+install: $(STAMP)
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -59,7 +63,7 @@ $(STAMP): pyproject.toml | system-packages
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-test: install
+test: install server-packages
 	$(PY) -m pytest -q
 
 check: install

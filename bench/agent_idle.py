@@ -363,6 +363,27 @@ def _patch_count_wakeups() -> None:
     threading.Thread(target=dump, daemon=True).start()
 
 
+def _patch_no_api() -> None:
+    """The agent without its HTTP API (issue 18's "API off")."""
+    from corral.cli import cluster
+
+    cluster._start_api = lambda *args: lambda: None
+
+
+def _patch_uvicorn_tick() -> None:
+    """The API server with uvicorn's own 0.1 s tick (what corral.api.server replaces)."""
+    import uvicorn
+
+    from corral.api import server
+
+    async def ticking(self: Any) -> None:
+        self.ready.set()
+        await uvicorn.Server.main_loop(self)
+
+    server._Server.main_loop = ticking  # type: ignore[method-assign]
+    server._Server.request_stop = lambda self: setattr(self, "should_exit", True)  # type: ignore[method-assign]
+
+
 def _patch_uvloop() -> None:
     """The agent on uvloop's event loop (libuv) instead of asyncio's selector loop (an
     experiment: ``pip install uvloop`` first; measured no gain here)."""
@@ -389,6 +410,8 @@ PATCHES = {
     "probe-150ms": _patch_probe_150ms,
     "count-wakeups": _patch_count_wakeups,
     "uvloop": _patch_uvloop,
+    "no-api": _patch_no_api,
+    "uvicorn-tick": _patch_uvicorn_tick,
 }
 
 

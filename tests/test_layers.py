@@ -27,8 +27,10 @@ RANK = {
     "lb": 2,
     "health": 2,
     "drivers": 3,  # with drivers/galera (mariadbd's shell) and drivers/galera_conf
+    "actions": 3,  # the operators' actions (CLI and API): auth, records, store below
     "agent": 4,
     "sim": 4,
+    "api": 5,  # the HTTP API: the agent's snapshots and the auth below it
     "lab": 5,
     "cli": 6,
 }
@@ -110,6 +112,15 @@ def test_no_module_imports_another_packages_private_module() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def imported_names(node: ast.AST) -> list[str]:
+    """The modules an import statement names (absolute imports; [] for any other node)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module]
+    return []
+
+
 SHELL_ONLY = ("time", "os", "socket", "subprocess", "asyncio", "threading", "urllib", "httpx")
 
 
@@ -121,11 +132,7 @@ def test_the_cores_do_no_io_and_read_no_clock() -> None:
         if package != "core":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
+            names = imported_names(node)
             bad = [n for n in names if n.split(".")[0] in SHELL_ONLY]
             if bad:
                 wrong.append(
@@ -137,4 +144,22 @@ def test_the_cores_do_no_io_and_read_no_clock() -> None:
                 and node.func.id == "open"
             ):
                 wrong.append(f"{path.relative_to(SRC)}:{node.lineno} calls open()")
+    assert not wrong, "\n".join(wrong)
+
+
+HEAVY_CLIENTS = {"aio_pika": {"corral.drivers.rabbitmq_health"}}
+
+
+def test_heavy_clients_stay_in_their_driver() -> None:
+    """aio-pika costs an agent ~19 MB when imported (measured): only the RabbitMQ health
+    check may import it, so an agent without a RabbitMQ resource never pays for it."""
+    wrong = []
+    for name, _, path in modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for imported in imported_names(node):
+                allowed = HEAVY_CLIENTS.get(imported.split(".")[0])
+                if allowed is not None and name not in allowed:
+                    wrong.append(
+                        f"{path.relative_to(SRC)}:{getattr(node, 'lineno', 0)} imports {imported}"
+                    )
     assert not wrong, "\n".join(wrong)

@@ -31,7 +31,10 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 SYSTEMD = Path("/lib/systemd/systemd")
 PR_SET_PDEATHSIG = 1
@@ -222,3 +225,18 @@ class SystemdNamespace:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def booted(workdir: Path) -> Iterator[SystemdNamespace]:
+    """A booted namespace for a fixture, closed afterwards (the test is skipped where none
+    can run: :func:`unavailable_reason`)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    sd = SystemdNamespace(workdir)
+    sd.boot()
+    try:
+        yield sd
+    finally:
+        sd.close()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from corral.cli.cluster import cluster_view
 from corral.core.scheduler import dump_state_text
 from corral.drivers.base import DriverError, NodeContext
 from corral.drivers.fence import fence_node
 from corral.records import snapshot_from_kvs
+from corral.records.view import cluster_view
 from corral.spec import load_spec_text
 from corral.spec.model import FenceDevice
 from corral.spec.secrets import SecretRef

@@ -21,7 +21,7 @@ from corral.drivers.systemd import parse_show, status_from_show
 from corral.spec.model import SystemdDriver as SystemdSpec
 
 from .helpers import alive, eventually
-from .systemd_ns import SystemdNamespace, unavailable_reason
+from .systemd_ns import SystemdNamespace, booted, unavailable_reason
 
 UNITS = {
     "web.service": """
@@ -82,18 +82,11 @@ def port() -> int:
 
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory, port: int) -> Iterator[SystemdNamespace]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    sd = SystemdNamespace(tmp_path_factory.mktemp("systemd-ns"))
-    sd.boot()
-    try:
+    with booted(tmp_path_factory.mktemp("systemd-ns")) as sd:
         for name, body in UNITS.items():
             (sd.root / "run/systemd/system" / name).write_text(unit_text(body, port))
         sd.run("daemon-reload")
         yield sd
-    finally:
-        sd.close()
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_a_record_written_before_recent_is_counted_as_it_was() -> None:
 
 
 def test_corral_status_says_a_resource_is_in_a_systemic_episode() -> None:
-    from corral.cli.cluster import cluster_view
+    from corral.records.view import cluster_view
 
     keys = Keys("t")
     rows = [

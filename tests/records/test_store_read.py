@@ -60,7 +60,7 @@ def test_corral_status_shows_a_fenced_registration_as_fenced() -> None:
     """``corral status`` once called every registered node online, even the registration a
     fence record names (the node was powered off, its lease not expired yet); the scheduler
     never did. Both read the same rule now."""
-    from corral.cli.cluster import cluster_view
+    from corral.records.view import cluster_view
 
     kvs = [
         KeyValue(KEYS.node("n1"), encode({}), 7, 7, 1),
@@ -91,7 +91,7 @@ def test_one_reading_of_maintenance_for_the_scheduler_and_the_agents() -> None:
 
 
 def test_corral_status_names_the_records_it_left_out() -> None:
-    from corral.cli.cluster import cluster_view
+    from corral.records.view import cluster_view
 
     kvs = [kv(KEYS.node("n1"), encode({})), kv(KEYS.status("n1", "web"), b"{oops")]
     view = cluster_view(SPEC, KEYS, kvs)

@@ -140,7 +140,7 @@ async def test_an_upgraded_agent_reads_its_assignments_and_maintenance() -> None
 
 
 def test_corral_status_of_the_recorded_store() -> None:
-    from corral.cli.cluster import cluster_view
+    from corral.records.view import cluster_view
 
     view = cluster_view(SPEC_NOW, KEYS, recorded())
     assert view["controller"] == "n1"

@@ -23,6 +23,7 @@ from corral.agent.instances import Checker, LocalService, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
+from corral.agent.snapshot import ActionTimes
 from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
 from corral.core.agent.effects import (
@@ -85,6 +86,7 @@ class Actuator:
             store, keys, ctx.name, lambda: [*self.services.values(), *self.claiming.values()], lease
         )
         self.stalls = StallLog()  # the agent's own lateness: beats and check watches
+        self.times = ActionTimes()  # how long actions took (metrics, :mod:`.snapshot`)
         self.grid: Grid | None = None
         self.on_change: Callable[[], None] = lambda: None  # wake the main loop
         self.on_guard: Callable[[], None] = lambda: None  # tell the lease guard what runs
@@ -95,23 +97,30 @@ class Actuator:
         return self.core.spec
 
     async def carry_out(self, effects: list[Effect]) -> None:
-        """Carry out ``effects`` in order (a restart starts again only if its stop worked)."""
+        """Carry out ``effects`` in order (a restart starts again only if its stop worked);
+        the time each action took goes to ``times`` (metrics)."""
         for effect in effects:
-            if isinstance(effect, Stop):
-                await self.stop(effect.key, effect.why.text, drain=effect.why.drain)
-            elif isinstance(effect, Start):
-                await self.start(effect.key, effect.why.text)
-            elif isinstance(effect, Restart):
-                if await self.stop(effect.key, f"restart: {effect.why.text}"):
-                    await self.start(effect.key, f"restart: {effect.why.text}")
-            elif isinstance(effect, Promote | Demote):
-                await self._role(effect)
-            elif isinstance(effect, CountFailure):
-                await self.count_failure(effect.resource, effect.reason)
-            elif isinstance(effect, Event):
-                await self.events.event(effect.kind, effect.text, effect.resource)
-            elif isinstance(effect, Note):
-                self.events.decide(effect.text)
+            started = self.clock.now()
+            await self._carry_out(effect)
+            if isinstance(effect, Stop | Start | Restart | Promote | Demote):
+                self.times.observe(type(effect).__name__.lower(), self.clock.now() - started)
+
+    async def _carry_out(self, effect: Effect) -> None:
+        if isinstance(effect, Stop):
+            await self.stop(effect.key, effect.why.text, drain=effect.why.drain)
+        elif isinstance(effect, Start):
+            await self.start(effect.key, effect.why.text)
+        elif isinstance(effect, Restart):
+            if await self.stop(effect.key, f"restart: {effect.why.text}"):
+                await self.start(effect.key, f"restart: {effect.why.text}")
+        elif isinstance(effect, Promote | Demote):
+            await self._role(effect)
+        elif isinstance(effect, CountFailure):
+            await self.count_failure(effect.resource, effect.reason)
+        elif isinstance(effect, Event):
+            await self.events.event(effect.kind, effect.text, effect.resource)
+        elif isinstance(effect, Note):
+            self.events.decide(effect.text)
 
     async def _role(self, effect: Promote | Demote) -> None:
         svc = self.services.get(effect.key)

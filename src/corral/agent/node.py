@@ -48,7 +48,9 @@ from corral.agent.membership import AgentGossip
 from corral.agent.network import NetworkDuties
 from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
+from corral.agent.snapshot import Publishes, publish_turn
 from corral.agent.succession import Succession
+from corral.agent.testhook import stall_if_asked
 from corral.agent.view import StoreView
 from corral.agent.watch import WatchFeed
 from corral.aio import forever
@@ -79,7 +81,7 @@ def timer_grid(spec: Spec, clock: Clock, wall: Callable[[], float]) -> Grid:
     return wall_grid(clock, tick, wall())
 
 
-class Agent:
+class Agent(Publishes):
     def __init__(
         self,
         spec: Spec,
@@ -310,6 +312,8 @@ class Agent:
         runs when something changed or one is due."""
         next_round = -math.inf
         while True:
+            stall_if_asked()  # CORRAL_TEST_STALL_FILE: the hung agent of the watchdog test
+            publish_turn(self, STATUS_POLL)  # the stall hook, a snapshot for the API (.snapshot)
             fence = self.core.fence_deadline(
                 self.clock.now(), self.services, self._keep_deadline(), self.grid.tick
             )
@@ -332,7 +336,9 @@ class Agent:
             self.core.take_wake()
             try:
                 await self._round(changed)
+                self._store_error = ""
             except StoreError as exc:
+                self._store_error = str(exc)
                 self.events.decide(f"store unavailable, keeping what runs: {exc}")
                 self.core.wake(self.clock.now() + 1.0)  # try again soon, not in ROUND_EVERY
 
@@ -352,6 +358,7 @@ class Agent:
         desired, frozen, stale = await read_desired(
             self.store, self.keys, self.spec, self._me(), roles
         )
+        self._frozen = frozenset(frozen)
         running = {
             n: LocalInstance(role=s.role, health=s.verdict, failed=s.failed)
             for n, s in self.services.items()

@@ -1,54 +1,37 @@
 """Administrative state: maintenance at every level, standby, bans, moves, failure cleanup.
 
-Each command edits one record under ``admin/`` (:mod:`corral.records.admin`) with a
-compare-and-swap loop (read, change, write if unchanged since the read), so two operators at
-once never lose an edit. A record that does not read is edited as an empty one (as the
-scheduler reads it). The scheduler and the agents read these records (safety rule 4 for
-maintenance). Every command writes one audit event (:mod:`corral.cli.audit`).
+The commands are the CLI's face of :mod:`corral.actions` (the layer the HTTP API uses too):
+each builds its action there and runs it under the CLI's identity with one audit event
+(:mod:`corral.cli.audit`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TypeVar
+from typing import Any
 
 import click
 
+from corral import actions
+from corral.actions import Action, ActionError, ActionFailed
 from corral.cli.audit import run_audited
-from corral.cli.cluster import ETCD_HELP, spec_or_exit, spec_pair
-from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRecord
+from corral.cli.cluster import ETCD_HELP, spec_or_exit
 from corral.spec import Spec
-from corral.store import Compare, Keys, Put, Store
-
-R = TypeVar("R", MaintenanceRecord, StandbyRecord, BansRecord, MovesRecord)
 
 
-def _edit(spec: Spec, etcd: str | None, what: str, kind: type[R], change: Callable[[R], R]) -> R:
-    """Edit one ``admin/`` record (compare-and-swap), audited as ``what``."""
-    key = Keys(spec.cluster).admin(kind.NAME)
-
-    async def edit(store: Store) -> R:
-        for _ in range(20):
-            kv = await store.get(key)
-            old = kind.parse(kv.value) if kv is not None else None
-            new = change(old or kind())
-            guard = Compare.unchanged_since(key, kv.mod_revision) if kv else Compare.missing(key)
-            if (await store.txn([guard], [Put(key, new.dump())])).succeeded:
-                return new
-        raise click.ClickException(f"admin/{kind.NAME} kept changing under us; try again")
-
-    return run_audited(spec, etcd, what, edit)
-
-
-def _toggle(items: tuple[str, ...], item: str, on: bool) -> tuple[str, ...]:
-    rest = [i for i in items if i != item]
-    return tuple(sorted([*rest, item]) if on else rest)
-
-
-def _pair(spec: Spec, text: str) -> str:
-    res, node = spec_pair(spec, text)
-    return f"{res}@{node}"
+def run_action(
+    spec: Spec, etcd: str | None, build: Callable[[], Action], hints: dict[str, str]
+) -> Any:
+    """Build the action (a usage error names the argument, through ``hints``: the action's
+    field -> the CLI's parameter) and run it audited; a failure exits with its reason."""
+    try:
+        action = build()
+    except ActionError as exc:
+        raise click.BadParameter(str(exc), param_hint=hints.get(exc.field)) from None
+    try:
+        return run_audited(spec, etcd, action.said, action.work, action.resource)
+    except ActionFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 spec_option = click.option("--spec", "spec_file", required=True, type=click.Path(dir_okay=False))
@@ -74,29 +57,17 @@ def maintenance(
 ) -> None:
     """Put something in maintenance (nothing is started, stopped or moved there) or end it."""
     spec = spec_or_exit(spec_file)
-    on = state == "on"
+    hints = {"node": "--node", "resource": "--resource", "instance": "--instance"}
     if sum(bool(x) for x in (whole, node, resource, instance)) != 1:
         raise click.UsageError("name exactly one of --cluster, --node, --resource, --instance")
-    if node is not None and node not in spec.nodes:
-        raise click.BadParameter(f"unknown node {node!r}", param_hint="--node")
-    if resource is not None and resource not in spec.resources:
-        raise click.BadParameter(f"unknown resource {resource!r}", param_hint="--resource")
-    target = _pair(spec, instance) if instance else None
 
-    def change(value: MaintenanceRecord) -> MaintenanceRecord:
-        if whole:
-            value = replace(value, cluster=on)
-        if node is not None:
-            value = replace(value, nodes=_toggle(value.nodes, node, on))
-        if resource is not None:
-            value = replace(value, resources=_toggle(value.resources, resource, on))
-        if target is not None:
-            value = replace(value, instances=_toggle(value.instances, target, on))
-        return value
+    def build() -> Action:
+        return actions.maintenance(
+            spec, on_off(state), cluster=whole, node=node, resource=resource, instance=instance
+        )
 
-    what = "cluster" if whole else node or resource or target
-    _edit(spec, etcd, f"maintenance {state}: {what}", MaintenanceRecord, change)
-    click.echo(f"maintenance {state}: {what}")
+    run_action(spec, etcd, build, hints)
+    click.echo(f"maintenance {state}: {'cluster' if whole else node or resource or instance}")
 
 
 @click.command()
@@ -107,15 +78,7 @@ def maintenance(
 def standby(state: str, node: str, spec_file: str, etcd: str | None) -> None:
     """Drain NODE (standby on: its resources move away) or take it back."""
     spec = spec_or_exit(spec_file)
-    if node not in spec.nodes:
-        raise click.BadParameter(f"unknown node {node!r}", param_hint="NODE")
-    _edit(
-        spec,
-        etcd,
-        f"standby {state}: {node}",
-        StandbyRecord,
-        lambda v: StandbyRecord(_toggle(v.nodes, node, state == "on")),
-    )
+    run_action(spec, etcd, lambda: actions.standby(spec, on_off(state), node), {"node": "NODE"})
     click.echo(f"standby {state}: {node}")
 
 
@@ -127,16 +90,9 @@ def standby(state: str, node: str, spec_file: str, etcd: str | None) -> None:
 def ban(instance: str, clear: bool, spec_file: str, etcd: str | None) -> None:
     """Keep a resource off a node until the ban is cleared."""
     spec = spec_or_exit(spec_file)
-    target = _pair(spec, instance)
-    said = f"ban {'cleared' if clear else 'set'}: {target}"
-    _edit(
-        spec,
-        etcd,
-        said,
-        BansRecord,
-        lambda v: BansRecord(_toggle(v.instances, target, not clear)),
-    )
-    click.echo(said)
+    hints = {"instance": "RES@NODE"}
+    run_action(spec, etcd, lambda: actions.ban(spec, instance, clear), hints)
+    click.echo(f"ban {'cleared' if clear else 'set'}: {instance}")
 
 
 @click.command()
@@ -148,20 +104,9 @@ def ban(instance: str, clear: bool, spec_file: str, etcd: str | None) -> None:
 def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str | None) -> None:
     """Ask for RESOURCE to run on NODE (it stays there until --clear)."""
     spec = spec_or_exit(spec_file)
-    if resource not in spec.resources:
-        raise click.BadParameter(f"unknown resource {resource!r}", param_hint="RESOURCE")
-    if not clear and (node is None or node not in spec.nodes):
-        raise click.BadParameter(f"name a node of the spec, not {node!r}", param_hint="NODE")
-
-    def change(value: MovesRecord) -> MovesRecord:
-        entries = {r: n for r, n in value.entries.items() if r != resource}
-        if not clear and node is not None:
-            entries[resource] = node
-        return MovesRecord(entries)
-
-    said = f"move {f'{resource} cleared' if clear else f'{resource} -> {node}'}"
-    _edit(spec, etcd, said, MovesRecord, change)
-    click.echo(said)
+    hints = {"resource": "RESOURCE", "node": "NODE"}
+    run_action(spec, etcd, lambda: actions.move(spec, resource, node, clear), hints)
+    click.echo(f"move {f'{resource} cleared' if clear else f'{resource} -> {node}'}")
 
 
 @click.command()
@@ -171,13 +116,12 @@ def move(resource: str, node: str | None, clear: bool, spec_file: str, etcd: str
 def cleanup(instance: str, spec_file: str, etcd: str | None) -> None:
     """Forget the failures of a resource on a node (lifts a ban by the failure policy)."""
     spec = spec_or_exit(spec_file)
-    res, node = spec_pair(spec, instance)
-
-    async def forget(store: Store) -> None:
-        await store.delete(Keys(spec.cluster).failcount(node, res))
-
-    run_audited(spec, etcd, f"cleanup: {res}@{node}", forget, resource=res)
+    run_action(spec, etcd, lambda: actions.cleanup(spec, instance), {"instance": "RES@NODE"})
     click.echo(f"failures forgotten: {instance}")
+
+
+def on_off(state: str) -> actions.admin.OnOff:
+    return "on" if state == "on" else "off"
 
 
 COMMANDS = (maintenance, standby, ban, move, cleanup)

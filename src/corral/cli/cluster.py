@@ -13,15 +13,15 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from corral.agent.handover import HANDOVER_MAX
-from corral.auth.roles import public_spans
-from corral.core.ref import InstanceRef
+from corral.agent.notify import Notifier, journal_fields, stop_agent, systemd_notify
+from corral.auth.read import read_public
 from corral.pki import (
     NodeIdentity,
     PkiError,
@@ -32,11 +32,15 @@ from corral.pki import (
 )
 from corral.pki.identity import ROOT
 from corral.priority import raise_process
-from corral.records import Event, MembersRecord, read_records, states
-from corral.spec import Spec, SpecError, load_spec, load_spec_text
-from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue, Store
+from corral.records.view import cluster_view, events_of, members_of
+from corral.spec import Spec, SpecError, load_spec
+from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
 from corral.store.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from corral.agent.lock import AgentLock
+    from corral.agent.node import Agent
 
 ETCD_HELP = (
     "etcd endpoints, comma-separated (default: from the spec; env CORRAL_ETCD); TLS files: env "
@@ -107,19 +111,14 @@ def endpoints_for(spec: Spec | None, option: str | None, node: str | None = None
 
 
 def spec_pair(spec: Spec, text: str, option: str | None = None) -> tuple[str, str]:
-    """``RESOURCE@NODE`` with names from ``spec``, or a usage error that says how to write it."""
-    ref = InstanceRef.parse(text)
-    if (
-        ref is None
-        or ref.item is not None
-        or ref.resource not in spec.resources
-        or ref.node not in spec.nodes
-    ):
-        raise click.BadParameter(
-            f"{text!r}: write RESOURCE@NODE with names from the spec", param_hint=option
-        )
-    assert ref.node is not None
-    return ref.resource, ref.node
+    """``RESOURCE@NODE`` with names from ``spec``, or a usage error that says how to write it
+    (:func:`corral.actions.admin.pair`, the API's reading too)."""
+    from corral.actions.admin import ActionError, pair
+
+    try:
+        return pair(spec, text)
+    except ActionError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def spec_or_exit(path: str) -> Spec:
@@ -159,23 +158,12 @@ def agent(
 
     It runs at nice -10, its etcd member too (with I/O priority best-effort 0), and its lease
     guard at real-time priority, when it may (corral.priority); services at the normal one."""
-    from corral.agent.lock import AgentLock, AgentRunning
     from corral.agent.node import Agent
     from corral.drivers import make_driver
     from corral.health.checks import run_check
 
-    _agent_process(verbose)
-    spec = spec_or_exit(spec_file)
-    if node not in spec.nodes:
-        raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
-    _private_state_dir(state_dir)
-    spec_text = Path(spec_file).read_text()
-    try:  # before anything is started or adopted, the embedded store member included
-        lock = AgentLock.acquire(state_dir)
-    except AgentRunning as exc:
-        raise click.ClickException(str(exc)) from None
-
-    tls = _node_tls(spec, node, state_dir)
+    notifier = Notifier.from_environ(take=True)  # before anything inherits NOTIFY_SOCKET
+    spec, spec_text, lock, tls = _agent_setup(spec_file, node, state_dir, verbose)
 
     async def main() -> None:
         member = await _embedded_member(spec, node, state_dir, tls) if etcd is None else None
@@ -192,21 +180,67 @@ def agent(
             asyncio.create_task(_renew_node_cert(spec, node, state_dir, tls))
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
+        beside += systemd_notify(the_agent, notifier)
+        stop_api = _start_api(spec, node, the_agent, etcd, tls)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop_agent, task, notifier)
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
             for side in beside:
                 side.cancel()
+            stop_api()
             await store.close()
             # an embedded member keeps serving when the agent stops (its supervisor ends with
             # the loop): the next agent adopts it, and the store does not lose a member
             del member
 
     asyncio.run(main())
+
+
+def _agent_setup(
+    spec_file: str, node: str, state_dir: Path, verbose: bool
+) -> tuple[Spec, str, AgentLock, TlsFiles | None]:
+    """Before the agent's loop: its process settings, the spec, the state dir's lock (before
+    anything is started or adopted, the embedded store member included), its TLS identity."""
+    from corral.agent.lock import AgentLock, AgentRunning
+
+    _agent_process(verbose)
+    spec = spec_or_exit(spec_file)
+    if node not in spec.nodes:
+        raise click.BadParameter(f"{node!r} is not a node of {spec_file}", param_hint="--node")
+    journal_fields(spec, node, verbose)
+    _private_state_dir(state_dir)
+    spec_text = Path(spec_file).read_text()
+    try:
+        lock = AgentLock.acquire(state_dir)
+    except AgentRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    return spec, spec_text, lock, _node_tls(spec, node, state_dir)
+
+
+def _start_api(
+    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None
+) -> Callable[[], None]:
+    """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots,
+    with a store client of its own (made in its thread, on first use); returns what stops
+    it. One that cannot listen is logged and left out: the agent runs on without it."""
+    from corral.api import ApiServer, ApiStartError, Reader, Source, make_app
+
+    if not spec.api.enabled:
+        return lambda: None
+    host = str(spec.api.address or spec.nodes[node].address)
+    latest = the_agent.snapshots.latest
+    reader = Reader(latest, lambda: open_store(spec, etcd, node=node, identity=tls))
+    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close)
+    try:
+        server.start()
+    except ApiStartError as exc:
+        logging.getLogger(__name__).error("%s; the agent runs without its API", exc)
+        return lambda: None
+    return server.stop
 
 
 def _private_state_dir(state_dir: Path) -> None:
@@ -319,57 +353,13 @@ async def _embedded_member(
 
 
 async def read_cluster(store: EtcdStore, cluster: str) -> tuple[Keys, list[KeyValue]]:
-    """Every key of ``cluster`` but the secrets (a viewer may read that, and no view needs
-    them), in key order; closes ``store``. The spans are read one after the other (not at
-    one revision)."""
+    """Every key of ``cluster`` but the secrets (:func:`corral.auth.read_public`), in key
+    order; closes ``store``."""
     try:
         keys = Keys(cluster)
-        kvs: list[KeyValue] = []
-        for span in public_spans(keys):
-            kvs += (await store.range(span.start, end=span.end)).kvs
-        return keys, kvs
+        return keys, (await read_public(store, keys))[0]
     finally:
         await store.close()
-
-
-def cluster_view(spec: Spec, keys: Keys, kvs: list[KeyValue]) -> dict[str, Any]:
-    """Everything ``corral status`` shows, as plain data (also its ``--json``). Records that
-    do not read are left out and named under ``skipped_records``."""
-    records = read_records(keys, kvs)
-    controller = next((kv for kv in kvs if kv.key == keys.controller), None)
-    resources: dict[str, Any] = {}
-    for name, res in spec.resources.items():
-        assigned = records.assign.get(name)
-        running = []
-        for n in spec.nodes:
-            status = records.status.get((n, name))
-            running += [
-                {"node": n, "item": i.item, "role": i.role, "health": i.health, "detail": i.detail}
-                for i in (status.instances if status else ())
-            ]
-        fails = {n: fc.count for (n, r), fc in records.failcounts.items() if r == name}
-        resources[name] = {
-            "kind": res.kind,
-            "mode": res.mode,
-            "assigned": [i.node for i in assigned.instances] if assigned else [],
-            "running": running,
-            "failcounts": {n: fails[n] for n in spec.nodes if n in fails},
-            "systemic": list(episode.nodes) if (episode := records.systemic.get(name)) else None,
-        }
-    backends: dict[str, dict[str, dict[str, str]]] = {}  # backend -> server -> lb -> state
-    for lb, record in sorted(records.lb.items()):
-        for backend, servers in record.servers.items():
-            for server, state in servers.items():
-                backends.setdefault(backend, {}).setdefault(server, {})[lb] = state
-    return {
-        "cluster": spec.cluster,
-        "controller": controller.value.decode() if controller else None,
-        "nodes": states(spec, records),  # a fenced registration is not online
-        "resources": resources,
-        "backends": backends,
-        "last_events": [e.to_value() for e in records.events[-10:]],
-        "skipped_records": [str(s) for s in records.skipped],
-    }
 
 
 def _render(view: dict[str, Any], console: Console) -> None:
@@ -467,11 +457,10 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     """The cluster's recent events, each with its reason."""
     spec = spec_or_exit(spec_file)
     keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
-    for kv in [kv for kv in kvs if kv.key.startswith(keys.event_prefix())][-last:]:
-        event = Event.parse(kv.value)
-        if event is not None and as_json:
+    for event in events_of(keys, kvs, last):
+        if as_json:
             click.echo(json.dumps(event.to_value(), sort_keys=True))
-        elif event is not None:
+        else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
             click.echo(f"{stamp} {event.node} {event.kind}: {event.reason}")
 
@@ -483,13 +472,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
 def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     """Gossip members as every agent sees them: state, incarnation, last seen."""
     spec = spec_or_exit(spec_file)
-    keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
-    prefix = keys.prefix("members")
-    views = {
-        kv.key.decode(errors="replace").rsplit("/", 1)[-1]: record.view
-        for kv in kvs
-        if kv.key.startswith(prefix) and (record := MembersRecord.parse(kv.value)) is not None
-    }
+    views = members_of(*asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster)))
     if as_json:
         rows = {node: [r.to_value() for r in view] for node, view in views.items()}
         click.echo(json.dumps(rows, indent=2))
@@ -518,16 +501,12 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
 @click.option("--etcd", help=ETCD_HELP)
 def spec_push(spec_file: str, etcd: str | None) -> None:
     """Validate SPEC_FILE and make it the cluster's running spec (agents pick it up)."""
+    from corral import actions
+    from corral.cli.admin import run_action  # it builds on this module
+
     spec = spec_or_exit(spec_file)
     text = Path(spec_file).read_text()
-    load_spec_text(text, spec_file)
-
-    from corral.cli.audit import run_audited  # it builds on this module
-
-    async def push(store: Store) -> None:
-        await store.put(Keys(spec.cluster).spec, text.encode())
-
-    run_audited(spec, etcd, f"spec push: {spec_file}", push)
+    run_action(spec, etcd, lambda: actions.spec_push(spec, text, spec_file), {"spec": "SPEC_FILE"})
     click.echo(f"{spec_file}: pushed to cluster {spec.cluster}")
 
 

@@ -14,9 +14,12 @@ from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
 from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
+from corral.cli.host import install_unit
+from corral.cli.init import init_cmd
 from corral.cli.keys import keys_group
 from corral.cli.lab import lab_group
 from corral.cli.render import print_summary
+from corral.cli.report import report
 from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
 from corral.cli.state import state_group
@@ -70,6 +73,9 @@ cli.add_command(lab_group)
 cli.add_command(state_group)
 cli.add_command(keys_group)
 cli.add_command(ca_group)
+cli.add_command(install_unit)
+cli.add_command(init_cmd)
+cli.add_command(report)
 
 
 def main() -> None:

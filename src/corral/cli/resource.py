@@ -1,4 +1,5 @@
-"""``corral resource restart NAME [--rolling]``: restart a service through its agents.
+"""``corral resource restart NAME [--rolling]``: restart a service through its agents (the
+CLI's face of :func:`corral.actions.restart`, which the HTTP API runs too).
 
 Each node's agent gets a request (``requests/<node>/<resource>``); it drains the instance from
 every HAProxy, stops it, starts it and deletes the request (see the agent's ``_requests``).
@@ -10,17 +11,12 @@ node is asked at once.
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-
 import click
 
-from corral.cli.audit import run_audited
+from corral import actions
+from corral.actions import Action
+from corral.cli.admin import run_action
 from corral.cli.cluster import ETCD_HELP, spec_or_exit
-from corral.records import AssignRecord, LbRecord, RequestRecord, StatusRecord
-from corral.spec import Spec
-from corral.store import Keys, Store
 
 
 @click.group("resource")
@@ -37,60 +33,8 @@ def resource_group() -> None:
 def restart(name: str, rolling: bool, timeout: float, spec_file: str, etcd: str | None) -> None:
     """Restart resource NAME where it runs (drained from the load balancers first)."""
     spec = spec_or_exit(spec_file)
-    if name not in spec.resources:
-        raise click.BadParameter(f"unknown resource {name!r}", param_hint="NAME")
-    if spec.resources[name].kind not in ("process", "systemd", "ocf", "haproxy"):
-        raise click.BadParameter(f"{name} is a {spec.resources[name].kind}: nothing to restart")
 
-    async def run(store: Store) -> None:
-        await _restart(spec, store, name, rolling, timeout)
+    def build() -> Action:
+        return actions.restart(spec, name, rolling, timeout, say=click.echo)
 
-    what = f"restart{' --rolling' if rolling else ''}: {name}"
-    run_audited(spec, etcd, what, run, resource=name)
-
-
-async def _restart(spec: Spec, store: Store, name: str, rolling: bool, timeout: float) -> None:
-    keys = Keys(spec.cluster)
-    kv = await store.get(keys.assign(name))
-    assigned = AssignRecord.parse(kv.value) if kv else None
-    nodes = sorted(set(assigned.nodes if assigned else []), key=list(spec.nodes).index)
-    if not nodes:
-        raise click.ClickException(f"{name} is not assigned anywhere: nothing to restart")
-    batches = [[n] for n in nodes] if rolling else [nodes]
-    for batch in batches:
-        started = time.monotonic()
-        for node in batch:
-            request = RequestRecord(RequestRecord.RESTART, uuid.uuid4().hex)
-            await store.put(keys.request(node, name), request.dump())
-        for node in batch:
-            await _wait_back(store, keys, name, node, started + timeout)
-            click.echo(f"{name} on {node}: restarted, healthy and back in rotation")
-
-
-async def _wait_back(store: Store, keys: Keys, name: str, node: str, deadline: float) -> None:
-    """Until the request is done, the instance healthy and every HAProxy has it ready."""
-    balanced = True
-    while True:
-        done = await store.get(keys.request(node, name)) is None
-        status = await store.get(keys.status(node, name))
-        reported = StatusRecord.parse(status.value) if status else None
-        instances = reported.instances if reported else ()
-        healthy = bool(instances) and instances[0].health == "healthy"
-        lbs = await store.range(keys.prefix("lb"))
-        states = []
-        for kv in lbs.kvs:
-            record = LbRecord.parse(kv.value)
-            if record is not None and name in record.servers:
-                states.append(record.servers[name].get(node))
-        balanced = all(s == "ready" for s in states)
-        if done and healthy and balanced:
-            return
-        if time.monotonic() > deadline:
-            await store.delete(keys.request(node, name))  # not to run whenever it comes back
-            what = (
-                "the agent did not take the request"
-                if not done
-                else ("not healthy again" if not healthy else "not back in every load balancer")
-            )
-            raise click.ClickException(f"{name} on {node}: {what} in time; stopping here")
-        await asyncio.sleep(0.05)
+    run_action(spec, etcd, build, {"name": "NAME", "timeout": "--timeout"})

@@ -40,8 +40,10 @@ def spec_text(
     check: str = FAST_CHECKS,
     gossip_port: int = 7946,
     bundle: Path | None = None,
+    http_port: int = 7948,
 ) -> str:
-    """``bundle``: the store over TLS, node certificates issued from this CA bundle."""
+    """``bundle``: the store over TLS, node certificates issued from this CA bundle.
+    ``http_port``: the agents' HTTP API (each on its node's address)."""
     py = sys.executable
     store = (
         f"{{etcd: {{endpoints: [https://127.0.0.1:1], tls: {{bundle: {bundle}}}}}}}"
@@ -55,6 +57,7 @@ cluster: agenttest
 profile: lan
 store: {store}
 gossip: {{port: {gossip_port}}}
+api: {{port: {http_port}}}
 nodes:
   n1: {{address: 127.0.0.11}}
   n2: {{address: 127.0.0.12}}
@@ -120,10 +123,18 @@ class Cluster:
         bundle = base / "ca" if tls else None
         self.client_tls = _lab_pki(base) if tls else None
         self.etcd = EtcdLab(base / "etcd", 3, tls=self.client_tls)
-        self.web_port, self.api_port, self.gossip_port = free_ports(3)
+        self.web_port, self.api_port, self.gossip_port, self.http_port = free_ports(4)
         self.spec_file = base / "spec.yaml"
         self.spec_file.write_text(
-            spec_text(base, self.web_port, self.api_port, checks, self.gossip_port, bundle)
+            spec_text(
+                base,
+                self.web_port,
+                self.api_port,
+                checks,
+                self.gossip_port,
+                bundle,
+                self.http_port,
+            )
         )
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 

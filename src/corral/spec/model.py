@@ -495,6 +495,18 @@ class DnsService(_Model):
     port: int = Field(default=53, ge=1, le=65535)
 
 
+class ApiService(_Model):
+    """The agents' HTTP API (:mod:`corral.api`): health endpoints for load balancers, status,
+    metrics. Every agent listens on TCP ``port`` of ``address`` (default: its node's address);
+    the health endpoints need no token, everything else does."""
+
+    enabled: bool = Field(default=True, description="false: no agent listens")
+    port: int = Field(default=7948, ge=1, le=65535)
+    address: IpAddress | None = Field(
+        default=None, description="where to listen (default: the node's address; 0.0.0.0: all)"
+    )
+
+
 class Spec(_Model):
     """A whole cluster. Resources hold effective values after validation (see module doc)."""
 
@@ -504,6 +516,7 @@ class Spec(_Model):
     store: Store = Store(embedded=EmbeddedStore())
     gossip: Gossip = Gossip()
     dns: DnsService = DnsService()
+    api: ApiService = ApiService()
     nodes: dict[str, Node] = Field(min_length=1)
     fencing: dict[str, FenceDevice] = {}
     tickets: list[str] = []
