@@ -50,9 +50,16 @@ STAGE2 = r"""
 set -eu
 [ "$(readlink /proc/self/ns/mnt)" != "$1" ] || { echo "not in a new mount namespace" >&2; exit 99; }
 mount -o remount,bind,ro /
+mount -t tmpfs -o mode=755,size=64m tmpfs /run
+# $3: the repository when it lives under /tmp or /var/tmp (a CI clone): kept visible through
+# the fresh tmpfs, or the units could not run corral from it
+if [ -n "$3" ]; then mkdir /run/corral-repo && mount --bind "$3" /run/corral-repo; fi
 mount -t tmpfs -o mode=1777,size=64m tmpfs /tmp
 mount -t tmpfs -o mode=1777,size=64m tmpfs /var/tmp
-mount -t tmpfs -o mode=755,size=64m tmpfs /run
+if [ -n "$3" ]; then
+  mkdir -p "$3" && mount --bind /run/corral-repo "$3" && umount /run/corral-repo
+  rmdir /run/corral-repo
+fi
 mount -o remount,bind,ro /sys
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 : > /run/console
@@ -68,7 +75,13 @@ exec unshare --pid --fork --kill-child=SIGKILL sh -euc '
 '
 """
 
-STAGE1 = 'echo $$ > "$1/cgroup.procs"; exec unshare --cgroup --mount --propagation private --uts --ipc sh -c "$2" stage2 "$3" "$4"'
+STAGE1 = 'echo $$ > "$1/cgroup.procs"; exec unshare --cgroup --mount --propagation private --uts --ipc sh -c "$2" stage2 "$3" "$4" "$5"'
+
+
+def _repo_under_tmp() -> str:
+    """This repository's path when a fresh tmpfs would hide it in the namespace, else ''."""
+    repo = str(Path(__file__).resolve().parents[2])
+    return repo if repo.startswith(("/tmp/", "/var/tmp/")) else ""
 
 
 def _die_with_parent() -> None:
@@ -125,8 +138,9 @@ class SystemdNamespace:
         host_mnt = os.readlink("/proc/self/ns/mnt")
         self.workdir.mkdir(parents=True, exist_ok=True)
         with (self.workdir / "systemd-ns.log").open("wb") as log:
+            argv = ["sh", "-ec", STAGE1, "stage1", str(self.cgroup), STAGE2, host_mnt, TARGET]
             self.proc = subprocess.Popen(
-                ["sh", "-ec", STAGE1, "stage1", str(self.cgroup), STAGE2, host_mnt, TARGET],
+                [*argv, _repo_under_tmp()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -96,7 +96,8 @@ def test_fixed_rate_exact_count_and_bodies(stand_in: tuple[str, Path], tmp_path:
     assert all(r.ok and r.status == 200 and r.body == f"ok {HOST}" for r in records)
     span = records[-1].sent - records[0].sent
     assert 0.8 * 200 <= (len(records) - 1) / span <= 1.2 * 200
-    assert records[-1].sent < meta["started"] + 1.5
+    # the last of 300 ticks is due 1.495 s in: a tick a busy machine delays a little is fine
+    assert records[-1].sent < meta["started"] + 1.5 + 0.25
     assert meta["ended"] - meta["started"] < 1.5 + 0.1 + 0.5
     assert wall < 1.5 + 3  # interpreter start included: the client starts quickly
 
