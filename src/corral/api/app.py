@@ -124,4 +124,8 @@ def make_app(source: Source, reader: Reader | None = None) -> Starlette:
     if reader is not None:
         routes += [*read_routes(reader), *metrics_routes(reader), *feed_routes(reader)]
         routes += action_routes(reader)
-    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    # no 307 to a slash-less twin (a resource named "/" would be redirected): every path
+    # answers itself, in JSON, as the OpenAPI document says (found by tests/api/test_openapi)
+    app.router.redirect_slashes = False
+    return app
