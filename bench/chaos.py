@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -170,7 +171,14 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
     }
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # a SIGTERM (a timeout, a CI kill) unwinds like Ctrl-C: each run's finally takes its lab
+    # down instead of leaving its namespaces and processes behind
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one 10-minute run")
     parser.add_argument("--json", type=Path)

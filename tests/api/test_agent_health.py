@@ -69,6 +69,10 @@ async def test_with_etcd_gone_active_active_stays_in_and_exclusive_goes_out(
     await until(lambda: not holders(cluster), "the exclusive instance out (rule 1)", 8)
     for node in NODES:
         assert health(cluster, node, "/v1/health/web")[0] == 200  # still serving
+        # not ready once this agent's own store calls failed (each agent finds out by itself)
+        await until(
+            lambda n=node: health(cluster, n, "/v1/ready")[0] == 503, f"{node} not ready", 8
+        )
         code, body = health(cluster, node, "/v1/ready")
         assert code == 503 and body["stale"] is False, body
     code, body = health(cluster, holder, "/v1/health/api")

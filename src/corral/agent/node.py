@@ -253,7 +253,7 @@ class Agent(Publishes):
             interval = self.spec.effective_timing.keepalive_interval
             files, now = self._guard_files, self.clock.now()
             self.succession.give(self.store, self.core.lease, files, interval, now)
-            for svc in self.services.values():
+            for svc in list(self.services.values()):  # the actuator may add one meanwhile
                 await svc.stop_checks()
             if self.gossip is not None:  # leave: peers see a graceful stop, not a death
                 with contextlib.suppress(Exception):
