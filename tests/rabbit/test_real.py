@@ -7,10 +7,13 @@ all three brokers are killed -9 at once, they start again in the order the decis
 and every confirmed message is there. The lab is torn down in ``finally``; afterwards no
 broker or epmd process of the test is left.
 
-Measured here: a quorum queue declared about 2 s before all three brokers were killed -9 was
-missing after the restart (on every node, with its 300 confirmed messages): RabbitMQ 3.10
-keeps queue metadata in mnesia, whose log write trails the declaration's answer. Messages
-confirmed to a queue that was already durable survive (this test). A full power loss right
+Measured here: when all three brokers were killed -9 a few seconds after a quorum queue's
+declaration, the queue came back empty on every node (its 300 confirmed messages orphaned):
+RabbitMQ 3.10 registers each queue member in Ra's directory (``names.dets``), which reaches
+the disk about 1 s after the declaration's answer; a node that boots without the
+registration creates a new, empty member, and the queue has no leader with the data. Earlier
+the queue's mnesia record was seen missing the same way. Messages confirmed to a queue whose
+members were already on disk survive (this test waits for that). A full power loss right
 after a declaration is RabbitMQ's limit, not one corral can fix: declare queues at deploy
 time, not just before publishing.
 """
@@ -84,23 +87,61 @@ async def _count(lab: RabbitLab, node: str) -> int:
         await conn.close()
 
 
-async def _drain(lab: RabbitLab, node: str, expect: int, timeout: float = 60.0) -> set[str]:
-    """Every message in the queue, read from ``node`` once it counts ``expect`` messages (or
-    at ``timeout``, whatever it holds then)."""
-    for _ in range(int(timeout)):
+async def _drain(lab: RabbitLab, node: str, expect: int, timeout: float = 90.0) -> set[str]:
+    """Every message in the queue, read from ``node`` until ``expect`` were read or the queue
+    is empty once it had counted ``expect`` (or at ``timeout``, whatever was read by then).
+
+    A ``basic.get`` can time out while the quorum queue's leader is still being elected after
+    the restart (seen in CI: aiormq's 5 s RPC timeout); the read is then retried on a new
+    connection. Messages are taken without ack, so nothing read twice is counted twice.
+    """
+    counted_by = time.monotonic() + timeout * 2 / 3  # leaves time to read what is there
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < counted_by:
         if await _count(lab, node) >= expect:
             break
         await asyncio.sleep(1.0)
+    got: set[str] = set()
+    while len(got) < expect and time.monotonic() < deadline:
+        try:
+            if await _take(lab, node, got):
+                break  # the queue answered "empty"
+        except (aio_pika.exceptions.AMQPError, asyncio.CancelledError, TimeoutError, OSError):
+            await asyncio.sleep(1.0)
+    return got
+
+
+async def _take(lab: RabbitLab, node: str, got: set[str]) -> bool:
+    """Read messages into ``got`` until the queue answers empty (True); errors propagate."""
     conn = await lab.connect(node)
     try:
         channel = await conn.channel()
         queue = await channel.declare_queue(QUEUE, passive=True)
-        got = set()
-        while (msg := await queue.get(no_ack=True, fail=False)) is not None:
+        while (msg := await queue.get(no_ack=True, fail=False, timeout=10)) is not None:
             got.add(msg.body.decode())
-        return got
+        return True
     finally:
         await conn.close()
+
+
+def _registered(lab: RabbitLab, node: str) -> bool:
+    """``node``'s Ra directory on disk (``names.dets``) names a queue member it holds."""
+    root = lab.servers[node].mnesia / "quorum" / f"rabbit@{node}"
+    names = root / "names.dets"
+    if not names.exists():
+        return False
+    data = names.read_bytes()
+    return any(d.name.encode() in data for d in root.iterdir() if d.is_dir())
+
+
+async def _registered_everywhere(lab: RabbitLab, timeout: float) -> None:
+    """Wait until every node's quorum-queue member is registered on disk (about 1 s after
+    the declaration here): a node killed before that re-creates the member empty on its next
+    boot, and the confirmed messages stay behind in the old member's directory (seen in CI)."""
+    deadline = time.monotonic() + timeout
+    while not all(_registered(lab, n) for n in NODES):
+        assert time.monotonic() < deadline, "a queue member never reached names.dets"
+        await asyncio.sleep(0.2)
 
 
 def _our_processes(base: Path) -> list[str]:
@@ -133,6 +174,7 @@ async def test_formation_then_full_crash_keeps_confirmed_messages(tmp_path: Path
         # log with a delay (measured: a queue declared ~2 s before a kill -9 of every node
         # was gone after the restart, its confirmed messages with it); see the module doc.
         await _declare(lab, "b")
+        await _registered_everywhere(lab, timeout=30.0)
         members, running = await lab.servers["a"].cluster_status()
         assert members == running == set(NODES), (members, running)
         timings["rss_mb_per_node"] = max(s.rss() for s in lab.servers.values()) / 2**20
