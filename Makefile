@@ -8,7 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages corral needs at run time or in its tests (installed only when missing).
 APT_PACKAGES := python3-venv iproute2 procps systemd resource-agents monitoring-plugins-basic \
-                haproxy keepalived bind9-dnsutils curl nftables stress-ng
+                haproxy keepalived bind9-dnsutils curl nftables stress-ng \
+                pacemaker-common
 
 # Servers of the stateful kinds (Galera, RabbitMQ), which corral starts itself, one per node with
 # its own datadir: mariabackup SST (the donor keeps serving; rsync SST would block it); RabbitMQ

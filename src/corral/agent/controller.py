@@ -462,7 +462,7 @@ class Controller:
             reason = f"{node} fenced by {name} ({device.action}, {took:.2f}s): {why}"
             fenced = await self._store.txn(
                 [guard, Compare(found.key, "mod_revision", "==", found.mod_revision)],
-                [Put(self._keys.fenced(node), record), self._event_op("fence", reason, "")],
+                [Put(self._keys.fenced(node), record), self._event_op("fence", reason, "", node)],
             )
             self._fence_failed.pop(node, None)
             if fenced.succeeded and found.lease:
@@ -473,17 +473,18 @@ class Controller:
             return fenced.succeeded
         self._fence_failed[node] = self._clock.now()
         await self._event(
-            "fence", f"fencing {node} failed, waiting for its lease: {'; '.join(errors)}"
+            "fence", f"fencing {node} failed, waiting for its lease: {'; '.join(errors)}", "", node
         )
         return False
 
-    def _event_op(self, kind: str, reason: str, resource: str = "") -> Put:
+    def _event_op(self, kind: str, reason: str, resource: str = "", target: str = "") -> Put:
         """An event record; its key's time is the injected wall clock's (shown to people),
-        after this controller's previous event (:func:`core.event_time_ns`)."""
+        after this controller's previous event (:func:`core.event_time_ns`); ``target``: the
+        node it is about (a fence's, for the alerts)."""
         now = self._wall()
         self._last_event_ns = core.event_time_ns(now, self._last_event_ns)
         key = self._keys.event_key(self._last_event_ns, self._node)
-        return Put(key, Event(now, self._node, resource, kind, reason).dump())
+        return Put(key, Event(now, self._node, resource, kind, reason, target).dump())
 
     def _skipped_events(self, skipped: list[Skipped]) -> list[Put]:
         """A ``record`` event for each malformed record the step left out that was not said
@@ -493,8 +494,8 @@ class Controller:
         new = [s for s in skipped if (s.key, s.mod_revision) not in self._skipped]
         return [self._event_op("record", f"skipped a malformed record: {s}") for s in new]
 
-    async def _event(self, kind: str, reason: str, resource: str = "") -> None:
-        op = self._event_op(kind, reason, resource)
+    async def _event(self, kind: str, reason: str, resource: str = "", target: str = "") -> None:
+        op = self._event_op(kind, reason, resource, target)
         await self._store.put(op.key, op.value)
 
     async def _trim_events(self, kvs: list[KeyValue]) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from corral.agent.actuator import Actuator, DriverFactory
+from corral.agent.alerts import AlertDuty
 from corral.agent.assigned import Registration, local_instances, read_desired
 from corral.agent.controller import Controller
 from corral.agent.duty import ControllerDuty
@@ -142,6 +143,7 @@ class Agent(Publishes):
         probe = QuorumProbe(members, self.clock, getattr(store, "tls", None)) if members else None
         self.voice = StoreVoice(node, self.gossip, member_down_since, self.clock)
         self.keeper = QuorumKeeper(probe, self.clock, self.voice)
+        self.alerts = AlertDuty.of(self)  # after the watch: it hooks the watch's events
 
     def _controller(self) -> Controller:
         deaths = self.gossip.deaths if self.gossip is not None else dict
@@ -243,7 +245,7 @@ class Agent(Publishes):
         loops = [self._keepalive_loop, self._watch_loop, self._main_loop, self._beat_loop]
         tasks = [
             asyncio.create_task(forever(loop, self.events.decide))
-            for loop in [*loops, self._quorum_loop]
+            for loop in [*loops, self._quorum_loop, self.alerts.run]
         ]
         try:
             await asyncio.gather(*tasks)

@@ -81,6 +81,7 @@ class AgentSnapshot:
     spec: Spec | None = None  # the running spec (frozen): the read API's views need it
     events: tuple[tuple[str, int], ...] = ()  # events this agent wrote, by kind, since start
     actions: tuple[tuple[str, tuple[int, ...], float], ...] = ()  # ActionTimes.frozen()
+    alerts: tuple[tuple[str, str, int], ...] = ()  # AlertDuty.frozen(): (sink, outcome, n)
 
     def age(self, now: float) -> float:
         return now - self.mono
@@ -195,4 +196,5 @@ def snapshot_of(agent: Agent, poll: float) -> AgentSnapshot:
         guarded=agent._guard, state_dir=str(agent.ctx.state_dir), instances=instances,
         maintenance=agent._frozen, resources=frozenset(agent.spec.resources), spec=agent.spec,
         events=tuple(sorted(agent.events.counts.items())), actions=agent.act.times.frozen(),
+        alerts=agent.alerts.frozen(),
     )  # fmt: skip

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from corral.agent.events import EventLog
 from corral.agent.view import StoreView
-from corral.store import Keys, KeyValue, Store, StoreError
+from corral.store import Keys, KeyValue, Store, StoreError, WatchEvent
 
 RETRY = 0.5  # seconds before a lost watch is started again
 
@@ -40,6 +40,7 @@ class WatchFeed:
         self.on_change: Callable[[], None] = lambda: None
         self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
         self.on_keyring: Callable[[KeyValue | None], None] = lambda _kv: None
+        self.on_event: Callable[[WatchEvent], None] = lambda _e: None  # after view.apply
         self.requests_pending = True  # read the requests at start and when they change
         self.view = view
 
@@ -53,6 +54,7 @@ class WatchFeed:
                 self.on_keyring(next((kv for kv in snapshot.kvs if kv.key == key), None))
                 async for event in self.store.watch(self.keys.root.encode(), snapshot.revision + 1):
                     self.view.apply(event)
+                    self.on_event(event)
                     if event.key == key and event.kind == "put":
                         kv = event.kv or KeyValue(key, event.value, 0, event.revision, 0)
                         self.on_keyring(kv)

@@ -84,6 +84,14 @@ def node_metrics(snap: AgentSnapshot, now: float) -> Iterator[Metric]:
     for kind, count in snap.events:
         events.add_metric([n, kind], count)
     yield events
+    alerts = CounterMetricFamily(
+        "corral_alert_deliveries",
+        "tries of alert deliveries by this agent, by sink and outcome (delivered, retry, failed)",
+        labels=["node", "sink", "outcome"],
+    )
+    for sink, outcome, count in snap.alerts:
+        alerts.add_metric([n, sink, outcome], count)
+    yield alerts
     actions = HistogramMetricFamily(
         "corral_action_duration_seconds", "how long actions took", labels=["node", "action"]
     )

@@ -1,5 +1,6 @@
 """``events/<time_ns>-<node>`` (:class:`Event`): ``{"time", "node", "resource", "kind",
-"reason"}``, the bounded event log (``corral events``). ``time`` is wall-clock seconds."""
+"reason"[, "target"]}``, the bounded event log (``corral events``). ``time`` is wall-clock seconds;
+``target``: the node an event is about when it is not the writer's (a fence), else absent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class Event(Record):
     resource: str
     kind: str
     reason: str
+    target: str = ""
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
@@ -26,6 +28,7 @@ class Event(Record):
             opt_str(value, "resource"),
             opt_str(value, "kind"),
             opt_str(value, "reason"),
+            opt_str(value, "target"),
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -35,4 +38,4 @@ class Event(Record):
             "resource": self.resource,
             "kind": self.kind,
             "reason": self.reason,
-        }
+        } | ({"target": self.target} if self.target else {})

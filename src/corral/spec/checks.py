@@ -33,13 +33,14 @@ def check_spec(spec: Spec) -> list[Problem]:
         _vips,
         _order_cycles,
         _secrets,
+        _alerts,
     ):
         problems.extend(check(spec))
     return problems
 
 
 def _names(spec: Spec) -> Iterator[Problem]:
-    for section in ("nodes", "resources", "fencing"):
+    for section in ("nodes", "resources", "fencing", "alerts"):
         for name in getattr(spec, section):
             if not NAME_RE.match(name):
                 yield (
@@ -371,3 +372,12 @@ def _unknown(what: str, name: str, known: Iterable[str], reason: str | None = No
     names = sorted(known)
     hint = f" (known: {', '.join(names)})" if names else ""
     return f"unknown {what} {name!r}" + (f": {reason}" if reason else "") + hint
+
+
+def _alerts(spec: Spec) -> Iterator[Problem]:
+    """An alert filter names nodes and resources of this spec (a typo would silence it)."""
+    for name, sink in spec.alerts.items():
+        for field, known in (("nodes", spec.nodes), ("resources", spec.resources)):
+            for i, value in enumerate(getattr(sink, field)):
+                if value not in known:
+                    yield ("alerts", name, field, i), f"no {field[:-1]} named {value!r}"

@@ -30,6 +30,7 @@ from pydantic import (
 
 from corral.core.membership import MembershipConfig, with_probe_interval
 from corral.core.membership import profile as membership_profile
+from corral.spec.alerts import AlertSink
 from corral.spec.durations import Duration
 from corral.spec.galera import GaleraSpec
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
@@ -523,6 +524,7 @@ class Spec(_Model):
     defaults: Defaults = Defaults()
     resources: dict[str, Resource] = {}
     order: list[Order] = []
+    alerts: dict[str, AlertSink] = {}
 
     @model_validator(mode="after")
     def _resolve(self) -> Spec:

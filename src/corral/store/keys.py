@@ -22,6 +22,9 @@
 ``galera/<res>/report/<node>``  a Galera node's state (grastate, recovered, view), leased
 ``galera/<res>/bootstrap``      the one bootstrap claim (rule 6), written by the controller
 ``galera/<res>/writer``         the one node HAProxy sends writes to, written by the controller
+``alerts/cursor``               the store revision up to which events became alert duties
+``alerts/duty/<sink>/<event>``  one delivery owed by one agent (rule 6), until done
+``alerts/log/<sink>/<event>``   a delivery done or given up (bounded; ``corral alerts log``)
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -52,6 +55,7 @@ SECTIONS = (
     "keys",
     "auth",
     "galera",
+    "alerts",
 )
 
 
@@ -195,6 +199,17 @@ class Keys:
     def galera_writer(self, resource: str) -> bytes:
         """``galera/<resource>/writer``: the node every HAProxy sends writes to."""
         return self._k("galera", check_name("resource", resource), "writer")
+
+    @property
+    def alert_cursor(self) -> bytes:
+        return self._k("alerts", "cursor")
+
+    def alert_duty(self, sink: str, event_id: str) -> bytes:
+        """``alerts/duty/<sink>/<event>``; ``event_id`` is an event key's last part."""
+        return self._k("alerts", "duty", check_name("alert sink", sink), event_id)
+
+    def alert_log(self, sink: str, event_id: str) -> bytes:
+        return self._k("alerts", "log", check_name("alert sink", sink), event_id)
 
     def event_prefix(self) -> bytes:
         return self._k("events", "")

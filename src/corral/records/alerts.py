@@ -1,0 +1,217 @@
+"""The alert records (``alerts/``), see :mod:`corral.core.alerts` and ``docs/safety-rules.md``
+("Alerts"):
+
+- ``alerts/cursor`` (:class:`AlertCursor`): ``{"revision"}``, the store revision up to which
+  events were turned into duties; only the controller moves it, in the transaction that
+  writes the duties (with its fencing token).
+- ``alerts/duty/<sink>/<event>`` (:class:`DutyRecord`): one delivery owed, ``{"owner", "reg",
+  "event", "tried", "next_at", "created", "error"}``: ``owner`` holds it while its
+  registration ``reg`` (the mod revision of ``nodes/<owner>``) is the live one (rule 6);
+  ``event`` is the event record's value, so a takeover needs no event that was trimmed since.
+- ``alerts/log/<sink>/<event>`` (:class:`DeliveryRecord`): ``{"status", "tried", "latency",
+  "at", "by", "error", "kind", "node", "resource"}``, a delivery done (``delivered``) or given
+  up (``failed``); the last :data:`KEEP_LOG` are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from corral.core.alerts import Facts
+from corral.records.codec import Malformed, Record, opt_number, opt_str, req_int, req_str
+from corral.records.events import Event
+from corral.store import Compare, Delete, Keys, KeyValue, Op, Put
+
+KEEP_LOG = 200
+
+
+@dataclass(frozen=True)
+class AlertCursor(Record):
+    revision: int
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Self:
+        return cls(req_int(value, "revision"))
+
+    def to_value(self) -> dict[str, Any]:
+        return {"revision": self.revision}
+
+
+def facts_of(event: Event) -> Facts:
+    return Facts(event.kind, event.node, event.resource, event.reason, event.time, event.target)
+
+
+@dataclass(frozen=True)
+class DutyRecord(Record):
+    owner: str
+    reg: int
+    event: Event
+    tried: int = 0
+    next_at: float = 0.0
+    created: float = 0.0
+    error: str = ""
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Self:
+        event = value.get("event")
+        if not isinstance(event, dict):
+            raise Malformed("event is not an object")
+        return cls(
+            req_str(value, "owner"),
+            req_int(value, "reg"),
+            Event.from_value(event),
+            req_int(value, "tried"),
+            opt_number(value, "next_at") or 0.0,
+            opt_number(value, "created") or 0.0,
+            opt_str(value, "error"),
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner,
+            "reg": self.reg,
+            "event": self.event.to_value(),
+            "tried": self.tried,
+            "next_at": self.next_at,
+            "created": self.created,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryRecord(Record):
+    status: str  # delivered | failed
+    tried: int
+    latency: float  # seconds from the event's time to the delivery (or the last try)
+    at: float
+    by: str
+    error: str = ""
+    kind: str = ""
+    node: str = ""
+    resource: str = ""
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Self:
+        return cls(
+            req_str(value, "status"),
+            req_int(value, "tried"),
+            opt_number(value, "latency") or 0.0,
+            opt_number(value, "at") or 0.0,
+            opt_str(value, "by"),
+            opt_str(value, "error"),
+            opt_str(value, "kind"),
+            opt_str(value, "node"),
+            opt_str(value, "resource"),
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "tried": self.tried,
+            "latency": self.latency,
+            "at": self.at,
+            "by": self.by,
+            "error": self.error,
+            "kind": self.kind,
+            "node": self.node,
+            "resource": self.resource,
+        }
+
+
+@dataclass(frozen=True)
+class DutyRow:
+    """A duty as read: its sink, event id, key, mod revision and record."""
+
+    sink: str
+    event_id: str
+    key: bytes
+    mod_revision: int
+    duty: DutyRecord
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What the alert loop reads (from the watch's copy of the cluster prefix)."""
+
+    cursor: AlertCursor | None
+    cursor_revision: int  # mod revision of alerts/cursor (0: absent)
+    duties: tuple[DutyRow, ...]
+    registrations: dict[str, int]  # node -> mod revision of nodes/<node>
+    events: tuple[tuple[str, int, Event], ...]  # (event id, create revision, event), key order
+    logs: tuple[bytes, ...]  # alerts/log/ keys, in key order
+
+
+def read_alert_state(keys: Keys, kvs: Iterable[KeyValue]) -> AlertState:
+    """The alert records, registrations and events among ``kvs`` (malformed ones skipped and
+    counted, :meth:`Record.parse_kv`)."""
+    root = keys.root_prefix
+    duty_prefix, log_prefix = root + b"alerts/duty/", root + b"alerts/log/"
+    nodes, events_prefix = keys.nodes(), keys.event_prefix()
+    cursor, cursor_rev = None, 0
+    duties, regs, events, logs = [], {}, [], []
+    for kv in kvs:
+        if kv.key == keys.alert_cursor:
+            cursor, cursor_rev = AlertCursor.parse_kv(kv), kv.mod_revision
+        elif kv.key.startswith(duty_prefix):
+            sink, _, event_id = kv.key[len(duty_prefix) :].decode(errors="replace").partition("/")
+            duty = DutyRecord.parse_kv(kv)
+            if duty is not None and event_id:
+                duties.append(DutyRow(sink, event_id, kv.key, kv.mod_revision, duty))
+        elif kv.key.startswith(log_prefix):
+            logs.append(kv.key)
+        elif kv.key.startswith(nodes):
+            regs[kv.key[len(nodes) :].decode(errors="replace")] = kv.mod_revision
+        elif kv.key.startswith(events_prefix):
+            event = Event.parse_kv(kv)
+            if event is not None:
+                event_id = kv.key[len(events_prefix) :].decode(errors="replace")
+                events.append((event_id, kv.create_revision, event))
+    return AlertState(cursor, cursor_rev, tuple(duties), regs, tuple(events), tuple(logs))
+
+
+def read_deliveries(keys: Keys, kvs: Iterable[KeyValue]) -> list[tuple[str, str, DeliveryRecord]]:
+    """``(sink, event id, record)`` of every ``alerts/log/`` record, oldest event first."""
+    prefix, out = keys.root_prefix + b"alerts/log/", []
+    for kv in kvs:
+        if kv.key.startswith(prefix):
+            sink, _, event_id = kv.key[len(prefix) :].decode(errors="replace").partition("/")
+            record = DeliveryRecord.parse_kv(kv)
+            if record is not None:
+                out.append((sink, event_id, record))
+    return sorted(out, key=lambda row: (row[1], row[0]))
+
+
+# --- the transactions (rule 6: every change of a duty compares what it was read as) -----------
+
+
+def create_txn(
+    keys: Keys,
+    token_guard: Compare,
+    state: AlertState,
+    new: Sequence[tuple[str, str, DutyRecord]],
+    up_to: int,
+    trim: Sequence[bytes],
+) -> tuple[list[Compare], list[Op]]:
+    """The controller's one write of new duties: its fencing token held (``token_guard``),
+    the cursor as read; the duties, the cursor moved to ``up_to`` and the oldest logs
+    trimmed."""
+    cursor = keys.alert_cursor
+    compares = [token_guard, Compare.unchanged_since(cursor, state.cursor_revision)]
+    ops: list[Op] = [Put(keys.alert_duty(s, e), d.dump()) for s, e, d in new]
+    ops += [Put(cursor, AlertCursor(up_to).dump()), *(Delete(k) for k in trim)]
+    return compares, ops
+
+
+def owner_guard(keys: Keys, row: DutyRow, node: str, reg: int) -> list[Compare]:
+    """The duty is as read and ``node`` still runs under registration ``reg``."""
+    return [
+        Compare.unchanged_since(row.key, row.mod_revision),
+        Compare(keys.node(node), "mod_revision", "==", reg),
+    ]
+
+
+def settle_ops(keys: Keys, row: DutyRow, record: DeliveryRecord) -> list[Op]:
+    """A delivery done or given up: the duty goes, its log record comes."""
+    return [Delete(row.key), Put(keys.alert_log(row.sink, row.event_id), record.dump())]
