@@ -42,6 +42,9 @@ AGENT_WRITES = [
     KEYS.galera_report("db", "n1"),  # a Galera node's state
     KEYS.galera_bootstrap("db"),  # the controller's bootstrap claim (rule 6)
     KEYS.galera_writer("db"),  # the controller's one writer
+    KEYS.alert_cursor,  # the controller's, with the duties it writes
+    KEYS.alert_duty("hook", "00000000000000000001-n1"),  # an owed delivery (rule 6)
+    KEYS.alert_log("hook", "00000000000000000001-n1"),  # a delivery done
 ]
 OPERATOR_WRITES = [
     KEYS.admin("maintenance"),

@@ -484,7 +484,7 @@ class Controller:
         now = self._wall()
         self._last_event_ns = core.event_time_ns(now, self._last_event_ns)
         key = self._keys.event_key(self._last_event_ns, self._node)
-        return Put(key, Event(now, self._node, resource, kind, reason, target).dump())
+        return Put(key, Event(now, self._node, resource, kind, reason, target=target).dump())
 
     def _skipped_events(self, skipped: list[Skipped]) -> list[Put]:
         """A ``record`` event for each malformed record the step left out that was not said

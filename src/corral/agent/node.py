@@ -129,10 +129,9 @@ class Agent(Publishes):
         self.act = self._actuator(driver_factory, checker)
         self.status = self.act.status
         self.registrar = self._registrar(spec_text, guard)
-        self._guard, self._lock = guard, lock
+        self._guard, self._lock, self._dirty = guard, lock, asyncio.Event()
         self.succession = Succession(state_dir, node, handover, self.events)
         self._guard_files = GuardWriter(state_dir, node) if guard else None
-        self._dirty = asyncio.Event()
         self._request_prefix = self.keys.prefix("requests") + f"{node}/".encode()
         self._next_poll = self._last_network = -math.inf
         adopt_spec, prefix = self.registrar.adopt_spec, self._request_prefix

@@ -111,7 +111,17 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def _agent_writes(keys: Keys) -> list[Span]:
-    sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic", "galera")
+    sections = (
+        "nodes",
+        "status",
+        "members",
+        "lb",
+        "assign",
+        "fenced",
+        "systemic",
+        "galera",
+        "alerts",
+    )
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from corral.records.codec import Record, opt_number, opt_str
@@ -18,7 +18,7 @@ class Event(Record):
     resource: str
     kind: str
     reason: str
-    target: str = ""
+    target: str = field(default="", kw_only=True)  # kw: subclasses add positional fields
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
@@ -28,7 +28,7 @@ class Event(Record):
             opt_str(value, "resource"),
             opt_str(value, "kind"),
             opt_str(value, "reason"),
-            opt_str(value, "target"),
+            target=opt_str(value, "target"),
         )
 
     def to_value(self) -> dict[str, Any]:
