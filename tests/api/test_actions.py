@@ -44,6 +44,8 @@ CLI_TO_API: dict[str, str | None] = {
     "status": "/v1/status",
     "events": "/v1/events",
     "members": "/v1/members",
+    "alerts log": "/v1/alerts",
+    "alerts test": "/v1/actions/alert-test",
     "explain": "/v1/explain/{resource}",
     "agent": None,  # it is the agent that serves the API
     "validate": None,  # offline: a file on the operator's machine

@@ -17,12 +17,14 @@ from corral.actions.admin import (
     spec_push,
     standby,
 )
+from corral.actions.alerts import alert_test
 from corral.actions.restart import restart
 
 __all__ = [
     "Action",
     "ActionError",
     "ActionFailed",
+    "alert_test",
     "ban",
     "cleanup",
     "maintenance",

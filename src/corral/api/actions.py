@@ -46,6 +46,10 @@ def _restart(spec: Spec, name: str, rolling: bool = False, timeout: float = 60.0
     return actions.restart(spec, name, rolling, timeout)
 
 
+def _alert_test(spec: Spec, sink: str, timeout: float = 30.0) -> Action:
+    return actions.alert_test(spec, sink, timeout, "api")
+
+
 # name -> (builder(spec, **arguments), argument -> type, required arguments)
 ACTIONS: dict[str, tuple[Callable[..., Action], dict[str, type], set[str]]] = {
     "maintenance": (
@@ -59,6 +63,7 @@ ACTIONS: dict[str, tuple[Callable[..., Action], dict[str, type], set[str]]] = {
     "cleanup": (actions.cleanup, {"instance": str}, {"instance"}),
     "restart": (_restart, {"name": str, "rolling": bool, "timeout": float}, {"name"}),
     "spec-push": (_spec_push, {"spec_text": str}, {"spec_text"}),
+    "alert-test": (_alert_test, {"sink": str, "timeout": float}, {"sink"}),
 }
 
 

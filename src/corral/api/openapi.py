@@ -59,6 +59,11 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
     "/v1/resources/{resource}": ("one resource", True, [_RESOURCE]),
     "/v1/events": ("the newest events, oldest first, each with its reason", True, [_LAST]),
     "/v1/members": ("every agent's gossip view", True, []),
+    "/v1/alerts": (
+        "alert deliveries: the newest done or given up (status, tries, latency), every pending",
+        True,
+        [_LAST],
+    ),
     "/v1/explain/{resource}": ("why each instance is where it is (scheduler)", True, [_RESOURCE]),
     "/v1/openapi.json": ("this document", False, []),
     "/v1/feed": (
@@ -85,6 +90,7 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
                         "cleanup",
                         "restart",
                         "spec-push",
+                        "alert-test",
                     ],
                 },
             }

@@ -26,6 +26,7 @@ from corral.auth.read import read_public
 from corral.auth.tokens import TokenRecord
 from corral.core.scheduler import explain, schedule
 from corral.records import snapshot_from_kvs
+from corral.records.alerts import alert_rows
 from corral.records.view import cluster_view, events_of, members_of
 from corral.spec import Spec
 from corral.store import CompactedError, Keys, KeyValue, Store, StoreError
@@ -160,6 +161,11 @@ async def _events(request: Request, c: Cluster) -> dict[str, Any]:
     return {"events": [e.to_value() for e in events_of(c.keys, c.kvs, last)]}
 
 
+async def _alerts(request: Request, c: Cluster) -> dict[str, Any]:
+    last = int_param(request, "last", 30, 1, MAX_EVENTS)
+    return {"alerts": alert_rows(c.keys, c.kvs, last)}
+
+
 async def _members(request: Request, c: Cluster) -> dict[str, Any]:
     views = members_of(c.keys, c.kvs)
     return {"members": {node: [r.to_value() for r in view] for node, view in views.items()}}
@@ -181,5 +187,6 @@ def read_routes(reader: Reader) -> list[Route]:
         Route("/v1/resources/{resource}", reading(reader, _resource)),
         Route("/v1/events", reading(reader, _events)),
         Route("/v1/members", reading(reader, _members)),
+        Route("/v1/alerts", reading(reader, _alerts)),
         Route("/v1/explain/{resource}", reading(reader, _explain)),
     ]

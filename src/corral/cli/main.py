@@ -11,6 +11,7 @@ from rich.console import Console
 from corral import __version__
 from corral.cli.access import COMMANDS as ACCESS_COMMANDS
 from corral.cli.admin import COMMANDS as ADMIN_COMMANDS
+from corral.cli.alerts import alerts_group
 from corral.cli.ca import ca_group
 from corral.cli.cluster import agent, check, events, members, spec_group, status
 from corral.cli.demo import demo, demo_down
@@ -76,6 +77,7 @@ cli.add_command(ca_group)
 cli.add_command(install_unit)
 cli.add_command(init_cmd)
 cli.add_command(report)
+cli.add_command(alerts_group)
 
 
 def main() -> None:

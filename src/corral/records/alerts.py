@@ -215,3 +215,22 @@ def owner_guard(keys: Keys, row: DutyRow, node: str, reg: int) -> list[Compare]:
 def settle_ops(keys: Keys, row: DutyRow, record: DeliveryRecord) -> list[Op]:
     """A delivery done or given up: the duty goes, its log record comes."""
     return [Delete(row.key), Put(keys.alert_log(row.sink, row.event_id), record.dump())]
+
+
+def alert_rows(keys: Keys, kvs: Sequence[KeyValue], last: int) -> list[dict[str, Any]]:
+    """``corral alerts log`` and ``/v1/alerts``: the ``last`` newest deliveries (done or given
+    up) and every pending one, oldest event first."""
+    rows = (
+        [{"sink": s, "event": e, **r.to_value()} for s, e, r in read_deliveries(keys, kvs)][-last:]
+        if last > 0
+        else []
+    )
+    for row in read_alert_state(keys, kvs).duties:
+        d = row.duty
+        rows.append({
+            "sink": row.sink, "event": row.event_id, "status": "pending", "tried": d.tried,
+            "latency": None, "at": d.next_at, "by": d.owner, "error": d.error,
+            "kind": d.event.kind, "node": d.event.target or d.event.node,
+            "resource": d.event.resource,
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: (str(r["event"]), str(r["sink"])))
