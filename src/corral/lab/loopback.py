@@ -199,25 +199,35 @@ class Cluster:
         """The pid (and process group) of a service, from the process driver's pid file."""
         return _pid_of(self.state_dir(node) / "run" / f"{name}.pid")
 
+    def power_off(self, node: str) -> None:
+        """The node loses power: its agent, its lease guard and its services killed -9."""
+        if node in self.agents and self.agents[node].poll() is None:
+            self.kill_agent(node)
+        self._kill_left(node)
+
+    def _kill_left(self, node: str) -> None:
+        """The guard and the services an agent left running (by their pid files)."""
+        pidfiles = [
+            self.state_dir(node) / "guard.pid",
+            *(self.state_dir(node) / "run").glob("*.pid"),
+        ]
+        for pidfile in pidfiles:
+            pid = _pid_of(pidfile)
+            if pid is None:
+                continue
+            with contextlib.suppress(OSError):
+                if pidfile.parent.name == "run":  # a service: its whole process group
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+
     async def stop(self) -> None:
         for proc in self.agents.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
         for node in NODES:  # the guards and the services the agents left running
-            pidfiles = [
-                self.state_dir(node) / "guard.pid",
-                *(self.state_dir(node) / "run").glob("*.pid"),
-            ]
-            for pidfile in pidfiles:
-                pid = _pid_of(pidfile)
-                if pid is None:
-                    continue
-                with contextlib.suppress(OSError):
-                    if pidfile.parent.name == "run":  # a service: its whole process group
-                        os.killpg(pid, signal.SIGKILL)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
+            self._kill_left(node)
         await self.etcd.stop()
         for pid in _processes_under(self.base):  # a service whose pid file was not written yet
             with contextlib.suppress(OSError):
