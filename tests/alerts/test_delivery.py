@@ -130,7 +130,7 @@ async def test_retries_until_200_one_dedup_id_and_a_hanging_agent_killed(store: 
 
 
 async def test_a_dead_owners_duty_is_taken_by_exactly_one_and_delivered(store: Store) -> None:
-    hook = Hook().start()
+    hook = Hook(fail_first=10**6).start()  # fails while a, the owner, lives
     try:
         spec = spec_for(hook.url)
         a, b, c = (Peer(store, n, spec) for n in "abc")
@@ -139,16 +139,19 @@ async def test_a_dead_owners_duty_is_taken_by_exactly_one_and_delivered(store: S
         await a.lead()
         await a.step()
         started = await event(store, "b", "start", "started web: assigned", "web")
-        await a.step()  # a writes the duty, owned by a; it reads its duties at its next step
+        await a.step()  # a writes the duty, owned by a, and tries it at once: a 500
         state = read_alert_state(KEYS, (await store.range(KEYS.root_prefix)).kvs)
-        assert [(r.sink, r.duty.owner) for r in state.duties] == [("hook", "a")]
+        assert [(r.sink, r.duty.owner, r.duty.tried) for r in state.duties] == [("hook", "a", 1)]
         await store.revoke(a.lease)  # a is killed -9: its registration and controller key go
+        hook.fail_first = 0
         await asyncio.gather(b.step(), c.step())  # both see the orphan; one compare-and-swap wins
         state = read_alert_state(KEYS, (await store.range(KEYS.root_prefix)).kvs)
         (row,) = state.duties
         assert row.duty.owner in ("b", "c") and isinstance(row.duty, DutyRecord)
         logs = await until_delivered(store, [b, c], 1)
         assert logs == [("hook", started, "delivered")]
+        (done,) = read_deliveries(KEYS, (await store.range(KEYS.root_prefix)).kvs)
+        assert done[2].by == row.duty.owner and done[2].tried == 2  # a's try counted
         assert hook.delivered() == {f"al/hook/{started}": 1}
         # a deposed controller (its key gone with its lease) writes no duty
         await event(store, "b", "start", "started web again", "web")

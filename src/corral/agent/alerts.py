@@ -156,7 +156,13 @@ class AlertDuty:
         trim = core.to_trim(state.logs, 0, KEEP_LOG)
         guard = token_compare(self.keys, token)  # rule 6: only the controller of the token
         compares, ops = create_txn(self.keys, guard, state, new, up_to, trim)
-        await self.store.txn(compares, ops)
+        done = await self.store.txn(compares, ops)
+        if not done.succeeded:
+            return
+        for sink, event_id, duty in new:  # ours and due: sent now, not after the watch's echo
+            row = DutyRow(sink, event_id, self.keys.alert_duty(sink, event_id), done.revision, duty)
+            task = asyncio.create_task(self._deliver(spec, row, spec.alerts[sink], reg))
+            self._flying[row.key] = task
 
     async def _tend(self, spec: Spec, state: AlertState) -> float:
         now, my_reg, pause = self.wall(), self.registration(), POLL
