@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from corral.actions import ActionError, alert_test
 from corral.core import alerts as core
 from corral.core.health import CheckOutcome, HealthTracker
 from corral.spec import SpecError, load_spec_text
@@ -187,3 +188,16 @@ def test_a_good_alerts_section_loads() -> None:
     )
     assert spec.alerts["file"].tries == 1 and spec.alerts["file"].timeout == 30.0
     assert spec.alerts["hook"].backoff == 0.5 and spec.alerts["hook"].tries == 10
+
+
+def test_a_test_alert_names_a_sink_of_the_spec() -> None:
+    spec = load_spec_text(
+        "cluster: c1\nnodes: {ctl1: {address: 198.18.0.11}}\n"
+        "alerts: {hook: {webhook: 'http://127.0.0.1:9/'}}\n"
+    )
+    with pytest.raises(ActionError, match="no alert sink 'nosuch' \\(known: hook\\)") as caught:
+        alert_test(spec, "nosuch")
+    assert caught.value.field == "sink"
+    with pytest.raises(ActionError, match="timeout"):
+        alert_test(spec, "hook", timeout=0)
+    assert alert_test(spec, "hook").said == "alert test: hook"

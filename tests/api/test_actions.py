@@ -156,6 +156,7 @@ async def test_roles_are_enforced(api: Api) -> None:
         ("spec-push", {"spec_text": "cluster: other\nnodes: {x: {address: 198.18.0.9}}"},
          "spec", "not 'acts'"),
         ("spec-push", {"spec_text": "cluster: acts\nnodes: ["}, "spec", "YAML syntax"),
+        ("alert-test", {"sink": "pager"}, "sink", "no alert sink 'pager'"),
     ],
 )  # fmt: skip
 async def test_malformed_bodies_name_the_field(

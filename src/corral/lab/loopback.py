@@ -138,6 +138,17 @@ class Cluster:
         )
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
+    def add_alerts(self, sinks: dict[str, str]) -> None:
+        """Before :meth:`start`: alert sinks (name -> its YAML flow mapping) and a fence
+        device that always works (the nodes' power switch: the tests power nodes off
+        themselves), so a lost node is fenced, as with a real device, and not waited for."""
+        fence = self.base / "fence.sh"
+        fence.write_text("#!/bin/sh\ncat > /dev/null\nexit 0\n")
+        fence.chmod(0o755)
+        lines = "".join(f"  {name}: {flow}\n" for name, flow in sinks.items())
+        extra = f"fencing:\n  power: {{agent: {fence}, timeout: 5s}}\nalerts:\n{lines}"
+        self.spec_file.write_text(self.spec_file.read_text() + extra)
+
     @property
     def etcd_arg(self) -> str:
         return ",".join(self.etcd.endpoints)

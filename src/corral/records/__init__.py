@@ -11,6 +11,7 @@ Every record is a JSON object (readable with ``etcdctl get``), one frozen datacl
 ``requests/``, ``lb/``, ``members/``), :mod:`corral.records.events` (``events/``),
 :mod:`corral.records.keys` (``gossip-key``, ``keys/ack/``, ``keys/rotation``),
 :mod:`corral.records.galera` (``galera/<resource>/``: reports, the bootstrap claim, the writer);
+:mod:`corral.records.alerts` (``alerts/``: the cursor, the duties, the delivery log);
 :mod:`corral.records.store` reads a whole range and builds the scheduler's snapshot.
 
 The version contract (``"v"``):
@@ -41,6 +42,7 @@ from corral.records.admin import (
     TicketsRecord,
 )
 from corral.records.agent import FailCountRecord, LbRecord, MemberRow, MembersRecord, RequestRecord
+from corral.records.alerts import AlertCursor, DeliveryRecord, DutyRecord
 from corral.records.cluster import (
     AssignedInstance,
     AssignRecord,
@@ -75,10 +77,13 @@ __all__ = [
     "DROPS",
     "VERSION",
     "AdminRecords",
+    "AlertCursor",
     "AssignRecord",
     "AssignedInstance",
     "BansRecord",
     "BootstrapClaim",
+    "DeliveryRecord",
+    "DutyRecord",
     "Event",
     "FailCountRecord",
     "FencedRecord",
