@@ -122,6 +122,11 @@ async def test_retries_until_200_one_dedup_id_and_a_hanging_agent_killed(store: 
         assert records[("hook", fenced)].tried == 4 and records[("hook", fenced)].by == "a"
         hang = records[("hang", fenced)]
         assert hang.tried == 1 and "did not finish within 0.3s and was killed" in hang.error
+        before = (await store.range(KEYS.root_prefix)).revision
+        await event(store, "a", "audit", "somebody did something")  # not an alert
+        for _ in range(3):
+            await a.step()
+        assert (await store.range(KEYS.root_prefix)).revision == before + 1  # no write echoes
         assert dict(((s, o), n) for s, o, n in a.duty.frozen()) == {
             ("hang", "failed"): 1, ("hook", "delivered"): 2, ("hook", "retry"): 6,
         }  # fmt: skip

@@ -145,7 +145,7 @@ class AlertDuty:
         else:
             events = [(i, rev, facts_of(e)) for i, rev, e in state.events]
             owed = core.new_duties(spec.alerts, events, state.cursor.revision)
-            if up_to <= state.cursor.revision:
+            if not owed:  # the cursor stays: moving it is a write that would wake us again
                 return
         reg = self.registration()
         if reg is None:
