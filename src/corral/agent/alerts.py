@@ -98,7 +98,11 @@ class AlertDuty:
         return duty
 
     def changed(self, event: WatchEvent) -> None:
-        if event.key.startswith(self._watched):
+        """The watch's hook: wakes the loop for a change it may act on (without sinks in
+        the spec, only a change of the duties left from an earlier spec)."""
+        if event.key.startswith(self._watched[1]) or (
+            event.key.startswith(self._watched) and self.spec().alerts
+        ):
             self.wake.set()
 
     def frozen(self) -> tuple[tuple[str, str, int], ...]:
@@ -136,7 +140,7 @@ class AlertDuty:
         return await self._tend(spec, state)
 
     def _has_duties(self) -> bool:
-        return any(kv.key.startswith(self._watched[1] + b"duty/") for kv in self.view.kvs())
+        return self.view.has_prefix(self._watched[1] + b"duty/")
 
     async def _create(self, spec: Spec, state: AlertState, token: int) -> None:
         up_to = self.view.revision

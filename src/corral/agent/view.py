@@ -48,6 +48,10 @@ class StoreView:
         """Every key, in key order (as a range read returns them)."""
         return [self._kvs[k] for k in sorted(self._kvs)]
 
+    def has_prefix(self, prefix: bytes) -> bool:
+        """Whether any key starts with ``prefix`` (no sort: a cheap look)."""
+        return any(k.startswith(prefix) for k in self._kvs)
+
     def sees(self, revision: int) -> bool:
         """Whether the copy is trusted and includes the write at ``revision``."""
         return self.ready and self.revision >= revision
