@@ -73,18 +73,6 @@ async def controller(store: EtcdStore) -> str:
     return kv.value.decode() if kv is not None else ""
 
 
-async def registered(store: EtcdStore, nodes: list[str]) -> bool:
-    return all([await store.get(KEYS.node(n)) is not None for n in nodes])
-
-
-async def wait_registered(store: EtcdStore, nodes: list[str]) -> None:
-    deadline = time.monotonic() + LIMIT * 2
-    while not await registered(store, nodes):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{nodes} not registered")
-        await asyncio.sleep(0.1)
-
-
 async def power_off_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> dict[str, float]:
     boss = await controller(store)
     victim = next(n for n in NODES if n != boss)
@@ -99,12 +87,14 @@ async def power_off_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> dict[
             None,
         )  # fmt: skip
 
-    body = await until(fenced, f"the fencing alert of {victim}")
+    try:
+        body = await until(fenced, f"the fencing alert of {victim}")
+    finally:
+        cluster.start_agent(victim)  # powered on again, for the next run
     assert isinstance(body, dict)
     at = next(t for t, b, _ in hook.posts if b is body)
     written = float(body["time"])
-    cluster.start_agent(victim)  # powered on again, for the next run
-    await wait_registered(store, list(NODES))
+    await cluster.wait_settled(store, LIMIT * 2)
     return {"from_fault": at - began, "from_write": at - written, "fault_to_event": written - began}
 
 
@@ -119,13 +109,15 @@ async def owner_killed_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> di
     began = time.time()
     cluster.kill_agent(boss)
     hook.fail_first = 0
-    first = await until(lambda: hook.first_delivery(event_id), "the delivery by another agent")
+    try:
+        first = await until(lambda: hook.first_delivery(event_id), "the delivery by another")
+    finally:
+        cluster.start_agent(boss)
     assert isinstance(first, float)
     records = read_deliveries(KEYS, (await store.range(KEYS.root_prefix)).kvs)
     by = next((r.by for s, e, r in records if e == event_id), "")
     took = first - began
-    cluster.start_agent(boss)
-    await wait_registered(store, list(NODES))
+    await cluster.wait_settled(store, LIMIT * 2)
     if by == boss:
         raise AssertionError(f"delivered by the killed owner {boss}?")
     return {"owner_killed": took}
@@ -143,7 +135,7 @@ async def bench(runs: int, kills: int, base: Path) -> dict[str, object]:
     try:
         await cluster.start()
         store = EtcdStore(cluster.etcd.endpoints)
-        await wait_registered(store, list(NODES))
+        await cluster.wait_settled(store, LIMIT * 2)
         scenarios: list[tuple[str, int, Scenario, Hook]] = [
             ("power-off", runs, power_off_run, hooks["hook"]),
             ("owner-killed", kills, owner_killed_run, hooks["stuck"]),

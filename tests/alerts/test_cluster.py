@@ -77,6 +77,8 @@ async def test_a_powered_off_node_reaches_pacemakers_agent_and_a_webhook(
         test = corral(cluster, "alerts", "test", "file")
         assert test.returncode == 0 and "file delivered alert-test" in test.stdout, test
         assert "Node 'alert-test' is now 'test'" in out.read_text()
+        await cluster.wait_settled(store, TIMEOUT)  # peers saw it alive: a lost node is fenced
+        boss = str(await until(controller, "a controller"))
         victim = next(n for n in NODES if n != boss)
         cluster.power_off(victim)
         line = f"Fencing {victim} fenced by power"

@@ -21,6 +21,8 @@ from corral.fileio import private_dir
 from corral.pki import init_bundle
 from corral.pki.ca import issue, write_identity
 from corral.pki.identity import ROOT
+from corral.records.view import members_of
+from corral.store import Keys, Store
 from corral.store.lab import EtcdLab, free_ports
 from corral.store.tls import TlsFiles
 
@@ -209,6 +211,21 @@ class Cluster:
     def service_pid(self, node: str, name: str) -> int | None:
         """The pid (and process group) of a service, from the process driver's pid file."""
         return _pid_of(self.state_dir(node) / "run" / f"{name}.pid")
+
+    async def wait_settled(self, store: Store, limit: float) -> None:
+        """Until every node is registered and every agent's gossip view holds every node
+        alive: a node killed before its peers saw it alive is not lost to them, and is not
+        fenced (:class:`TimeoutError` after ``limit`` seconds)."""
+        keys, deadline = Keys("agenttest"), time.monotonic() + limit
+        while time.monotonic() < deadline:
+            kvs = (await store.range(keys.root_prefix)).kvs
+            registered = {kv.key for kv in kvs} >= {keys.node(n) for n in NODES}
+            views = members_of(keys, kvs)
+            alive = [{r.name for r in v if r.state == "alive"} for v in views.values()]
+            if registered and set(views) == set(NODES) and all(a >= set(NODES) for a in alive):
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"the lab did not settle within {limit:g}s")
 
     def power_off(self, node: str) -> None:
         """The node loses power: its agent, its lease guard and its services killed -9."""
