@@ -170,6 +170,10 @@ class AlertDuty:
 
     async def _tend(self, spec: Spec, state: AlertState) -> float:
         now, my_reg, pause = self.wall(), self.registration(), POLL
+        # a settle the view has seen, of a duty gone from it, is forgotten (memory stays
+        # bounded); one it has not seen yet is kept, so the duty's echo is not sent again
+        present, seen = {row.key for row in state.duties}, self.view.revision
+        self._settled = {k: r for k, r in self._settled.items() if k in present or r > seen}
         for row in state.duties:
             if row.key in self._flying or row.mod_revision < self._settled.get(row.key, 0):
                 continue
