@@ -144,17 +144,20 @@ class AlertState:
 
 
 def read_alert_state(keys: Keys, kvs: Iterable[KeyValue]) -> AlertState:
-    """The alert records, registrations and events among ``kvs`` (malformed ones skipped and
-    counted, :meth:`Record.parse_kv`)."""
+    """The alert records, registrations and the events created after the cursor among
+    ``kvs`` (the older ones are not parsed: a wake costs what is new; malformed records
+    skipped and counted, :meth:`Record.parse_kv`)."""
+    kvs = list(kvs)
+    cursor_kv = next((kv for kv in kvs if kv.key == keys.alert_cursor), None)
+    cursor = AlertCursor.parse_kv(cursor_kv) if cursor_kv is not None else None
+    after = cursor.revision if cursor is not None else 0
     root = keys.root_prefix
     duty_prefix, log_prefix = root + b"alerts/duty/", root + b"alerts/log/"
     nodes, events_prefix = keys.nodes(), keys.event_prefix()
-    cursor, cursor_rev = None, 0
+    cursor_rev = cursor_kv.mod_revision if cursor_kv is not None else 0
     duties, regs, events, logs = [], {}, [], []
     for kv in kvs:
-        if kv.key == keys.alert_cursor:
-            cursor, cursor_rev = AlertCursor.parse_kv(kv), kv.mod_revision
-        elif kv.key.startswith(duty_prefix):
+        if kv.key.startswith(duty_prefix):
             sink, _, event_id = kv.key[len(duty_prefix) :].decode(errors="replace").partition("/")
             duty = DutyRecord.parse_kv(kv)
             if duty is not None and event_id:
@@ -163,7 +166,7 @@ def read_alert_state(keys: Keys, kvs: Iterable[KeyValue]) -> AlertState:
             logs.append(kv.key)
         elif kv.key.startswith(nodes):
             regs[kv.key[len(nodes) :].decode(errors="replace")] = kv.mod_revision
-        elif kv.key.startswith(events_prefix):
+        elif kv.key.startswith(events_prefix) and kv.create_revision > after:
             event = Event.parse_kv(kv)
             if event is not None:
                 event_id = kv.key[len(events_prefix) :].decode(errors="replace")
