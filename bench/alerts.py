@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,7 +126,7 @@ async def owner_killed_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> di
 
 async def bench(runs: int, kills: int, base: Path) -> dict[str, object]:
     hooks = {"hook": Hook().start(), "flaky": Hook(fail_first=3).start(), "stuck": Hook().start()}
-    cluster = Cluster(base, verbose=False)
+    cluster = Cluster(base)
     cluster.add_alerts({
         name: f'{{webhook: "{hook.url}", backoff: 100ms, max_backoff: 500ms, timeout: 2s}}'
         for name, hook in hooks.items()
@@ -224,6 +225,11 @@ def main() -> int:
         except Exception as exc:  # a lab that did not come up: said, no traceback
             print(f"bench/alerts.py failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
+        if result["failures"]:  # the agents' logs outlive the lab, to see why
+            kept = Path(tempfile.mkdtemp(prefix="corral-bench-alerts-logs-"))
+            for log in Path(tmp).glob("agent-*.log"):
+                shutil.copy(log, kept)
+            print(f"agent logs kept in {kept}", file=sys.stderr)
     out = report(result, args.quick)
     show(out)
     if args.json:
