@@ -75,6 +75,7 @@ async def controller(store: EtcdStore) -> str:
 
 
 async def power_off_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> dict[str, float]:
+    await cluster.wait_settled(store, LIMIT * 2)  # after a failed run too
     boss = await controller(store)
     victim = next(n for n in NODES if n != boss)
     began = time.time()
@@ -100,6 +101,7 @@ async def power_off_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> dict[
 
 
 async def owner_killed_run(cluster: Cluster, store: EtcdStore, hook: Hook) -> dict[str, float]:
+    await cluster.wait_settled(store, LIMIT * 2)
     boss = await controller(store)
     hook.fail_first = 10**6  # every try fails while the owner lives
     now = time.time()
