@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import importlib
 import json
 import logging
 import os
@@ -261,6 +262,9 @@ def _agent_process(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    # pyroute2 sets its logger's level to NOTSET when imported: import it first, or with -v
+    # every netlink message of the VIP driver is logged (seen drowning the agents' logs)
+    importlib.import_module("pyroute2.config.log")
     for noisy in ("httpx", "httpcore", "grpc", "asyncio", "pyroute2"):  # they drown ours
         logging.getLogger(noisy).setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
