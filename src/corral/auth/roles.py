@@ -112,6 +112,7 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 def _agent_writes(keys: Keys) -> list[Span]:
     sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic", "galera")
+    sections += ("rabbitmq",)  # reports, run records, the plan, force-boot claims
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),
