@@ -111,8 +111,8 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def _agent_writes(keys: Keys) -> list[Span]:
-    sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic", "galera")
-    sections += ("rabbitmq",)  # reports, run records, the plan, force-boot claims
+    sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic")
+    sections += ("galera", "rabbitmq")  # reports, claims, writer; run records, plans
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),
