@@ -111,8 +111,8 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def _agent_writes(keys: Keys) -> list[Span]:
-    sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic")
-    sections += ("galera", "rabbitmq")  # reports, claims, writer; run records, plans
+    sections: tuple[str, ...] = ("nodes", "status", "members", "lb", "assign", "fenced")
+    sections += ("systemic", "galera", "rabbitmq")  # galera/rabbitmq: reports, claims, plans
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),
