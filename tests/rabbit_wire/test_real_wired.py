@@ -25,6 +25,7 @@ from corral.agent.controller import Controller
 from corral.agent.rabbit import StoreRabbitLink
 from corral.core.clock import ManualClock
 from corral.drivers.base import NodeFault
+from corral.drivers.rabbitmq import RabbitServer
 from corral.drivers.rabbitmq_member import SERVING, RabbitMember
 from corral.records import AssignRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
@@ -36,6 +37,7 @@ from tests.rabbit import lab as lab_module
 from tests.rabbit.lab import NODES, RabbitLab, address, rabbit_lab
 from tests.rabbit.test_real import (
     MESSAGES,
+    QUEUE,
     _declare,
     _drain,
     _publish,
@@ -150,6 +152,24 @@ class Agents:
             await asyncio.sleep(0.5)
 
 
+def _declared_on_disk(lab: RabbitLab, node: str) -> bool:
+    """``node``'s mnesia files (not the quorum directory) name the queue: its durable record
+    left the broker's buffers (a kill -9 before that loses the queue, its messages with it)."""
+    files = [f for f in lab.servers[node].mnesia.iterdir() if f.is_file()]
+    return any(QUEUE.encode() in f.read_bytes() for f in files if f.stat().st_size < 2**24)
+
+
+async def _durable_everywhere(lab: RabbitLab, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(_declared_on_disk(lab, n) for n in NODES):
+        assert time.monotonic() < deadline, "the queue's record never reached the mnesia files"
+        await asyncio.sleep(0.2)
+
+
+def _vm_alive(server: RabbitServer) -> bool:
+    return any(p.name() == "beam.smp" for p in server.processes())
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def agents(lab: RabbitLab) -> Agents:
     made = Agents(lab)
@@ -172,12 +192,19 @@ async def test_the_controller_forms_and_restores_a_real_cluster_after_kill_9(
     assert any(p.get("b") == "join" and p.get("c") == "join" for p in plans), plans
     await _declare(lab, "b")
     await _registered_everywhere(lab, timeout=30.0)  # a member not on disk comes back empty
+    waited = time.monotonic()
+    await _durable_everywhere(lab, timeout=30.0)  # and so does a queue record not on disk
+    waited = time.monotonic() - waited
     confirmed = await _publish(lab, "b", MESSAGES)
     state = await read_state(agents.store, RabbitKeys(agents.keys, "mq"))
     newest = max(state.records.values(), key=lambda r: r.seq)  # names the last-running set
     assert newest.running == frozenset(NODES), state.records
 
-    await asyncio.gather(*(s.kill() for s in lab.servers.values()))
+    # a's broker is killed the way the lease guard's driver would (no link, a new object that
+    # did not start it: by the pid file, checked to be a's broker); b's and c's by kill -9
+    guard = RabbitMember("mq", "a", RabbitServer(lab.servers["a"].config), lab.check("a"))
+    await asyncio.gather(guard.stop(), lab.servers["b"].kill(), lab.servers["c"].kill())
+    assert not lab.servers["a"].processes() or not _vm_alive(lab.servers["a"]), "a still runs"
     began = time.monotonic()
     plans = await agents.converge(controller, timeout=150)
     recovery = time.monotonic() - began
@@ -185,5 +212,6 @@ async def test_the_controller_forms_and_restores_a_real_cluster_after_kill_9(
     assert not any("force_boot" in p.values() for p in plans), plans
     assert (await read_state(agents.store, RabbitKeys(agents.keys, "mq"))).claims == {}
     got = await _drain(lab, "c", len(confirmed))
-    assert confirmed <= got, f"lost {len(confirmed - got)} confirmed messages"
-    print(f"\nrabbit wired: formation {formation:.1f}s, recovery {recovery:.1f}s")
+    aside = [p.name for s in lab.servers.values() for p in s.base.glob("mnesia.forgotten-*")]
+    assert confirmed <= got, f"lost {len(confirmed - got)} confirmed; {plans}; reset: {aside}"
+    print(f"\nrabbit wired: formation {formation:.1f}s, recovery {recovery:.1f}s, {waited=:.1f}s")

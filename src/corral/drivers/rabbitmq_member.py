@@ -23,19 +23,22 @@ Contract:
   decision for this node, or the ``grow`` after a join that replaced a member, is carried out
   in the background (a CLI call costs 2-5 s: the agent's poll never waits for it).
 - Without a link (the lease guard's self-fence, rule 1), ``stop`` stops the broker this
-  object started, or the one the node's pid file names (a broker another object started).
+  object started, or else the one the node's pid file names, once its environment shows it
+  is this node's broker (``RABBITMQ_BASE``: a stale pid file naming another process is left
+  alone). ``start`` stops such a broker too (one an earlier agent life left running).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+import psutil
 
 from corral.core.rabbit import BrokerState, Decision, ForceBootClaim, NodeReport
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
@@ -112,14 +115,16 @@ class RabbitMember:
 
     async def start(self) -> None:
         await self.server.prepare()
-        if self.server.alive:  # left by an earlier life: unpromoted means stopped
+        if self.server.alive:  # unpromoted means stopped
             await self.server.stop()
+        else:  # a broker an earlier agent life left running
+            await asyncio.to_thread(_kill_by_pidfile, self.server.base)
         self.promoted = False
         await self._report("stopped")
 
     async def stop(self) -> None:
         if not self.server.alive:
-            _kill_by_pidfile(self.server.base / "broker.pid")
+            await asyncio.to_thread(_kill_by_pidfile, self.server.base)
         await self.server.stop()
         await self.check.close()
         self.promoted = False
@@ -209,12 +214,21 @@ class RabbitMember:
             self._forgotten.clear()  # the plan still says so: tried again
 
 
-def _kill_by_pidfile(path: Path) -> None:
-    """SIGKILL the broker VM the pid file names, if it runs (a broker this object did not
-    start: the self-fence of a new agent life)."""
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(path.read_text().strip())
+def _kill_by_pidfile(base: Path) -> bool:
+    """SIGKILL the broker VM that ``base/broker.pid`` names, if it runs *and* is this node's
+    broker (its environment names ``base`` as ``RABBITMQ_BASE``: a stale pid file after a
+    reboot may name an unrelated process, which is left alone). A broker this object did not
+    start: the lease guard's self-fence, or one left by an earlier agent life. True: killed."""
+    try:
+        pid = int((base / "broker.pid").read_text().strip())
+        proc = psutil.Process(pid)
+        if proc.environ().get("RABBITMQ_BASE") != str(base):
+            return False
         os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
+        return True
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 def config_for(name: str, res: Resource, node: NodeContext, spec: Spec) -> BrokerConfig:
