@@ -5,15 +5,19 @@ rule 6 at the node), reports, and carries out a forget once."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from corral.core.rabbit import BrokerState, Decision, ForceBootClaim, NodeReport
-from corral.drivers.base import NodeFault
+from corral.drivers import make_driver
+from corral.drivers.base import NodeContext, NodeFault
 from corral.drivers.rabbitmq_health import AmqpResult
 from corral.drivers.rabbitmq_member import SERVING, RabbitMember
+from corral.spec import load_spec_text
+from tests.rabbit_wire.test_plan import SPEC
 
 
 class FakeServer:
@@ -143,3 +147,21 @@ async def test_serving_writes_the_run_record_and_forgets_once_then_a_crash_fails
     await server.stop()  # kill -9
     assert (await m.status()).state == "failed"
     assert [r.state for r in link.reports][-1] == "stopped"
+
+
+def test_the_guards_driver_comes_from_the_spec_with_the_profiles_ticktime(tmp_path: Path) -> None:
+    spec = load_spec_text(SPEC.replace("force_boot_after: 60s", f"base_dir: {tmp_path}"))
+    driver = make_driver("rabbitmq", spec.resources["rabbitmq"], NodeContext("mq1", "198.18.0.21"),
+                         spec=spec)  # fmt: skip
+    assert isinstance(driver, RabbitMember) and driver.link is None
+    config = driver.server.config  # type: ignore[attr-defined]
+    assert config.net_ticktime == 12 and config.base == tmp_path / "rabbitmq"  # lan: 4 x 3 s
+
+
+async def test_a_stale_pid_file_naming_another_process_kills_nothing(tmp_path: Path) -> None:
+    """The lease guard's stop by pid file: a pid file left from before a reboot may name an
+    unrelated process now (here: this test's own process); it must be left alone."""
+    m, _, _, _ = member(tmp_path)
+    (tmp_path / "broker.pid").write_text(f"{os.getpid()}\n")
+    await m.stop()  # still alive to tell
+    assert os.path.exists(f"/proc/{os.getpid()}")
