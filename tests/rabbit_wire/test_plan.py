@@ -122,6 +122,9 @@ async def test_one_force_boot_claim_per_outage_written_with_its_plan_and_event()
     assert {d.node: d.action for d in plan.decisions} == {"mq2": "wait", "mq3": "wait"}
     assert (await read_state(w.store, w.rkeys)).claims == {}
     assert set((await w.roles()).values()) <= {"started"}  # nobody starts out of order
+    written = (await w.store.get(plan_key(w.rkeys))).mod_revision  # type: ignore[union-attr]
+    await ctl.step()  # the same inputs: the same plan, not written again
+    assert (await w.store.get(plan_key(w.rkeys))).mod_revision == written  # type: ignore[union-attr]
     w.wall += 61.0  # force_boot_after passed: mq1 (the last-running set) stays gone
     await ctl.step()
     state = await read_state(w.store, w.rkeys)

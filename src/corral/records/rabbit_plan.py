@@ -16,7 +16,7 @@ force-boot without its claim existing, and no outage gets two (DESIGN rule 6).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 from corral.core.rabbit import Action, Decision, Plan
@@ -93,7 +93,8 @@ class PlanRecord(Record):
     def of(cls, plan: Plan) -> Self:
         """The record of ``plan`` (``waiting_for``/``until`` are for the controller's notes:
         not stored)."""
-        return cls(tuple(plan.decisions.values()), plan.outage)
+        kept = (replace(d, waiting_for=(), until=None) for d in plan.decisions.values())
+        return cls(tuple(kept), plan.outage)
 
     def decision(self, node: str) -> Decision | None:
         return next((d for d in self.decisions if d.node == node), None)
