@@ -4,9 +4,13 @@ transaction as the plan that names it (DESIGN rule 6: one force_boot per outage)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 from corral.agent.controller import Controller
+from corral.cli.main import cli
 from corral.core.clock import ManualClock
 from corral.core.rabbit import NodeReport, Plan, decide
 from corral.core.rabbit.decide import Cluster
@@ -159,3 +163,11 @@ async def test_a_deposed_controller_writes_no_plan_and_no_claim() -> None:
     assert (await read_state(w.store, w.rkeys)).claims == {}
     await other.step()
     assert [c.node for c in (await read_state(w.store, w.rkeys)).claims.values()] == ["mq2"]
+
+
+def test_validate_explain_says_the_rabbitmq_settings(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC)
+    result = CliRunner().invoke(cli, ["validate", "--explain", str(path)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "net_ticktime 12s" in result.output and "force_boot after 1m" in result.output
