@@ -165,3 +165,16 @@ async def test_a_stale_pid_file_naming_another_process_kills_nothing(tmp_path: P
     (tmp_path / "broker.pid").write_text(f"{os.getpid()}\n")
     await m.stop()  # still alive to tell
     assert os.path.exists(f"/proc/{os.getpid()}")
+
+
+async def test_a_replacement_joins_then_is_grown_into_the_quorum_queues_once(
+    tmp_path: Path,
+) -> None:
+    m, server, link, _ = member(tmp_path)
+    await m.start()
+    link.decided = Decision("a", "join", "replaces a forgotten member", peer="b", regrow=True)
+    await m.promote()
+    for _ in range(3):
+        await m.status()
+        await asyncio.sleep(0)
+    assert server.calls.count("join b reset=False") == 1 and server.calls.count("grow") == 1

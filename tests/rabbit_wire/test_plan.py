@@ -171,3 +171,31 @@ def test_validate_explain_says_the_rabbitmq_settings(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", "--explain", str(path)], terminal_width=400)
     assert result.exit_code == 0, result.output
     assert "net_ticktime 12s" in result.output and "force_boot after 1m" in result.output
+
+
+async def test_a_replaced_node_waits_until_a_running_member_forgets_it_then_joins() -> None:
+    w = World()
+    for node in NODES:
+        await w.register(node)
+        await write_running(w.store, w.rkeys, node, f"id-{node}", frozenset(NODES), 900.0)
+    everyone = frozenset(NODES)
+    for node in ("mq1", "mq2"):
+        up = NodeReport(node, "running", f"id-{node}", everyone, frozenset({"mq1", "mq2"}))
+        await write_report(w.store, w.rkeys, up, w.leases[node])
+    await write_report(w.store, w.rkeys, NodeReport("mq3", "stopped"), w.leases["mq3"])  # new disks
+    ctl = w.controller()
+    assert await ctl.campaign(w.leases["mq2"])
+    await ctl.step()
+    plan = PlanRecord.read((await w.store.get(plan_key(w.rkeys))).value)  # type: ignore[union-attr]
+    mq1, mq3 = plan.decision("mq1"), plan.decision("mq3")
+    assert mq1 is not None and (mq1.action, mq1.peer) == ("forget", "mq3")
+    assert mq3 is not None and mq3.action == "wait" and (await w.roles())["mq3"] == "started"
+    for node in ("mq1", "mq2"):  # forgotten: the running members know two nodes now
+        left = frozenset({"mq1", "mq2"})
+        up = NodeReport(node, "running", f"id-{node}", left, left)
+        await write_report(w.store, w.rkeys, up, w.leases[node])
+    await ctl.step()
+    plan = PlanRecord.read((await w.store.get(plan_key(w.rkeys))).value)  # type: ignore[union-attr]
+    mq3 = plan.decision("mq3")
+    assert mq3 is not None and (mq3.action, mq3.peer, mq3.regrow) == ("join", "mq1", True)
+    assert (await w.roles())["mq3"] == "promoted"
