@@ -33,16 +33,20 @@ from corral.core.membership import profile as membership_profile
 from corral.spec.durations import Duration
 from corral.spec.galera import GaleraSpec
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
+from corral.spec.rabbitmq import RabbitmqSpec
 from corral.spec.secrets import SecretRef
 
 Mode = Literal["active-active", "active-passive", "promotable"]
-ResourceKind = Literal["process", "systemd", "ocf", "galera", "vip", "vip-set", "haproxy"]
-SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf", "galera")
+ResourceKind = Literal[
+    "process", "systemd", "ocf", "galera", "rabbitmq", "vip", "vip-set", "haproxy"
+]
+SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf", "galera", "rabbitmq")
 KINDS: tuple[ResourceKind, ...] = (
     "process",
     "systemd",
     "ocf",
     "galera",
+    "rabbitmq",
     "vip",
     "vip-set",
     "haproxy",
@@ -306,6 +310,7 @@ class Resource(_Model):
     systemd: Annotated[SystemdDriver | None, _shorthand("unit")] = None
     ocf: Annotated[OcfDriver | None, _shorthand("agent")] = None
     galera: GaleraSpec | None = None
+    rabbitmq: RabbitmqSpec | None = None
     vip: Annotated[VipSpec | None, _shorthand("address")] = None
     vip_set: Annotated[VipSetSpec | None, _shorthand("addresses")] = Field(
         default=None, alias="vip-set"
@@ -529,7 +534,7 @@ class Spec(_Model):
         for name, res in list(self.resources.items()):
             res = _resolve_resource(res, self.defaults)
             if (
-                res.kind == "galera"
+                res.kind in ("galera", "rabbitmq")
                 and res.mode == "promotable"
                 and "promoted" not in res.model_fields_set
             ):
@@ -590,6 +595,6 @@ def _resolve_resource(res: Resource, defaults: Defaults) -> Resource:
     update["health"] = checks
     if "mode" not in res.model_fields_set and res.kind == "vip":
         update["mode"] = "active-passive"
-    if "mode" not in res.model_fields_set and res.kind == "galera":
+    if "mode" not in res.model_fields_set and res.kind in ("galera", "rabbitmq"):
         update["mode"] = "promotable"
     return res.model_copy(update=update)
