@@ -49,21 +49,33 @@ class Cluster:
 
 
 class Reader:
-    """The API's store client (made by ``open_store`` on first use) and the reads."""
+    """The API's store clients, each made on first use: ``store()`` (``open_store``: the
+    node's identity) for the reads and the tokens, ``writer()`` (``open_writer``: the API's
+    write identity, ``api:<node>``, see :mod:`.actions`; without one, ``store()``) for the
+    actions and their audit."""
 
     def __init__(
         self,
         latest: Callable[[], AgentSnapshot | None],
         open_store: Callable[[], Store],
+        open_writer: Callable[[], Store] | None = None,
     ) -> None:
-        self.latest, self._open = latest, open_store
+        self.latest, self._open, self._open_writer = latest, open_store, open_writer
         self._store: Store | None = None
+        self._writer: Store | None = None
         self.tokens = Tokens(self._token_record, time.monotonic)
 
     def store(self) -> Store:
         if self._store is None:
             self._store = self._open()
         return self._store
+
+    def writer(self) -> Store:
+        if self._open_writer is None:
+            return self.store()
+        if self._writer is None:
+            self._writer = self._open_writer()
+        return self._writer
 
     def spec(self) -> Spec:
         snap = self.latest()
@@ -102,8 +114,9 @@ class Reader:
         return False
 
     async def close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
+        for store in (self._store, self._writer):
+            if store is not None:
+                await store.close()
 
 
 Read = Callable[[Request, Cluster], Awaitable[dict[str, Any]]]

@@ -25,6 +25,7 @@ from corral.auth.read import read_public
 from corral.pki import (
     NodeIdentity,
     PkiError,
+    api_identity,
     bundle_identity,
     client_files,
     expiry_note,
@@ -181,7 +182,7 @@ def agent(
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
         beside += systemd_notify(the_agent, notifier)
-        stop_api = _start_api(spec, node, the_agent, etcd, tls)
+        stop_api = _start_api(spec, node, the_agent, etcd, tls, state_dir)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_agent, task, notifier)
@@ -222,18 +223,29 @@ def _agent_setup(
 
 
 def _start_api(
-    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None
-) -> Callable[[], None]:
+    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None,
+    state_dir: Path,
+) -> Callable[[], None]:  # fmt: skip
     """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots,
-    with a store client of its own (made in its thread, on first use); returns what stops
-    it. One that cannot listen is logged and left out: the agent runs on without it."""
+    with store clients of its own (made in its thread, on first use): the node's identity
+    for reads, ``api:<node>``'s (:func:`corral.pki.api_identity`) for the actions; returns
+    what stops it. One that cannot listen is logged and left out: the agent runs on without
+    it."""
     from corral.api import ApiServer, ApiStartError, Reader, Source, make_app
 
     if not spec.api.enabled:
         return lambda: None
     host = str(spec.api.address or spec.nodes[node].address)
     latest = the_agent.snapshots.latest
-    reader = Reader(latest, lambda: open_store(spec, etcd, node=node, identity=tls))
+    try:  # renewed at each start, as the node certificate (same validity)
+        writes = api_identity(spec, node, state_dir, time.time())
+    except PkiError as exc:
+        logging.getLogger(__name__).error("the API writes as the node: %s", exc)
+        writes = None
+    reader = Reader(
+        latest, lambda: open_store(spec, etcd, node=node, identity=tls),
+        (lambda: open_store(spec, etcd, node=node, identity=writes)) if writes else None,
+    )  # fmt: skip
     server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close)
     try:
         server.start()
