@@ -13,16 +13,20 @@ from tests.api.live import health, holders
 __all__ = ["cluster"]  # the fixture, shared
 
 
-@pytest.fixture
-async def served(cluster: Cluster) -> Cluster:
-    """The loopback cluster (tests/agent), once the health endpoints say what it runs."""
+async def wait_served(c: Cluster) -> None:
+    """Until the health endpoints say web runs on 3 nodes and api on 1."""
     await until(
         lambda: (
-            all(health(cluster, n, "/v1/health/web")[0] == 200 for n in NODES)
-            and len(holders(cluster)) == 1
+            all(health(c, n, "/v1/health/web")[0] == 200 for n in NODES) and len(holders(c)) == 1
         ),
         "web healthy on 3 nodes and api on 1, as the health endpoints say",
     )
+
+
+@pytest.fixture
+async def served(cluster: Cluster) -> Cluster:
+    """The loopback cluster (tests/agent), once the health endpoints say what it runs."""
+    await wait_served(cluster)
     return cluster
 
 

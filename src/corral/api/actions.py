@@ -145,7 +145,7 @@ def action_routes(reader: Reader) -> list[Route]:
                 await _refused(reader, who, action.said, action.need)
             store, keys = reader.writer(), Keys(spec.cluster)
             result = await audited(
-                store, keys, who, action.said, lambda: action.work(store),
+                store, keys, who, action.said, lambda: action.work(store, who.name),
                 wall=time.time, warn=log.warning, resource=action.resource,
             )  # fmt: skip
         except Refused as exc:

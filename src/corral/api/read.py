@@ -153,7 +153,8 @@ async def _status(request: Request, c: Cluster) -> dict[str, Any]:
 
 
 async def _nodes(request: Request, c: Cluster) -> dict[str, Any]:
-    return {"nodes": c.view()["nodes"]}
+    view = c.view()
+    return {"nodes": view["nodes"], "maintenance": view["node_maintenance"]}
 
 
 async def _resources(request: Request, c: Cluster) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from corral.pki import (
 )
 from corral.pki.identity import ROOT
 from corral.priority import raise_process
-from corral.records.view import cluster_view, events_of, members_of
+from corral.records.view import SCHEMAS, cluster_view, events_of, maintenance_lines, members_of
 from corral.spec import Spec, SpecError, load_spec
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
@@ -382,39 +382,14 @@ def _render(view: dict[str, Any], console: Console) -> None:
     console.print(
         "nodes: "
         + ", ".join(
-            f"{n} [{'green' if s == 'online' else 'red'}]{s}[/]" for n, s in view["nodes"].items()
+            f"{n} [{'green' if s == 'online' else 'red'}]{s}[/]"
+            + (" [yellow]maintenance[/]" if view["node_maintenance"].get(n) else "")
+            for n, s in view["nodes"].items()
         )
     )
-    table = Table(
-        "resource",
-        "mode",
-        "assigned",
-        "running (health)",
-        "failures",
-        box=None,
-        header_style="bold",
-    )
-    for name, r in view["resources"].items():
-        running = (
-            ", ".join(
-                f"{i['node']}"
-                + (f" {i['item']}" if i.get("item") else f" {i['health']}")
-                + (" promoted" if i["role"] == "promoted" else "")
-                for i in r["running"]
-            )
-            or "-"
-        )
-        fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
-        if r.get("systemic"):
-            fails = ", ".join(filter(None, [fails, "systemic (not counted)"]))
-        table.add_row(
-            name,
-            r["mode"] if r["kind"] != "vip-set" else "vip-set",
-            ", ".join(r["assigned"]) or "-",
-            running,
-            fails,
-        )
-    console.print(table)
+    for line in maintenance_lines(view["maintenance"]):
+        console.print(line, style="yellow", markup=False)
+    console.print(_resource_table(view))
     for backend, servers in view.get("backends", {}).items():
         shown = []
         for server, by_lb in servers.items():
@@ -430,6 +405,41 @@ def _render(view: dict[str, Any], console: Console) -> None:
     for event in view["last_events"][-3:]:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
         console.print(f"{stamp} {event.get('node')}: {event.get('reason')}", markup=False)
+
+
+def _resource_table(view: dict[str, Any]) -> Table:
+    """One row per resource of the status view: where it runs, its failures, maintenance."""
+    table = Table(
+        "resource",
+        "mode",
+        "assigned",
+        "running (health)",
+        "failures",
+        box=None,
+        header_style="bold",
+    )
+    for name, r in view["resources"].items():
+        running = (
+            ", ".join(
+                f"{i['node']}"
+                + (f" {i['item']}" if i.get("item") else f" {i['health']}")
+                + (" promoted" if i["role"] == "promoted" else "")
+                + (f" (maintenance: {i['maintenance']['level']})" if i.get("maintenance") else "")
+                for i in r["running"]
+            )
+            or "-"
+        )
+        fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
+        if r.get("systemic"):
+            fails = ", ".join(filter(None, [fails, "systemic (not counted)"]))
+        table.add_row(
+            name + (" (maintenance)" if r.get("maintenance") else ""),
+            r["mode"] if r["kind"] != "vip-set" else "vip-set",
+            ", ".join(r["assigned"]) or "-",
+            running,
+            fails,
+        )
+    return table
 
 
 @click.command()
@@ -471,7 +481,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     for event in events_of(keys, kvs, last):
         if as_json:
-            click.echo(json.dumps(event.to_value(), sort_keys=True))
+            click.echo(json.dumps({"schema": SCHEMAS["event"], **event.to_value()}, sort_keys=True))
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
             click.echo(f"{stamp} {event.node} {event.kind}: {event.reason}")
@@ -487,7 +497,7 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     views = members_of(*asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster)))
     if as_json:
         rows = {node: [r.to_value() for r in view] for node, view in views.items()}
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"schema": SCHEMAS["members"], "members": rows}, indent=2))
         return
     if not views:
         click.echo("no agent has published a gossip view (are the agents running?)")

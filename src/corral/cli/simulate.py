@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import click
 
@@ -19,6 +20,7 @@ from corral.core.scheduler import (
     render_plan,
     schedule,
 )
+from corral.records.view import SCHEMAS
 from corral.spec import Spec, SpecError, SpecIssue, load_spec
 
 
@@ -117,6 +119,7 @@ def inject(
     help="cluster | node:NODE | RESOURCE | RESOURCE@NODE",
 )
 @click.option("--standby", multiple=True, metavar="NODE", help="Drain the node.")
+@click.option("--json", "as_json", is_flag=True, help="The plan's actions and notes as JSON.")
 def simulate(
     spec_file: str,
     state_file: str | None,
@@ -124,6 +127,7 @@ def simulate(
     fail_resource: tuple[str, ...],
     maintenance: tuple[str, ...],
     standby: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Show what the cluster would do: actions with reasons, and the state after them."""
     spec, snap = _load(spec_file, state_file)
@@ -136,14 +140,21 @@ def simulate(
         standby=standby,
     )
     plan = schedule(spec, snap)
-    click.echo(render_plan(spec, snap, plan, apply_plan(snap, plan)), nl=False)
+    text = render_plan(spec, snap, plan, apply_plan(snap, plan))
+    if as_json:
+        body = {"schema": SCHEMAS["simulate"], "actions": [asdict(a) for a in plan.actions],
+                "notes": list(plan.notes), "text": text}  # fmt: skip
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(text, nl=False)
 
 
 @click.command(name="explain")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.argument("resource")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False))
-def explain_cmd(spec_file: str, resource: str, state_file: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="As the API's /v1/explain answers.")
+def explain_cmd(spec_file: str, resource: str, state_file: str | None, as_json: bool) -> None:
     """Why each instance of RESOURCE is where it is: reasons, blocks and every node's score."""
     spec, snap = _load(spec_file, state_file)
     if resource not in spec.resources:
@@ -151,4 +162,9 @@ def explain_cmd(spec_file: str, resource: str, state_file: str | None) -> None:
             f"unknown resource {resource!r} (known: {', '.join(spec.resources)})",
             param_hint="RESOURCE",
         )
-    click.echo(explain(spec, snap, schedule(spec, snap), resource), nl=False)
+    text = explain(spec, snap, schedule(spec, snap), resource)
+    if as_json:
+        body = {"schema": SCHEMAS["explain"], "resource": resource, "explain": text}
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(text, nl=False)
