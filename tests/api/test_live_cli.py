@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from click.testing import CliRunner, Result
 
 from corral.cli.main import cli
@@ -23,24 +21,13 @@ from corral.records import BansRecord, MaintenanceRecord, MovesRecord, StandbyRe
 from corral.records.view import SCHEMAS
 from corral.store import Keys
 from tests.agent.test_cluster import until
-from tests.api.conftest import make_token, wait_served
+from tests.api.conftest import SHARED, make_token
 from tests.api.live import get, health
 from tests.api.test_actions import CLI_TO_API
 
-pytestmark = [pytest.mark.etcd, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.etcd, SHARED]
 KEYS = Keys("agenttest")
 NO_SPEC = ("spec push",)  # takes the spec file as its argument
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("live"))
-    try:
-        await c.start()
-        await wait_served(c)
-        yield c
-    finally:
-        await c.stop()
 
 
 async def run(c: Cluster, *argv: str) -> Result:
