@@ -48,7 +48,7 @@ CLI_TO_API: dict[str, str | None] = {
     "agent": None,  # it is the agent that serves the API
     "validate": None,  # offline: a file on the operator's machine
     "schema": None,  # offline: the spec's JSON Schema, the same on every machine
-    "simulate": None,  # offline on a state file (a live what-if is still to come)
+    "simulate": "/v1/simulate",  # the CLI's on a state file, the API's on the live state
     "check": None,  # runs one health check from where it is typed
     "state dump": None,  # writes a file for simulate; /v1/status has the same records
     "demo": None, "demo-down": None,  # the lab, on the operator's machine

@@ -22,7 +22,7 @@ from corral.records.view import SCHEMAS
 from corral.store import Keys
 from tests.agent.test_cluster import until
 from tests.api.conftest import SHARED, make_token
-from tests.api.live import get, health
+from tests.api.live import get, health, holders
 from tests.api.test_actions import CLI_TO_API
 
 pytestmark = [pytest.mark.etcd, SHARED]
@@ -51,6 +51,10 @@ async def record(c: Cluster, name: str) -> bytes:
     finally:
         await store.close()
     return kv.value if kv is not None else b"{}"
+
+
+def steps(plan: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return sorted((a["kind"], a["resource"], a["node"]) for a in plan["actions"])
 
 
 def level(mark: dict[str, Any] | None) -> str | None:
@@ -116,6 +120,16 @@ async def test_maintenance_shows_everywhere_and_every_json_view_has_its_schema(
     ]
     for typed, schema in views:
         assert json.loads((await offline(*typed)).output)["schema"] == SCHEMAS[schema]
+    # the same what-if on the live state, through the API: the same plan
+    (holder,) = holders(live)
+    typed = ["simulate", spec, "--state", str(state), "--standby", holder, "--json"]
+    offline_plan = json.loads((await offline(*typed)).output)
+    live_plan = get(live, "n2", f"/v1/simulate?standby={holder}", viewer).json()
+    assert live_plan["schema"] == SCHEMAS["simulate"]
+    assert steps(live_plan) == steps(offline_plan)
+    assert any(r == "api" for _, r, _ in steps(live_plan)), live_plan  # api drained away
+    r = get(live, "n2", "/v1/simulate?fail_node=n1&maintenance=node:n9", viewer)
+    assert r.status_code == 400 and r.json()["reason"].startswith("maintenance: "), r.text
 
 
 async def test_every_cli_command_acts_on_a_live_agent(live: Cluster) -> None:
@@ -145,7 +159,7 @@ async def test_every_cli_command_acts_on_a_live_agent(live: Cluster) -> None:
     await cli_("maintenance", "off", "--resource", "web")
     for name, argv in (("status", ()), ("events", ("-n", "3")), ("members", ())):
         await cli_(name, *argv)
-    done.add("explain")  # offline on a state file: the other test
+    done |= {"explain", "simulate"}  # offline on a state file: the other test
     assert done == {cmd for cmd, path in CLI_TO_API.items() if path is not None}
     events = get(live, "n1", "/v1/events?last=100", token).json()["events"]
     audits = [e["reason"] for e in events if e["kind"] == "audit"]

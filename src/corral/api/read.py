@@ -1,4 +1,4 @@
-"""The read API: status, nodes, resources, events, members, explain: the views of
+"""The read API: status, nodes, resources, events, members, explain, simulate: the views of
 :mod:`corral.records.view` (the ones ``corral status``/``events``/``members`` print) and the
 scheduler's ``explain``, over the store as this agent's own client reads it now.
 
@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from corral.actions import ActionError
+from corral.actions.whatif import FIELDS, inject, what_if
 from corral.agent.snapshot import AgentSnapshot
 from corral.api.auth import Refused, Tokens
 from corral.api.feed import FeedError, changed_after, long_poll
@@ -179,6 +181,17 @@ async def _members(request: Request, c: Cluster) -> dict[str, Any]:
     return {"members": {node: [r.to_value() for r in view] for node, view in views.items()}}
 
 
+async def _simulate(request: Request, c: Cluster) -> dict[str, Any]:
+    """What-if on the live state (:mod:`corral.actions.whatif`): ``?fail_node=N``,
+    ``fail_resource=RES@NODE``, ``maintenance=WHAT``, ``standby=N``, each repeatable."""
+    faults = {key: tuple(request.query_params.getlist(name)) for key, (_, name) in FIELDS.items()}
+    snap = snapshot_from_kvs(c.spec, c.keys, c.kvs, now=time.time())
+    try:
+        return what_if(c.spec, inject(c.spec, snap, **faults))
+    except ActionError as exc:
+        raise BadRequest(f"{FIELDS[exc.field][1]}: {exc}", 400) from None
+
+
 async def _explain(request: Request, c: Cluster) -> dict[str, Any]:
     name = request.path_params["resource"]
     if name not in c.spec.resources:
@@ -196,4 +209,5 @@ def read_routes(reader: Reader) -> list[Route]:
         Route("/v1/events", reading(reader, _events)),
         Route("/v1/members", reading(reader, _members)),
         Route("/v1/explain/{resource}", reading(reader, _explain)),
+        Route("/v1/simulate", reading(reader, _simulate)),
     ]

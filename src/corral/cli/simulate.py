@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, replace
 
 import click
 
-from corral.cli.cluster import spec_pair
+from corral.actions import ActionError
+from corral.actions.whatif import FIELDS, inject, what_if
 from corral.core.scheduler import (
-    FailCount,
-    Instance,
-    NodeStatus,
     Snapshot,
-    apply_plan,
     explain,
     load_state_text,
-    render_plan,
     schedule,
 )
 from corral.records.view import SCHEMAS
@@ -43,58 +38,6 @@ def _load(spec_file: str, state_file: str | None) -> tuple[Spec, Snapshot]:
             click.echo(str(issue), err=True)
         sys.exit(1)
     return spec, snap
-
-
-def inject(
-    spec: Spec,
-    snap: Snapshot,
-    *,
-    fail_nodes: tuple[str, ...] = (),
-    fail_resources: tuple[str, ...] = (),
-    maintenance: tuple[str, ...] = (),
-    standby: tuple[str, ...] = (),
-) -> Snapshot:
-    """``snap`` with the faults and admin changes of the command line applied."""
-    nodes = dict(snap.nodes)
-    for name in (*fail_nodes, *standby):
-        if name not in spec.nodes:
-            raise click.BadParameter(f"unknown node {name!r}")
-    for name in fail_nodes:
-        nodes[name] = replace(snap.node(name), state="unclean")
-    for name in standby:
-        nodes[name] = replace(nodes.get(name, NodeStatus()), standby=True)
-    instances = list(snap.instances)
-    failures = dict(snap.failures)
-    for text in fail_resources:
-        res, node = spec_pair(spec, text, "--fail-resource")
-        instances = [
-            replace(i, health="unhealthy") if (i.resource, i.node) == (res, node) else i
-            for i in instances
-        ]
-        if not any((i.resource, i.node) == (res, node) for i in instances):
-            instances.append(Instance(res, node, health="unhealthy"))
-        old = failures.get((res, node))
-        failures[(res, node)] = FailCount((old.count if old else 0) + 1, snap.now)
-    maint = snap.maintenance
-    for text in maintenance:
-        if text == "cluster":
-            maint = replace(maint, cluster=True)
-        elif text.startswith("node:"):
-            maint = replace(maint, nodes=maint.nodes | {text[5:]})
-        elif "@" in text:
-            maint = replace(
-                maint, instances=maint.instances | {spec_pair(spec, text, "--maintenance")}
-            )
-        elif text in spec.resources:
-            maint = replace(maint, resources=maint.resources | {text})
-        else:
-            raise click.BadParameter(
-                f"{text!r}: use cluster, node:NODE, RESOURCE or RESOURCE@NODE",
-                param_hint="--maintenance",
-            )
-    return replace(
-        snap, nodes=nodes, instances=tuple(instances), failures=failures, maintenance=maint
-    )
 
 
 @click.command()
@@ -131,22 +74,13 @@ def simulate(
 ) -> None:
     """Show what the cluster would do: actions with reasons, and the state after them."""
     spec, snap = _load(spec_file, state_file)
-    snap = inject(
-        spec,
-        snap,
-        fail_nodes=fail_node,
-        fail_resources=fail_resource,
-        maintenance=maintenance,
-        standby=standby,
-    )
-    plan = schedule(spec, snap)
-    text = render_plan(spec, snap, plan, apply_plan(snap, plan))
-    if as_json:
-        body = {"schema": SCHEMAS["simulate"], "actions": [asdict(a) for a in plan.actions],
-                "notes": list(plan.notes), "text": text}  # fmt: skip
-        click.echo(json.dumps(body, indent=2))
-        return
-    click.echo(text, nl=False)
+    faults = {"fail_nodes": fail_node, "fail_resources": fail_resource,
+              "maintenance": maintenance, "standby": standby}  # fmt: skip
+    try:
+        body = what_if(spec, inject(spec, snap, **faults))
+    except ActionError as exc:
+        raise click.BadParameter(str(exc), param_hint=FIELDS[exc.field][0]) from None
+    click.echo(json.dumps(body, indent=2) if as_json else body["text"], nl=as_json)
 
 
 @click.command(name="explain")
