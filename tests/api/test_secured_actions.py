@@ -1,12 +1,14 @@
 """Actions through the API of a cluster whose etcd requires certificates and enforces corral's
 roles (the agents hold the CA bundle and turn etcd's auth on): the API writes the operators'
 records as ``api:<node>`` (etcd's operator role), never as the agent (refused for ``admin/``)
-nor as root. An operator's token puts a resource in maintenance, a viewer's is refused (403),
+nor as root; the API itself serves HTTPS with the node's certificate (``api.tls``). An
+operator's token puts a resource in maintenance, a viewer's is refused (403),
 a call without a token is refused (401), an admin's spec push is refused by etcd (the API's
 identity is an operator's), and every authenticated call is one audit event."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +30,8 @@ KEYS = Keys("agenttest")
 @pytest.fixture
 async def secured(tmp_path: Path) -> AsyncIterator[Cluster]:
     c = Cluster(tmp_path, tls=True)
+    plain = f"api: {{port: {c.http_port}}}"
+    c.spec_file.write_text(c.spec_file.read_text().replace(plain, plain[:-1] + ", tls: true}"))
     try:
         await c.start()
         await until(lambda: len(c.serving(c.api_port)) == 1, "api on 1 node")
@@ -49,16 +53,27 @@ async def maintained(store: EtcdStore) -> tuple[str, ...]:
     return record.resources
 
 
+def health(url: str) -> httpx.Response:
+    """A GET with the system's CAs (not the cluster's)."""
+    return httpx.get(url, timeout=5)
+
+
 def post(c: Cluster, name: str, body: object, token: str | None) -> httpx.Response:
+    """Over HTTPS (``api.tls``), the agent's certificate checked against the cluster's CA."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = f"http://{NODES['n2']}:{c.http_port}/v1/actions/{name}"
-    return httpx.post(url, json=body, headers=headers, timeout=30)
+    url = f"https://{NODES['n2']}:{c.http_port}/v1/actions/{name}"
+    ca = ssl.create_default_context(cafile=str(c.base / "ca" / "ca.crt"))
+    return httpx.post(url, json=body, headers=headers, timeout=30, verify=ca)
 
 
 async def test_api_actions_under_etcd_rbac(secured: Cluster) -> None:
     c = secured
     api_cert = read_cert(c.state_dir("n2") / "tls" / "api.crt")
     assert "CN=api:n2" in api_cert.subject.rfc4514_string()
+    with pytest.raises(httpx.HTTPError):  # plain http to the HTTPS API: no answer
+        health(f"http://{NODES['n2']}:{c.http_port}/v1/health")
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # not our CA
+        health(f"https://{NODES['n2']}:{c.http_port}/v1/health")
     store = root_store(c)
     try:
         made: dict[Role, str] = {}

@@ -118,6 +118,13 @@ def test_the_api_identity_is_an_operator_issued_beside_the_node_one(tmp_path: Pa
     assert api_identity(spec_with("null"), "n1", tmp_path, NOW) is None
 
 
+def test_https_on_the_api_needs_the_stores_tls() -> None:
+    with pytest.raises(SpecError, match=r"api\.tls: true needs the store"):
+        load_spec_text("cluster: c\nnodes: {n1: {address: 10.0.0.1}}\napi: {tls: true}\n")
+    text = "cluster: c\nnodes: {n1: {address: 10.0.0.1}}\napi: {tls: true}\nstore:\n  embedded:\n"
+    assert load_spec_text(text + "    tls: {bundle: /ca}\n").api.tls
+
+
 def test_spec_tls_fields_are_checked_with_their_lines() -> None:
     with pytest.raises(SpecError) as bad:
         spec_with("{bundle: relative/dir}")

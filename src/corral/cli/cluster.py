@@ -246,7 +246,8 @@ def _start_api(
         latest, lambda: open_store(spec, etcd, node=node, identity=tls),
         (lambda: open_store(spec, etcd, node=node, identity=writes)) if writes else None,
     )  # fmt: skip
-    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close)
+    served = tls if spec.api.tls else None  # HTTPS with the node's certificate (api.tls)
+    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close, served)
     try:
         server.start()
     except ApiStartError as exc:
