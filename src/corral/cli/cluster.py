@@ -337,12 +337,14 @@ def _log_identity(found: NodeIdentity) -> None:
 
 
 async def _renew_node_cert(spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None) -> None:
-    """Daily: re-issue the node certificate when a third of its validity is left (the store's
-    next connections and etcd's next handshakes read the new files). Without TLS: nothing."""
+    """Daily: re-issue the node certificate (and the API's, ``api:<node>``) when a third of its
+    validity is left (the store's next connections and etcd's next handshakes read the new
+    files). Without TLS: nothing."""
     while tls is not None:
         await asyncio.sleep(CERT_CHECK_INTERVAL)
         try:
             found = await asyncio.to_thread(node_identity, spec, node, state_dir, time.time())
+            await asyncio.to_thread(api_identity, spec, node, state_dir, time.time())
         except PkiError as exc:
             logging.getLogger(__name__).error("node certificate not renewed: %s", exc)
             continue
