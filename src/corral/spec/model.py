@@ -510,6 +510,7 @@ class ApiService(_Model):
     address: IpAddress | None = Field(
         default=None, description="where to listen (default: the node's address; 0.0.0.0: all)"
     )
+    tls: bool = Field(default=False, description="true: HTTPS, the node's store.*.tls certificate")
 
 
 class Spec(_Model):
@@ -531,6 +532,8 @@ class Spec(_Model):
 
     @model_validator(mode="after")
     def _resolve(self) -> Spec:
+        if self.api.tls and self.store_tls is None:  # the API serves the node's certificate
+            raise ValueError("api.tls: true needs the store's TLS (store.embedded or etcd .tls)")
         for name, res in list(self.resources.items()):
             res = _resolve_resource(res, self.defaults)
             if (
