@@ -21,15 +21,15 @@ from corral.store import Keys, Store
 TEST_NODE = "alert-test"  # the event key's writer: the test comes from no node
 
 
-def alert_test(spec: Spec, sink: str, timeout: float = 30.0, by: str = "") -> Action:
-    """``by``: who asks (in the event's text)."""
+def alert_test(spec: Spec, sink: str, timeout: float = 30.0) -> Action:
+    """The test alert; who asks (the action's ``by``) is named in the event's text."""
     if sink not in spec.alerts:
         known = ", ".join(spec.alerts) or "none in the spec"
         raise ActionError(f"no alert sink {sink!r} (known: {known})", "sink")
     if not 0 < timeout <= 600:
         raise ActionError(f"timeout must be in (0, 600] seconds, not {timeout}", "timeout")
 
-    async def run(store: Store) -> dict[str, Any]:
+    async def run(store: Store, by: str) -> dict[str, Any]:
         keys, now = Keys(spec.cluster), time.time()
         key = keys.event_key(int(now * 1e9), TEST_NODE)
         why = f"a test of alert sink {sink}" + (f" by {by}" if by else "")

@@ -111,17 +111,9 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def _agent_writes(keys: Keys) -> list[Span]:
-    sections = (
-        "nodes",
-        "status",
-        "members",
-        "lb",
-        "assign",
-        "fenced",
-        "systemic",
-        "galera",
-        "alerts",
-    )
+    sections: tuple[str, ...] = ("nodes", "status", "members", "lb", "assign", "fenced")
+    sections += ("systemic", "galera", "rabbitmq", "alerts")  # galera/rabbitmq: reports,
+    # claims, plans; alerts: duties and their log (docs/safety-rules.md, "Alerts")
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),

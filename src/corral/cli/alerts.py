@@ -64,7 +64,7 @@ def test(sink: str, timeout: float, spec_file: str, etcd: str | None) -> None:
     spec = spec_or_exit(spec_file)
 
     def build() -> Action:
-        return actions.alert_test(spec, sink, timeout, "the CLI")
+        return actions.alert_test(spec, sink, timeout)
 
     row = run_action(spec, etcd, build, {"sink": "SINK", "timeout": "--timeout"})
     if row.get("status") == "pending":

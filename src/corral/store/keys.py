@@ -22,6 +22,10 @@
 ``galera/<res>/report/<node>``  a Galera node's state (grastate, recovered, view), leased
 ``galera/<res>/bootstrap``      the one bootstrap claim (rule 6), written by the controller
 ``galera/<res>/writer``         the one node HAProxy sends writes to, written by the controller
+``rabbitmq/<res>/report/<n>``   a RabbitMQ node's broker state and data, leased
+``rabbitmq/<res>/running/<n>``  the nodes it ran with (no lease: the last-running set)
+``rabbitmq/<res>/plan``         each node's next step, written by the controller
+``rabbitmq/<r>/force-boot/<o>`` the one force-boot claim of outage o (rule 6), controller
 ``alerts/cursor``               the store revision up to which events became alert duties
 ``alerts/duty/<sink>/<event>``  one delivery owed by one agent (rule 6), until done
 ``alerts/log/<sink>/<event>``   a delivery done or given up (bounded; ``corral alerts log``)
@@ -55,6 +59,7 @@ SECTIONS = (
     "keys",
     "auth",
     "galera",
+    "rabbitmq",
     "alerts",
 )
 
