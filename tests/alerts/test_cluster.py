@@ -90,6 +90,7 @@ async def test_a_powered_off_node_reaches_pacemakers_agent_and_a_webhook(
         assert not [b for _, b, _ in hook.posts if b.get("kind") == "resource"]  # filtered
         log = corral(cluster, "alerts", "log", "--json")
         rows = [json.loads(line) for line in log.stdout.splitlines()]
+        assert {r["schema"] for r in rows} == {"corral.alert/1"}
         assert {"sink": "hook", "status": "delivered", "kind": "fence", "node": victim} in [
             {k: r[k] for k in ("sink", "status", "kind", "node")} for r in rows
         ]

@@ -16,6 +16,7 @@ from corral.actions import Action
 from corral.cli.admin import etcd_option, run_action, spec_option
 from corral.cli.cluster import open_store, read_cluster, spec_or_exit
 from corral.records.alerts import alert_rows
+from corral.records.view import SCHEMAS
 
 
 @click.group("alerts")
@@ -39,7 +40,8 @@ def log(last: int, as_json: bool, spec_file: str, etcd: str | None) -> None:
     if not rows:
         click.echo("no alert delivered yet" + ("" if spec.alerts else " (no alerts: in the spec)"))
     for row in rows:
-        click.echo(json.dumps(row, sort_keys=True) if as_json else _line(row))
+        line = {"schema": SCHEMAS["alert"], **row}
+        click.echo(json.dumps(line, sort_keys=True) if as_json else _line(row))
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ SCHEMAS = {
     "explain": "corral.explain/1",
     "simulate": "corral.simulate/1",
     "validate": "corral.validate/1",
+    "alert": "corral.alert/1",  # one line of `corral alerts log --json`
 }
 
 
