@@ -119,6 +119,7 @@ class FakeLink:
     claimed: BootstrapClaim | None = None
     primaries: tuple[str, ...] = ()
     reports: list[NodeState] = field(default_factory=list)
+    store_away: bool = False
 
     async def report(self, state: NodeState) -> None:
         self.reports.append(state)
@@ -128,3 +129,8 @@ class FakeLink:
 
     async def primary(self) -> tuple[str, ...]:
         return self.primaries
+
+    async def holds_claim(self) -> bool:
+        if self.store_away:
+            raise ConnectionError("the store is away")
+        return self.claimed is not None and self.claimed.node == self.node

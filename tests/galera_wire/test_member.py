@@ -84,6 +84,45 @@ async def test_the_claim_holder_bootstraps_after_marking_safe_then_a_joiner_join
     assert cluster.bootstraps == ["db1"] and cluster.primary == {"db1", "db2"}
 
 
+async def test_a_joiner_is_joined_and_the_bootstrap_node_only_once_its_claim_is_gone() -> None:
+    """Rule 1g: the status says ``joined`` (off the lease) for a joiner at once; for the
+    bootstrap node only after a read of the claim finds it gone (the store away keeps it
+    held); a stopped member is held again."""
+    cluster = FakeCluster(seqno=4)
+    first, _, l1 = member("db1", cluster, seqno=4)
+    second, _, l2 = member("db2", cluster, seqno=4)
+    for m in (first, second):
+        await m.start()
+        assert not (await m.status()).joined  # mariadbd stopped
+    l1.claimed = claim_for("db1", 4, force=True)
+    await first.promote()
+    assert not (await first.status()).joined  # the claim names it
+    l2.primaries = ("db1",)
+    await second.promote()
+    assert (await second.status()).joined
+    l1.claimed, l1.store_away = None, True
+    assert not (await first.status()).joined  # cannot read the claim: held
+    l1.store_away = False
+    assert (await first.status()).joined  # the controller cleared it
+    l1.store_away = True
+    assert (await first.status()).joined  # and stays so, store or not
+    await first.stop()
+    assert not (await first.status()).joined
+
+
+async def test_an_adopted_server_is_held_until_the_claim_is_read() -> None:
+    cluster = FakeCluster(seqno=4)
+    m, server, link = member("db1", cluster, seqno=4)
+    server.up = True  # left running by the previous agent
+    assert await m.adopt()
+    link.claimed, link.store_away = claim_for("db1", 4), True
+    assert not (await m.status()).joined
+    link.store_away = False
+    assert not (await m.status()).joined  # it is the bootstrap node
+    link.claimed = None
+    assert (await m.status()).joined
+
+
 async def test_a_donor_or_non_primary_member_is_running_but_not_promoted() -> None:
     cluster = FakeCluster()
     m, server, link = member("db1", cluster, seqno=3)
@@ -145,14 +184,17 @@ async def test_store_link_reports_under_the_lease_and_claims_only_for_this_regis
     got = read_galera(keys, "galera", (await store.range(keys.galera("galera"))).kvs)
     assert got.states()["db1"].grastate == server.grastate
     assert (await store.get(keys.galera_report("galera", "db1"))).lease == lease  # type: ignore[union-attr]
+    assert not await link.holds_claim()
     for other in (BootstrapClaim("db1", 10, UUID, 8), BootstrapClaim("db2", 11, UUID, 8)):
         await store.put(keys.galera_bootstrap("galera"), other.dump())
         assert await link.claim() is None  # an earlier life of db1, or another node
+        assert await link.holds_claim() == (other.node == "db1")  # rule 1g: any life of db1
     mine = BootstrapClaim("db1", 11, UUID, 8)
     await store.put(keys.galera_bootstrap("galera"), mine.dump())
     assert await link.claim() == mine
     await store.put(keys.galera_bootstrap("galera"), b"{not json")
     assert await link.claim() is None
+    assert await link.holds_claim()  # unreadable: never let a bootstrap node off the lease
 
 
 async def test_store_link_sees_a_primary_only_in_other_nodes_promoted_healthy_records() -> None:
@@ -190,14 +232,18 @@ def test_settings_come_from_the_spec(tmp_path: Path) -> None:
 
 
 async def test_the_lease_guard_lists_galera_and_its_driver_stops_mariadbd(tmp_path: Path) -> None:
-    """Rule 1: a galera instance (a bootstrapping one included) is exclusive for the agent's
-    self-fence and the lease guard, and the guard's driver (made from the spec alone) stops
-    a server that is not running without error."""
+    """Rule 1: a galera instance not known to be joined (a bootstrapping one) is guarded
+    for the agent's self-fence and the lease guard (rule 1g lets a joined one off), and the
+    guard's driver (made from the spec alone) stops a server that is not running without
+    error."""
     spec = load_spec_text(SPEC.replace("BASE", str(tmp_path)))
     core = AgentCore(spec, "db1")
-    assert core.exclusive("galera")
+    assert core.exclusive("galera") and core.guarded("galera")
     stops = core.self_fence(1e9, ["galera"], keep_deadline=0.0)
     assert [s.key for s in stops] == ["galera"]
+    core.member_joined("galera", True)
+    assert core.exclusive("galera") and not core.guarded("galera")
+    assert core.self_fence(1e9, ["galera"], keep_deadline=0.0) == []
     ctx = NodeContext("db1", "198.18.0.11", state_dir=tmp_path)
     driver = make_driver("galera", spec.resources["galera"], ctx, spec=spec)
     assert isinstance(driver, GaleraMember) and driver.link is None

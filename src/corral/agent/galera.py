@@ -7,6 +7,9 @@
   only when it names this node at its *current* registration
   (:func:`corral.records.galera.may_bootstrap`; rule 6: the claim is the assignment of the
   bootstrap, and a claim made for an earlier life of this node is not this agent's).
+- ``holds_claim``: whether a claim naming this node exists at all (any registration), read
+  linearizably: a bootstrap node stays held to its lease until it does not (rule 1g); a
+  malformed claim counts as naming it.
 - ``primary``: the other nodes whose status record shows this resource promoted and not
   unhealthy (a member is reported promoted only once its mariadbd answered as part of the
   Primary component: :meth:`GaleraMember.promote`).
@@ -54,6 +57,15 @@ class StoreGaleraLink:
         except Malformed:
             return None  # never bootstrap on a record that cannot be read
         return claim if may_bootstrap(claim, me.node, me.current) else None
+
+    async def holds_claim(self) -> bool:
+        kv = await self.store.get(self.keys.galera_bootstrap(self.resource))
+        if kv is None:
+            return False
+        try:
+            return BootstrapClaim.read(kv.value).node == self.me().node
+        except Malformed:
+            return True  # unreadable: never let a bootstrap node off the lease on it
 
     async def primary(self) -> tuple[str, ...]:
         node = self.me().node

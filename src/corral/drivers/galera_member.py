@@ -18,6 +18,10 @@ Contract (the roles of issue 16):
 - **Status**: ``running`` while started; ``promoted`` only when the server is Synced, in the
   Primary component and ready (a donor, a joiner or a non-Primary node is not promoted: not
   ready for clients). A promoted node whose mariadbd died is ``failed``.
+- **Rule 1g** (:mod:`corral.core.galera.hold`): ``status`` says ``joined`` for a member
+  started as a joiner, or started as the bootstrap node once a read of the claim
+  (:meth:`GaleraLink.holds_claim`) shows it no longer names this node; the agent then no longer
+  holds it to the node lease. A failed read keeps it held.
 - **Stop**: mariadbd stopped (idempotent); with a link, the state after the stop is reported.
   The lease guard makes this driver without a link (:func:`galera_member`), so the self-fence
   (rule 1) stops mariadbd, a bootstrapping one included, with nothing but the spec.
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from corral.core.galera.evs import provider_options
+from corral.core.galera.hold import StartedAs, joined
 from corral.core.galera.state import NodeState, Position
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.drivers.galera import GaleraStatus
@@ -52,6 +57,10 @@ class GaleraLink(Protocol):
     async def primary(self) -> tuple[str, ...]:
         """The other members that run a Primary component now."""
 
+    async def holds_claim(self) -> bool:
+        """Whether a bootstrap claim naming this node (any registration) exists now; raises
+        when the store cannot say."""
+
 
 class Server(Protocol):
     """What a member uses of :class:`GaleraServer` (a fake in tests behaves the same)."""
@@ -73,6 +82,7 @@ class GaleraMember:
         self.name, self.server, self.link = name, server, link
         self.last: NodeState | None = None  # the last state inspected while stopped
         self.promoted = False
+        self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
 
     async def _report(self) -> NodeState:
         state = await self.server.inspect()
@@ -85,17 +95,18 @@ class GaleraMember:
         await self.server.initialize()
         if self.server.running():  # left by an earlier life: unpromoted means stopped
             await self.server.stop()
-        self.promoted = False
+        self.promoted, self.started_as = False, None
         await self._report()
 
     async def stop(self) -> None:
         await self.server.stop()
-        self.promoted = False
+        self.promoted, self.started_as = False, None
         if self.link is not None:
             await self._report()
 
     async def adopt(self) -> bool:
         self.promoted = self.server.running()
+        self.started_as = "adopted" if self.promoted else None
         return self.promoted
 
     async def demote(self) -> None:
@@ -104,6 +115,7 @@ class GaleraMember:
     async def promote(self) -> None:
         if self.server.running():
             self.promoted = True
+            self.started_as = self.started_as or "adopted"  # unknown how: held (rule 1g)
             return
         if self.link is None:
             raise DriverError(f"{self.name}: promote needs the store (no link)")
@@ -112,11 +124,13 @@ class GaleraMember:
         if claim is not None:
             if claim.force:
                 await self.server.allow_bootstrap()
+            self.started_as = "bootstrap"  # held to the lease from before the start (rule 1g)
             await self.server.start(bootstrap=True, position=_position(state, claim))
             self.promoted, self.last = True, None
             await self.server.ensure_users()  # on the new Primary; the joiners get them by SST
             return
         elif await self.link.primary():
+            self.started_as = "join"
             await self.server.start(position=state.recovered)
         else:
             raise NodeFault(
@@ -132,10 +146,29 @@ class GaleraMember:
         found = await self.server.status()
         if not found.running:
             return DriverStatus("failed", found.detail or "mariadbd is not running")
+        member = await self._joined()
         if found.healthy:
-            return DriverStatus("running", PRIMARY_DETAIL, promoted=True)
+            return DriverStatus("running", PRIMARY_DETAIL, promoted=True, joined=member)
         said = found.state_comment or found.detail or "not answering"
-        return DriverStatus("running", f"{said}, {found.cluster_status or '?'}: not ready")
+        detail = f"{said}, {found.cluster_status or '?'}: not ready"
+        return DriverStatus("running", detail, joined=member)
+
+    async def _joined(self) -> bool:
+        """Rule 1g: whether this running member is joined (not held to the lease). A
+        bootstrap node (or an adopted one) reads the claim until it no longer names it; from
+        then on it is a joined member like the others."""
+        if self.started_as in (None, "join"):
+            return joined(self.server.running(), self.started_as, None)
+        names: bool | None = None
+        if self.link is not None:
+            try:
+                names = await self.link.holds_claim()
+            except Exception:  # the store is away: the member stays held (rule 1)
+                names = None
+        if joined(self.server.running(), self.started_as, names):
+            self.started_as = "join"
+            return True
+        return False
 
 
 def _position(state: NodeState, claim: BootstrapClaim) -> Position | None:
