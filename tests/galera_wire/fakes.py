@@ -122,6 +122,8 @@ class FakeLink:
     store_away: bool = False
 
     async def report(self, state: NodeState) -> None:
+        if self.store_away:
+            raise ConnectionError("the store is away")
         self.reports.append(state)
 
     async def claim(self) -> BootstrapClaim | None:

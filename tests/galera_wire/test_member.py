@@ -110,6 +110,23 @@ async def test_a_joiner_is_joined_and_the_bootstrap_node_only_once_its_claim_is_
     assert not (await first.status()).joined
 
 
+async def test_a_stop_with_the_store_away_stops_and_reports_once_it_is_back() -> None:
+    """The self-fence (rule 1) stops a member while the store is away: the stop must work,
+    and its report reach the store later (the controller waits on it)."""
+    cluster = FakeCluster(seqno=4)
+    m, server, link = member("db1", cluster, seqno=4)
+    await m.start()
+    link.claimed = claim_for("db1", 4, force=True)
+    await m.promote()
+    link.store_away, sent = True, len(link.reports)
+    await m.stop()
+    assert not server.up and len(link.reports) == sent
+    assert "not reported yet" in (await m.status()).detail
+    link.store_away = False
+    assert "state reported" in (await m.status()).detail
+    assert link.reports[-1].grastate is not None and link.reports[-1].grastate.safe_to_bootstrap
+
+
 async def test_an_adopted_server_is_held_until_the_claim_is_read() -> None:
     cluster = FakeCluster(seqno=4)
     m, server, link = member("db1", cluster, seqno=4)

@@ -29,6 +29,7 @@ Contract (the roles of issue 16):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,8 @@ from corral.drivers.galera import GaleraStatus
 from corral.drivers.galera_conf import GaleraSettings
 from corral.records.galera import BootstrapClaim
 from corral.spec.model import Resource, Spec
+
+log = logging.getLogger(__name__)
 
 PRIMARY_DETAIL = "synced, Primary"  # the status detail of a member clients may use
 
@@ -83,13 +86,26 @@ class GaleraMember:
         self.last: NodeState | None = None  # the last state inspected while stopped
         self.promoted = False
         self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
+        self.unsent: NodeState | None = None  # a report the store did not take
 
     async def _report(self) -> NodeState:
         state = await self.server.inspect()
         self.last = state
-        if self.link is not None:
-            await self.link.report(state)
+        await self._send(state)
         return state
+
+    async def _send(self, state: NodeState) -> None:
+        """Send the report; one the store did not take is sent again at the next status poll
+        (a stop by rule 1 runs when the store is away: the stop must not fail for it, and the
+        controller must not wait for ever on a report that was lost)."""
+        self.unsent = None
+        if self.link is None:
+            return
+        try:
+            await self.link.report(state)
+        except Exception as exc:  # the store is away (any client error): try again later
+            log.warning("%s: state report not written (%s); will try again", self.name, exc)
+            self.unsent = state
 
     async def start(self) -> None:
         await self.server.initialize()
@@ -142,6 +158,10 @@ class GaleraMember:
 
     async def status(self) -> DriverStatus:
         if not self.promoted:
+            if self.unsent is not None:
+                await self._send(self.unsent)
+            if self.unsent is not None:
+                return DriverStatus("running", "mariadbd stopped (state not reported yet)")
             return DriverStatus("running", "mariadbd stopped (state reported)")
         found = await self.server.status()
         if not found.running:
