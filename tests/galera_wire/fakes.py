@@ -26,6 +26,12 @@ class FakeCluster:
     seqno: int = 0
     primary: set[str] = field(default_factory=set)
     bootstraps: list[str] = field(default_factory=list)  # every --wsrep-new-cluster, in order
+    evicted: list[str] = field(default_factory=list)  # every evs.evict, in order
+
+
+def member_uuid(node: str) -> str:
+    """The gcomm uuid of ``node``'s (one) fake server."""
+    return f"00000000-0000-0000-0000-{node.encode().hex():0>12}"[:36]
 
 
 class FakeServer:
@@ -90,6 +96,14 @@ class FakeServer:
             self.grastate = GraState(Position(self.cluster.uuid, self.cluster.seqno), last)
         self.up = False
 
+    async def view(self) -> list[tuple[str, str]]:
+        return [(member_uuid(n), n) for n in sorted(self.cluster.primary)]
+
+    async def evict(self, uuid: str) -> None:
+        self.calls.append(f"evict {uuid}")
+        self.cluster.evicted.append(uuid)
+        self.cluster.primary = {n for n in self.cluster.primary if member_uuid(n) != uuid}
+
     async def ensure_users(self) -> None:
         self.calls.append("ensure_users")
         if not self.up:
@@ -120,6 +134,7 @@ class FakeLink:
     primaries: tuple[str, ...] = ()
     reports: list[NodeState] = field(default_factory=list)
     store_away: bool = False
+    fenced: set[str] = field(default_factory=set)
 
     async def report(self, state: NodeState) -> None:
         if self.store_away:
@@ -131,6 +146,11 @@ class FakeLink:
 
     async def primary(self) -> tuple[str, ...]:
         return self.primaries
+
+    async def gone(self) -> frozenset[str]:
+        if self.store_away:
+            raise ConnectionError("the store is away")
+        return frozenset(self.fenced)
 
     async def holds_claim(self) -> bool:
         if self.store_away:

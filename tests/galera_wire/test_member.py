@@ -16,11 +16,11 @@ from corral.core.galera.state import Position
 from corral.drivers import NodeContext, make_driver
 from corral.drivers.base import DriverError, NodeFault
 from corral.drivers.galera_member import PRIMARY_DETAIL, GaleraMember, settings_for
-from corral.records import StatusInstance, StatusRecord
+from corral.records import FencedRecord, StatusInstance, StatusRecord
 from corral.records.galera import BootstrapClaim, read_galera
 from corral.spec import load_spec_text
 from corral.store import Keys, MemoryStore
-from tests.galera_wire.fakes import UUID, FakeCluster, FakeLink, FakeServer
+from tests.galera_wire.fakes import UUID, FakeCluster, FakeLink, FakeServer, member_uuid
 from tests.spec.test_galera_spec import HEAD
 
 SPEC = (
@@ -125,6 +125,45 @@ async def test_a_stop_with_the_store_away_stops_and_reports_once_it_is_back() ->
     link.store_away = False
     assert "state reported" in (await m.status()).detail
     assert link.reports[-1].grastate is not None and link.reports[-1].grastate.safe_to_bootstrap
+
+
+async def test_a_survivor_evicts_a_fenced_member_at_its_poll_and_only_once() -> None:
+    """Rule 2 and ``evs.evict``: once db3's fence succeeded, db1's poll drops it from the
+    group; the store away or nothing fenced evicts nobody and fails nothing."""
+    cluster = FakeCluster(seqno=4)
+    members = {n: member(n, cluster, seqno=4) for n in ("db1", "db2", "db3")}
+    members["db1"][2].claimed = claim_for("db1", 4, force=True)
+    for node, (m, _, link) in members.items():
+        await m.start()
+        link.primaries = ("db1",) if node != "db1" else ()
+        await m.promote()
+    m1, _, l1 = members["db1"]
+    await m1.status()
+    assert cluster.evicted == [] and cluster.primary == {"db1", "db2", "db3"}
+    members["db3"][1].crash()  # powered off by its fence, still in the view until suspected
+    cluster.primary.add("db3")
+    l1.fenced, l1.store_away = {"db3"}, True
+    assert (await m1.status()).promoted and cluster.evicted == []
+    l1.store_away = False
+    assert (await m1.status()).promoted
+    assert cluster.evicted == [member_uuid("db3")] and cluster.primary == {"db1", "db2"}
+    await m1.status()
+    assert cluster.evicted == [member_uuid("db3")]
+
+
+async def test_store_link_names_fenced_nodes_gone_until_they_register_again() -> None:
+    store, keys = MemoryStore(), Keys("c1")
+    me = Registration("db1", 11)
+    link = StoreGaleraLink(store, keys, "galera", lambda: me, lambda: None, lambda: 5.0)
+    assert await link.gone() == frozenset()
+    reg = await store.put(keys.node("db3"), b"{}")
+    await store.put(keys.fenced("db3"), FencedRecord(reg).dump())
+    await store.put(keys.fenced("db1"), FencedRecord(1).dump())  # never this node itself
+    assert await link.gone() == {"db3"}
+    await store.delete(keys.node("db3"))  # its lease went with the fence
+    assert await link.gone() == {"db3"}
+    await store.put(keys.node("db3"), b"{}")  # rebooted and registered again
+    assert await link.gone() == frozenset()
 
 
 async def test_an_adopted_server_is_held_until_the_claim_is_read() -> None:

@@ -3,7 +3,9 @@ store gates the promotions (:mod:`corral.core.galera.gate`), and each node's
 :class:`GaleraMember` over a real :class:`GaleraServer` (in its own network namespace) does
 what its assignment says, as its agent would: start (mariadbd stopped, state reported), then
 promote (bootstrap under the claim, or join the Primary). One bootstrap, every node synced,
-a write on every node, the claim cleared, one writer named."""
+a write on every node, the claim cleared, one writer named. Then (the second test needs the
+first) db3 is killed -9 and recorded fenced: db1's next status poll evicts it (rule 2,
+``evs.evict``) and the survivors' view drops it without waiting for ``evs.suspect_timeout``."""
 
 from __future__ import annotations
 
@@ -18,18 +20,20 @@ from corral.agent.controller import Controller
 from corral.agent.galera import StoreGaleraLink
 from corral.core.clock import ManualClock
 from corral.drivers.galera_member import PRIMARY_DETAIL, GaleraMember
-from corral.records import AssignRecord, StatusInstance, StatusRecord
+from corral.records import AssignRecord, FencedRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
 from corral.records.galera import read_galera
 from corral.spec import load_spec_text
 from corral.store import Keys, MemoryStore
 from tests.galera import lab as galera_lab_module
 from tests.galera.conftest import real_server_marks
-from tests.galera.lab import GaleraLab, galera_lab, wait_for
+from tests.galera.lab import GaleraLab, galera_lab, kill9, wait_for
 from tests.galera_wire.test_writer import BALANCED
 
 pytestmark = real_server_marks(timeout=300)
 NODES = ("db1", "db2", "db3")
+FORMED: list[Agents] = []
+EVICTED_S: list[float] = []  # seconds from the fence record to a view of two (printed)
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +134,21 @@ async def test_the_controller_forms_a_real_cluster_with_one_bootstrap(lab: Galer
         assert await server.execute("SELECT id FROM w.t") == [(7,)]
     for node in NODES:  # the reports of the stopped servers, under each node's lease
         assert node in records.reports
+    FORMED.append(agents)
+
+
+async def test_a_fenced_member_is_evicted_by_a_survivors_poll(lab: GaleraLab) -> None:
+    assert FORMED, "needs the formed cluster of the test before"
+    agents = FORMED[0]
+    (uuid3,) = [u for u, n in await lab.server(1).view() if n == "db3"]
+    await kill9(lab.server(3))  # powered off by its fence
+    fenced = FencedRecord(agents.regs["db3"]).dump()
+    await agents.store.put(agents.keys.fenced("db3"), fenced)
+    began = time.monotonic()
+    assert (await agents.members["db1"].status()).promoted  # the poll that evicts
+    status = await wait_for(lab.server(1), lambda s: s.cluster_size == 2, timeout=30)
+    EVICTED_S.append(round(time.monotonic() - began, 2))
+    assert status.healthy
+    evict_list = await lab.server(2).execute("SHOW STATUS LIKE 'wsrep_evs_evict_list'")
+    assert evict_list == [("wsrep_evs_evict_list", uuid3)]  # spread to every member
+    await lab.server(2).execute("INSERT INTO w.t VALUES (8)")  # the survivors commit

@@ -10,6 +10,10 @@
 - ``holds_claim``: whether a claim naming this node exists at all (any registration), read
   linearizably: a bootstrap node stays held to its lease until it does not (rule 1g); a
   malformed claim counts as naming it.
+- ``gone``: the nodes with a ``fenced/<node>`` record (written only once a fence succeeded)
+  that are not registered, or registered still at the fenced registration: whose members a
+  survivor evicts (rule 2). One range read of ``fenced/``; the registrations only when some
+  node was fenced.
 - ``primary``: the other nodes whose status record shows this resource promoted and not
   unhealthy (a member is reported promoted only once its mariadbd answered as part of the
   Primary component: :meth:`GaleraMember.promote`).
@@ -21,7 +25,7 @@ from collections.abc import Callable
 
 from corral.agent.assigned import Registration
 from corral.core.galera.state import NodeState
-from corral.records import StatusRecord
+from corral.records import FencedRecord, StatusRecord
 from corral.records.codec import Malformed
 from corral.records.galera import BootstrapClaim, ReportRecord, may_bootstrap
 from corral.store import Keys, Store
@@ -66,6 +70,19 @@ class StoreGaleraLink:
             return BootstrapClaim.read(kv.value).node == self.me().node
         except Malformed:
             return True  # unreadable: never let a bootstrap node off the lease on it
+
+    async def gone(self) -> frozenset[str]:
+        fenced = (await self.store.range(self.keys.prefix("fenced"))).kvs
+        out = set()
+        for kv in fenced:
+            record = FencedRecord.parse_kv(kv)
+            node = self.keys.relative(kv.key)[-1]
+            if record is None or node == self.me().node:
+                continue
+            reg = await self.store.get(self.keys.node(node))
+            if reg is None or reg.mod_revision == record.revision:
+                out.add(node)
+        return frozenset(out)
 
     async def primary(self) -> tuple[str, ...]:
         node = self.me().node

@@ -22,6 +22,9 @@ Contract (the roles of issue 16):
   started as a joiner, or started as the bootstrap node once a read of the claim
   (:meth:`GaleraLink.holds_claim`) shows it no longer names this node; the agent then no longer
   holds it to the node lease. A failed read keeps it held.
+- **Eviction** (rule 2): a member synced in the Primary component evicts (``evs.evict``) the
+  members of its view whose nodes were fenced and have not registered again
+  (:func:`corral.core.galera.evs.evictions`), at its status poll.
 - **Stop**: mariadbd stopped (idempotent); with a link, the state after the stop is reported.
   The lease guard makes this driver without a link (:func:`galera_member`), so the self-fence
   (rule 1) stops mariadbd, a bootstrapping one included, with nothing but the spec.
@@ -34,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from corral.core.galera.evs import provider_options
+from corral.core.galera.evs import evictions, provider_options
 from corral.core.galera.hold import StartedAs, joined
 from corral.core.galera.state import NodeState, Position
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
@@ -64,10 +67,15 @@ class GaleraLink(Protocol):
         """Whether a bootstrap claim naming this node (any registration) exists now; raises
         when the store cannot say."""
 
+    async def gone(self) -> frozenset[str]:
+        """The nodes fenced (a fence that succeeded) and not registered again since."""
+
 
 class Server(Protocol):
     """What a member uses of :class:`GaleraServer` (a fake in tests behaves the same)."""
 
+    @property
+    def node(self) -> str: ...
     def running(self) -> bool: ...
     async def initialize(self) -> bool: ...
     async def inspect(self) -> NodeState: ...
@@ -76,6 +84,8 @@ class Server(Protocol):
     async def stop(self) -> None: ...
     async def status(self) -> GaleraStatus: ...
     async def ensure_users(self) -> None: ...
+    async def view(self) -> list[tuple[str, str]]: ...
+    async def evict(self, member_uuid: str) -> None: ...
 
 
 class GaleraMember:
@@ -87,6 +97,7 @@ class GaleraMember:
         self.promoted = False
         self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
         self.unsent: NodeState | None = None  # a report the store did not take
+        self.evicted: set[str] = set()  # gcomm uuids this member evicted (rule 2)
 
     async def _report(self) -> NodeState:
         state = await self.server.inspect()
@@ -168,10 +179,30 @@ class GaleraMember:
             return DriverStatus("failed", found.detail or "mariadbd is not running")
         member = await self._joined()
         if found.healthy:
+            await self._evict()
             return DriverStatus("running", PRIMARY_DETAIL, promoted=True, joined=member)
         said = found.state_comment or found.detail or "not answering"
         detail = f"{said}, {found.cluster_status or '?'}: not ready"
         return DriverStatus("running", detail, joined=member)
+
+    async def _evict(self) -> None:
+        """``evs.evict`` the members of this node's view whose nodes were fenced (rule 2:
+        the fence succeeded, so they are off), so that the survivors commit again at once
+        instead of after ``evs.suspect_timeout``. Best effort: the derived timeouts bound the
+        stall anyway (:mod:`corral.core.galera.evs`)."""
+        if self.link is None:
+            return
+        try:
+            gone = await self.link.gone()
+            if not gone:
+                return
+            me = self.server.node
+            for node, uuid in evictions(await self.server.view(), gone, me, self.evicted):
+                await self.server.evict(uuid)
+                self.evicted.add(uuid)
+                log.warning("%s: evicted %s (%s) from the group: it was fenced", me, node, uuid)
+        except Exception as exc:  # the store or the server did not answer: the next poll
+            log.warning("%s: eviction not done (%s)", self.name, exc)
 
     async def _joined(self) -> bool:
         """Rule 1g: whether this running member is joined (not held to the lease). A
