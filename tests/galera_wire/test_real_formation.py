@@ -9,6 +9,7 @@ first) db3 is killed -9 and recorded fenced: db1's next status poll evicts it (r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -19,6 +20,7 @@ from corral.agent.assigned import Registration
 from corral.agent.controller import Controller
 from corral.agent.galera import StoreGaleraLink
 from corral.core.clock import ManualClock
+from corral.drivers.base import DriverError
 from corral.drivers.galera_member import PRIMARY_DETAIL, GaleraMember
 from corral.records import AssignRecord, FencedRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
@@ -33,6 +35,7 @@ from tests.galera_wire.test_writer import BALANCED
 pytestmark = real_server_marks(timeout=300)
 NODES = ("db1", "db2", "db3")
 FORMED: list[Agents] = []
+CONTROLLER: list[Controller] = []
 EVICTED_S: list[float] = []  # seconds from the fence record to a view of two (printed)
 
 
@@ -96,6 +99,31 @@ class Agents:
                 await member.promote()
                 await self._status(node, "promoted")
 
+    async def restart(self, node: str) -> float:
+        """What ``node``'s agent does with a member whose mariadbd died: start it again
+        (stopped, inspected, ``--wsrep-recover`` after a crash, reported) and publish it
+        started. Returns the seconds the start took."""
+        began = time.monotonic()
+        await self.members[node].start()
+        took = time.monotonic() - began
+        await self._status(node, "started")
+        return took
+
+    async def settle(self, controller: Controller, rounds: int = 12) -> None:
+        """Controller steps and agent rounds until every member is promoted (bounded), then
+        until every server is synced in a view of three; one more step clears the claim and
+        names the writer."""
+        for _ in range(rounds):
+            await controller.step()
+            await self.round()
+            if len(self.roles) == 3 and set(self.roles.values()) == {"promoted"}:
+                break
+        else:
+            raise AssertionError(f"not every member promoted after {rounds} rounds: {self.roles}")
+        for server in self.lab.servers:
+            await wait_for(server, lambda s: s.healthy and s.cluster_size == 3, timeout=180)
+        await controller.step()
+
     async def _status(self, node: str, role: str) -> None:
         self.roles[node] = role
         record = StatusRecord((StatusInstance(role, "healthy", PRIMARY_DETAIL),))
@@ -135,6 +163,51 @@ async def test_the_controller_forms_a_real_cluster_with_one_bootstrap(lab: Galer
     for node in NODES:  # the reports of the stopped servers, under each node's lease
         assert node in records.reports
     FORMED.append(agents)
+    CONTROLLER.append(controller)
+
+
+async def _write_until_killed(lab: GaleraLab, acked: list[int]) -> None:
+    for i in range(100, 100_000):  # bounded: the kill comes after 50
+        try:
+            await lab.server(1).execute("INSERT INTO w.t VALUES (%s)", (i,))
+        except DriverError:
+            return
+        acked.append(i)
+
+
+async def test_every_node_killed_comes_back_by_the_decisions_with_every_acked_write(
+    lab: GaleraLab,
+) -> None:
+    """A power cut of the whole cluster under writes, then each agent restarts its member:
+    recovered positions reported, one bootstrap claimed and made from the most advanced
+    node, the others join once the claim is cleared; nothing acknowledged is lost."""
+    assert FORMED, "needs the formed cluster of the test before"
+    agents, controller = FORMED[0], CONTROLLER[0]
+    acked: list[int] = []
+    writer = asyncio.create_task(_write_until_killed(lab, acked))
+    while len(acked) < 50:
+        await asyncio.sleep(0.01)
+        assert not writer.done(), "the writer stopped before the kill"
+    await asyncio.gather(*(kill9(s) for s in lab.servers))
+    await asyncio.wait_for(writer, 30)
+    for node in NODES:
+        await agents.restart(node)
+    reports = read_galera(
+        agents.keys, "galera", (await agents.store.range(agents.keys.galera("galera"))).kvs
+    ).reports
+    assert all(reports[n].recovered is not None for n in NODES)  # seqno -1: recovered
+    bootstraps = len(await events_of(agents, '"bootstrap"'))
+    await agents.settle(controller)
+    assert len(await events_of(agents, '"bootstrap"')) == bootstraps + 1  # exactly one
+    for server in lab.servers:
+        await server.execute("SET SESSION wsrep_sync_wait = 1")
+        got = {int(r[0]) for r in await server.execute("SELECT id FROM w.t")}
+        assert set(acked) <= got, f"{server.name} lost acknowledged writes"
+
+
+async def events_of(agents: Agents, kind: str) -> list[str]:
+    kvs = (await agents.store.range(agents.keys.prefix("events"))).kvs
+    return [kv.value.decode() for kv in kvs if kind in kv.value.decode()]
 
 
 async def test_a_fenced_member_is_evicted_by_a_survivors_poll(lab: GaleraLab) -> None:
