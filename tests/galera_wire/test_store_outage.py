@@ -111,7 +111,7 @@ async def test_a_formed_cluster_keeps_running_through_an_etcd_outage(tmp_path: P
         await until(lambda: lab.up() == set(NODES) and all_joined(lab), 30, "formed, joined")
         assert len(lab.cluster.bootstraps) == 1
         await until(lambda: any(lab.world.values()), 10, "the active-passive service runs")
-        starts = {n: s.calls.count("stop") for n, s in lab.servers.items()}
+        stops_before = {n: s.calls.count("stop") for n, s in lab.servers.items()}
         for member in lab.etcd.members:
             member.kill()
         await until(lambda: not any(lab.world.values()), 10, "ap self-fenced (rule 1)")
@@ -122,7 +122,7 @@ async def test_a_formed_cluster_keeps_running_through_an_etcd_outage(tmp_path: P
         await until(lambda: any(lab.world.values()), 30, "ap started again after etcd")
         await until(lambda: all(a.lease for a in lab.agents.values()), 30, "all registered")
         assert lab.up() == set(NODES) and len(lab.cluster.bootstraps) == 1
-        assert {n: s.calls.count("stop") for n, s in lab.servers.items()} == starts
+        assert {n: s.calls.count("stop") for n, s in lab.servers.items()} == stops_before
 
 
 async def test_a_bootstrap_under_way_is_stopped_and_its_joiner_kept(tmp_path: Path) -> None:
