@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.galera import lab as galera_lab_module
 from tests.galera.lab import GaleraLab, galera_lab, kill9
-from tests.galera_wire.test_real_formation import NODES, Agents
+from tests.galera_wire.model import NODES, Agents
 
 from _rabbit import bench_main
 from corral.agent.controller import Controller

@@ -156,3 +156,14 @@ class FakeLink:
         if self.store_away:
             raise ConnectionError("the store is away")
         return self.claimed is not None and self.claimed.node == self.node
+
+
+def agents_spec(cluster: str, profile: str, prefix: str, resources: str) -> str:
+    """The spec of db1..db3 at ``<prefix>.1..3`` for in-process agents (the store's endpoint
+    is a placeholder: the agents are handed their store client)."""
+    nodes = "".join(f"  db{i}: {{address: {prefix}.{i}}}\n" for i in (1, 2, 3))
+    return (
+        f"cluster: {cluster}\nprofile: {profile}\n"
+        'store: {etcd: {endpoints: ["http://127.0.0.1:1"]}}\n'
+        f"nodes:\n{nodes}resources:\n{resources}"
+    )

@@ -5,6 +5,7 @@ the lease guard's self-fence reaches mariadbd (rule 1)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ SPEC = (
 
 def member(node: str, cluster: FakeCluster, **kw: int) -> tuple[GaleraMember, FakeServer, FakeLink]:
     server, link = FakeServer(node, cluster, **kw), FakeLink(node)
-    return GaleraMember("galera", server, link), server, link
+    m = GaleraMember("galera", server, link)
+    m.confirm = 0.0  # the confirmation's wait is tested on its own
+    return m, server, link
 
 
 def claim_for(node: str, seqno: int, *, force: bool = False) -> BootstrapClaim:
@@ -177,6 +180,22 @@ async def test_an_adopted_server_is_held_until_the_claim_is_read() -> None:
     assert not (await m.status()).joined  # it is the bootstrap node
     link.claimed = None
     assert (await m.status()).joined
+
+
+async def test_a_joiner_never_starts_on_a_primary_that_vanishes_within_the_confirmation() -> None:
+    """All mariadbds killed at once: the others' records still say promoted until their
+    agents' polls; a joiner started on them blocked the recovery for its start timeout."""
+    cluster = FakeCluster(seqno=4)
+    m, server, link = member("db1", cluster, seqno=4)
+    await m.start()
+    m.confirm = 0.05
+    link.primaries = ("db2",)
+    stale = asyncio.create_task(m.promote())
+    await asyncio.sleep(0.01)
+    link.primaries = ()  # db2's agent published its failure meanwhile
+    with pytest.raises(NodeFault, match="no Primary component to join"):
+        await stale
+    assert not server.up and "start bootstrap=False" not in " ".join(server.calls)
 
 
 async def test_a_donor_or_non_primary_member_is_running_but_not_promoted() -> None:

@@ -28,23 +28,17 @@ from corral.spec import Resource, Spec, load_spec_text
 from corral.store import EtcdStore, Keys
 from corral.store.lab import EtcdLab, etcd_lab
 from tests.agent.fakes import ScriptedChecker, fake_factory, until
-from tests.galera_wire.fakes import UUID, FakeCluster, FakeServer
+from tests.galera_wire.fakes import UUID, FakeCluster, FakeServer, agents_spec
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
 NODES = ("db1", "db2", "db3")
 KEYS = Keys("outage")
-SPEC = """
-cluster: outage
-profile: local
-store: {etcd: {endpoints: ["http://127.0.0.1:1"]}}
-nodes:
-  db1: {address: 127.0.0.1}
-  db2: {address: 127.0.0.2}
-  db3: {address: 127.0.0.3}
-resources:
-  galera: {galera: {bootstrap_wait: 1s}}
-  ap: {process: /bin/true, mode: active-passive}
-"""
+SPEC = agents_spec(
+    "outage",
+    "local",
+    "127.0.0",
+    "  galera: {galera: {bootstrap_wait: 1s}}\n  ap: {process: /bin/true, mode: active-passive}\n",
+)
 
 
 @dataclass

@@ -32,6 +32,7 @@ Contract (the roles of issue 16):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,7 @@ from corral.spec.model import Resource, Spec
 log = logging.getLogger(__name__)
 
 PRIMARY_DETAIL = "synced, Primary"  # the status detail of a member clients may use
+CONFIRM_PRIMARY = 2.0  # > the agents' status poll (1 s) and its publication: see promote
 
 
 class GaleraLink(Protocol):
@@ -98,6 +100,7 @@ class GaleraMember:
         self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
         self.unsent: NodeState | None = None  # a report the store did not take
         self.evicted: set[str] = set()  # gcomm uuids this member evicted (rule 2)
+        self.confirm = CONFIRM_PRIMARY
 
     async def _report(self) -> NodeState:
         state = await self.server.inspect()
@@ -156,7 +159,7 @@ class GaleraMember:
             self.promoted, self.last = True, None
             await self.server.ensure_users()  # on the new Primary; the joiners get them by SST
             return
-        elif await self.link.primary():
+        elif await self._primary_confirmed():
             self.started_as = "join"
             await self.server.start(position=state.recovered)
         else:
@@ -166,6 +169,22 @@ class GaleraMember:
             )
         self.promoted = True
         self.last = None  # the files change under a running server
+
+    async def _primary_confirmed(self) -> bool:
+        """Whether a Primary component runs to join: the other members' records say so now
+        and still say so ``confirm`` seconds later. Why: when every mariadbd dies at once
+        (a kill -9 of all), a member whose agent restarts it first reads the others' records
+        before their agents' polls marked them failed; started as a joiner into that
+        vanished cluster it blocked the recovery for its whole start timeout (seen: 250 s
+        with real agents), since a running server outside a Primary is a state the bootstrap
+        decision must wait on (resource-agents PR 1557 is the same trap)."""
+        if not await self.link_primary():
+            return False
+        await asyncio.sleep(self.confirm)
+        return bool(await self.link_primary())
+
+    async def link_primary(self) -> tuple[str, ...]:
+        return () if self.link is None else await self.link.primary()
 
     async def status(self) -> DriverStatus:
         if not self.promoted:
