@@ -11,7 +11,8 @@ Contract (the roles of issue 16):
   as the *bootstrap node* when the link says this node at its current registration holds the
   bootstrap claim (:func:`corral.records.galera.may_bootstrap`; its grastate is marked
   ``safe_to_bootstrap: 1`` first when the claim says ``force``), or as a *joiner* only while
-  another member runs a Primary component (never into a vanished cluster). Otherwise it
+  another member runs a Primary component, confirmed ``CONFIRM_PRIMARY`` later (never into a
+  vanished cluster, even on records not yet updated after a crash of every server). Otherwise it
   refuses with :class:`NodeFault` (not the resource's failure, rule 7; the agent tries
   again). A recovered position is passed as ``--wsrep-start-position``. Promoting a node
   whose mariadbd already runs does nothing.
