@@ -74,3 +74,21 @@ def test_without_the_privilege_the_guard_still_runs_and_says_why() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("True ['real-time priority:"), done.stdout
+
+
+def test_a_verbose_agent_does_not_log_every_netlink_message() -> None:
+    done = run(
+        """
+        import logging
+        from corral.cli.cluster import _agent_process
+        _agent_process(verbose=True)
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            ip.get_addr()
+        print(logging.getLogger("corral").getEffectiveLevel(),
+              logging.getLogger("pyroute2.netlink.core").getEffectiveLevel())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["10", "30"], done.stdout  # ours DEBUG, pyroute2 WARNING
+    assert "pyroute2" not in done.stderr, done.stderr[-500:]

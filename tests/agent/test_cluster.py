@@ -233,7 +233,7 @@ async def test_standby_drains_and_maintenance_freezes(cluster: Cluster) -> None:
 async def test_gossip_sees_a_killed_agent_within_a_second_or_so(cluster: Cluster) -> None:
     def views() -> dict[str, list[dict[str, object]]]:
         out = corral(cluster, "members", "--json").stdout
-        return json.loads(out) if out.strip() else {}
+        return json.loads(out)["members"] if out.strip() else {}
 
     await until(
         lambda: (

@@ -69,6 +69,7 @@ async def test_agents_turn_auth_on_and_a_joining_node_adds_its_user(
         again = await secure_store(etcd.endpoints, root, KEYS, ["n1", "n2", "n3"], SPEC, report)
         assert set(again) == {
             "user node:n3 added", "user node:n3: role corral:c1:agent granted",
+            "user api:n3 added", "user api:n3: role corral:c1:operator granted",
             "user alice added", "user alice: role corral:c1:operator granted",
         }  # fmt: skip
         await n3.put(KEYS.node("n3"), b"{}")

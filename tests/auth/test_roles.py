@@ -18,6 +18,8 @@ from corral.auth.roles import (
     public_spans,
     table_text,
 )
+from corral.records.rabbit import RabbitKeys
+from corral.records.rabbit_plan import plan_key
 from corral.store import Keys
 
 GOLDEN = Path(__file__).parent / "data" / "roles.txt"
@@ -42,6 +44,10 @@ AGENT_WRITES = [
     KEYS.galera_report("db", "n1"),  # a Galera node's state
     KEYS.galera_bootstrap("db"),  # the controller's bootstrap claim (rule 6)
     KEYS.galera_writer("db"),  # the controller's one writer
+    RabbitKeys(KEYS, "mq").report("n1"),  # a RabbitMQ node's broker state
+    RabbitKeys(KEYS, "mq").running("n1"),  # the nodes it ran with
+    RabbitKeys(KEYS, "mq").claim(7),  # the controller's force-boot claim (rule 6)
+    plan_key(RabbitKeys(KEYS, "mq")),  # the controller's plan
 ]
 OPERATOR_WRITES = [
     KEYS.admin("maintenance"),

@@ -116,8 +116,9 @@ def cgroup2_root() -> Path | None:
 class SystemdNamespace:
     """One namespaced systemd (see the module docstring). Use :meth:`boot` and :meth:`close`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, netns: str | None = None) -> None:
         self.workdir = workdir
+        self.netns = netns  # a named network namespace (``ip netns``) to boot in, or the host's
         root = cgroup2_root()
         if root is None:
             raise RuntimeError("no cgroup2 hierarchy is mounted")
@@ -139,6 +140,8 @@ class SystemdNamespace:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with (self.workdir / "systemd-ns.log").open("wb") as log:
             argv = ["sh", "-ec", STAGE1, "stage1", str(self.cgroup), STAGE2, host_mnt, TARGET]
+            if self.netns:
+                argv = ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
             self.proc = subprocess.Popen(
                 [*argv, _repo_under_tmp()],
                 stdin=subprocess.DEVNULL,
@@ -242,13 +245,13 @@ class SystemdNamespace:
 
 
 @contextlib.contextmanager
-def booted(workdir: Path) -> Iterator[SystemdNamespace]:
-    """A booted namespace for a fixture, closed afterwards (the test is skipped where none
-    can run: :func:`unavailable_reason`)."""
+def booted(workdir: Path, netns: str | None = None) -> Iterator[SystemdNamespace]:
+    """A booted namespace for a fixture (in the network namespace ``netns`` if given), closed
+    afterwards (the test is skipped where none can run: :func:`unavailable_reason`)."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    sd = SystemdNamespace(workdir)
+    sd = SystemdNamespace(workdir, netns)
     sd.boot()
     try:
         yield sd

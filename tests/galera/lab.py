@@ -52,21 +52,13 @@ def _namespaces(count: int) -> list[str]:
 
 
 def teardown(count: int = 3) -> None:
-    for ns in _namespaces(count):
-        with contextlib.suppress(netns.NetnsError):
-            netns.kill_all(ns, timeout=10) if netns.exists(ns) else None
-        netns.delete_namespace(ns)
+    netns.remove_all(_namespaces(count), timeout=10)
 
 
 def setup(count: int = 3) -> None:
-    netns.add_namespace(SWITCH)
-    netns.add_bridge(SWITCH, BRIDGE)
-    for i in range(1, count + 1):
-        ns, ifname = ns_of(i), f"cgl-{i}0"
-        netns.add_namespace(ns)
-        netns.add_veth(SWITCH, f"cgl-{i}p", ns, ifname, BRIDGE)
-        netns.add_address(ns, ifname, f"{address_of(i)}/24")
-        netns.set_link(ns, ifname, up=True)
+    netns.add_star(SWITCH, BRIDGE, {
+        ns_of(i): (f"cgl-{i}p", f"cgl-{i}0", f"{address_of(i)}/24") for i in range(1, count + 1)
+    })  # fmt: skip
 
 
 def write_secret(path: Path, value: str) -> SecretRef:

@@ -15,6 +15,7 @@ from cryptography import x509
 from corral.cli.main import cli
 from corral.pki import (
     PkiError,
+    api_identity,
     client_files,
     init_bundle,
     issue_identity,
@@ -92,6 +93,36 @@ def test_a_node_certificate_from_another_ca_is_replaced(tmp_path: Path) -> None:
     init_bundle(tmp_path / "ca", "c", NOW)
     found = node_identity(spec, "n1", tmp_path / "state", NOW)
     assert found is not None and found.reissued
+
+
+def test_the_api_identity_is_an_operator_issued_beside_the_node_one(tmp_path: Path) -> None:
+    init_bundle(tmp_path / "ca", "c", NOW)
+    spec = spec_with(f"{{bundle: {tmp_path / 'ca'}}}")
+    files = api_identity(spec, "n1", tmp_path / "state", NOW)
+    assert files is not None and files.cert == str(tmp_path / "state" / "tls" / "api.crt")
+    cert = read_cert(Path(files.cert))
+    assert cert.subject.rfc4514_string() == "OU=operator,O=c,CN=api:n1"
+    assert kind_of("api:n1") == "api" and stat.S_IMODE(Path(files.key).stat().st_mode) == 0o600
+    api_identity(spec, "n1", tmp_path / "state", NOW + 50 * DAY)
+    assert read_cert(Path(files.cert)).serial_number == cert.serial_number  # kept
+    api_identity(spec, "n1", tmp_path / "state", NOW + 61 * DAY)
+    assert read_cert(Path(files.cert)).serial_number != cert.serial_number  # renewed
+    own = spec_with("{ca: /x/ca.crt, cert: /x/n.crt, key: /x/n.key}")
+    assert api_identity(own, "n1", tmp_path / "own", NOW) is None  # none put there
+    out = tmp_path / "own" / "tls-api"
+    for name in ("ca.crt", "api.crt", "api.key"):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("x")
+    given = api_identity(own, "n1", tmp_path / "own", NOW)
+    assert given is not None and given.cert == str(out / "api.crt")
+    assert api_identity(spec_with("null"), "n1", tmp_path, NOW) is None
+
+
+def test_https_on_the_api_needs_the_stores_tls() -> None:
+    with pytest.raises(SpecError, match=r"api\.tls: true needs the store"):
+        load_spec_text("cluster: c\nnodes: {n1: {address: 10.0.0.1}}\napi: {tls: true}\n")
+    text = "cluster: c\nnodes: {n1: {address: 10.0.0.1}}\napi: {tls: true}\nstore:\n  embedded:\n"
+    assert load_spec_text(text + "    tls: {bundle: /ca}\n").api.tls
 
 
 def test_spec_tls_fields_are_checked_with_their_lines() -> None:

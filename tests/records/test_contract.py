@@ -62,6 +62,7 @@ EXAMPLES: list[Record] = [
     LbRecord({"web": {"n1": "ready", "n2": "drain"}}),
     MembersRecord((MemberRow("n1", "alive", 3, None), MemberRow("n2", "dead", 1, 2.5))),
     MaintenanceRecord(True, ("n1",), ("web",), ("db@n2",)),
+    MaintenanceRecord(False, ("n1",), (), (), (("node:n1", "alice", 1700000000.5),)),
     StandbyRecord(("n3",)),
     BansRecord(("db@n2",)),
     MovesRecord({"db": "n1", "web": "n2"}),
@@ -163,6 +164,11 @@ def test_what_runs_and_what_is_frozen_is_read_entry_by_entry_as_before() -> None
     assert assign.instances == (AssignedInstance("n2", "started", None, None),)
     maint = MaintenanceRecord.read(encode({"nodes": ["n1", 2], "resources": "web"}))
     assert maint.maintenance().nodes == {"n1"} and not maint.maintenance().resources
+    authors = {"node:n1": {"by": 3, "at": 1}, "cluster": {"by": "a", "at": True}, "x": 5,
+               "node:n2": {"by": "b", "at": 2}}  # fmt: skip
+    maint = MaintenanceRecord.read(encode({"nodes": ["n2"], "set": authors}))
+    assert maint.set_by == (("node:n2", "b", 2.0),) and maint.author("cluster") is None
+    assert MaintenanceRecord.read(encode({"cluster": True, "set": [1]})).set_by == ()
 
 
 def test_version_0_records_read_as_before() -> None:

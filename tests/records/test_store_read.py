@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from corral.core.scheduler import Maintenance
 from corral.records import (
     AssignedInstance,
@@ -12,6 +14,7 @@ from corral.records import (
     read_records,
     snapshot_from_kvs,
 )
+from corral.records.view import covering, maintenance_lines, maintenance_view
 from corral.spec import load_spec_text
 from corral.store import Keys, KeyValue
 
@@ -97,3 +100,23 @@ def test_corral_status_names_the_records_it_left_out() -> None:
     view = cluster_view(SPEC, KEYS, kvs)
     assert view["skipped_records"] == ["/corral/t/status/n1/web (revision 1): not JSON"]
     assert view["resources"]["web"]["running"] == []
+
+
+def test_maintenance_marks_the_most_specific_level_that_covers_a_row() -> None:
+    record = MaintenanceRecord(
+        False,
+        ("n1",),
+        ("web",),
+        ("db@n2",),
+        (("node:n1", "alice", 1.0), ("resource:web", "bob", 2.0)),
+    )
+    assert covering(record, "n1", "web") == {"level": "node", "by": "alice", "at": 1.0}
+    assert covering(record, "n2", "web") == {"level": "resource", "by": "bob", "at": 2.0}
+    assert covering(record, "n2", "db") == {"level": "instance", "by": None, "at": None}
+    assert covering(record, "n3", "db") is None and covering(record, node="n2") is None
+    assert covering(replace(record, cluster=True), "n3", "db") == {
+        "level": "cluster", "by": None, "at": None,
+    }  # fmt: skip
+    lines = maintenance_lines(maintenance_view(record))
+    assert lines[0].startswith("maintenance node n1 (alice, ") and len(lines) == 3
+    assert lines[2] == "maintenance instance db@n2 (set by an unknown hand)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from corral.cli.simulate import inject
+from corral.actions.whatif import inject
 from corral.core.assign import staged_assignments
 from corral.core.ref import InstanceRef
 from corral.core.scheduler import apply_plan, load_state_text, render_plan, schedule

@@ -4,11 +4,14 @@ spec push.
 Each edits one record under ``admin/`` (:mod:`corral.records.admin`) with a compare-and-swap
 loop (read, change, write if unchanged since the read), so two operators at once never lose an
 edit. A record that does not read is edited as an empty one (as the scheduler reads it). The
-scheduler and the agents read these records (safety rule 4 for maintenance).
+scheduler and the agents read these records (safety rule 4 for maintenance). An action's
+work gets the store and the name of whoever runs it (the CLI's identity, the API's caller):
+maintenance records who set each entry and when (shown in every view, never read for safety).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
@@ -37,23 +40,29 @@ class ActionFailed(Exception):
 
 @dataclass(frozen=True)
 class Action:
-    """``said``: what the audit event and the operator are told; ``work``: the store work
-    (its result is the action's); ``need``: the least role that may run it."""
+    """``said``: what the audit event and the operator are told; ``work(store, by)``: the
+    store work, ``by`` the name of whoever runs it (its result is the action's); ``need``:
+    the least role that may run it."""
 
     said: str
-    work: Callable[[Store], Awaitable[object]]
+    work: Callable[[Store, str], Awaitable[object]]
     resource: str = ""
     need: Role = "operator"
 
 
-def _edit(spec: Spec, kind: type[R], change: Callable[[R], R]) -> Callable[[Store], Awaitable[R]]:
+def _edit(
+    spec: Spec, kind: type[R], change: Callable[[R], R], stamp: Callable[[R, str], R] | None = None
+) -> Callable[[Store, str], Awaitable[R]]:
+    """The compare-and-swap edit of ``kind``'s record by ``change`` (then ``stamp``, given
+    the actor's name)."""
     key = Keys(spec.cluster).admin(kind.NAME)
 
-    async def edit(store: Store) -> R:
+    async def edit(store: Store, by: str) -> R:
         for _ in range(20):
             kv = await store.get(key)
             old = kind.parse(kv.value) if kv is not None else None
             new = change(old or kind())
+            new = stamp(new, by) if stamp is not None else new
             guard = Compare.unchanged_since(key, kv.mod_revision) if kv else Compare.missing(key)
             if (await store.txn([guard], [Put(key, new.dump())])).succeeded:
                 return new
@@ -99,9 +108,10 @@ def maintenance(
     node: str | None = None,
     resource: str | None = None,
     instance: str | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> Action:
     """Maintenance on or off for exactly one of: the cluster, a node, a resource, one resource
-    on one node (rule 4)."""
+    on one node (rule 4); who set it and when (``wall``) kept beside the entry."""
     if sum(bool(x) for x in (cluster, node, resource, instance)) != 1:
         raise ActionError("name exactly one of cluster, node, resource, instance")
     on = state == "on"
@@ -121,7 +131,15 @@ def maintenance(
         return value
 
     what = "cluster" if cluster else node or resource or target
-    return Action(f"maintenance {state}: {what}", _edit(spec, MaintenanceRecord, change))
+    tag = "cluster" if cluster else f"node:{node}" if node else (
+        f"resource:{resource}" if resource else f"instance:{target}")  # fmt: skip
+
+    def stamp(value: MaintenanceRecord, by: str) -> MaintenanceRecord:
+        rest = [e for e in value.set_by if e[0] != tag]
+        return replace(value, set_by=tuple(sorted([*rest, (tag, by, wall())] if on else rest)))
+
+    said = f"maintenance {state}: {what}"
+    return Action(said, _edit(spec, MaintenanceRecord, change, stamp))
 
 
 def standby(spec: Spec, state: OnOff, node: str) -> Action:
@@ -159,7 +177,7 @@ def cleanup(spec: Spec, instance: str) -> Action:
     """Forget the failures of a resource on a node (lifts a ban by the failure policy)."""
     res, node = pair(spec, instance)
 
-    async def forget(store: Store) -> None:
+    async def forget(store: Store, by: str) -> None:
         await store.delete(Keys(spec.cluster).failcount(node, res))
 
     return Action(f"cleanup: {res}@{node}", forget, resource=res)
@@ -175,7 +193,7 @@ def spec_push(spec: Spec, text: str, source: str) -> Action:
     if new.cluster != spec.cluster:
         raise ActionError(f"the spec is of cluster {new.cluster!r}, not {spec.cluster!r}", "spec")
 
-    async def push(store: Store) -> None:
+    async def push(store: Store, by: str) -> None:
         await store.put(Keys(spec.cluster).spec, text.encode())
 
     return Action(f"spec push: {source}", push, need="admin")

@@ -32,7 +32,7 @@ def restart(
     if not 0 < timeout <= 3600:
         raise ActionError(f"timeout must be in (0, 3600] seconds, not {timeout}", "timeout")
 
-    async def run(store: Store) -> list[str]:
+    async def run(store: Store, by: str) -> list[str]:
         return await _restart(spec, store, name, rolling, timeout, say)
 
     return Action(f"restart{' --rolling' if rolling else ''}: {name}", run, resource=name)

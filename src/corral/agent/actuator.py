@@ -23,6 +23,7 @@ from corral.agent.instances import Checker, LocalService, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
 from corral.agent.publish import StatusPublisher
+from corral.agent.rabbit import StoreRabbitLink
 from corral.agent.snapshot import ActionTimes
 from corral.clocks import sleep_until
 from corral.core.agent.core import AgentCore
@@ -42,6 +43,7 @@ from corral.core.clock import Clock, Grid
 from corral.core.stall import StallLog
 from corral.drivers.base import Driver, DriverError, NodeContext, NodeFault
 from corral.drivers.galera_member import GaleraMember, GaleraServerFactory, default_galera_server
+from corral.drivers.rabbitmq_member import RabbitFactory, RabbitMember, rabbit_member
 from corral.records import FailCountRecord, RequestRecord
 from corral.spec import Resource, Spec
 from corral.store import Compare, Delete, Keys, Put, Store, StoreError
@@ -79,6 +81,7 @@ class Actuator:
         self.lb, self.network, self._me, self._lease = lb, network, me, lease
         # how a galera member's server is made (None: a galera resource cannot run here)
         self.galera_server: GaleraServerFactory | None = default_galera_server
+        self.rabbit_member: RabbitFactory = rabbit_member  # how a rabbitmq member is made
         self.services: dict[str, LocalService] = {}
         self.starting: set[str] = set()  # instances whose start is under way
         self.claiming: dict[str, LocalService] = {}  # exclusive starts reported as starting
@@ -143,6 +146,9 @@ class Actuator:
         if res.kind == "galera" and self.galera_server is not None:
             link = StoreGaleraLink(self.store, self.keys, name, self._me, self._lease, self.wall)
             return GaleraMember(name, self.galera_server(name, res, self.ctx, self.spec), link)
+        if res.kind == "rabbitmq":
+            rlink = StoreRabbitLink(self.store, self.keys, name, self._me, self._lease, self.wall)
+            return self.rabbit_member(name, res, self.ctx, self.spec, rlink)
         return self.driver_factory(name, res, self.ctx, item)
 
     def service(self, name: str, res: Resource, driver: Driver) -> LocalService:
@@ -221,7 +227,8 @@ class Actuator:
             if self.core.member_joined(svc.name, running and status is not None and status.joined):
                 died = True  # rule 1g: the guard's listing follows at the round
             if status is not None and running:
-                if isinstance(svc.driver, GaleraMember) and svc.detail != status.detail:
+                member = isinstance(svc.driver, GaleraMember | RabbitMember)
+                if member and svc.detail != status.detail:
                     # synced and Primary or not: the controller's writer choice reads it
                     svc.detail, died = status.detail, True
                 continue

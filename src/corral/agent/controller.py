@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from corral.agent.galera_gate import GaleraGates, GaleraStep
 from corral.agent.inputlog import InputLog
+from corral.agent.rabbit_gate import RabbitGates, RabbitStep
 from corral.agent.view import StoreView
 from corral.clocks import MonotonicClock
 from corral.core import controller as core
@@ -144,6 +145,7 @@ class Controller:
         self.last_replace: core.Replace | None = None  # replace_dead's last decision (logs, tests)
         self._view = view
         self._galera = GaleraGates(keys, node, self._clock.now, wall)  # bootstrap gates
+        self._rabbit = RabbitGates(keys, wall)  # RabbitMQ plans and force-boot claims
         self._written = 0  # the revision of our last write: a view must include it
 
     @property
@@ -184,6 +186,11 @@ class Controller:
         assigned, notes = staged_assignments(spec, snap, plan)
         galera = self._galera.apply(spec, records, kvs, assigned, notes, self.token)
         assigned, notes = galera.assigned, galera.notes
+        rabbit = RabbitStep(assigned, notes)
+        rabbit = self._rabbit.apply(spec, records, kvs, rabbit, self.token, self._event_op)
+        assigned, notes = rabbit.assigned, rabbit.notes
+        if not await self._rabbit_plans(rabbit):
+            return "a rabbitmq plan was not written (deposed, or a newer plan): reading again"
         read = self._parse(spec, kvs)
         writes = core.step_writes(
             StepInputs(
@@ -289,6 +296,18 @@ class Controller:
             if (key := self._keys.status(node, res)) in seen
         }
         return _Read(regs, current, assign_keys, status)
+
+    async def _rabbit_plans(self, rabbit: RabbitStep) -> bool:
+        """Write the RabbitMQ plans that changed, each in its own transaction (token, the
+        plan as read, and its force-boot claim: :func:`corral.records.rabbit_plan.plan_txn`),
+        before the step's assignments: an agent told to run a broker finds its decision.
+        False when one failed (the step must not promote by a plan that is not stored)."""
+        for _, txn in rabbit.plans:
+            result = await self._store.txn(list(txn.compares), list(txn.ops))
+            self._written = max(self._written, result.revision)
+            if not result.succeeded:
+                return False
+        return True
 
     async def _galera_writes(self, galera: GaleraStep) -> str:
         """After the step's write: clear the bootstrap claims whose claimant is Primary and

@@ -9,9 +9,20 @@ action that ran and failed is a 409 with its reason; a store that refuses (etcd'
 403, one that does not answer a 503. The result says what was done (``done``) and the record
 written. Bodies are read up to ``MAX_BODY`` bytes.
 
-The API's store client acts as the node's agent: in a cluster with etcd RBAC the agent role may
-not write ``admin/`` records, so those actions are refused there (and audited as refused) until
-the API acts with the caller's own store identity.
+Who writes (safety: an agent never holds more than it needs): the API checks the caller
+(token, role) and then writes with the store client of ``Reader.writer()``: in a cluster with a
+CA bundle, the etcd user ``api:<node>`` with the operator role (its certificate issued by the
+agent from the bundle, :func:`corral.pki.api_identity`), never the agent's own identity (the
+agent role may not write ``admin/``) nor ``root``. So an API action can do no more than an
+operator can, whatever a bug in the API lets through; ``spec-push`` (admin) is refused by etcd
+there (403: push the spec with an admin's certificate, ``corral spec push``). Without a bundle
+(the operator's own PKI) the API writes as ``api:<node>`` when ``<state-dir>/tls-api`` holds its
+files, else as the node (then etcd's RBAC refuses the ``admin/`` records: 403).
+
+Audit: every authenticated call is one audit event (who, role, via ``token``, what, result),
+refusals by the caller's role included (written by the API's identity, so a viewer's refused
+try is recorded, which the CLI cannot do); an unauthenticated call (401) writes nothing, so
+that anyone who reaches the port cannot fill the event log.
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from corral import actions
 from corral.actions import Action, ActionError, ActionFailed
 from corral.api.auth import RANK, Refused
 from corral.api.read import Reader, Unavailable
-from corral.auth.audit import audited
+from corral.auth import Identity
+from corral.auth.audit import audit_event, audited, write
 from corral.spec import Spec
 from corral.store import Keys, PermissionDenied, StoreError
 
@@ -105,6 +117,18 @@ def _shown(result: object) -> object:
     return result if isinstance(result, list | str | int | float | bool | None) else None
 
 
+async def _refused(reader: Reader, who: Identity, what: str, need: str) -> None:
+    """:class:`Refused` (403) for ``who`` below ``need``, audited (a warning if it cannot be)."""
+    reason = f"{who.name} has role {who.role}; this needs {need}"
+    now = time.time()
+    event = audit_event(who, what, "refused", reason, now)
+    try:
+        await write(reader.writer(), Keys(reader.spec().cluster), event, int(now * 1e9))
+    except (StoreError, Unavailable) as exc:
+        log.warning("the audit event was not recorded (%s): %s", exc, event.reason)
+    raise Refused(403, reason)
+
+
 def action_routes(reader: Reader) -> list[Route]:
     async def act(request: Request) -> Response:
         name = request.path_params["name"]
@@ -112,18 +136,21 @@ def action_routes(reader: Reader) -> list[Route]:
             return JSONResponse({"reason": f"no action {name!r} (known: {', '.join(ACTIONS)})"},
                                 404)  # fmt: skip
         try:
-            who = await reader.tokens.identity(request.headers.get("authorization"), "operator")
+            who = await reader.tokens.identity(request.headers.get("authorization"), "viewer")
+            if RANK.get(who.role or "", 0) < RANK["operator"]:
+                await _refused(reader, who, name, "operator")
             spec = reader.spec()
             action = ACTIONS[name][0](spec, **arguments(name, await _body(request)))
             if RANK.get(who.role or "", 0) < RANK[action.need]:
-                raise Refused(403, f"{who.name} has role {who.role}; this needs {action.need}")
-            store, keys = reader.store(), Keys(spec.cluster)
+                await _refused(reader, who, action.said, action.need)
+            store, keys = reader.writer(), Keys(spec.cluster)
             result = await audited(
-                store, keys, who, action.said, lambda: action.work(store),
+                store, keys, who, action.said, lambda: action.work(store, who.name),
                 wall=time.time, warn=log.warning, resource=action.resource,
             )  # fmt: skip
         except Refused as exc:
-            return JSONResponse({"reason": exc.reason}, exc.status)
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return JSONResponse({"reason": exc.reason}, exc.status, headers=headers)
         except ActionError as exc:
             return JSONResponse({"reason": str(exc), "field": exc.field}, 400)
         except ActionFailed as exc:

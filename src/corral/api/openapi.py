@@ -35,6 +35,19 @@ _LAST = {
     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 30},
 }
 
+
+def _many(name: str, description: str) -> dict[str, Any]:
+    """A repeatable query parameter (``?x=a&x=b``)."""
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "array", "items": {"type": "string"}}}  # fmt: skip
+
+
+_SIMULATE = [
+    _many("fail_node", "the node is lost"),
+    _many("fail_resource", "RES@NODE fails its health check"),
+    _many("maintenance", "cluster, node:NODE, RESOURCE or RESOURCE@NODE"),
+    _many("standby", "the node drains"),
+]
 _INDEX = {"name": "index", "in": "query", "required": False, "schema": {"type": "string"}}
 _WAIT = {"name": "wait", "in": "query", "required": False, "schema": {"type": "string"}}
 _POLL = [  # a long poll on every read path (corral.api.feed)
@@ -60,6 +73,12 @@ PATHS: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {
     "/v1/events": ("the newest events, oldest first, each with its reason", True, [_LAST]),
     "/v1/members": ("every agent's gossip view", True, []),
     "/v1/explain/{resource}": ("why each instance is where it is (scheduler)", True, [_RESOURCE]),
+    "/v1/simulate": (
+        "what-if on the live state: the scheduler's plan (actions with reasons, notes, the "
+        "text `corral simulate` prints) with the faults asked; writes nothing",
+        True,
+        _SIMULATE,
+    ),
     "/v1/openapi.json": ("this document", False, []),
     "/v1/feed": (
         "Server-Sent Events: a snapshot, then every change (id: revision.n); Last-Event-ID "

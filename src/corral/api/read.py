@@ -1,4 +1,4 @@
-"""The read API: status, nodes, resources, events, members, explain: the views of
+"""The read API: status, nodes, resources, events, members, explain, simulate: the views of
 :mod:`corral.records.view` (the ones ``corral status``/``events``/``members`` print) and the
 scheduler's ``explain``, over the store as this agent's own client reads it now.
 
@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from corral.actions import ActionError
+from corral.actions.whatif import FIELDS, inject, what_if
 from corral.agent.snapshot import AgentSnapshot
 from corral.api.auth import Refused, Tokens
 from corral.api.feed import FeedError, changed_after, long_poll
@@ -49,21 +51,33 @@ class Cluster:
 
 
 class Reader:
-    """The API's store client (made by ``open_store`` on first use) and the reads."""
+    """The API's store clients, each made on first use: ``store()`` (``open_store``: the
+    node's identity) for the reads and the tokens, ``writer()`` (``open_writer``: the API's
+    write identity, ``api:<node>``, see :mod:`.actions`; without one, ``store()``) for the
+    actions and their audit."""
 
     def __init__(
         self,
         latest: Callable[[], AgentSnapshot | None],
         open_store: Callable[[], Store],
+        open_writer: Callable[[], Store] | None = None,
     ) -> None:
-        self.latest, self._open = latest, open_store
+        self.latest, self._open, self._open_writer = latest, open_store, open_writer
         self._store: Store | None = None
+        self._writer: Store | None = None
         self.tokens = Tokens(self._token_record, time.monotonic)
 
     def store(self) -> Store:
         if self._store is None:
             self._store = self._open()
         return self._store
+
+    def writer(self) -> Store:
+        if self._open_writer is None:
+            return self.store()
+        if self._writer is None:
+            self._writer = self._open_writer()
+        return self._writer
 
     def spec(self) -> Spec:
         snap = self.latest()
@@ -102,8 +116,9 @@ class Reader:
         return False
 
     async def close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
+        for store in (self._store, self._writer):
+            if store is not None:
+                await store.close()
 
 
 Read = Callable[[Request, Cluster], Awaitable[dict[str, Any]]]
@@ -140,7 +155,8 @@ async def _status(request: Request, c: Cluster) -> dict[str, Any]:
 
 
 async def _nodes(request: Request, c: Cluster) -> dict[str, Any]:
-    return {"nodes": c.view()["nodes"]}
+    view = c.view()
+    return {"nodes": view["nodes"], "maintenance": view["node_maintenance"]}
 
 
 async def _resources(request: Request, c: Cluster) -> dict[str, Any]:
@@ -165,6 +181,17 @@ async def _members(request: Request, c: Cluster) -> dict[str, Any]:
     return {"members": {node: [r.to_value() for r in view] for node, view in views.items()}}
 
 
+async def _simulate(request: Request, c: Cluster) -> dict[str, Any]:
+    """What-if on the live state (:mod:`corral.actions.whatif`): ``?fail_node=N``,
+    ``fail_resource=RES@NODE``, ``maintenance=WHAT``, ``standby=N``, each repeatable."""
+    faults = {key: tuple(request.query_params.getlist(name)) for key, (_, name) in FIELDS.items()}
+    snap = snapshot_from_kvs(c.spec, c.keys, c.kvs, now=time.time())
+    try:
+        return what_if(c.spec, inject(c.spec, snap, **faults))
+    except ActionError as exc:
+        raise BadRequest(f"{FIELDS[exc.field][1]}: {exc}", 400) from None
+
+
 async def _explain(request: Request, c: Cluster) -> dict[str, Any]:
     name = request.path_params["resource"]
     if name not in c.spec.resources:
@@ -182,4 +209,5 @@ def read_routes(reader: Reader) -> list[Route]:
         Route("/v1/events", reading(reader, _events)),
         Route("/v1/members", reading(reader, _members)),
         Route("/v1/explain/{resource}", reading(reader, _explain)),
+        Route("/v1/simulate", reading(reader, _simulate)),
     ]

@@ -38,6 +38,8 @@ from typing import Any
 
 import uvicorn
 
+from corral.store.tls import TlsFiles
+
 log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 KEEP_ALIVE = 5  # seconds an idle keep-alive connection is kept
@@ -127,9 +129,12 @@ class ApiServer:
         host: str,
         port: int,
         on_stop: Callable[[], Awaitable[None]] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
-        """``on_stop``: awaited in the server's loop when it stops (closing its clients)."""
+        """``on_stop``: awaited in the server's loop when it stops (closing its clients);
+        ``tls``: serve HTTPS with its certificate and key (read at start)."""
         self.app, self.host, self.port, self.on_stop = app, host, port, on_stop
+        self.tls = tls
         self._thread: threading.Thread | None = None
         self._server: _Server | None = None
 
@@ -142,6 +147,8 @@ class ApiServer:
             log_config=None, access_log=False, server_header=False, date_header=False,
             timeout_keep_alive=KEEP_ALIVE, limit_concurrency=MAX_CONNECTIONS,
             timeout_graceful_shutdown=1,
+            ssl_certfile=self.tls.cert if self.tls else None,
+            ssl_keyfile=self.tls.key if self.tls else None,
         )  # fmt: skip
         server = self._server = _Server(config, self.on_stop)
         self._thread = threading.Thread(

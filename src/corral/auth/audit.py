@@ -15,7 +15,8 @@ does not know them reads a plain event whose reason says it all (``corral events
 
 Who may write it: agents, operators and admins may write ``events/``; a viewer writes
 nothing, so a change a viewer tries through etcd is refused and its audit too (the CLI says
-so on stderr). An agent's API, which writes as the agent, will audit every caller.
+so on stderr). An agent's API, which writes as ``api:<node>`` (an operator), audits every
+authenticated caller, its viewers' refused tries included (:mod:`corral.api.actions`).
 """
 
 from __future__ import annotations

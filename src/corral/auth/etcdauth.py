@@ -29,7 +29,7 @@ from typing import Any
 from aetcd import rpc
 from aetcd.rpc import auth_pb2
 
-from corral.auth.identity import node_user
+from corral.auth.identity import api_user, node_user
 from corral.auth.roles import ROLES, Perm, Role, Span, etcd_role, permissions
 from corral.store import Keys
 
@@ -148,9 +148,12 @@ async def ensure_user(
 
 
 def desired_users(nodes: Iterable[str], people: Mapping[str, Role]) -> list[User]:
-    """The users corral wants: one per node (``node:<node>``, the agent role) and one per
-    person recorded (``auth/users/``), all certificate-only."""
+    """The users corral wants: two per node (``node:<node>``, the agent role; ``api:<node>``,
+    the operator role, its HTTP API's writes) and one per person recorded (``auth/users/``),
+    all certificate-only."""
+    nodes = list(nodes)
     users = [User(node_user(n), ("agent",)) for n in nodes]
+    users += [User(api_user(n), ("operator",)) for n in nodes]
     return users + [User(name, (role,)) for name, role in sorted(people.items())]
 
 

@@ -6,6 +6,9 @@ name == identity name == certificate CN** (etcd's client-certificate auth takes 
 the user name). Names:
 
 - ``node:<node>``: a node's agent (role ``agent``); ``root``: etcd's root (role ``admin``);
+- ``api:<node>``: the writes of ``node``'s HTTP API (role ``operator``: the API checks its
+  caller's token and role, then writes the operators' records as this user; see
+  :mod:`corral.api.actions`);
 - any other name: a person, whose role is the ``auth/users/<name>`` record
   (:mod:`corral.auth.users`);
 - ``local:<unix user>``: a CLI without credentials, talking to an etcd without auth: not
@@ -29,6 +32,7 @@ from typing import Literal
 from corral.auth.roles import Role
 
 NODE_PREFIX = "node:"
+API_PREFIX = "api:"
 LOCAL_PREFIX = "local:"
 ROOT = "root"
 Via = Literal["cert", "password", "token", "local"]
@@ -59,11 +63,18 @@ def node_user(node: str) -> str:
     return NODE_PREFIX + node
 
 
+def api_user(node: str) -> str:
+    """The etcd user (and certificate CN) that ``node``'s HTTP API writes as."""
+    return API_PREFIX + node
+
+
 def role_of(name: str, people: Mapping[str, Role]) -> Role | None:
     """The role of the identity ``name``: agents and root by their name, people by their
     record (``people``: name -> role); None for a name nobody gave a role."""
     if name.startswith(NODE_PREFIX):
         return "agent"
+    if name.startswith(API_PREFIX):
+        return "operator"
     if name == ROOT:
         return "admin"
     return people.get(name)

@@ -111,7 +111,8 @@ def cut(whole: Span, holes: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def _agent_writes(keys: Keys) -> list[Span]:
-    sections = ("nodes", "status", "members", "lb", "assign", "fenced", "systemic", "galera")
+    sections: tuple[str, ...] = ("nodes", "status", "members", "lb", "assign", "fenced")
+    sections += ("systemic", "galera", "rabbitmq")  # galera/rabbitmq: reports, claims, plans
     return [
         *(Span.prefix(keys.prefix(s)) for s in sections),
         Span.key(keys.controller),

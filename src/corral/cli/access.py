@@ -137,7 +137,7 @@ def apply(spec_file: str, etcd: str | None, force: bool) -> None:
         raise click.ClickException(problem)
     seed = Path(spec_file).read_bytes()
 
-    async def work(store: Store) -> list[str]:
+    async def work(store: Store, _actor: str) -> list[str]:
         people = await read_people(store, Keys(spec.cluster))
         return await _apply(spec, etcd, desired_users(spec.nodes, people), seed)
 
@@ -205,7 +205,7 @@ def user(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
 
-    async def work(store: Store) -> None:
+    async def work(store: Store, _actor: str) -> None:
         api = EtcdAuth(await _auth_client(spec, etcd))
         try:  # etcd first: only root may, and a refusal must leave the record as it was
             await add_user(api, keys, User(name, (role,) if role else (), password))
@@ -239,7 +239,7 @@ def create(name: str, role: Role, spec_file: str, etcd: str | None) -> None:
     claimed = claimed_name(tls_for(spec))
     by = claimed[0] if claimed else local(getpass.getuser()).name
 
-    async def work(store: Store) -> tuple[str, str]:
+    async def work(store: Store, _actor: str) -> tuple[str, str]:
         keys = Keys(spec.cluster)
         return await api_tokens.create(store, keys, name, role, by=by, now=time.time())
 
@@ -283,7 +283,7 @@ def revoke(token_id: str, spec_file: str, etcd: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
 
-    async def work(store: Store) -> None:
+    async def work(store: Store, _actor: str) -> None:
         if not await api_tokens.revoke(store, Keys(spec.cluster), token_id):
             raise click.ClickException(f"no token {token_id}")
 

@@ -68,11 +68,11 @@ def run_audited(
     spec: Spec,
     etcd: str | None,
     action: str,
-    work: Callable[[Store], Awaitable[T]],
+    work: Callable[[Store, str], Awaitable[T]],
     resource: str = "",
 ) -> T:
-    """Open the store, run ``work`` on it and audit it (one event); a refusal by etcd's RBAC
-    exits with a message that says so."""
+    """Open the store, run ``work`` on it (with the CLI's identity's name) and audit it (one
+    event); a refusal by etcd's RBAC exits with a message that says so."""
 
     async def main() -> T:
         store = open_store(spec, etcd)
@@ -84,7 +84,7 @@ def run_audited(
                 keys,
                 me,
                 action,
-                lambda: work(store),
+                lambda: work(store, me.name),
                 wall=time.time,
                 warn=lambda text: click.echo(f"warning: {text}", err=True),
                 resource=resource,

@@ -21,7 +21,7 @@ from corral.pki import (
 from corral.pki.ca import CA_CERT
 from corral.pki.files import TLS_DIR
 from corral.pki.identity import ROLES
-from corral.spec.model import DEFAULT_BUNDLE
+from corral.spec.store import DEFAULT_BUNDLE
 
 BUNDLE_HELP = "The CA bundle directory (ca.crt, ca.key)."
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import importlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from corral.auth.read import read_public
 from corral.pki import (
     NodeIdentity,
     PkiError,
+    api_identity,
     bundle_identity,
     client_files,
     expiry_note,
@@ -32,7 +34,7 @@ from corral.pki import (
 )
 from corral.pki.identity import ROOT
 from corral.priority import raise_process
-from corral.records.view import cluster_view, events_of, members_of
+from corral.records.view import SCHEMAS, cluster_view, events_of, maintenance_lines, members_of
 from corral.spec import Spec, SpecError, load_spec
 from corral.store import EmbeddedEtcd, EtcdStore, Keys, KeyValue
 from corral.store.embedded import members_from_spec
@@ -181,7 +183,7 @@ def agent(
         ]
         beside += _secure_store(spec, node, etcd, state_dir, spec_text, the_agent.events.event)
         beside += systemd_notify(the_agent, notifier)
-        stop_api = _start_api(spec, node, the_agent, etcd, tls)
+        stop_api = _start_api(spec, node, the_agent, etcd, tls, state_dir)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_agent, task, notifier)
@@ -222,19 +224,31 @@ def _agent_setup(
 
 
 def _start_api(
-    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None
-) -> Callable[[], None]:
+    spec: Spec, node: str, the_agent: Agent, etcd: str | None, tls: TlsFiles | None,
+    state_dir: Path,
+) -> Callable[[], None]:  # fmt: skip
     """The HTTP API in its own thread (``api:`` in the spec), fed by the agent's snapshots,
-    with a store client of its own (made in its thread, on first use); returns what stops
-    it. One that cannot listen is logged and left out: the agent runs on without it."""
+    with store clients of its own (made in its thread, on first use): the node's identity
+    for reads, ``api:<node>``'s (:func:`corral.pki.api_identity`) for the actions; returns
+    what stops it. One that cannot listen is logged and left out: the agent runs on without
+    it."""
     from corral.api import ApiServer, ApiStartError, Reader, Source, make_app
 
     if not spec.api.enabled:
         return lambda: None
     host = str(spec.api.address or spec.nodes[node].address)
     latest = the_agent.snapshots.latest
-    reader = Reader(latest, lambda: open_store(spec, etcd, node=node, identity=tls))
-    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close)
+    try:  # renewed at each start, as the node certificate (same validity)
+        writes = api_identity(spec, node, state_dir, time.time())
+    except PkiError as exc:
+        logging.getLogger(__name__).error("the API writes as the node: %s", exc)
+        writes = None
+    reader = Reader(
+        latest, lambda: open_store(spec, etcd, node=node, identity=tls),
+        (lambda: open_store(spec, etcd, node=node, identity=writes)) if writes else None,
+    )  # fmt: skip
+    served = tls if spec.api.tls else None  # HTTPS with the node's certificate (api.tls)
+    server = ApiServer(make_app(Source(latest), reader), host, spec.api.port, reader.close, served)
     try:
         server.start()
     except ApiStartError as exc:
@@ -261,6 +275,9 @@ def _agent_process(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    # pyroute2 sets its logger's level to NOTSET when imported: import it first, or with -v
+    # every netlink message of the VIP driver is logged (seen drowning the agents' logs)
+    importlib.import_module("pyroute2.config.log")
     for noisy in ("httpx", "httpcore", "grpc", "asyncio", "pyroute2"):  # they drown ours
         logging.getLogger(noisy).setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps the stacks
@@ -324,12 +341,14 @@ def _log_identity(found: NodeIdentity) -> None:
 
 
 async def _renew_node_cert(spec: Spec, node: str, state_dir: Path, tls: TlsFiles | None) -> None:
-    """Daily: re-issue the node certificate when a third of its validity is left (the store's
-    next connections and etcd's next handshakes read the new files). Without TLS: nothing."""
+    """Daily: re-issue the node certificate (and the API's, ``api:<node>``) when a third of its
+    validity is left (the store's next connections and etcd's next handshakes read the new
+    files). Without TLS: nothing."""
     while tls is not None:
         await asyncio.sleep(CERT_CHECK_INTERVAL)
         try:
             found = await asyncio.to_thread(node_identity, spec, node, state_dir, time.time())
+            await asyncio.to_thread(api_identity, spec, node, state_dir, time.time())
         except PkiError as exc:
             logging.getLogger(__name__).error("node certificate not renewed: %s", exc)
             continue
@@ -370,39 +389,14 @@ def _render(view: dict[str, Any], console: Console) -> None:
     console.print(
         "nodes: "
         + ", ".join(
-            f"{n} [{'green' if s == 'online' else 'red'}]{s}[/]" for n, s in view["nodes"].items()
+            f"{n} [{'green' if s == 'online' else 'red'}]{s}[/]"
+            + (" [yellow]maintenance[/]" if view["node_maintenance"].get(n) else "")
+            for n, s in view["nodes"].items()
         )
     )
-    table = Table(
-        "resource",
-        "mode",
-        "assigned",
-        "running (health)",
-        "failures",
-        box=None,
-        header_style="bold",
-    )
-    for name, r in view["resources"].items():
-        running = (
-            ", ".join(
-                f"{i['node']}"
-                + (f" {i['item']}" if i.get("item") else f" {i['health']}")
-                + (" promoted" if i["role"] == "promoted" else "")
-                for i in r["running"]
-            )
-            or "-"
-        )
-        fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
-        if r.get("systemic"):
-            fails = ", ".join(filter(None, [fails, "systemic (not counted)"]))
-        table.add_row(
-            name,
-            r["mode"] if r["kind"] != "vip-set" else "vip-set",
-            ", ".join(r["assigned"]) or "-",
-            running,
-            fails,
-        )
-    console.print(table)
+    for line in maintenance_lines(view["maintenance"]):
+        console.print(line, style="yellow", markup=False)
+    console.print(_resource_table(view))
     for backend, servers in view.get("backends", {}).items():
         shown = []
         for server, by_lb in servers.items():
@@ -418,6 +412,41 @@ def _render(view: dict[str, Any], console: Console) -> None:
     for event in view["last_events"][-3:]:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
         console.print(f"{stamp} {event.get('node')}: {event.get('reason')}", markup=False)
+
+
+def _resource_table(view: dict[str, Any]) -> Table:
+    """One row per resource of the status view: where it runs, its failures, maintenance."""
+    table = Table(
+        "resource",
+        "mode",
+        "assigned",
+        "running (health)",
+        "failures",
+        box=None,
+        header_style="bold",
+    )
+    for name, r in view["resources"].items():
+        running = (
+            ", ".join(
+                f"{i['node']}"
+                + (f" {i['item']}" if i.get("item") else f" {i['health']}")
+                + (" promoted" if i["role"] == "promoted" else "")
+                + (f" (maintenance: {i['maintenance']['level']})" if i.get("maintenance") else "")
+                for i in r["running"]
+            )
+            or "-"
+        )
+        fails = ", ".join(f"{n}:{c}" for n, c in r["failcounts"].items() if c) or ""
+        if r.get("systemic"):
+            fails = ", ".join(filter(None, [fails, "systemic (not counted)"]))
+        table.add_row(
+            name + (" (maintenance)" if r.get("maintenance") else ""),
+            r["mode"] if r["kind"] != "vip-set" else "vip-set",
+            ", ".join(r["assigned"]) or "-",
+            running,
+            fails,
+        )
+    return table
 
 
 @click.command()
@@ -459,7 +488,7 @@ def events(spec_file: str, etcd: str | None, last: int, as_json: bool) -> None:
     keys, kvs = asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster))
     for event in events_of(keys, kvs, last):
         if as_json:
-            click.echo(json.dumps(event.to_value(), sort_keys=True))
+            click.echo(json.dumps({"schema": SCHEMAS["event"], **event.to_value()}, sort_keys=True))
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
             click.echo(f"{stamp} {event.node} {event.kind}: {event.reason}")
@@ -475,7 +504,7 @@ def members(spec_file: str, etcd: str | None, as_json: bool) -> None:
     views = members_of(*asyncio.run(read_cluster(open_store(spec, etcd), spec.cluster)))
     if as_json:
         rows = {node: [r.to_value() for r in view] for node, view in views.items()}
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"schema": SCHEMAS["members"], "members": rows}, indent=2))
         return
     if not views:
         click.echo("no agent has published a gossip view (are the agents running?)")

@@ -21,7 +21,7 @@ import psutil
 
 from corral.spec import SpecError, load_spec_text
 from corral.spec.errors import SpecIssue
-from corral.spec.model import DEFAULT_BUNDLE
+from corral.spec.store import DEFAULT_BUNDLE
 
 SPEC = Path("/etc/corral/spec.yaml")
 PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")

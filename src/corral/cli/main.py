@@ -23,6 +23,7 @@ from corral.cli.report import report
 from corral.cli.resource import resource_group
 from corral.cli.simulate import explain_cmd, simulate
 from corral.cli.state import state_group
+from corral.records.view import SCHEMAS
 from corral.spec import Spec, SpecError, load_spec
 
 
@@ -36,22 +37,39 @@ def cli() -> None:
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.option("--explain", is_flag=True, help="Also show every default that applies.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when the spec is valid.")
-def validate(spec_file: str, explain: bool, quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The verdict and the problems as JSON.")
+def validate(spec_file: str, explain: bool, quiet: bool, as_json: bool) -> None:
     """Check SPEC_FILE. Exit 0 with a summary, or exit 1 with every problem found."""
     try:
         spec = load_spec(spec_file)
     except SpecError as exc:
+        if as_json:
+            problems = [str(issue) for issue in exc.issues]
+            _echo_validated(spec_file, None, problems)
+            sys.exit(1)
         err = Console(stderr=True, highlight=False)
         for issue in exc.issues:
             err.print(str(issue), markup=False, soft_wrap=True)
         err.print(f"{spec_file}: refused ({len(exc.issues)} problem(s))", soft_wrap=True)
         sys.exit(1)
-    if not quiet:
+    if as_json:
+        _echo_validated(spec_file, spec, [])
+    elif not quiet:
         console = Console(highlight=False)
         if not console.is_terminal:
             console.width = max(console.width, 160)
         print_summary(spec, console, explain=explain)
         click.echo(f"{spec_file}: valid")
+
+
+def _echo_validated(spec_file: str, spec: Spec | None, problems: list[str]) -> None:
+    body = {
+        "schema": SCHEMAS["validate"], "file": spec_file, "valid": spec is not None,
+        "problems": problems, "cluster": spec.cluster if spec else None,
+        "nodes": list(spec.nodes if spec else ()),
+        "resources": list(spec.resources if spec else ()),
+    }  # fmt: skip
+    click.echo(json.dumps(body, indent=2))
 
 
 @cli.command()

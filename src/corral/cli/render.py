@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.core.galera.evs import provider_options
+from corral.drivers.rabbitmq import net_ticktime
 from corral.spec import Resource, Spec
 from corral.spec.durations import format_duration as fmt
 from corral.spec.profiles import Timing
@@ -31,6 +32,8 @@ def kind_text(res: Resource) -> str:
         return f"ocf: {res.ocf.agent}"
     if res.galera:
         return f"galera: port {res.galera.port}, {res.galera.base_dir}"
+    if res.rabbitmq:
+        return f"rabbitmq: port {res.rabbitmq.amqp_port}, {res.rabbitmq.base_dir}"
     if res.vip:
         return f"vip: {res.vip.address}"
     if res.vip_set:
@@ -65,6 +68,21 @@ def galera_text(res: Resource, timing: Timing) -> list[str]:
     ]
 
 
+def rabbitmq_text(res: Resource, timing: Timing) -> list[str]:
+    """A rabbitmq resource's effective settings, as ``validate --explain`` says them."""
+    r = res.rabbitmq
+    if r is None:
+        return []
+    login = f"{r.user} (password by reference)" if r.password is not None else "guest"
+    forget = fmt(r.forget_fenced_after) if r.forget_fenced_after is not None else "never"
+    return [
+        f"rabbitmq: AMQP {r.amqp_port}, distribution {r.dist_port}, clients and checks as "
+        f"{login}; pause_minority, net_ticktime {net_ticktime(timing)}s (timing profile)",
+        f"force_boot after {fmt(r.force_boot_after)} waiting for gone last-running members; "
+        f"fenced members forgotten after: {forget}",
+    ]
+
+
 def extras_text(res: Resource, explain: bool, timing: Timing | None = None) -> str:
     out = []
     for check in res.health:
@@ -93,7 +111,7 @@ def extras_text(res: Resource, explain: bool, timing: Timing | None = None) -> s
         )
         out.append(systemic_text(res))
         if timing is not None:
-            out += galera_text(res, timing)
+            out += galera_text(res, timing) + rabbitmq_text(res, timing)
     return "\n".join(out)
 
 

@@ -70,4 +70,10 @@ def make_driver(
         from corral.drivers.galera_member import galera_member
 
         return galera_member(name, res, node, spec)
+    if res.rabbitmq is not None:
+        if spec is None:
+            raise DriverError(f"{name}: a rabbitmq member needs the spec (its timing)")
+        from corral.drivers.rabbitmq_member import rabbit_member
+
+        return rabbit_member(name, res, node, spec)
     raise DriverError(f"{name}: a {res.kind} resource is not driven by make_driver")

@@ -147,6 +147,14 @@ class RabbitServer:
         self._write_conf(None)
         (self.base / "enabled_plugins").write_text("[].\n")
 
+    @property
+    def login(self) -> tuple[str, str]:
+        """(user, password) clients and the health check log in with, once :meth:`prepare`
+        resolved the password; RabbitMQ's ``guest`` without one."""
+        if self._password is None:
+            return "guest", "guest"
+        return self.config.user, self._password
+
     def _write_conf(self, join: str | None) -> None:
         lines = {
             "listeners.tcp.default": f"{self.config.address}:{self.config.amqp_port}",

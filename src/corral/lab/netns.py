@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 IP = "ip"
 TC = "tc"
@@ -132,6 +132,30 @@ def add_veth(ns: str, name: str, peer_ns: str, peer: str, bridge: str) -> None:
     run([IP, "-n", ns, "link", "add", name, "type", "veth", "peer", "name", peer, "netns", peer_ns])
     run([IP, "-n", ns, "link", "set", name, "master", bridge])
     set_link(ns, name, up=True)
+
+
+def add_star(switch: str, bridge: str, hosts: Mapping[str, tuple[str, str, str]]) -> None:
+    """A switch namespace ``switch`` with ``bridge``, and each host namespace of ``hosts``
+    (made here) wired to it by a veth: ``hosts`` maps a namespace to (the port's name on the
+    switch, the interface's name in the host, its address as ``addr/prefix``); the host's
+    interface is addressed and up."""
+    add_namespace(switch)
+    add_bridge(switch, bridge)
+    for ns, (port, ifname, cidr) in hosts.items():
+        add_namespace(ns)
+        add_veth(switch, port, ns, ifname, bridge)
+        add_address(ns, ifname, cidr)
+        set_link(ns, ifname, up=True)
+
+
+def remove_all(namespaces: Sequence[str], timeout: float = 5.0) -> None:
+    """Kill every process left in each of ``namespaces`` and delete them (missing ones are
+    fine). Only for namespaces the caller made: what runs there is the caller's."""
+    for ns in namespaces:
+        if exists(ns):
+            with contextlib.suppress(NetnsError):
+                kill_all(ns, timeout)
+            delete_namespace(ns)
 
 
 def set_link(ns: str, ifname: str, *, up: bool) -> None:

@@ -2,14 +2,15 @@
 
 Public API: :func:`init_bundle`, :func:`load_bundle`, :class:`Authority`, :class:`PkiError`
 (:mod:`.ca`); naming and rotation (:mod:`.identity`); which files a process uses:
-:func:`node_identity`, :func:`client_files`, :func:`issue_identity`, :func:`bundle_identity`
-(:mod:`.files`). The store's side (the three files, TLS contexts, etcd's flags) is
-:class:`corral.store.tls.TlsFiles`.
+:func:`node_identity`, :func:`api_identity`, :func:`client_files`, :func:`issue_identity`,
+:func:`bundle_identity` (:mod:`.files`). The store's side (the three files, TLS contexts,
+etcd's flags) is :class:`corral.store.tls.TlsFiles`.
 """
 
 from corral.pki.ca import Authority, PkiError, init_bundle, load_bundle, read_cert
 from corral.pki.files import (
     NodeIdentity,
+    api_identity,
     bundle_identity,
     client_files,
     issue_identity,
@@ -23,6 +24,7 @@ __all__ = [
     "NodeIdentity",
     "PkiError",
     "Validity",
+    "api_identity",
     "bundle_identity",
     "client_files",
     "expiry_note",

@@ -12,6 +12,12 @@ Contract:
   ``cert`` and ``key`` it only checks that they exist (no renewal pair: the gateway renewals
   present ``cert``, which etcd's gateway refuses once auth is enabled). Problems raise
   :class:`PkiError` naming the spec field and the file.
+- :func:`api_identity` (the agent, at start and daily, beside :func:`node_identity`): with a
+  bundle, ``<state_dir>/tls/api.crt``/``api.key`` for CN ``api:<node>`` (OU ``operator``,
+  re-issued as the node certificate is), the identity the node's HTTP API writes the
+  operators' records with; with the operator's own PKI, ``<state_dir>/tls-api/{ca,api}.crt``
+  and ``api.key`` if the operator put them there (issued for ``api:<node>``), else None (the
+  API then writes as the node, which etcd's RBAC refuses for ``admin/``).
 - :func:`client_files` (every CLI command that talks to etcd): ``CORRAL_ETCD_CA``,
   ``CORRAL_ETCD_CERT`` and ``CORRAL_ETCD_KEY`` when set (an operator's certificate from
   ``corral ca issue``), else the spec's ``ca``/``cert``/``key``, else the node's own identity in
@@ -36,6 +42,7 @@ from corral.spec import Spec
 from corral.store.tls import ENV, TlsFiles
 
 TLS_DIR = "tls"
+API_DIR = "tls-api"
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,27 @@ def node_identity(
         str(out / "renew.crt"), str(out / "renew.key"),
     )  # fmt: skip
     return NodeIdentity(files, validity_of(read_cert(out / "node.crt")), reissued)
+
+
+def api_identity(spec: Spec, node: str, state_dir: Path, now: float) -> TlsFiles | None:
+    """The TLS files of ``node``'s HTTP API writes (see the module contract)."""
+    found = spec.store_tls
+    if found is None:
+        return None
+    field, tls = found
+    if tls.bundle is None:
+        out = state_dir / API_DIR
+        files = TlsFiles(str(out / "ca.crt"), str(out / "api.crt"), str(out / "api.key"))
+        return files if all(Path(p).is_file() for p in (files.ca, files.cert, files.key)) else None
+    try:
+        ca = load_bundle(Path(tls.bundle), now)
+    except PkiError as exc:
+        raise PkiError(f"{field}.bundle: {exc}") from None
+    out, cn = state_dir / TLS_DIR, ids.api_cn(node)
+    if not _current(out / "api.crt", ca, cn, set(), now):
+        cert, key = issue(ca, cn, ou="operator", now=now, days=ids.NODE_DAYS)
+        write_identity(out, "api", ca, cert, key)
+    return TlsFiles(str(out / "ca.crt"), str(out / "api.crt"), str(out / "api.key"))
 
 
 def client_files(spec: Spec | None, state_dir: Path, env: Mapping[str, str]) -> TlsFiles | None:

@@ -6,6 +6,8 @@ it once RBAC is enabled):
 - a node's agent and etcd member: CN ``node:<node>``, OU ``node``;
 - an operator: CN ``<name>`` (letters, digits, ``. _ -``; no ``:``, so no operator can pass for
   a node), OU the role recorded for RBAC: ``viewer``, ``operator`` or ``admin``;
+- a node's HTTP API, for the operators' records it writes for its callers: CN ``api:<node>``,
+  OU ``operator`` (etcd's operator role: :mod:`corral.api.actions`);
 - etcd's ``root`` user: CN ``root``, OU ``admin`` (for the RBAC setup; issue it only to
   controllers' bootstrap and keep it there);
 - a node's lease renewals over etcd's HTTP gateway: no CN, OU ``renewal`` (etcd's gateway
@@ -24,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 NODE_PREFIX = "node:"
+API_PREFIX = "api:"
 NODE_OU = "node"
 RENEWAL_OU = "renewal"
 ROOT = "root"
@@ -37,6 +40,10 @@ _OPERATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def node_cn(node: str) -> str:
     return NODE_PREFIX + node
+
+
+def api_cn(node: str) -> str:
+    return API_PREFIX + node
 
 
 def operator_cn(name: str, role: str) -> str:
@@ -53,9 +60,11 @@ def operator_cn(name: str, role: str) -> str:
 
 
 def kind_of(cn: str) -> str:
-    """``node``, ``root`` or ``operator``."""
+    """``node``, ``api``, ``root`` or ``operator``."""
     if cn.startswith(NODE_PREFIX):
         return "node"
+    if cn.startswith(API_PREFIX):
+        return "api"
     return "root" if cn == ROOT else "operator"
 
 

@@ -6,7 +6,10 @@ with a compare-and-swap; read by the scheduler and the agents).
   read leniently, as always: a field that is not a list, entries that are not strings (or not
   ``RES@NODE``) and a ``cluster`` that is not ``true`` freeze nothing, and the rest of the
   record still holds (one bad entry must not lift every maintenance). Only a value that is
-  not a JSON object is malformed (and freezes nothing).
+  not a JSON object is malformed (and freezes nothing). ``"set"`` says who set each entry and
+  when (``{"node:n1": {"by": "alice", "at": 1700000000.0}, ...}``, targets ``cluster``,
+  ``node:N``, ``resource:R``, ``instance:R@N``): shown to operators only, never read for
+  safety; an entry without it (written by an older version, or by hand) shows no author.
 - ``admin/standby`` (:class:`StandbyRecord`): ``{"nodes": [...]}``.
 - ``admin/bans`` (:class:`BansRecord`): ``{"instances": ["RES@NODE", ...]}``.
 - ``admin/moves`` (:class:`MovesRecord`): resource -> node, the map as the whole record
@@ -45,6 +48,20 @@ def _lenient(value: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return tuple(v for v in got if isinstance(v, str)) if isinstance(got, list) else ()
 
 
+def _authors(value: object) -> tuple[tuple[str, str, float], ...]:
+    """The readable entries of a ``set`` map; anything else is left out."""
+    if not isinstance(value, Mapping):
+        return ()
+    out = []
+    for target, entry in value.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("by"), str):
+            continue
+        at = entry.get("at")
+        if isinstance(target, str) and isinstance(at, int | float) and not isinstance(at, bool):
+            out.append((target, entry["by"], float(at)))
+    return tuple(sorted(out))
+
+
 @dataclass(frozen=True)
 class MaintenanceRecord(Record):
     NAME: ClassVar[str] = "maintenance"
@@ -52,6 +69,7 @@ class MaintenanceRecord(Record):
     nodes: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
     instances: tuple[str, ...] = ()  # RES@NODE
+    set_by: tuple[tuple[str, str, float], ...] = ()  # (target, by, at), sorted; shown only
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Self:
@@ -60,6 +78,7 @@ class MaintenanceRecord(Record):
             _lenient(value, "nodes"),
             _lenient(value, "resources"),
             _lenient(value, "instances"),
+            _authors(value.get("set")),
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -68,7 +87,12 @@ class MaintenanceRecord(Record):
             "nodes": list(self.nodes),
             "resources": list(self.resources),
             "instances": list(self.instances),
+            "set": {t: {"by": by, "at": at} for t, by, at in self.set_by},
         }
+
+    def author(self, target: str) -> tuple[str, float] | None:
+        """(who, when) set ``target`` (``cluster``, ``node:N``, ...), if recorded."""
+        return next(((by, at) for t, by, at in self.set_by if t == target), None)
 
     def maintenance(self) -> Maintenance:
         """What the record freezes, as the scheduler and the agents read it (one reading)."""

@@ -161,6 +161,7 @@ def _resources(spec: Spec) -> Iterator[Problem]:
         base: Path = ("resources", name)
         yield from _placement_names(spec, base, res)
         yield from _mode(spec, name, res)
+        yield from _rabbitmq(name, res)
         if res.ticket is not None and res.ticket not in spec.tickets:
             yield (*base, "ticket"), _unknown("ticket", res.ticket, spec.tickets)
         yield from _dns_name(base, name, res, dns_names)
@@ -208,6 +209,16 @@ def _dns_name(base: Path, name: str, res: Resource, dns_names: dict[str, str]) -
         yield (*base, "dns"), f"{res.dns} is already the name of {dns_names[key]}"
     else:
         dns_names[key] = name
+
+
+def _rabbitmq(name: str, res: Resource) -> Iterator[Problem]:
+    if res.rabbitmq is None:
+        return
+    base: Path = ("resources", name)
+    if res.mode != "promotable":
+        yield (*base, "mode"), f"a rabbitmq resource is promotable (brokers run), not {res.mode}"
+    if res.rabbitmq.erlang_cookie is None:
+        yield (*base, "rabbitmq", "erlang_cookie"), "every broker must share a cookie: give one"
 
 
 def _mode(spec: Spec, name: str, res: Resource) -> Iterator[Problem]:

@@ -33,16 +33,21 @@ from corral.core.membership import profile as membership_profile
 from corral.spec.durations import Duration
 from corral.spec.galera import GaleraSpec
 from corral.spec.profiles import ProfileName, Timing, TimingOverrides, resolve_timing
+from corral.spec.rabbitmq import RabbitmqSpec
 from corral.spec.secrets import SecretRef
+from corral.spec.store import EmbeddedStore, Store, StoreTls
 
 Mode = Literal["active-active", "active-passive", "promotable"]
-ResourceKind = Literal["process", "systemd", "ocf", "galera", "vip", "vip-set", "haproxy"]
-SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf", "galera")
+ResourceKind = Literal[
+    "process", "systemd", "ocf", "galera", "rabbitmq", "vip", "vip-set", "haproxy"
+]
+SERVICE_KINDS: tuple[str, ...] = ("process", "systemd", "ocf", "galera", "rabbitmq")
 KINDS: tuple[ResourceKind, ...] = (
     "process",
     "systemd",
     "ocf",
     "galera",
+    "rabbitmq",
     "vip",
     "vip-set",
     "haproxy",
@@ -306,6 +311,7 @@ class Resource(_Model):
     systemd: Annotated[SystemdDriver | None, _shorthand("unit")] = None
     ocf: Annotated[OcfDriver | None, _shorthand("agent")] = None
     galera: GaleraSpec | None = None
+    rabbitmq: RabbitmqSpec | None = None
     vip: Annotated[VipSpec | None, _shorthand("address")] = None
     vip_set: Annotated[VipSetSpec | None, _shorthand("addresses")] = Field(
         default=None, alias="vip-set"
@@ -385,92 +391,6 @@ class FenceDevice(_Model):
     timeout: Duration = Field(default=20.0, description="the fence fails if not done by then")
 
 
-DEFAULT_BUNDLE = "/etc/corral/ca"
-
-
-class StoreTls(_Model):
-    """TLS to etcd with client certificates, for the embedded store and an external etcd alike:
-    either ``bundle`` (corral's CA from ``corral ca init``: each agent issues and rotates its
-    own node certificate from it), or ``ca`` + ``cert`` + ``key`` (your own PKI; the files are
-    the node's identity, at the same path on every node). ``tls: {}`` is the default bundle
-    ``/etc/corral/ca``. Paths are absolute; that the files exist is checked where they are
-    used (the agent, the CLI), naming this field."""
-
-    bundle: str | None = None
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-
-    @field_validator("bundle", "ca", "cert", "key")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"{value!r}: give an absolute path")
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_bundle(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not any(k in data for k in ("bundle", "ca", "cert", "key")):
-            return {**data, "bundle": DEFAULT_BUNDLE}
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> StoreTls:
-        files = [self.ca, self.cert, self.key]
-        if self.bundle is not None and any(files):
-            raise ValueError("give either 'bundle' or 'ca', 'cert' and 'key', not both")
-        if any(files) and not all(files):
-            missing = [n for n, v in zip(("ca", "cert", "key"), files, strict=True) if not v]
-            raise ValueError(f"'ca', 'cert' and 'key' go together: {', '.join(missing)} missing")
-        return self
-
-
-class EmbeddedStore(_Model):
-    client_port: int = Field(default=2379, ge=1, le=65535)
-    peer_port: int = Field(default=2380, ge=1, le=65535)
-    data_dir: str = "/var/lib/corral/etcd"
-    tls: StoreTls | None = Field(
-        default=None, description="TLS for the members' clients and peers (None: plain http)"
-    )
-
-
-class ExternalEtcd(_Model):
-    endpoints: list[str] = Field(min_length=1)
-    tls: StoreTls | None = Field(
-        default=None, description="TLS to the cluster (needs https:// endpoints)"
-    )
-
-    @model_validator(mode="after")
-    def _schemes(self) -> ExternalEtcd:
-        https = [e.startswith("https://") for e in self.endpoints]
-        if self.tls is not None and any(e.startswith("http://") for e in self.endpoints):
-            raise ValueError("with 'tls', the endpoints are https:// (or host:port)")
-        if self.tls is None and any(https):
-            raise ValueError("https:// endpoints need 'tls' (bundle, or ca, cert and key)")
-        return self
-
-
-class Store(_Model):
-    embedded: EmbeddedStore | None = None
-    etcd: ExternalEtcd | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        if data == "embedded":
-            return {"embedded": {}}
-        if isinstance(data, str):
-            raise ValueError(f"store must be 'embedded' or a mapping with 'etcd:', not {data!r}")
-        return data
-
-    @model_validator(mode="after")
-    def _one(self) -> Store:
-        if (self.embedded is None) == (self.etcd is None):
-            raise ValueError("store needs exactly one of 'embedded' or 'etcd'")
-        return self
-
-
 # --- the spec ------------------------------------------------------------------------------
 
 
@@ -505,6 +425,7 @@ class ApiService(_Model):
     address: IpAddress | None = Field(
         default=None, description="where to listen (default: the node's address; 0.0.0.0: all)"
     )
+    tls: bool = Field(default=False, description="true: HTTPS, the node's store.*.tls certificate")
 
 
 class Spec(_Model):
@@ -526,10 +447,12 @@ class Spec(_Model):
 
     @model_validator(mode="after")
     def _resolve(self) -> Spec:
+        if self.api.tls and self.store_tls is None:  # the API serves the node's certificate
+            raise ValueError("api.tls: true needs the store's TLS (store.embedded or etcd .tls)")
         for name, res in list(self.resources.items()):
             res = _resolve_resource(res, self.defaults)
             if (
-                res.kind == "galera"
+                res.kind in ("galera", "rabbitmq")
                 and res.mode == "promotable"
                 and "promoted" not in res.model_fields_set
             ):
@@ -590,6 +513,6 @@ def _resolve_resource(res: Resource, defaults: Defaults) -> Resource:
     update["health"] = checks
     if "mode" not in res.model_fields_set and res.kind == "vip":
         update["mode"] = "active-passive"
-    if "mode" not in res.model_fields_set and res.kind == "galera":
+    if "mode" not in res.model_fields_set and res.kind in ("galera", "rabbitmq"):
         update["mode"] = "promotable"
     return res.model_copy(update=update)

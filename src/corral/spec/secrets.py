@@ -140,7 +140,8 @@ class GaleraSecrets(BaseModel):
 
 
 class RabbitmqSecrets(BaseModel):
-    """The secret of the coming ``rabbitmq`` kind: the Erlang cookie every node must share."""
+    """The secret of the ``rabbitmq`` kind (:class:`corral.spec.rabbitmq.RabbitmqSpec`): the
+    Erlang cookie every node must share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -22,6 +22,10 @@
 ``galera/<res>/report/<node>``  a Galera node's state (grastate, recovered, view), leased
 ``galera/<res>/bootstrap``      the one bootstrap claim (rule 6), written by the controller
 ``galera/<res>/writer``         the one node HAProxy sends writes to, written by the controller
+``rabbitmq/<res>/report/<n>``   a RabbitMQ node's broker state and data, leased
+``rabbitmq/<res>/running/<n>``  the nodes it ran with (no lease: the last-running set)
+``rabbitmq/<res>/plan``         each node's next step, written by the controller
+``rabbitmq/<r>/force-boot/<o>`` the one force-boot claim of outage o (rule 6), controller
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -52,6 +56,7 @@ SECTIONS = (
     "keys",
     "auth",
     "galera",
+    "rabbitmq",
 )
 
 
