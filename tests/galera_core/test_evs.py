@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from corral.core.galera.evs import (
     EvsTimeouts,
     evict_option,
+    evictions,
     evs_timeouts,
     iso,
     provider_options,
@@ -77,3 +78,32 @@ def test_evict_takes_a_gcomm_uuid_only() -> None:
     for bad in ("", "ctl1", uuid + ";pc.bootstrap=1", uuid.upper()):
         with pytest.raises(ValueError, match="not a gcomm UUID"):
             evict_option(bad)
+
+
+UUIDS = [f"{i:08x}-0000-0000-0000-000000000000" for i in range(4)]
+
+
+def test_a_survivor_evicts_the_fenced_members_of_its_view_once_and_never_itself() -> None:
+    view = list(zip(UUIDS, ("db1", "db2", "db3", "db4"), strict=True))
+    assert evictions(view, {"db3"}, "db1") == [("db3", UUIDS[2])]
+    assert evictions(view, {"db3", "db1"}, "db1") == [("db3", UUIDS[2])]  # never itself
+    assert evictions(view, {"db3"}, "db1", done={UUIDS[2]}) == []  # once is enough
+    assert evictions(view, set(), "db1") == []  # nothing fenced: nothing evicted
+    assert evictions([("not-a-uuid", "db3")], {"db3"}, "db1") == []  # never sent
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    view=st.lists(
+        st.tuples(st.sampled_from([*UUIDS, "x"]), st.sampled_from(["db1", "db2", "db3"]))
+    ),
+    gone=st.sets(st.sampled_from(["db1", "db2", "db3"])),
+    me=st.sampled_from(["db1", "db2", "db3"]),
+    done=st.sets(st.sampled_from(UUIDS)),
+)
+def test_only_fenced_members_are_evicted(
+    view: list[tuple[str, str]], gone: set[str], me: str, done: set[str]
+) -> None:
+    got = evictions(view, gone, me, done)
+    assert all(n in gone and n != me and u not in done and u in UUIDS for n, u in got)
+    assert [(n, u) for u, n in view if (n, u) in got] == got  # view order, nothing made up

@@ -26,6 +26,12 @@ class FakeCluster:
     seqno: int = 0
     primary: set[str] = field(default_factory=set)
     bootstraps: list[str] = field(default_factory=list)  # every --wsrep-new-cluster, in order
+    evicted: list[str] = field(default_factory=list)  # every evs.evict, in order
+
+
+def member_uuid(node: str) -> str:
+    """The gcomm uuid of ``node``'s (one) fake server."""
+    return f"00000000-0000-0000-0000-{node.encode().hex():0>12}"[:36]
 
 
 class FakeServer:
@@ -90,6 +96,14 @@ class FakeServer:
             self.grastate = GraState(Position(self.cluster.uuid, self.cluster.seqno), last)
         self.up = False
 
+    async def view(self) -> list[tuple[str, str]]:
+        return [(member_uuid(n), n) for n in sorted(self.cluster.primary)]
+
+    async def evict(self, uuid: str) -> None:
+        self.calls.append(f"evict {uuid}")
+        self.cluster.evicted.append(uuid)
+        self.cluster.primary = {n for n in self.cluster.primary if member_uuid(n) != uuid}
+
     async def ensure_users(self) -> None:
         self.calls.append("ensure_users")
         if not self.up:
@@ -119,8 +133,12 @@ class FakeLink:
     claimed: BootstrapClaim | None = None
     primaries: tuple[str, ...] = ()
     reports: list[NodeState] = field(default_factory=list)
+    store_away: bool = False
+    fenced: set[str] = field(default_factory=set)
 
     async def report(self, state: NodeState) -> None:
+        if self.store_away:
+            raise ConnectionError("the store is away")
         self.reports.append(state)
 
     async def claim(self) -> BootstrapClaim | None:
@@ -128,3 +146,24 @@ class FakeLink:
 
     async def primary(self) -> tuple[str, ...]:
         return self.primaries
+
+    async def gone(self) -> frozenset[str]:
+        if self.store_away:
+            raise ConnectionError("the store is away")
+        return frozenset(self.fenced)
+
+    async def holds_claim(self) -> bool:
+        if self.store_away:
+            raise ConnectionError("the store is away")
+        return self.claimed is not None and self.claimed.node == self.node
+
+
+def agents_spec(cluster: str, profile: str, prefix: str, resources: str) -> str:
+    """The spec of db1..db3 at ``<prefix>.1..3`` for in-process agents (the store's endpoint
+    is a placeholder: the agents are handed their store client)."""
+    nodes = "".join(f"  db{i}: {{address: {prefix}.{i}}}\n" for i in (1, 2, 3))
+    return (
+        f"cluster: {cluster}\nprofile: {profile}\n"
+        'store: {etcd: {endpoints: ["http://127.0.0.1:1"]}}\n'
+        f"nodes:\n{nodes}resources:\n{resources}"
+    )

@@ -81,9 +81,12 @@ def test_under_a_claim_only_the_claimant_is_promoted_and_a_void_claim_holds_ever
     assert set(roles(void.instances).values()) == {"started"} and void.bootstrap is None
 
 
-def test_once_a_primary_runs_everyone_joins_and_the_claimants_claim_is_cleared() -> None:
+def test_once_the_claimant_is_primary_its_claim_is_cleared_then_everyone_joins() -> None:
     got = gate(inputs(primary=("db3",), claim=Claim("db3")))
-    assert set(roles(got.instances).values()) == {"promoted"} and got.clear
+    assert got.clear  # rule 1g: no member joins while a claim exists
+    assert roles(got.instances) == {"db1": "started", "db2": "started", "db3": "promoted"}
+    after = gate(inputs(primary=("db3",)))
+    assert set(roles(after.instances).values()) == {"promoted"} and not after.clear
     assert not gate(inputs(primary=("db1",), claim=Claim("db3"))).clear
     assert gate(inputs(primary=("db1",))).bootstrap is None
 
@@ -173,8 +176,10 @@ async def test_controller_forms_a_cluster_one_bootstrap_then_joins_then_clears_t
     assert await w.assigned() == {"db1": "started", "db2": "promoted", "db3": "started"}
     await w.runs("db2", "promoted")  # db2 bootstrapped: Primary
     await c.step()
-    assert set((await w.assigned()).values()) == {"promoted"}  # the others join
     assert await w.claim() is None  # cleared once the claimant is Primary
+    assert await w.assigned() == {"db1": "started", "db2": "promoted", "db3": "started"}
+    await c.step()
+    assert set((await w.assigned()).values()) == {"promoted"}  # then the others join
 
 
 async def test_a_fenced_claimant_voids_the_claim_and_nobody_else_is_told_to_bootstrap() -> None:

@@ -223,7 +223,10 @@ class Actuator:
                 status = await svc.driver.status()
             except DriverError as exc:
                 status, svc.detail = None, str(exc)
-            if status is not None and status.state == "running":
+            running = status is not None and status.state == "running"
+            if self.core.member_joined(svc.name, running and status is not None and status.joined):
+                died = True  # rule 1g: the guard's listing follows at the round
+            if status is not None and running:
                 member = isinstance(svc.driver, GaleraMember | RabbitMember)
                 if member and svc.detail != status.detail:
                     # synced and Primary or not: the controller's writer choice reads it

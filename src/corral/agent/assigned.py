@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from corral.agent.instances import instance_key
@@ -46,7 +46,12 @@ class Registration:
 
 
 async def read_desired(
-    store: Store, keys: Keys, spec: Spec, me: Registration, running: Mapping[str, str]
+    store: Store,
+    keys: Keys,
+    spec: Spec,
+    me: Registration,
+    running: Mapping[str, str],
+    joined: Set[str] = frozenset(),
 ) -> tuple[dict[str, str], set[str], set[str]]:
     """(instance key -> assigned role, resources in maintenance on ``me.node``, stale keys).
 
@@ -58,7 +63,8 @@ async def read_desired(
     lapse (an agent restarted within its lease: the controller never saw the node offline),
     in the role it has (not promoted); otherwise the key is reported in ``stale`` and left
     out (not started, and stopped if it runs). The controller rewrites the assignment for the
-    current registration at its next step."""
+    current registration at its next step. A ``joined`` Galera member (rule 1g: nothing
+    moves it, every node runs its own) is read as a non-exclusive instance is."""
     result = await store.range(keys.prefix("assign"))
     desired: dict[str, str] = {}
     stale: set[str] = set()
@@ -70,7 +76,7 @@ async def read_desired(
             if inst.node != me.node:
                 continue
             key = instance_key(name, inst.item)
-            if inst.reg == me.current or not spec.resources[name].exclusive:
+            if inst.reg == me.current or not spec.resources[name].exclusive or key in joined:
                 desired[key] = inst.role
             elif key in running and inst.reg in me.continuous:
                 desired[key] = running[key]

@@ -7,6 +7,13 @@
   only when it names this node at its *current* registration
   (:func:`corral.records.galera.may_bootstrap`; rule 6: the claim is the assignment of the
   bootstrap, and a claim made for an earlier life of this node is not this agent's).
+- ``holds_claim``: whether a claim naming this node exists at all (any registration), read
+  linearizably: a bootstrap node stays held to its lease until it does not (rule 1g); a
+  malformed claim counts as naming it.
+- ``gone``: the nodes with a ``fenced/<node>`` record (written only once a fence succeeded)
+  that are not registered, or registered still at the fenced registration: whose members a
+  survivor evicts (rule 2). One range read of ``fenced/``; the registrations only when some
+  node was fenced.
 - ``primary``: the other nodes whose status record shows this resource promoted and not
   unhealthy (a member is reported promoted only once its mariadbd answered as part of the
   Primary component: :meth:`GaleraMember.promote`).
@@ -18,7 +25,7 @@ from collections.abc import Callable
 
 from corral.agent.assigned import Registration
 from corral.core.galera.state import NodeState
-from corral.records import StatusRecord
+from corral.records import FencedRecord, StatusRecord
 from corral.records.codec import Malformed
 from corral.records.galera import BootstrapClaim, ReportRecord, may_bootstrap
 from corral.store import Keys, Store
@@ -54,6 +61,28 @@ class StoreGaleraLink:
         except Malformed:
             return None  # never bootstrap on a record that cannot be read
         return claim if may_bootstrap(claim, me.node, me.current) else None
+
+    async def holds_claim(self) -> bool:
+        kv = await self.store.get(self.keys.galera_bootstrap(self.resource))
+        if kv is None:
+            return False
+        try:
+            return BootstrapClaim.read(kv.value).node == self.me().node
+        except Malformed:
+            return True  # unreadable: never let a bootstrap node off the lease on it
+
+    async def gone(self) -> frozenset[str]:
+        fenced = (await self.store.range(self.keys.prefix("fenced"))).kvs
+        out = set()
+        for kv in fenced:
+            record = FencedRecord.parse_kv(kv)
+            node = self.keys.relative(kv.key)[-1]
+            if record is None or node == self.me().node:
+                continue
+            reg = await self.store.get(self.keys.node(node))
+            if reg is None or reg.mod_revision == record.revision:
+                out.add(node)
+        return frozenset(out)
 
     async def primary(self) -> tuple[str, ...]:
         node = self.me().node

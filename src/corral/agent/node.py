@@ -357,7 +357,7 @@ class Agent(Publishes):
             await self.duty.run(self.lease)
         roles = {k: svc.role for k, svc in self.services.items()}
         desired, frozen, stale = await read_desired(
-            self.store, self.keys, self.spec, self._me(), roles
+            self.store, self.keys, self.spec, self._me(), roles, self.core.joined
         )
         self._frozen = frozenset(frozen)
         running = {
@@ -395,4 +395,4 @@ class Agent(Publishes):
         if self._guard_files is None:
             return
         keys = {*self.services, *self.act.starting, *self.succession.inherited}
-        self._guard_files.update(self._keep_deadline(), sorted(filter(self.core.exclusive, keys)))
+        self._guard_files.update(self._keep_deadline(), sorted(filter(self.core.guarded, keys)))

@@ -234,7 +234,7 @@ class QuorumKeeper:
         if core.wants_proof(late, running):
             was = self.kept_since
             kept = await self.round(lease.deadline(), lease.ttl - lease.margin, election)
-            held = sorted(k for k in running if core.exclusive(k))
+            held = sorted(k for k in running if core.guarded(k))
             effects.append(Note(self.round_text(kept and was is None, held)))
         elif self.voice is not None:
             self.voice.ask = ""  # no round of ours: the peers need not answer one

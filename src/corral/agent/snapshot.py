@@ -184,7 +184,8 @@ def snapshot_of(agent: Agent, poll: float) -> AgentSnapshot:
     instances = tuple(
         InstanceView(
             k, s.resource, s.item, s.role, str(s.verdict), s.reported_health, s.failed,
-            agent.core.exclusive(k) or s.role == "promoted", s.detail,
+            agent.core.guarded(k) or (s.role == "promoted" and k not in agent.core.joined),
+            s.detail,
         )
         for k, s in sorted(agent.services.items())
     )  # fmt: skip

@@ -49,16 +49,21 @@ def reconcile(
     may_hold_exclusive: bool,
     may_keep_exclusive: bool | None = None,
     exclusive: Set[str],
+    guarded: Set[str] | None = None,
     frozen: Set[str] = frozenset(),
     rank: Mapping[str, int] | None = None,
 ) -> list[LocalAction]:
+    """``guarded``: the exclusive instances whose keeping rule 1 holds to the lease (default:
+    all; a joined Galera member is not, rule 1g); starts and promotes need
+    ``may_hold_exclusive`` for every exclusive one."""
     keep = may_hold_exclusive if may_keep_exclusive is None else may_keep_exclusive
+    held = exclusive if guarded is None else guarded
     order = rank or {}
     down = [
         action
         for res, inst in running.items()
         if res not in frozen
-        and (action := _down(res, inst, desired.get(res), res in exclusive and not keep))
+        and (action := _down(res, inst, desired.get(res), res in held and not keep))
     ]
     up = [
         action

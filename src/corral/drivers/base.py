@@ -40,9 +40,14 @@ class NodeFault(DriverError):
 
 @dataclass(frozen=True)
 class DriverStatus:
+    """``joined``: the instance runs as a member of a quorum of its own that it did not
+    create (a Galera member in a Primary component it joined: safety rule 1g,
+    :mod:`corral.core.galera.hold`); the agent's core heeds it for Galera resources only."""
+
     state: Literal["running", "stopped", "failed"]
     detail: str = ""
     promoted: bool = False
+    joined: bool = False
 
 
 class Driver(Protocol):

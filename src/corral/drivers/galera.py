@@ -39,6 +39,7 @@ from typing import Any
 
 import pymysql
 
+from corral.core.galera.evs import evict_option
 from corral.core.galera.files import (
     GaleraFileError,
     marked_safe_to_bootstrap,
@@ -133,6 +134,10 @@ class GaleraServer:
     @property
     def name(self) -> str:
         return f"galera {self.settings.node}"
+
+    @property
+    def node(self) -> str:
+        return self.settings.node
 
     # --- files ------------------------------------------------------------------------------
 
@@ -454,6 +459,17 @@ class GaleraServer:
             ]
         for sql, args in statements:
             await self._query(sql, args)
+
+    async def view(self) -> list[tuple[str, str]]:
+        """``(gcomm uuid, node name)`` of every member of this server's view."""
+        rows = await self._query("SELECT node_uuid, node_name FROM mysql.wsrep_cluster_members")
+        return [(str(u), str(n)) for u, n in rows]
+
+    async def evict(self, member_uuid: str) -> None:
+        """Drop member ``member_uuid`` from the group at once (``evs.evict``; Galera spreads
+        it to every member and keeps that uuid out for good: a restarted server has a new
+        one). The caller's rule 2: only a member whose node was fenced."""
+        await self._query("SET GLOBAL wsrep_provider_options = %s", (evict_option(member_uuid),))
 
     async def execute(self, sql: str, args: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement as root over the kept connection (setup and tests)."""

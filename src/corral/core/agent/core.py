@@ -11,6 +11,10 @@ Rules kept here (``docs/safety-rules.md``):
 - Rule 1: nothing exclusive starts or is promoted without a fresh lease (:meth:`may_start`,
   :func:`~corral.core.reconcile.reconcile`); what runs stops at the keep deadline
   (:meth:`self_fence`).
+- Rule 1g: a Galera member its driver says *joined* a Primary component (not the bootstrap
+  node while its claim names it) is not held to the lease (:meth:`guarded`,
+  :mod:`corral.core.galera.hold`): Galera's quorum keeps it safe, so a store outage does not
+  stop the database. Its starts and promotes still need a fresh lease.
 - Rule 4: nothing in maintenance here is touched (reconcile; operator requests refused).
 - Rule 7: a start refused for a node-level reason, or an instance the lease guard stopped
   while the agent renewed late, is the node's event: not counted as the service's failure.
@@ -78,6 +82,7 @@ class AgentCore:
         self.wake_at = math.inf  # a round is due then even if nothing changed
         self._restarts = RestartBackoff()
         self._node_faults: dict[str, str] = {}  # instance -> its last start refusal
+        self.joined: set[str] = set()  # running Galera members that joined a Primary (rule 1g)
         self.spec = spec
         self.set_spec(spec)
 
@@ -95,6 +100,25 @@ class AgentCore:
         res = self.spec.resources.get(resource_of(key))
         return res is not None and res.exclusive
 
+    def guarded(self, key: str) -> bool:
+        """Whether rule 1 holds this running instance to the lease (stopped at the keep
+        deadline, listed for the lease guard): every exclusive one but a joined Galera member
+        (rule 1g)."""
+        return self.exclusive(key) and key not in self.joined
+
+    def member_joined(self, key: str, joined: bool) -> bool:
+        """The driver's word on a running instance (``DriverStatus.joined``). Heeded for a
+        Galera member only: no other kind may take itself off the lease. True when it
+        changed (the guard's listing must follow)."""
+        res = self.spec.resources.get(resource_of(key))
+        now_joined = joined and res is not None and res.galera is not None
+        was = key in self.joined
+        if now_joined:
+            self.joined.add(key)
+        else:
+            self.joined.discard(key)
+        return was != now_joined
+
     def may_start(self, key: str, now: float) -> Note | None:
         """None when ``key`` may start now; else why not (an exclusive instance needs a fresh
         lease at this very moment: a round's earlier actions may have taken long)."""
@@ -110,14 +134,14 @@ class AgentCore:
             self.hold_over(keys)
         if self.lease.may_keep(now, keep_deadline):
             return []
-        return [Stop(k, Why.SELF_FENCE) for k in keys if self.exclusive(k)]
+        return [Stop(k, Why.SELF_FENCE) for k in keys if self.guarded(k)]
 
     def fence_deadline(
         self, now: float, running: Iterable[str], keep_deadline: float, tick: float
     ) -> float:
         """When :meth:`self_fence` must run next (``inf`` while nothing exclusive runs); past
         the deadline (no lease, a stop that failed): every ``tick``, never a spin."""
-        if not any(self.exclusive(k) for k in running):
+        if not any(self.guarded(k) for k in running):
             return math.inf
         return keep_deadline if keep_deadline > now else now + tick
 
@@ -126,7 +150,7 @@ class AgentCore:
         running active-active services are held like adopted ones until it assigns them to the
         next registration: stopping them would turn a lapse (a frozen node, an etcd election)
         into an outage of the node's every service. Exclusive ones are :meth:`self_fence`'s."""
-        self.adopted |= {k for k in running if not self.exclusive(k)}
+        self.adopted |= {k for k in running if not self.guarded(k)}
 
     def lease_lost(self, running: Iterable[str]) -> Event:
         """etcd says the lease is gone (expired, or revoked by a fence)."""
@@ -137,7 +161,7 @@ class AgentCore:
     def wants_proof(self, late: bool, running: Iterable[str]) -> bool:
         """Whether to run a proof round that the store has no leader: renewals are ``late``
         and exclusive instances run here under a lease (:mod:`corral.core.quorum`)."""
-        return late and self.lease.lease is not None and any(map(self.exclusive, running))
+        return late and self.lease.lease is not None and any(map(self.guarded, running))
 
     def refuse_spec(self, spec: Spec) -> str | None:
         """Why a new spec from the store is not run here (None: it may be)."""
@@ -165,20 +189,25 @@ class AgentCore:
         ]
         self.adopted -= set(desired)  # assigned again: an ordinary service from now on
         self.adopted &= set(running)  # stopped: nothing to hold any more
+        self.joined &= set(running)
         keys = set(desired) | set(running)
         exclusive = {k for k in keys if self.exclusive(k)}
+        guarded = {k for k in exclusive if self.guarded(k)}
         actions = reconcile(
             desired,
             running,
             may_hold_exclusive=self.lease.may_hold(now),
             may_keep_exclusive=self.lease.may_keep(now, keep_deadline),
             exclusive=exclusive,
+            guarded=guarded,
             frozen={k for k in keys if resource_of(k) in frozen},
             rank={k: self._ranks.get(resource_of(k), 0) for k in keys},
         )
         for action in actions:
-            if action.kind == "stop" and self._keep_adopted(action.resource, exclusive, now):
+            if action.kind == "stop" and self._keep_adopted(action.resource, guarded, now):
                 continue
+            if action.kind != "start":  # its role changes: held until the driver says again
+                self.joined.discard(action.resource)
             effects += self._effects(action, now)
         return effects
 

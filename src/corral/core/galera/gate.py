@@ -7,8 +7,12 @@ before there is a cluster to join or a claim to bootstrap one (DESIGN rule 6). C
 :func:`gate`, for one resource:
 
 - A Primary component runs (some member reports the resource promoted): every promotion
-  stands (the others join it); when the bootstrap claimant is among the Primary members the
-  claim is to be cleared (``clear``).
+  stands (the others join it). When the bootstrap claimant is among the Primary members the
+  claim is to be cleared (``clear``), and until that is done the others stay held: a member
+  joins only once no claim exists, so a claim and a *joined* member never coexist (rule 1g,
+  :mod:`corral.core.galera.hold`: while a claim exists every running member is the
+  claimant, held to its lease; a claimant stopped by rule 1 whose lease outlived a store outage
+  may bootstrap again under its claim only because nothing else runs).
 - A claim holds (its claimant's registration lives and was not fenced): only the claimant
   stays promoted, the others are held (role ``started``) until it is Primary.
 - A claim that no longer holds (fenced, registration gone): everything is held; the claim
@@ -83,7 +87,10 @@ def gate(g: GateInputs) -> Gate:
     if not promoted:
         return Gate(assigned)
     if g.primary:
-        return Gate(assigned, clear=g.claim is not None and g.claim.node in g.primary)
+        if g.claim is not None and g.claim.node in g.primary:  # rule 1g: clear, then join
+            note = f"{g.resource}: {g.claim.node} is Primary; the others join once its claim goes"
+            return Gate(hold(assigned, g.claim.node), note, clear=True)
+        return Gate(assigned)
     res = g.resource
     if g.claim is not None:
         if g.claim.void is not None:
