@@ -1,7 +1,8 @@
-"""Rule 1g (:mod:`corral.core.galera.hold`): which Galera members rule 1 holds to the node
-lease. A joined member keeps running past the keep deadline (a store outage does not stop
-the database); a bootstrap node stays held until a read of the claim shows it gone; no other
-kind of resource can take itself off the lease, whatever its driver says."""
+"""Rule 1g (:mod:`corral.core.galera.hold`): which Galera members (and RabbitMQ brokers) rule 1
+holds to the node lease. A joined member keeps running past the keep deadline (a store outage
+does not stop the database or the queues); a bootstrap node stays held until a read of the
+claim shows it gone; no other kind of resource can take itself off the lease, whatever its
+driver says."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ nodes:
 resources:
   galera: {galera: {}}
   other-galera: {galera: {port: 3307}}
+  mq: {rabbitmq: {erlang_cookie: {file: /etc/corral/cookie}}}
   svc: {process: /bin/true, mode: active-passive}
   web: {process: /bin/true}
   vip: {vip: {address: 198.18.0.100/24}}
 """
-KEYS = ("galera", "other-galera", "svc", "web", "vip")
+KEYS = ("galera", "other-galera", "mq", "svc", "web", "vip")
 
 
 def test_only_a_running_joiner_or_a_bootstrap_node_whose_claim_is_gone_is_joined() -> None:
@@ -57,16 +59,16 @@ def test_a_joined_member_is_kept_past_the_deadline_and_a_bootstrapping_one_is_no
     says_joined=st.sets(st.sampled_from(KEYS)),
     promote=st.sets(st.sampled_from(KEYS)),
 )
-def test_past_the_deadline_every_exclusive_instance_stops_but_joined_galera_members(
+def test_past_the_deadline_every_exclusive_instance_stops_but_joined_quorum_members(
     running: set[str], says_joined: set[str], promote: set[str]
 ) -> None:
     core = AgentCore(load_spec_text(SPEC), "db1")
     for key in running:
         core.member_joined(key, key in says_joined)
-    galera = {"galera", "other-galera"}
+    galera = {"galera", "other-galera", "mq"}  # quorum members: Galera and RabbitMQ
     kept = running & says_joined & galera
     stopped = {s.key for s in core.self_fence(1e9, running, keep_deadline=0.0)}
-    assert stopped == (running & {"galera", "other-galera", "svc", "vip"}) - kept
+    assert stopped == (running & (galera | {"svc", "vip"})) - kept
     # a round with a stale lease stops the same, and starts or promotes nothing exclusive
     desired = dict.fromkeys(running, "started") | dict.fromkeys(promote, "promoted")
     here = {k: LocalInstance() for k in running}

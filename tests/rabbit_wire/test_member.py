@@ -136,13 +136,16 @@ async def test_serving_writes_the_run_record_and_forgets_once_then_a_crash_fails
     link.decided = Decision("a", "start_first", "was running last")
     await m.promote()
     check.ok = False
-    assert "not serving" in (await m.status()).detail and link.reports[-1].state == "starting"
+    paused = await m.status()
+    assert "not serving" in paused.detail and link.reports[-1].state == "starting"
+    assert not paused.joined  # booting or paused: held to the lease (rule 1)
     check.ok = True
     link.decided = Decision("a", "forget", "forget c (replaced)", peer="c")
     for _ in range(3):
         status = await m.status()
         await asyncio.sleep(0)
     assert status.detail == SERVING and link.runs[-1] == frozenset({"a", "b"})
+    assert status.joined  # serving: kept through a store outage (rule 1g)
     assert server.calls.count("forget c") == 1
     await server.stop()  # kill -9
     assert (await m.status()).state == "failed"

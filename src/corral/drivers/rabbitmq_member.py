@@ -188,7 +188,10 @@ class RabbitMember:
             await self.link.running(self.server.identity(), running)
         await self._report("running", running)
         await self._chores()
-        return DriverStatus("running", SERVING, promoted=True)
+        # rule 1g: a serving broker is a member of a cluster whose partitions RabbitMQ
+        # handles itself (pause_minority): not held to the node lease (a store outage must
+        # not stop the queues); booting or paused (above) it is held
+        return DriverStatus("running", SERVING, promoted=True, joined=True)
 
     async def _chores(self) -> None:
         """Start the background CLI work this serving node owes: ``grow`` after a join that

@@ -12,9 +12,10 @@ Rules kept here (``docs/safety-rules.md``):
   :func:`~corral.core.reconcile.reconcile`); what runs stops at the keep deadline
   (:meth:`self_fence`).
 - Rule 1g: a Galera member its driver says *joined* a Primary component (not the bootstrap
-  node while its claim names it) is not held to the lease (:meth:`guarded`,
-  :mod:`corral.core.galera.hold`): Galera's quorum keeps it safe, so a store outage does not
-  stop the database. Its starts and promotes still need a fresh lease.
+  node while its claim names it), or a RabbitMQ broker serving (in a cluster that handles its
+  partitions with ``pause_minority``), is not held to the lease (:meth:`guarded`,
+  :mod:`corral.core.galera.hold`): their own quorum keeps them safe, so a store outage does
+  not stop the database or the queues. Their starts and promotes still need a fresh lease.
 - Rule 4: nothing in maintenance here is touched (reconcile; operator requests refused).
 - Rule 7: a start refused for a node-level reason, or an instance the lease guard stopped
   while the agent renewed late, is the node's event: not counted as the service's failure.
@@ -82,7 +83,7 @@ class AgentCore:
         self.wake_at = math.inf  # a round is due then even if nothing changed
         self._restarts = RestartBackoff()
         self._node_faults: dict[str, str] = {}  # instance -> its last start refusal
-        self.joined: set[str] = set()  # running Galera members that joined a Primary (rule 1g)
+        self.joined: set[str] = set()  # joined Galera members, serving brokers (rule 1g)
         self.spec = spec
         self.set_spec(spec)
 
@@ -103,15 +104,16 @@ class AgentCore:
     def guarded(self, key: str) -> bool:
         """Whether rule 1 holds this running instance to the lease (stopped at the keep
         deadline, listed for the lease guard): every exclusive one but a joined Galera member
-        (rule 1g)."""
+        or a serving RabbitMQ broker (rule 1g)."""
         return self.exclusive(key) and key not in self.joined
 
     def member_joined(self, key: str, joined: bool) -> bool:
         """The driver's word on a running instance (``DriverStatus.joined``). Heeded for a
-        Galera member only: no other kind may take itself off the lease. True when it
-        changed (the guard's listing must follow)."""
+        Galera member or a RabbitMQ broker only (rule 1g): no other kind may take itself off
+        the lease. True when it changed (the guard's listing must follow)."""
         res = self.spec.resources.get(resource_of(key))
-        now_joined = joined and res is not None and res.galera is not None
+        quorate = res is not None and (res.galera is not None or res.rabbitmq is not None)
+        now_joined = joined and quorate
         was = key in self.joined
         if now_joined:
             self.joined.add(key)
