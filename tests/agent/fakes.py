@@ -4,7 +4,8 @@ can be held (to put two coroutines inside one store call at once, deterministica
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from corral.agent.instances import LocalService
@@ -12,7 +13,8 @@ from corral.agent.node import Agent
 from corral.core.health import CheckOutcome
 from corral.drivers.base import Driver, DriverStatus, NodeContext
 from corral.spec import HealthCheck, Resource, load_spec_text
-from corral.store import MemoryStore
+from corral.store import EtcdStore, MemoryStore
+from corral.store.lab import EtcdLab
 
 FAST = "{interval: 50ms, timeout: 200ms, rise: 1, fall: 2}"
 
@@ -147,3 +149,40 @@ async def until(check: Callable[[], object], timeout: float, what: str) -> None:
     while not check():
         assert loop.time() < deadline, f"not within {timeout:g}s: {what}"
         await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def agents_running(
+    etcd: EtcdLab,
+    spec_text: str,
+    nodes: Iterable[str],
+    state: Path,
+    world: dict[str, bool],
+    fit: Callable[[Agent], None] = lambda agent: None,
+) -> AsyncIterator[dict[str, Agent]]:
+    """Real agents in this process on ``etcd`` (one client each), their plain services over
+    :func:`fake_factory`'s ``world``, each adjusted by ``fit`` before it runs (a member
+    factory, say); cancelled and their clients closed afterwards, also after a failure."""
+    agents: dict[str, Agent] = {}
+    stores: list[EtcdStore] = []
+    tasks = []
+    try:
+        for node in nodes:
+            store = etcd.store(timeout=1.0, attempt_timeout=0.5)
+            stores.append(store)
+            agent = Agent(
+                load_spec_text(spec_text), node, store, state_dir=state / node,
+                driver_factory=fake_factory(world), checker=ScriptedChecker(),
+            )  # fmt: skip
+            fit(agent)
+            agents[node] = agent
+            tasks.append(asyncio.create_task(agent.run()))
+        yield agents
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for store in stores:
+            await store.close()

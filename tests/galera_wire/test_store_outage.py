@@ -24,10 +24,10 @@ import pytest
 from corral.agent.node import Agent
 from corral.drivers.base import NodeContext
 from corral.records.galera import BootstrapClaim
-from corral.spec import Resource, Spec, load_spec_text
-from corral.store import EtcdStore, Keys
+from corral.spec import Resource, Spec
+from corral.store import Keys
 from corral.store.lab import EtcdLab, etcd_lab
-from tests.agent.fakes import ScriptedChecker, fake_factory, until
+from tests.agent.fakes import agents_running, until
 from tests.galera_wire.fakes import UUID, FakeCluster, FakeServer, agents_spec
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
@@ -48,7 +48,6 @@ class Lab:
     servers: dict[str, FakeServer]
     world: dict[str, bool] = field(default_factory=dict)  # the active-passive service
     agents: dict[str, Agent] = field(default_factory=dict)
-    stores: list[EtcdStore] = field(default_factory=list)
 
     def up(self) -> set[str]:
         return {n for n, s in self.servers.items() if s.up}
@@ -64,27 +63,13 @@ async def running_lab(tmp_path: Path, nodes: tuple[str, ...] = NODES) -> AsyncIt
     servers = {n: FakeServer(n, cluster, seqno=5) for n in NODES}
     async with etcd_lab(tmp_path / "etcd", 1, profile="local") as etcd:
         lab = Lab(etcd, cluster, servers)
-        tasks = []
-        try:
-            for node in nodes:
-                store = etcd.store(timeout=1.0, attempt_timeout=0.5)
-                lab.stores.append(store)
-                agent = Agent(
-                    load_spec_text(SPEC), node, store, state_dir=tmp_path / node,
-                    driver_factory=fake_factory(lab.world), checker=ScriptedChecker(),
-                )  # fmt: skip
-                agent.act.galera_server = server_factory(lab)
-                lab.agents[node] = agent
-                tasks.append(asyncio.create_task(agent.run()))
+
+        def fit(agent: Agent) -> None:
+            agent.act.galera_server = server_factory(lab)
+
+        async with agents_running(etcd, SPEC, nodes, tmp_path, lab.world, fit) as agents:
+            lab.agents = agents
             yield lab
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for store in lab.stores:
-                await store.close()
 
 
 def all_joined(lab: Lab) -> bool:

@@ -17,6 +17,7 @@ from corral.drivers.base import NodeContext, NodeFault
 from corral.drivers.rabbitmq_health import AmqpResult
 from corral.drivers.rabbitmq_member import SERVING, RabbitMember
 from corral.spec import load_spec_text
+from corral.store.errors import StoreUnavailable
 from tests.rabbit_wire.test_plan import SPEC
 
 
@@ -80,11 +81,16 @@ class FakeLink:
     claims: dict[int, ForceBootClaim] = field(default_factory=dict)
     reports: list[NodeReport] = field(default_factory=list)
     runs: list[frozenset[str]] = field(default_factory=list)
+    away: bool = False  # the store does not answer
 
     async def report(self, report: NodeReport) -> None:
+        if self.away:
+            raise StoreUnavailable("etcd put: no endpoint answered")
         self.reports.append(report)
 
     async def running(self, identity: str, running: frozenset[str]) -> None:
+        if self.away:
+            raise StoreUnavailable("etcd txn: no endpoint answered")
         self.runs.append(running)
 
     async def decision(self) -> tuple[Decision | None, int | None]:
@@ -100,6 +106,15 @@ class FakeLink:
 def member(tmp_path: Path) -> tuple[RabbitMember, FakeServer, FakeLink, FakeCheck]:
     server, link, check = FakeServer(tmp_path), FakeLink(), FakeCheck()
     return RabbitMember("mq", "a", server, check, link), server, link, check
+
+
+async def started_first(tmp_path: Path) -> tuple[RabbitMember, FakeServer, FakeLink, FakeCheck]:
+    """A member told to start first, promoted (its broker up)."""
+    m, server, link, check = member(tmp_path)
+    await m.start()
+    link.decided = Decision("a", "start_first", "was running last")
+    await m.promote()
+    return m, server, link, check
 
 
 async def test_a_wait_or_no_decision_refuses_and_starts_nothing(tmp_path: Path) -> None:
@@ -131,10 +146,7 @@ async def test_force_boot_only_under_this_outages_claim_naming_this_node(tmp_pat
 async def test_serving_writes_the_run_record_and_forgets_once_then_a_crash_fails(
     tmp_path: Path,
 ) -> None:
-    m, server, link, check = member(tmp_path)
-    await m.start()
-    link.decided = Decision("a", "start_first", "was running last")
-    await m.promote()
+    m, server, link, check = await started_first(tmp_path)
     check.ok = False
     paused = await m.status()
     assert "not serving" in paused.detail and link.reports[-1].state == "starting"
@@ -150,6 +162,20 @@ async def test_serving_writes_the_run_record_and_forgets_once_then_a_crash_fails
     await server.stop()  # kill -9
     assert (await m.status()).state == "failed"
     assert [r.state for r in link.reports][-1] == "stopped"
+
+
+async def test_with_the_store_away_it_serves_and_stops_and_reports_once_back(
+    tmp_path: Path,
+) -> None:
+    m, server, link, _ = await started_first(tmp_path)
+    link.away = True
+    status = await m.status()  # the run record cannot be written: still serving, joined
+    assert status.detail == SERVING and status.joined
+    await m.stop()  # rule 1's stop while the store is away: done, never raised
+    assert not server.alive
+    link.away = False
+    assert (await m.status()).detail == "broker stopped (state reported)"
+    assert link.reports[-1].state == "stopped"  # the lost report, sent once the store is back
 
 
 def test_the_guards_driver_comes_from_the_spec_with_the_profiles_ticktime(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ class Actuator:
         for svc in list(self.services.values()):
             try:
                 status = await svc.driver.status()
-            except DriverError as exc:
+            except Exception as exc:  # a driver's surprise (its store link away) is a status
                 status, svc.detail = None, str(exc)
             running = status is not None and status.state == "running"
             if self.core.member_joined(svc.name, running and status is not None and status.joined):
@@ -351,7 +351,8 @@ class Actuator:
         await svc.stop_checks()
         try:
             await svc.driver.stop()
-        except DriverError as exc:
+        except Exception as exc:  # any driver surprise: a failed stop, never a dead loop
+            # (the self-fence's other stops in the same batch must still run: rule 1)
             svc.failed, svc.detail = True, f"stop failed: {exc}"
             await self.events.event("failed", f"stop of {name} failed: {exc}", svc.resource)
             return False

@@ -108,10 +108,18 @@ class RabbitMember:
         self._chore: asyncio.Task[None] | None = None
 
     async def _report(self, state: BrokerState, running: frozenset[str] = frozenset()) -> None:
+        """Send the report when it changed. One the store did not take is sent again at the
+        next status poll: a stop by rule 1 runs while the store is away, and must neither
+        fail for it nor raise into the agent's loop (seen: a StoreUnavailable ended it)."""
         report = self.server.report(state, running)
-        if self.link is not None and report != self._reported:
+        if self.link is None or report == self._reported:
+            return
+        try:
             await self.link.report(report)
-            self._reported = report
+        except Exception as exc:  # the store is away (any client error): try again later
+            log.warning("%s: state report not written (%s); will try again", self.name, exc)
+            return
+        self._reported = report
 
     async def start(self) -> None:
         await self.server.prepare()
@@ -182,16 +190,23 @@ class RabbitMember:
         if not result.ok:
             await self._report("starting")
             return DriverStatus("running", f"not serving (booting or paused): {result.detail}")
+        try:
+            await self._record_serving()
+        except Exception as exc:  # the store is away: the broker serves all the same
+            log.warning("%s: serving, but not recorded (%s); will try again", self.name, exc)
+        # rule 1g: a serving broker is a member of a cluster whose partitions RabbitMQ
+        # handles itself (pause_minority): not held to the node lease (a store outage must
+        # not stop the queues); booting or paused (above) it is held
+        return DriverStatus("running", SERVING, promoted=True, joined=True)
+
+    async def _record_serving(self) -> None:
+        """The run record (the peers seen running), the report, and the chores it owes."""
         running = frozenset({self.node})
         if self.link is not None:
             running |= await self.link.running_peers()
             await self.link.running(self.server.identity(), running)
         await self._report("running", running)
         await self._chores()
-        # rule 1g: a serving broker is a member of a cluster whose partitions RabbitMQ
-        # handles itself (pause_minority): not held to the node lease (a store outage must
-        # not stop the queues); booting or paused (above) it is held
-        return DriverStatus("running", SERVING, promoted=True, joined=True)
 
     async def _chores(self) -> None:
         """Start the background CLI work this serving node owes: ``grow`` after a join that
