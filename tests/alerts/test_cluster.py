@@ -88,6 +88,12 @@ async def test_a_powered_off_node_reaches_pacemakers_agent_and_a_webhook(
         assert fenced[0]["node"] == victim and fenced[0]["rc"] == 0
         assert fenced[0]["id"] == f"agenttest/hook/{fenced[0]['event']}"
         assert not [b for _, b, _ in hook.posts if b.get("kind") == "resource"]  # filtered
+
+        def lost() -> list[str]:  # the controller's node event, delivered
+            return [b["node"] for _, b, s in hook.posts
+                    if s == 200 and b.get("kind") == "node" and b["desc"] == "lost"]  # fmt: skip
+
+        assert await until(lost, "the node-lost alert") == [victim], hook.posts
         log = corral(cluster, "alerts", "log", "--json")
         rows = [json.loads(line) for line in log.stdout.splitlines()]
         assert {r["schema"] for r in rows} == {"corral.alert/1"}

@@ -201,3 +201,13 @@ def test_a_test_alert_names_a_sink_of_the_spec() -> None:
     with pytest.raises(ActionError, match="timeout"):
         alert_test(spec, "hook", timeout=0)
     assert alert_test(spec, "hook").said == "alert test: hook"
+
+
+def test_the_controllers_node_events_are_node_alerts_about_their_target() -> None:
+    lost = core.classify(core.Facts("node", "ctl1", "", "lost: ctl2 is unclean (...)", 7.0, "ctl2"))
+    back = core.classify(
+        core.Facts("node", "ctl1", "", "member: ctl2 is online (...)", 8.0, "ctl2")
+    )
+    assert lost is not None and back is not None
+    assert (lost.kind, lost.node, lost.desc, lost.severity) == ("node", "ctl2", "lost", "critical")
+    assert (back.kind, back.node, back.desc, back.severity) == ("node", "ctl2", "member", "info")

@@ -138,6 +138,7 @@ class Controller:
         self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: frozenset[str] = frozenset()
+        self._last_nodes: dict[str, str] | None = None  # node states of our last step
         self._last_event_ns = 0  # the time of our last event key (keys never repeat)
         self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
@@ -159,6 +160,7 @@ class Controller:
         )
         if result.succeeded:
             self.token = result.revision
+            self._last_nodes = None  # a new term compares node states from its first step
             await self._event("controller", f"{self._node} became the controller")
             return True
         current = await self._store.get(key)
@@ -209,7 +211,7 @@ class Controller:
         )
         self._last_notes = writes.notes
         moved = await self._excuse(judged, kvs)
-        said = self._skipped_events(records.skipped)
+        said = self._skipped_events(records.skipped) + self._node_events(spec, snap)
         said += [self._event_op("bootstrap", why, res) for res, _, why in galera.claims]
         if writes.empty and not said:
             cleared = (await self._galera_writes(galera)).removeprefix("; ")
@@ -222,6 +224,17 @@ class Controller:
         if done.startswith("wrote"):  # said once written: a refused write says them again
             self._skipped = {(s.key, s.mod_revision) for s in records.skipped}
         return f"{moved}; {done}" if moved else done
+
+    def _node_events(self, spec: Spec, snap: Snapshot) -> list[Put]:
+        """A ``node`` event (about ``target``) per node whose state changed since our last
+        step (:func:`core.node_events`): what node alerts are made of."""
+        nodes: dict[str, str] = {n: snap.node(n).state for n in spec.nodes}
+        said = [
+            self._event_op("node", why, target=node)
+            for node, why in core.node_events(self._last_nodes, nodes)
+        ]
+        self._last_nodes = nodes
+        return said
 
     async def _excuse(self, judged: Judged, kvs: list[KeyValue]) -> str:
         """Rewrite the failure records whose failures were judged systemic (moved out of

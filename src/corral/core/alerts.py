@@ -12,7 +12,8 @@ event kind      alert kind what it carries
 ``fence``       fencing    node = the fenced node (the event's ``target``), task = the action
                            (``reboot``/``off``, from the text), rc 0 when it was fenced, else 1
 ``lease``       node       the writing node lost its lease: desc ``lost``
-``node``        node       desc = the event's text (``member``/``lost``)
+``node``        node       node = the event's ``target``, desc = the text's first word
+                           (``member``/``lost``: the controller's node events)
 ``start``       resource   task ``start``, rc 0; ``stop``: task ``stop``, rc 0;
 ``promoted``    resource   task ``promote``, rc 0
 ``failed``      resource   the operation named in the text (start, stop, ...), rc 1, status 4
@@ -91,7 +92,7 @@ def classify(facts: Facts) -> Alert | None:
         target = facts.target or facts.node
         return Alert("fencing", target, facts.reason, sev, facts.time, kind, task=task, rc=rc)
     if kind in ("lease", "node"):
-        desc = "lost" if kind == "lease" else facts.reason
+        desc = "lost" if kind == "lease" else facts.reason.split(":", 1)[0]
         sev = "critical" if desc == "lost" else "info"
         return Alert("node", facts.target or facts.node, desc, sev, facts.time, kind)
     return _resource_alert(facts)

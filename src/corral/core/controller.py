@@ -323,6 +323,28 @@ def step_writes(inputs: StepInputs) -> StepWrites:
     return StepWrites(put, delete, events, guards, frozenset(inputs.notes), starts, tuple(ends))
 
 
+def node_events(
+    last: Mapping[str, str] | None, now: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(node, reason) of a ``node`` event for each node whose state changed since the
+    controller's last step (``last``; None: its first step, nothing to compare, nothing said).
+    The reason starts with Pacemaker's word for a node alert: ``member`` when a node turns
+    online, ``lost`` when an online node turns unclean or offline. A lost node that turns
+    offline (fenced, or its lease expired) says nothing more here: the fence has its own event."""
+    if last is None:
+        return []
+    out = []
+    for node, state in sorted(now.items()):
+        before = last.get(node)
+        if before is None or before == state:
+            continue
+        if state == "online":
+            out.append((node, f"member: {node} is online (registered, lease live)"))
+        elif before == "online":
+            out.append((node, f"lost: {node} is {state} (its lease or gossip says it is gone)"))
+    return out
+
+
 def episode_events(
     spec: Spec, starts: Mapping[str, systemic.Episode], ends: Mapping[str, systemic.Episode]
 ) -> list[EventNote]:
