@@ -323,9 +323,7 @@ def step_writes(inputs: StepInputs) -> StepWrites:
     return StepWrites(put, delete, events, guards, frozenset(inputs.notes), starts, tuple(ends))
 
 
-def node_events(
-    last: Mapping[str, str] | None, now: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def node_events(last: Mapping[str, str] | None, now: Mapping[str, str]) -> list[tuple[str, str]]:
     """(node, reason) of a ``node`` event for each node whose state changed since the
     controller's last step (``last``; None: its first step, nothing to compare, nothing said).
     The reason starts with Pacemaker's word for a node alert: ``member`` when a node turns
