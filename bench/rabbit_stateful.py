@@ -43,8 +43,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test lab
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from tests.rabbit.clients import MESSAGES, declare, drain, publish
 from tests.rabbit.lab import NODES, RabbitLab, rabbit_lab
-from tests.rabbit.test_real import MESSAGES, _declare, _drain, _publish
 
 from _rabbit import bench_main
 from corral.core.rabbit import Cluster, Policy, decide
@@ -66,12 +66,12 @@ async def _wrong_order(lab: RabbitLab, confirmed: set[str]) -> dict[str, float]:
     await lab.converge(timeout=150)
     recover = time.monotonic() - began
     # the drain consumes: publish again for the next scenario
-    got = await _drain(lab, "a", len(confirmed))
+    got = await drain(lab, "a", len(confirmed))
     return {"wrong_order_recover_s": recover, "wrong_order_lost": len(confirmed - got)}
 
 
 async def _replaced(lab: RabbitLab) -> dict[str, float]:
-    confirmed = await _publish(lab, "a", MESSAGES)
+    confirmed = await publish(lab, "a", MESSAGES)
     server = lab.servers["c"]
     await server.kill()
     shutil.rmtree(server.base)  # new disks
@@ -83,7 +83,7 @@ async def _replaced(lab: RabbitLab) -> dict[str, float]:
         "rabbitmqctl", "list_queues", "name", "members", "--formatter", "json"
     )
     members = json.loads(done.stdout)[0]["members"]
-    got = await _drain(lab, "c", len(confirmed))
+    got = await drain(lab, "c", len(confirmed))
     return {
         "replaced_recover_s": recover,
         "replaced_in_queue": float("rabbit@c" in members),
@@ -94,7 +94,7 @@ async def _replaced(lab: RabbitLab) -> dict[str, float]:
 async def _last_gone(lab: RabbitLab) -> dict[str, float]:
     """a stops cleanly, then b and c are killed together: the last-running set is {b, c}.
     c never comes back (fenced): b waits for it, then force-boots once, and a follows."""
-    confirmed = await _publish(lab, "b", MESSAGES)
+    confirmed = await publish(lab, "b", MESSAGES)
     await lab.servers["a"].stop()
     lab.note_running(await lab.reports())
     await asyncio.gather(lab.servers["b"].kill(), lab.servers["c"].kill())
@@ -104,7 +104,7 @@ async def _last_gone(lab: RabbitLab) -> dict[str, float]:
     )
     recover = time.monotonic() - began
     boots = [d.node for _, p in history for d in p.decisions.values() if d.action == "force_boot"]
-    got = await _drain(lab, "b", len(confirmed))
+    got = await drain(lab, "b", len(confirmed))
     return {
         "last_gone_recover_s": recover,  # includes the 10 s wait
         "last_gone_force_boots": float(len(set(boots))),
@@ -117,8 +117,8 @@ async def run(quick: bool = False) -> dict[str, float]:  # one run either way
     try:
         async with rabbit_lab(base) as lab:
             await lab.converge(timeout=150)
-            await _declare(lab, "b")
-            confirmed = await _publish(lab, "b", MESSAGES)
+            await declare(lab, "b")
+            confirmed = await publish(lab, "b", MESSAGES)
             figures = await _wrong_order(lab, confirmed)
             figures.update(await _replaced(lab))
             figures.update(await _last_gone(lab))

@@ -1,7 +1,7 @@
 """One seeded chaos run on the example control plane, judged by the independent checker.
 
 SAFETY ONLY: no timing is asserted (a shared 2-core machine). The run mixes one episode of
-each of a subset of the fault and operator kinds (about two minutes) and fails on any safety
+each of a subset of the fault kinds (about a minute) and fails on any safety
 violation: two holders of a VIP (addresses or ARP answers) or of an exclusive service, two
 agents on one node, an agent that died unannounced, admin state lost, or the checker itself
 failing. Tracebacks and slow convergence are printed, not asserted (liveness, not safety).
@@ -25,18 +25,10 @@ pytestmark = [
     ),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = (
-    "power-off",
-    "partition",
-    "agent-kill",
-    "etcd-kill",
-    "freeze",
-    "kill-service",
-    "double",
-    "move",
-    "maint-instance",
-    "standby",
-)
+# The faults that threaten rule 1 (two holders) most; the operator kinds (move, maintenance,
+# standby) and a killed service have lab tests of their own, and every kind is in the bench
+# (bench/chaos.py): kept out here for the suite's time (20 minutes on 2 cores).
+KINDS = ("power-off", "partition", "agent-kill", "etcd-kill", "freeze", "double")
 SAFETY = {
     "vip-two-holders",
     "exclusive-two-holders",
@@ -57,7 +49,7 @@ def test_seeded_chaos_run_is_safe(tmp_path: Path) -> None:
         tmp_path,
         seed=12,
         minutes=0.1,  # the mandatory episodes only: one of each kind
-        max_seconds=170,  # all of them (about 100 s here), within the test's time
+        max_seconds=170,  # all of them (about 60 s here), within the test's time
         kinds=KINDS,
         log=lines.append,
     )

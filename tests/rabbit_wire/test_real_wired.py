@@ -34,20 +34,19 @@ from corral.records.rabbit_plan import PlanRecord, plan_key
 from corral.spec import load_spec_text
 from corral.store import Keys, MemoryStore
 from tests.rabbit import lab as lab_module
-from tests.rabbit.lab import NODES, RabbitLab, address, rabbit_lab
-from tests.rabbit.test_real import (
+from tests.rabbit.clients import (
     MESSAGES,
+    NEEDS_BROKERS,
     QUEUE,
-    _declare,
-    _drain,
-    _publish,
-    _registered_everywhere,
+    declare,
+    drain,
+    our_processes,
+    publish,
+    registered_everywhere,
 )
-from tests.rabbit.test_real import (
-    pytestmark as real_marks,
-)
+from tests.rabbit.lab import NODES, RabbitLab, address, rabbit_lab
 
-pytestmark = [real_marks, pytest.mark.timeout(300)]
+pytestmark = [NEEDS_BROKERS, pytest.mark.timeout(300)]
 SPEC = (
     "cluster: c1\nnodes:\n"
     + "".join(f"  {n}: {{address: {address(n)}}}\n" for n in NODES)
@@ -68,8 +67,10 @@ def own_names() -> Iterator[None]:
 async def lab(
     own_names: None, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RabbitLab]:
-    async with rabbit_lab(tmp_path_factory.mktemp("rabbit-wire")) as made:
+    base = tmp_path_factory.mktemp("rabbit-wire")
+    async with rabbit_lab(base) as made:
         yield made
+    assert not our_processes(base), our_processes(base)  # no broker or epmd of ours left
 
 
 class Agents:
@@ -190,12 +191,12 @@ async def test_the_controller_forms_and_restores_a_real_cluster_after_kill_9(
     formation = time.monotonic() - began
     assert plans[0] == {"a": "start_first", "b": "wait", "c": "wait"}, plans
     assert any(p.get("b") == "join" and p.get("c") == "join" for p in plans), plans
-    await _declare(lab, "b")
-    await _registered_everywhere(lab, timeout=30.0)  # a member not on disk comes back empty
+    await declare(lab, "b")
+    await registered_everywhere(lab, timeout=30.0)  # a member not on disk comes back empty
     waited = time.monotonic()
     await _durable_everywhere(lab, timeout=30.0)  # and so does a queue record not on disk
     waited = time.monotonic() - waited
-    confirmed = await _publish(lab, "b", MESSAGES)
+    confirmed = await publish(lab, "b", MESSAGES)
     state = await read_state(agents.store, RabbitKeys(agents.keys, "mq"))
     newest = max(state.records.values(), key=lambda r: r.seq)  # names the last-running set
     assert newest.running == frozenset(NODES), state.records
@@ -211,7 +212,7 @@ async def test_the_controller_forms_and_restores_a_real_cluster_after_kill_9(
     assert {"a": "start_first", "b": "start_first", "c": "start_first"} in plans, plans
     assert not any("force_boot" in p.values() for p in plans), plans
     assert (await read_state(agents.store, RabbitKeys(agents.keys, "mq"))).claims == {}
-    got = await _drain(lab, "c", len(confirmed))
+    got = await drain(lab, "c", len(confirmed))
     aside = [p.name for s in lab.servers.values() for p in s.base.glob("mnesia.forgotten-*")]
     assert confirmed <= got, f"lost {len(confirmed - got)} confirmed; {plans}; reset: {aside}"
     print(f"\nrabbit wired: formation {formation:.1f}s, recovery {recovery:.1f}s, {waited=:.1f}s")

@@ -1,11 +1,5 @@
-"""Real RabbitMQ 3.10 brokers in network namespaces, driven by corral's decisions.
-
-One test goes through both stories, to pay for one formation only (broker boots and CLI calls
-are what costs on 2 cores): three nodes form a cluster (the first node, then joins, as
-:func:`corral.core.rabbit.decide` says), a quorum queue takes publisher-confirmed messages,
-all three brokers are killed -9 at once, they start again in the order the decisions give,
-and every confirmed message is there. The lab is torn down in ``finally``; afterwards no
-broker or epmd process of the test is left.
+"""Clients of the real-broker lab (:mod:`tests.rabbit.lab`): declare a quorum queue, publish
+with publisher confirms, read every message back, and wait until a queue's members are on disk.
 
 Measured here: when all three brokers were killed -9 a few seconds after a quorum queue's
 declaration, the queue came back empty on every node (its 300 confirmed messages orphaned):
@@ -13,9 +7,9 @@ RabbitMQ 3.10 registers each queue member in Ra's directory (``names.dets``), wh
 the disk about 1 s after the declaration's answer; a node that boots without the
 registration creates a new, empty member, and the queue has no leader with the data. Earlier
 the queue's mnesia record was seen missing the same way. Messages confirmed to a queue whose
-members were already on disk survive (this test waits for that). A full power loss right
-after a declaration is RabbitMQ's limit, not one corral can fix: declare queues at deploy
-time, not just before publishing.
+members were already on disk survive (:func:`registered_everywhere` waits for that). A full
+power loss right after a declaration is RabbitMQ's limit, not one corral can fix: declare
+queues at deploy time, not just before publishing.
 """
 
 from __future__ import annotations
@@ -30,9 +24,9 @@ import aio_pika
 import psutil
 import pytest
 
-from tests.rabbit.lab import NODES, RabbitLab, rabbit_lab
+from tests.rabbit.lab import NODES, RabbitLab
 
-pytestmark = pytest.mark.skipif(
+NEEDS_BROKERS = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()
     or shutil.which("ip") is None,
     reason="needs root, iproute2 and rabbitmq-server (make server-packages)",
@@ -41,7 +35,7 @@ MESSAGES = 300
 QUEUE = "orders"
 
 
-async def _declare(lab: RabbitLab, node: str) -> None:
+async def declare(lab: RabbitLab, node: str) -> None:
     conn = await lab.connect(node)
     try:
         channel = await conn.channel()
@@ -50,7 +44,7 @@ async def _declare(lab: RabbitLab, node: str) -> None:
         await conn.close()
 
 
-async def _publish(lab: RabbitLab, node: str, count: int) -> set[str]:
+async def publish(lab: RabbitLab, node: str, count: int) -> set[str]:
     """Publish ``count`` persistent messages to the quorum queue with publisher confirms;
     the bodies the broker confirmed."""
     conn = await lab.connect(node)
@@ -87,7 +81,7 @@ async def _count(lab: RabbitLab, node: str) -> int:
         await conn.close()
 
 
-async def _drain(lab: RabbitLab, node: str, expect: int, timeout: float = 90.0) -> set[str]:
+async def drain(lab: RabbitLab, node: str, expect: int, timeout: float = 90.0) -> set[str]:
     """Every message in the queue, read from ``node`` until ``expect`` were read or the queue
     is empty once it had counted ``expect`` (or at ``timeout``, whatever was read by then).
 
@@ -134,7 +128,7 @@ def _registered(lab: RabbitLab, node: str) -> bool:
     return any(d.name.encode() in data for d in root.iterdir() if d.is_dir())
 
 
-async def _registered_everywhere(lab: RabbitLab, timeout: float) -> None:
+async def registered_everywhere(lab: RabbitLab, timeout: float) -> None:
     """Wait until every node's quorum-queue member is registered on disk (about 1 s after
     the declaration here): a node killed before that re-creates the member empty on its next
     boot, and the confirmed messages stay behind in the old member's directory (seen in CI)."""
@@ -144,7 +138,7 @@ async def _registered_everywhere(lab: RabbitLab, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-def _our_processes(base: Path) -> list[str]:
+def our_processes(base: Path) -> list[str]:
     """Processes whose command line or environment names the lab's directory."""
     left = []
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
@@ -155,48 +149,3 @@ def _our_processes(base: Path) -> list[str]:
         except psutil.Error:
             continue
     return left
-
-
-async def test_formation_then_full_crash_keeps_confirmed_messages(tmp_path: Path) -> None:
-    timings: dict[str, float] = {}
-    async with rabbit_lab(tmp_path) as lab:
-        began = time.monotonic()
-        history = await lab.converge(timeout=150)
-        timings["formation_s"] = time.monotonic() - began
-        first = [(d.node, d.action) for d in history[0][1].decisions.values()]
-        assert ("a", "start_first") in first and all(
-            act == "wait" for node, act in first if node != "a"
-        ), first  # one node forms, the others wait for it
-        assert {(n, "join") for n in ("b", "c")} <= {
-            (d.node, d.action) for _, plan in history for d in plan.decisions.values()
-        }
-        # Declared before the next CLI call: RabbitMQ 3.10 writes a declaration to mnesia's
-        # log with a delay (measured: a queue declared ~2 s before a kill -9 of every node
-        # was gone after the restart, its confirmed messages with it); see the module doc.
-        await _declare(lab, "b")
-        await _registered_everywhere(lab, timeout=30.0)
-        members, running = await lab.servers["a"].cluster_status()
-        assert members == running == set(NODES), (members, running)
-        timings["rss_mb_per_node"] = max(s.rss() for s in lab.servers.values()) / 2**20
-
-        confirmed = await _publish(lab, "b", MESSAGES)
-        assert len(confirmed) == MESSAGES
-
-        check = lab.check("a")  # the kept-open health check notices the crash, and the return
-        assert (await check.check()).ok
-        await asyncio.gather(*(s.kill() for s in lab.servers.values()))
-        assert not any(s.alive for s in lab.servers.values())
-        failed = await check.check()
-        assert not failed.ok and "AMQP" in failed.detail, failed
-        began = time.monotonic()
-        history = await lab.converge(timeout=150)
-        timings["recovery_s"] = time.monotonic() - began
-        restart = {(d.node, d.action) for d in history[0][1].decisions.values()}
-        assert restart == {(n, "start_first") for n in NODES}, restart  # killed together
-
-        assert (await check.check()).ok
-        await check.close()
-        got = await _drain(lab, "c", len(confirmed))
-        assert confirmed <= got, f"lost {len(confirmed - got)} confirmed messages"
-    print(f"\nrabbit timings: {timings}")
-    assert not _our_processes(tmp_path), _our_processes(tmp_path)
