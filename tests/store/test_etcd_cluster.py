@@ -12,6 +12,7 @@ import pytest
 from corral.store import Compare, Put, StoreUnavailable, WatchEvent
 from corral.store.etcd import EtcdStore
 from corral.store.lab import EtcdLab
+from tests.agent.fakes import until
 
 pytestmark = pytest.mark.etcd
 Role = Literal["leader", "follower"]
@@ -111,14 +112,16 @@ async def test_watch_survives_member_restart_without_loss_or_duplicates(
     watching = asyncio.create_task(watch())
     writing = asyncio.create_task(_write_continuously(writer, acked, stop))
     try:
-        await asyncio.sleep(0.3)
-        assert received and watcher.endpoint == etcd3.endpoints[victim]
+        # conditions, not fixed sleeps (a loaded CI machine): the watch streams ...
+        await until(lambda: len(received) >= 30, 10.0, "the watch streaming")
+        assert watcher.endpoint == etcd3.endpoints[victim]
         at_kill = len(received)
         if how == "kill":
             etcd3.members[victim].kill()
         else:  # a graceful stop: etcd closes its streams itself
             await etcd3.members[victim].stop()
-        await asyncio.sleep(1.2)
+        # ... and, its member down, streams on from another (writes resumed after an election)
+        await until(lambda: len(received) >= at_kill + 30, 10.0, "the watch on another member")
         during_outage = len(received) - at_kill
         await etcd3.members[victim].start(wait=False)
         await etcd3.members[victim].wait_healthy(20)
