@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from corral.agent.snapshot import AgentSnapshot
+from corral.agent.snapshot import ActionTimes, AgentSnapshot
 from corral.api import Reader, Source, make_app
 from corral.auth.tokens import create
 from corral.records import DeliveryRecord, DutyRecord, Event
@@ -32,9 +32,11 @@ async def test_the_alert_log_and_the_delivery_counts() -> None:
     owed = DutyRecord("n1", 5, event, tried=2, next_at=12.0, error="HTTP 500")
     await store.put(KEYS.alert_duty("hook", "0002-n1"), owed.dump())
     now = time.monotonic()
+    latency = ActionTimes()
+    latency.observe("hook", 0.42)
     snap = AgentSnapshot(
         "alrt", "n1", now, time.time(), 3.0, spec=SPEC, lease=1,
-        alerts=(("hook", "delivered", 1), ("hook", "retry", 3)),
+        alerts=(("hook", "delivered", 1), ("hook", "retry", 3)), alert_latency=latency.frozen(),
     )  # fmt: skip
     app = make_app(Source(lambda: snap), Reader(lambda: snap, lambda: store))
     headers = {"Authorization": f"Bearer {token}"}
@@ -47,3 +49,5 @@ async def test_the_alert_log_and_the_delivery_counts() -> None:
     ]  # fmt: skip
     assert rows[1]["error"] == "HTTP 500" and rows[1]["resource"] == "web"
     assert 'corral_alert_deliveries_total{node="n1",outcome="retry",sink="hook"} 3.0' in metrics
+    assert 'corral_alert_delivery_seconds_bucket{le="0.5",node="n1",sink="hook"} 1.0' in metrics
+    assert 'corral_alert_delivery_seconds_bucket{le="0.25",node="n1",sink="hook"} 0.0' in metrics

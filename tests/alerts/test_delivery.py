@@ -130,6 +130,8 @@ async def test_retries_until_200_one_dedup_id_and_a_hanging_agent_killed(store: 
         assert dict(((s, o), n) for s, o, n in a.duty.frozen()) == {
             ("hang", "failed"): 1, ("hook", "delivered"): 2, ("hook", "retry"): 6,
         }  # fmt: skip
+        (sink, cumulative, total), *others = a.duty.latency.frozen()  # delivered ones only
+        assert (sink, cumulative[-1], others) == ("hook", 2, []) and total > 0.0
     finally:
         hook.close()
 

@@ -31,6 +31,7 @@ import httpx
 
 from corral import __version__
 from corral.agent.controller import token_compare
+from corral.agent.snapshot import ActionTimes
 from corral.agent.view import StoreView
 from corral.core import alerts as core
 from corral.core.clock import Clock
@@ -79,6 +80,7 @@ class AlertDuty:
         self.wall, self.clock = wall, clock
         self.wake = asyncio.Event()
         self.counts: dict[tuple[str, str], int] = {}  # (sink, delivered|retry|failed) -> tries
+        self.latency = ActionTimes()  # per sink: seconds from the event to its delivery
         self._flying: dict[bytes, asyncio.Task[None]] = {}
         self._settled: dict[bytes, int] = {}  # duty key -> revision of our last write of it
         self._sequence = 0  # CRM_alert_node_sequence: this agent's runs of alert agents
@@ -211,6 +213,8 @@ class AlertDuty:
                 outcome = core.after_try(error is None, row.duty.tried, sink, now)
             key = (row.sink, outcome.verdict)
             self.counts[key] = self.counts.get(key, 0) + 1
+            if outcome.verdict == "delivered":
+                self.latency.observe(row.sink, max(0.0, now - row.duty.event.time))
             await self._settle(row, reg, outcome, error or "", now)
         except StoreError as exc:
             log.warning("%s: alert %s/%s not settled: %s", self.node, row.sink, row.event_id, exc)

@@ -82,6 +82,7 @@ class AgentSnapshot:
     events: tuple[tuple[str, int], ...] = ()  # events this agent wrote, by kind, since start
     actions: tuple[tuple[str, tuple[int, ...], float], ...] = ()  # ActionTimes.frozen()
     alerts: tuple[tuple[str, str, int], ...] = ()  # AlertDuty.frozen(): (sink, outcome, n)
+    alert_latency: tuple[tuple[str, tuple[int, ...], float], ...] = ()  # by sink, as actions
 
     def age(self, now: float) -> float:
         return now - self.mono
@@ -197,5 +198,5 @@ def snapshot_of(agent: Agent, poll: float) -> AgentSnapshot:
         guarded=agent._guard, state_dir=str(agent.ctx.state_dir), instances=instances,
         maintenance=agent._frozen, resources=frozenset(agent.spec.resources), spec=agent.spec,
         events=tuple(sorted(agent.events.counts.items())), actions=agent.act.times.frozen(),
-        alerts=agent.alerts.frozen(),
+        alerts=agent.alerts.frozen(), alert_latency=agent.alerts.latency.frozen(),
     )  # fmt: skip

@@ -92,13 +92,25 @@ def node_metrics(snap: AgentSnapshot, now: float) -> Iterator[Metric]:
     for sink, outcome, count in snap.alerts:
         alerts.add_metric([n, sink, outcome], count)
     yield alerts
-    actions = HistogramMetricFamily(
-        "corral_action_duration_seconds", "how long actions took", labels=["node", "action"]
+    yield _histogram(
+        "corral_action_duration_seconds", "how long actions took", "action", n, snap.actions
     )
-    for kind, cumulative, total in snap.actions:
-        edges = [*(str(b) for b in BUCKETS), "+Inf"]
-        actions.add_metric([n, kind], list(zip(edges, cumulative, strict=True)), total)
-    yield actions
+    yield _histogram(
+        "corral_alert_delivery_seconds",
+        "seconds from an event to its delivery, by sink (deliveries by this agent)",
+        "sink", n, snap.alert_latency,
+    )  # fmt: skip
+
+
+def _histogram(
+    name: str, doc: str, label: str, node: str, rows: tuple[tuple[str, tuple[int, ...], float], ...]
+) -> HistogramMetricFamily:
+    """One histogram family from :meth:`ActionTimes.frozen` rows (``BUCKETS``)."""
+    family = HistogramMetricFamily(name, doc, labels=["node", label])
+    edges = [*(str(b) for b in BUCKETS), "+Inf"]
+    for value, cumulative, total in rows:
+        family.add_metric([node, value], list(zip(edges, cumulative, strict=True)), total)
+    return family
 
 
 def cluster_metrics(spec: Spec, keys: Keys, kvs: list[KeyValue], revision: int) -> Iterator[Metric]:
