@@ -63,6 +63,7 @@ from corral.records import (
     read_records,
     snapshot,
 )
+from corral.records.alerts import NodeStates
 from corral.records.failures import Judged, judge_failures, with_judged
 from corral.records.galera import Txn
 from corral.spec import Spec
@@ -138,7 +139,6 @@ class Controller:
         self._seen: dict[bytes, tuple[int, float]] = {}  # key -> (revision, first seen)
         self.token: int | None = None  # create revision of our controller key
         self._last_notes: frozenset[str] = frozenset()
-        self._last_nodes: dict[str, str] | None = None  # node states of our last step
         self._last_event_ns = 0  # the time of our last event key (keys never repeat)
         self._fence_failed: dict[str, float] = {}  # node -> when its fence failed (clock)
         self._fencing: dict[str, asyncio.Task[bool]] = {}  # fences under way, by node
@@ -160,7 +160,6 @@ class Controller:
         )
         if result.succeeded:
             self.token = result.revision
-            self._last_nodes = None  # a new term compares node states from its first step
             await self._event("controller", f"{self._node} became the controller")
             return True
         current = await self._store.get(key)
@@ -211,7 +210,7 @@ class Controller:
         )
         self._last_notes = writes.notes
         moved = await self._excuse(judged, kvs)
-        said = self._skipped_events(records.skipped) + self._node_events(spec, snap)
+        said = self._skipped_events(records.skipped) + self._node_events(spec, snap, kvs)
         said += [self._event_op("bootstrap", why, res) for res, _, why in galera.claims]
         if writes.empty and not said:
             cleared = (await self._galera_writes(galera)).removeprefix("; ")
@@ -225,16 +224,23 @@ class Controller:
             self._skipped = {(s.key, s.mod_revision) for s in records.skipped}
         return f"{moved}; {done}" if moved else done
 
-    def _node_events(self, spec: Spec, snap: Snapshot) -> list[Put]:
-        """A ``node`` event (about ``target``) per node whose state changed since our last
-        step (:func:`core.node_events`): what node alerts are made of."""
+    def _node_events(self, spec: Spec, snap: Snapshot, kvs: list[KeyValue]) -> list[Put]:
+        """A ``node`` event (about ``target``) per node whose state changed since the node
+        events last said it (:func:`core.node_events`), and the ``alerts/nodes`` record of
+        the states now when they changed: what node alerts are made of. The last said
+        states come from the store, not from this controller's memory, so a change during a
+        controller handover is said by the new controller, and a step whose write is refused
+        says its changes again (none is said twice: the record moves in the same write)."""
         nodes: dict[str, str] = {n: snap.node(n).state for n in spec.nodes}
+        kv = next((kv for kv in kvs if kv.key == self._keys.alert_nodes), None)
+        record = NodeStates.parse_kv(kv) if kv is not None else None
+        last = record.states if record is not None else None
+        if last == nodes:
+            return []
         said = [
-            self._event_op("node", why, target=node)
-            for node, why in core.node_events(self._last_nodes, nodes)
+            self._event_op("node", why, target=node) for node, why in core.node_events(last, nodes)
         ]
-        self._last_nodes = nodes
-        return said
+        return [*said, Put(self._keys.alert_nodes, NodeStates(nodes).dump())]
 
     async def _excuse(self, judged: Judged, kvs: list[KeyValue]) -> str:
         """Rewrite the failure records whose failures were judged systemic (moved out of

@@ -11,6 +11,9 @@
 - ``alerts/log/<sink>/<event>`` (:class:`DeliveryRecord`): ``{"status", "tried", "latency",
   "at", "by", "error", "kind", "node", "resource"}``, a delivery done (``delivered``) or given
   up (``failed``); the last :data:`KEEP_LOG` are kept.
+- ``alerts/nodes`` (:class:`NodeStates`): ``{"states": {node: state}}``, each node's state as
+  the controller's ``node`` events last said it; written by the controller only, in the
+  fenced transaction that holds those events.
 """
 
 from __future__ import annotations
@@ -37,6 +40,23 @@ class AlertCursor(Record):
 
     def to_value(self) -> dict[str, Any]:
         return {"revision": self.revision}
+
+
+@dataclass(frozen=True)
+class NodeStates(Record):
+    states: dict[str, str]
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Self:
+        states = value.get("states")
+        if not isinstance(states, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in states.items()
+        ):
+            raise Malformed("states: expected an object of node -> state")
+        return cls(dict(states))
+
+    def to_value(self) -> dict[str, Any]:
+        return {"states": dict(sorted(self.states.items()))}
 
 
 def facts_of(event: Event) -> Facts:

@@ -29,6 +29,7 @@
 ``alerts/cursor``               the store revision up to which events became alert duties
 ``alerts/duty/<sink>/<event>``  one delivery owed by one agent (rule 6), until done
 ``alerts/log/<sink>/<event>``   a delivery done or given up (bounded; ``corral alerts log``)
+``alerts/nodes``                the node states the controller's node events last said
 =============================== ==========================================================
 
 Every name is validated (letters, digits, ``_ . -``; no ``/``; at most 63 characters; not
@@ -208,6 +209,12 @@ class Keys:
     @property
     def alert_cursor(self) -> bytes:
         return self._k("alerts", "cursor")
+
+    @property
+    def alert_nodes(self) -> bytes:
+        """``alerts/nodes``: each node's state as the controller's node events last said it
+        (a new controller compares against it, so no change goes unsaid over a handover)."""
+        return self._k("alerts", "nodes")
 
     def alert_duty(self, sink: str, event_id: str) -> bytes:
         """``alerts/duty/<sink>/<event>``; ``event_id`` is an event key's last part."""
