@@ -71,12 +71,8 @@ class Peer:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with etcd_lab(tmp_path, 1) as lab:
-        real = lab.store()
-        try:
-            yield real
-        finally:
-            await real.close()
+    async with etcd_lab(tmp_path, 1) as lab, lab.client() as real:
+        yield real
 
 
 async def event(

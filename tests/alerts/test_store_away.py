@@ -21,8 +21,7 @@ pytestmark = pytest.mark.etcd
 
 async def test_a_delivery_while_etcd_is_away_is_not_resent_in_a_loop(tmp_path: Path) -> None:
     hook = Hook(fail_first=1).start()
-    async with etcd_lab(tmp_path, 1) as lab:
-        store = lab.store(timeout=1.0, attempt_timeout=0.3)
+    async with etcd_lab(tmp_path, 1) as lab, lab.client(timeout=1.0, attempt_timeout=0.3) as store:
         try:
             a = Peer(store, "a", spec_for(hook.url))
             await a.register()
@@ -52,5 +51,4 @@ async def test_a_delivery_while_etcd_is_away_is_not_resent_in_a_loop(tmp_path: P
             records = read_deliveries(KEYS, (await store.range(KEYS.root_prefix)).kvs)
             assert sum(1 for s, e, _ in records if (s, e) == ("hook", fenced)) == 1
         finally:
-            await store.close()
             hook.close()

@@ -35,12 +35,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield mem
         await mem.close()
         return
-    async with etcd_lab(tmp_path, 1) as lab:
-        real = lab.store()
-        try:
-            yield real
-        finally:
-            await real.close()
+    async with etcd_lab(tmp_path, 1) as lab, lab.client() as real:
+        yield real
 
 
 @pytest.fixture

@@ -113,6 +113,15 @@ class EtcdLab:
         chosen = [self.endpoints[i] for i in members] if members else self.endpoints
         return EtcdStore(chosen, timeout=timeout, attempt_timeout=attempt_timeout, tls=self.tls)
 
+    @asynccontextmanager
+    async def client(self, *members: int, **options: float) -> AsyncIterator[EtcdStore]:
+        """:meth:`store`, closed when the block ends (pass or fail)."""
+        store = self.store(*members, **options)
+        try:
+            yield store
+        finally:
+            await store.close()
+
     async def leader(self, timeout: float = 10.0) -> int:
         """Index of the member that leads now (waits for an election to end)."""
         loop = asyncio.get_running_loop()
