@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,14 @@ def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, 
     return result
 
 
+def _all_down_cell(moments: list[dict[str, Any]]) -> str:
+    """``N (causes)``: the moments with every VIP failing, by cause
+    (:func:`corral.lab.chaosreport.cause_of`: client stalled, slow, refused)."""
+    causes = Counter(str(d.get("cause", "?")) for d in moments)
+    inner = ", ".join(f"{n} {c}" for c, n in sorted(causes.items()))
+    return f"{len(moments)} ({inner})" if moments else "0"
+
+
 def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
     table = Table(title="corral chaos (safety: violations target 0; timing: not asserted)")
     for col in ("seed", "fence", "episodes", "violations", "frozen-unfenced", "availability",
@@ -130,7 +139,7 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
             str(r.get("counts", {}).get("frozen-unfenced", 0)),
             " ".join(f"{v * 100:.1f}%" for v in r.get("availability", {}).values() if v),
             " ".join(f"{v:.2f}s" for v in r.get("longest_outage", {}).values()),
-            str(len(r.get("all_vips_down", []))),
+            _all_down_cell(r.get("all_vips_down", [])),
             f"{median(conv)}/{max(conv, default=None)}",
             str(r.get("final_convergence")),
         )
@@ -155,7 +164,8 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
         for d in r.get("all_vips_down", []):
             console.print(
                 f"  all VIPs down at t={d['at']}s ({d.get('wall')}) for {d['duration']}s "
-                f"({d['during']})",
+                f"({d['during']}): {d.get('cause', '?')}, client gap {d.get('client_gap')}s, "
+                f"{d.get('errors', {})}",
                 highlight=False,
             )
     conv = [c for r in results for c in r.get("convergence", [])]
@@ -167,6 +177,10 @@ def report(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
             "failed_runs": sum(1 for r in results if r.get("error")),
             "convergence_median": median(conv),
             "convergence_max": max(conv, default=None),
+            "all_vips_down": sum(len(r.get("all_vips_down", [])) for r in results),
+            "all_vips_down_refused": sum(
+                d.get("cause") == "refused" for r in results for d in r.get("all_vips_down", [])
+            ),
         },
     }
 

@@ -97,3 +97,22 @@ def test_outages_all_down_and_log_excerpt() -> None:
     t = log_time(lines[1])
     assert t is not None
     assert log_excerpt(lines, t, before=1, after=1) == lines[1:3]
+
+
+def test_an_all_down_moment_says_whether_the_client_or_the_cluster_failed() -> None:
+    """The moments of the chaos report's "all VIPs down" column: a client that missed its
+    ticks for a request's whole timeout made its own requests time out (a starved machine);
+    refused, unreachable or error answers mean no holder or a failing service; timeouts
+    alone, slow answers."""
+    from corral.lab.chaosreport import cause_of, send_gap
+
+    ticks = [i * 0.01 for i in range(100)]  # a client sending every 10 ms
+    assert send_gap(ticks, 0.2, 0.5) == pytest.approx(0.01)
+    stalled = [t for t in ticks if not 0.3 < t < 0.6]  # 300 ms without a send
+    assert send_gap(stalled, 0.2, 0.7) == pytest.approx(0.31, abs=0.011)
+    timeouts = ["read_timeout", "connect_timeout"]
+    assert cause_of(timeouts, 0.31, 0.1, 0.01) == "client stalled"
+    assert cause_of(timeouts, 0.09, 0.1, 0.01) == "slow"
+    assert cause_of([*timeouts, "refused"], 0.01, 0.1, 0.01) == "refused"
+    assert cause_of(["os:EHOSTUNREACH"], 0.05, 0.1, 0.01) == "refused"
+    assert cause_of(["http"], 0.01, 0.1, 0.01) == "refused"

@@ -5,6 +5,8 @@
   the last request). A failure between two successes is an outage of that length (short ones
   are kept: the caller filters).
 - :func:`all_down`: the intervals in which every VIP was in an outage at once.
+- :func:`cause_of`: what an outage interval was made of: the client's own stall (it missed
+  its ticks), only timeouts (slow answers), or refused/unreachable/error answers.
 - :func:`failover_bounds`: the timing profile's failover bounds, from its formulas.
 - :func:`log_excerpt`: agent log lines whose timestamp is within a window of a moment.
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,6 +50,30 @@ def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
         else:
             j += 1
     return out
+
+
+def send_gap(sends: Sequence[float], lo: float, hi: float) -> float:
+    """The longest time between two consecutive sends (``sends`` sorted) within ``[lo, hi]``:
+    how long the client itself stalled there (it sends every interval when it runs)."""
+    inside = [t for t in sends if lo <= t <= hi]
+    return max((b - a for a, b in itertools.pairwise(inside)), default=hi - lo)
+
+
+def cause_of(errors: Iterable[str | None], gap: float, timeout: float, interval: float) -> str:
+    """Why requests failed in one outage interval, from their error kinds and the client's
+    longest send gap there (``interval`` apart when it runs): ``client stalled`` when the
+    client did not run for a request's whole timeout (its own requests then time out, whatever
+    the cluster does: a loaded machine, not an outage); else ``refused`` when any failure was
+    refused, unreachable, reset or an error status (an address without a holder, or a
+    service down or failing); else
+    ``slow`` (timeouts only: no answer within the timeout, which a starved machine and a
+    failover both give; the client's gap, printed beside it, tells them apart)."""
+    kinds = {e for e in errors if e}
+    if gap >= max(timeout, 2 * interval):
+        return "client stalled"
+    if kinds - {"connect_timeout", "read_timeout"}:
+        return "refused"
+    return "slow"
 
 
 def all_down(per_vip: dict[str, list[Interval]]) -> list[Interval]:

@@ -84,23 +84,30 @@ def _load_figures(r: ChaosRun) -> dict[str, Any]:
     path = r.cfg.work / "load.json"
     if not path.exists():
         return {}
-    records = load(path)[0]
+    records, meta = load(path)
     per_vip: dict[str, list[tuple[float, bool]]] = {}
     for rec in records:
         vip = rec.url.split("//", 1)[1].split(":", 1)[0]
         per_vip.setdefault(vip, []).append((rec.sent, rec.ok))
     outs = {vip: chaosreport.outages(s) for vip, s in per_vip.items()}
-    down = [
-        {
+    sends = sorted(rec.sent for rec in records)
+    timeout, interval = float(meta.get("timeout", 0.1)), float(meta.get("interval", 0.01))
+    down = []
+    for a, b in chaosreport.all_down(outs):
+        if b - a < 0.2:
+            continue
+        errors = [rec.error for rec in records if a <= rec.sent <= b and not rec.ok]
+        gap = chaosreport.send_gap(sends, a, b)
+        down.append({
             "at": round(a - r.t0, 2),
             "duration": round(b - a, 2),
             "during": chaosreport.during(a - r.t0, r.timeline),
             "wall": wall_text(r.wall0 + a - r.t0),
             "events": events_near(r, r.wall0 + a - r.t0),
-        }
-        for a, b in chaosreport.all_down(outs)
-        if b - a >= 0.2
-    ]
+            "cause": chaosreport.cause_of(errors, gap, timeout, interval),
+            "client_gap": round(gap, 3),
+            "errors": dict(Counter(e or "?" for e in errors)),
+        })  # fmt: skip
     return {
         "requests": len(records),
         "availability": {v: chaosreport.availability(s) for v, s in per_vip.items()},
