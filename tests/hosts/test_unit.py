@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import corral
+from corral.agent.snapshot import STALL_FILE
 from corral.cli.host import render_unit
 from corral.store.lab import free_ports
 
@@ -46,7 +47,7 @@ resources:
 
 
 DROP_IN = f"""[Service]
-Environment=PYTHONPATH={SRC} CORRAL_TEST_STALL_FILE={BASE}/stall
+Environment=PYTHONPATH={SRC}
 StateDirectory=
 ConfigurationDirectory=
 WatchdogSec={WATCHDOG}s
@@ -146,19 +147,19 @@ def test_restart_leaves_service_and_guard(sd: SystemdNamespace) -> None:
 def test_watchdog_restarts_a_hung_agent(sd: SystemdNamespace) -> None:
     before = show(sd)
     service = pid_in(sd, STATE / "run/sleeper.pid")
-    stall = in_ns(sd, BASE / "stall")
-    stall.touch()
-    try:  # the hung agent is killed by the watchdog; the file goes before the next one runs
+    stall = in_ns(sd, STATE / STALL_FILE)  # the agent takes it and hangs for a minute
+    stall.write_text("60\n")
+    try:  # the hung agent is killed by the watchdog; the next one finds no file
         eventually(lambda: show(sd)["MainPID"] not in ("0", before["MainPID"]),
                    WATCHDOG + 15, "the watchdog killing the hung agent")  # fmt: skip
     finally:
-        stall.unlink()
+        stall.unlink(missing_ok=True)
     eventually(lambda: registered(sd), 30, "the restarted agent registered")
     after = show(sd)
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     log = agent_log(sd)  # systemd's SIGABRT: faulthandler wrote where the agent hung
     assert "Fatal Python error: Aborted" in log, log
-    assert "in stall_if_asked" in log, log
+    assert "in publish_turn" in log, log
     assert alive_in(sd, service)  # not exclusive: the hang and the restart left it running
     assert os.path.exists(in_ns(sd, STATE / "guard.pid"))
 

@@ -51,7 +51,6 @@ from corral.agent.quorum import QuorumKeeper, QuorumProbe, StoreVoice
 from corral.agent.registrar import Registrar
 from corral.agent.snapshot import Publishes, publish_turn
 from corral.agent.succession import Succession
-from corral.agent.testhook import stall_if_asked
 from corral.agent.view import StoreView
 from corral.agent.watch import WatchFeed
 from corral.aio import forever
@@ -313,7 +312,6 @@ class Agent(Publishes):
         runs when something changed or one is due."""
         next_round = -math.inf
         while True:
-            stall_if_asked()  # CORRAL_TEST_STALL_FILE: the hung agent of the watchdog test
             publish_turn(self, STATUS_POLL)  # the stall hook, a snapshot for the API (.snapshot)
             fence = self.core.fence_deadline(
                 self.clock.now(), self.services, self._keep_deadline(), self.grid.tick
