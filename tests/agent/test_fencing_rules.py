@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from corral.agent.guard import fence_if_due
+from corral.agent.guard import fence_if_due, stopped_at
 from corral.core.controller import plausible
 from corral.core.guard import Listing, due, pause
 
@@ -168,3 +168,22 @@ def test_the_deadline_record_moves_the_listing_on_only_when_whole_and_of_its_wri
     writer.update(107.0, [])
     assert (listing.stat().st_mtime_ns, record.read_bytes()) == cleared
     writer.close()
+
+
+def test_the_guard_records_what_it_stopped_and_when(tmp_path: Path) -> None:
+    """Rule 7's evidence: the guard's own record of a stop, read by the agent when it finds
+    the instance dead (its view of its renewals may say the lease never lapsed)."""
+    (tmp_path / "spec.yaml").write_text(
+        "cluster: t\nnodes:\n  n1: {address: 198.18.0.1}\n"
+        "resources:\n  ap: {process: 'sleep 1000', mode: active-passive}\n"
+    )
+    assert stopped_at(tmp_path, "ap") is None  # never stopped
+    listing = Listing(node="n1", deadline=99.0, exclusive=("ap",))
+    fence_if_due(tmp_path, listing, tmp_path / "guard.log", None, 100.0)
+    assert stopped_at(tmp_path, "ap") == 100.0
+    assert "stopped exclusive ap (rule 1)" in (tmp_path / "guard.log").read_text()
+    later = Listing(node="n1", deadline=149.0, exclusive=("ap",), token=2)
+    fence_if_due(tmp_path, later, tmp_path / "guard.log", listing.mark, 150.0)
+    assert stopped_at(tmp_path, "ap") == 150.0  # the last stop counts
+    (tmp_path / "guard.stopped").write_text("not json")
+    assert stopped_at(tmp_path, "ap") is None  # unreadable: the agent's own view decides

@@ -23,8 +23,9 @@ Commands (one per block; times in seconds, printed as ``t=…``):
 - ``maintenance RES ...`` / ``maintenance -``: resources in maintenance here.
 - ``round``: one round: the core's effects, carried out.
 - ``adopt KEY``: a service found running at start (left by the previous agent).
-- ``dies KEY`` / ``unhealthy KEY`` / ``guard-stopped KEY``: what a driver poll or the checks
-  find (``guard-stopped``: the lease guard stopped it while the agent renewed late).
+- ``dies KEY`` / ``unhealthy KEY`` / ``guard-stopped KEY [recorded]``: what a driver poll or
+  the checks find (``guard-stopped``: the lease guard stopped it while the agent renewed
+  late; ``recorded``: the guard's own record of the stop says so, ``guard.stopped``).
 - ``fail-start KEY error|node TEXT``: the next start of KEY fails (``node``: refused for a
   node-level reason).
 - ``request KEY restart|bogus``: an operator request for KEY.
@@ -254,9 +255,11 @@ class AgentNode:
         self.running[key] = LocalInstance(health="unhealthy")
         return []
 
-    def cmd_guard_stopped(self, key: str) -> list[str]:
-        """The driver poll finds ``key`` not running: the core says whose event it is."""
-        if self.core.stopped_by_guard(key, self.started_at.get(key, -math.inf)):
+    def cmd_guard_stopped(self, key: str, recorded: str = "") -> list[str]:
+        """The driver poll finds ``key`` not running: the core says whose event it is
+        (``recorded``: the guard's record says it stopped ``key`` now)."""
+        by_guard = self.now if recorded == "recorded" else None
+        if self.core.stopped_by_guard(key, self.started_at.get(key, -math.inf), by_guard):
             self.running.pop(key, None)
             return [f"{key} was stopped by the lease guard: started again as assigned, not counted"]
         self.running[key] = LocalInstance(health="healthy", failed=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from corral.agent.assigned import Registration, still_assigned
 from corral.agent.events import EventLog
 from corral.agent.galera import StoreGaleraLink
+from corral.agent.guard import stopped_at
 from corral.agent.instances import Checker, LocalService, split_key
 from corral.agent.lb import LbDuty
 from corral.agent.network import NetworkDuties
@@ -232,7 +233,9 @@ class Actuator:
                     # synced and Primary or not: the controller's writer choice reads it
                     svc.detail, died = status.detail, True
                 continue
-            if self.core.stopped_by_guard(svc.name, svc.started_at):
+            exclusive = self.core.exclusive(svc.name)
+            by_guard = stopped_at(self.ctx.state_dir, svc.name) if exclusive else None
+            if self.core.stopped_by_guard(svc.name, svc.started_at, by_guard):
                 self.services.pop(svc.name, None)
                 await svc.stop_checks()
                 text = f"{svc.name} was stopped by the lease guard (rule 1)"

@@ -16,8 +16,13 @@ agent keeps two files in ``<state_dir>``:
 
 It also keeps the running spec in ``<state_dir>/spec.yaml``. The guard reads the files (see
 below); once the deadline has passed it stops every listed exclusive service through its driver
-(the same code the agent uses), logs what it did to ``<state_dir>/guard.log`` and waits for a
-new deadline.
+(the same code the agent uses), logs what it did to ``<state_dir>/guard.log``, records each
+instance it stopped with the CLOCK_MONOTONIC time it began (``guard.stopped``: ``{key: time}``,
+rewritten atomically, the newest ``STOPPED_KEEP`` kept) and waits for a new deadline. The agent
+reads that record when it finds an exclusive instance dead (:func:`stopped_at`): the
+guard's word, not the agent's view of its renewals, says whose event a stop was (rule 7; a
+starved agent whose renewal came back in time by its own clock may find the guard acted on
+the deadline it had written before).
 Between reads it sleeps until the deadline it read (at least 50 ms, at most 0.5 s): a renewal
 moves the deadline on before it comes, so an idle guard wakes twice a second. A missing or
 corrupt file is treated as "nothing to guard" (the agent rewrites it within one keepalive).
@@ -49,10 +54,11 @@ from typing import Any
 from corral.agent import handover as ho
 from corral.clocks import MonotonicClock
 from corral.core.clock import Clock
-from corral.core.guard import POLL, Fenced, Listing, due, pause
+from corral.core.guard import POLL, Fenced, Listing, due, parse_stops, pause, with_stops
 from corral.fileio import write_atomic
 
 _RECORD = struct.Struct("<QdQd")
+STOPPED = "guard.stopped"
 
 
 class GuardWriter:
@@ -142,8 +148,22 @@ def _prepare(state_dir: Path, log: Path) -> None:
         _log(log, f"spec not read ahead: {exc!r}")
 
 
-async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> None:
-    """Stop every listed instance through its driver, all at once."""
+def _stops(state_dir: Path) -> dict[str, float]:
+    try:
+        return parse_stops((state_dir / STOPPED).read_text())
+    except OSError:
+        return {}
+
+
+def stopped_at(state_dir: Path, key: str) -> float | None:
+    """When the guard began stopping instance ``key`` the last time (CLOCK_MONOTONIC), from
+    ``guard.stopped``; None when it never did (or the record cannot be read)."""
+    return _stops(state_dir).get(key)
+
+
+async def _fence(state_dir: Path, node: str, names: list[str], log: Path, at: float) -> None:
+    """Stop every listed instance through its driver, all at once; ``at``: when the guard
+    began (recorded before any stop, so an agent that finds one gone finds the record)."""
     from corral.agent.instances import split_key
     from corral.drivers import make_driver
     from corral.drivers.base import DriverError, NodeContext
@@ -158,6 +178,10 @@ async def _fence(state_dir: Path, node: str, names: list[str], log: Path) -> Non
     if n is None:
         return
     ctx = NodeContext(node, str(n.address), dict(n.attrs), state_dir)
+    try:
+        write_atomic(state_dir / STOPPED, with_stops(_stops(state_dir), names, at))
+    except OSError as exc:  # a full disk must not keep the guard from stopping (rule 1)
+        _log(log, f"cannot record the stops of {names}: {exc}")
 
     async def stop(key: str) -> None:
         name, item = split_key(key)
@@ -272,7 +296,7 @@ def fence_if_due(
 ) -> Fenced:
     """Fence if :func:`~corral.core.guard.due`; return what was last fenced for."""
     if due(listing, fenced, now):
-        asyncio.run(_fence(state_dir, listing.node, list(listing.exclusive), log))
+        asyncio.run(_fence(state_dir, listing.node, list(listing.exclusive), log, now))
         return listing.mark
     return fenced
 

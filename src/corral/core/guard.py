@@ -57,6 +57,34 @@ class Listing:
 Fenced = tuple[float, tuple[str, ...]] | None  # the mark of the last fence (None: none yet)
 
 
+STOPPED_KEEP = 64  # entries of the stop record kept (a stop is looked up soon after it)
+
+
+def parse_stops(text: str) -> dict[str, float]:
+    """The guard's stop record (``guard.stopped``: ``{instance key: CLOCK_MONOTONIC time the
+    guard began stopping it}``); anything unreadable counts as no record (``{}``), an entry
+    that is not a finite time is left out."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def with_stops(stops: dict[str, float], keys: list[str], at: float) -> str:
+    """``stops`` with ``keys`` stopped at ``at``, as the record's text (the newest
+    :data:`STOPPED_KEEP` entries)."""
+    merged = {**stops, **dict.fromkeys(keys, at)}
+    newest = sorted(merged.items(), key=lambda kv: kv[1])[-STOPPED_KEEP:]
+    return json.dumps(dict(newest))
+
+
 def due(listing: Listing, fenced: Fenced, now: float) -> bool:
     """Whether ``listing`` must be fenced at ``now``: its deadline has passed and this deadline
     and listing were not fenced already (a name listed later under the same deadline is

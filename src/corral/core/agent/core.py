@@ -274,11 +274,19 @@ class AgentCore:
     def started(self, key: str) -> None:
         self._node_faults.pop(key, None)
 
-    def stopped_by_guard(self, key: str, started_at: float) -> bool:
-        """A service found not running: True when the lease guard stopped it (exclusive,
-        started before the last late renewal): the node's event, started again as assigned
-        and not counted (rule 7); False: the service's failure."""
-        return self.exclusive(key) and started_at <= self.lease.lapsed_at
+    def stopped_by_guard(
+        self, key: str, started_at: float, guard_stopped: float | None = None
+    ) -> bool:
+        """A service found not running: True when the lease guard stopped it (exclusive, and
+        started before the last late renewal or before the guard's own record of stopping it,
+        ``guard_stopped``): the node's event, started again as assigned and not counted (rule
+        7); False: the service's failure. The guard's record decides when the agent's view
+        does not: a starved agent can see its renewal back in time while the guard, on the
+        deadline written before, already stopped the instance."""
+        if not self.exclusive(key):
+            return False
+        stopped = guard_stopped is not None and guard_stopped >= started_at
+        return stopped or started_at <= self.lease.lapsed_at
 
     def request(self, key: str, valid: bool, frozen: Set[str], running: Set[str]) -> RequestPlan:
         """An operator's restart request for ``key`` (``valid``: it parsed as one): a drained
