@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from corral.cli.demo_state import StateTour
+from corral.cli.lab import servers_option
 from corral.cli.render import print_summary
 from corral.spec import Spec, SpecError, load_spec
 
@@ -100,18 +102,32 @@ class Tour:
         return out
 
     def settled(self) -> bool:
-        """Every VIP on exactly one node, every node online, and every resource running
-        healthy exactly where it is assigned."""
+        """Every VIP on exactly one node, every node online, every resource running healthy
+        exactly where it is assigned (promoted where it should be: Galera and RabbitMQ
+        formed), and every backend in rotation on every load balancer."""
         if any(len(h) != 1 for h in self.holders().values()):
             return False
         view = self.status()
         if not view or any(s != "online" for s in view.get("nodes", {}).values()):
             return False
-        for info in view.get("resources", {}).values():
+        for name, info in view.get("resources", {}).items():
             running = info.get("running", [])
             if any(i.get("health") != "healthy" for i in running):
                 return False
             if sorted(i.get("node") for i in running) != sorted(info.get("assigned", [])):
+                return False
+            res = self.spec.resources.get(name)
+            promoted = sum(1 for i in running if i.get("role") == "promoted")
+            if (
+                res is not None
+                and res.mode == "promotable"
+                and promoted < min(res.promoted or 0, len(running))
+            ):
+                return False  # a database or a broker still forming
+        # every load balancer sends each backend somewhere (galera: to its one writer)
+        for servers in view.get("backends", {}).values():
+            lbs = {lb for states in servers.values() for lb in states}
+            if any(all(s[lb] != "ready" for s in servers.values() if lb in s) for lb in lbs):
                 return False
         return True
 
@@ -197,13 +213,14 @@ def _downtime(console: Console, tour: Tour, out: Path, fault: float) -> None:
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml")
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
-def demo(spec_file: str, lab_dir: Path | None) -> None:
+@servers_option
+def demo(spec_file: str, lab_dir: Path | None, servers: str) -> None:
     """Bring up SPEC_FILE in a network-namespace lab and tour a failover (root only)."""
     console = Console(highlight=False)
     spec = _demo_spec(spec_file)
-    lab, where = _bring_up(spec, Path(spec_file), lab_dir, console)
+    lab, where = _bring_up(spec, Path(spec_file), lab_dir, console, servers)
     tour = Tour(lab, spec)
-    took = tour.wait("start")
+    took = tour.wait("start", timeout=180.0)
     console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
     console.rule("corral status")
     click.echo(tour.corral("status"))
@@ -211,7 +228,7 @@ def demo(spec_file: str, lab_dir: Path | None) -> None:
     _failover(tour, lab, where, victim, console)
     console.rule(f"{victim} comes back")
     lab.power_on(victim)
-    took = tour.wait("the node's return")
+    took = tour.wait("the node's return", timeout=150.0)
     console.print(f"{victim} rejoined and its VIP failed back home in {took:.1f} s")
     click.echo(tour.corral("status"))
     console.rule("the cluster keeps running")
@@ -243,7 +260,7 @@ def _demo_spec(spec_file: str) -> Spec:
 
 
 def _bring_up(
-    spec: Spec, spec_file: Path, lab_dir: Path | None, console: Console
+    spec: Spec, spec_file: Path, lab_dir: Path | None, console: Console, servers: str = "auto"
 ) -> tuple[Lab, Path]:
     """The lab up for ``spec`` (a previous demo's lab taken down first), described."""
     from corral.lab.lab import Lab, LabError
@@ -257,10 +274,12 @@ def _bring_up(
     try:
         # fencing switches a lost node off and leaves it off (the spec's reboot would bring
         # it back at once): the tour powers it on itself, to show its return
-        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off", tls=True)
+        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off", tls=True, servers=servers)
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     state = lab.state()
+    for note in state.get("notes", []):
+        console.print(f"  note: {note}")
     for name, n in state["nodes"].items():
         console.print(f"  {name}: {n['address']} in namespace {n['ns']}")
     console.print(f"  client: {', '.join(state['client']['addresses'])} in {state['client']['ns']}")
@@ -278,6 +297,9 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
         + (f" and runs {', '.join(sorted(aps))} (active-passive)" if aps else "")
         + f"; a client GETs {', '.join(tour.urls.values())} every 10 ms"
     )
+    stateful = StateTour(lab, console)
+    if stateful.active:
+        stateful.before(victim, min(vips))
     client = _start_client(tour, out, 8.0)
     time.sleep(1.5)
     fault, fault_wall = time.monotonic(), time.time()
@@ -287,6 +309,9 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
     client.wait(timeout=60)
     console.print("what a client of each VIP saw (a GET every 10 ms, 100 ms timeout):")
     _downtime(console, tour, out, fault)
+    if stateful.active:
+        survivor = next(n for n in lab.state()["nodes"] if n != victim)
+        stateful.after(fault_wall, survivor, min(set(tour.vips) - vips or vips))
     console.print("what corral did, from its events (corral events):")
     _account(console, tour, fault_wall)
 
@@ -307,5 +332,5 @@ def demo_down(lab_dir: Path | None, spec_file: str) -> None:
             lab_dir = _lab_dir(load_spec(spec_file), None)
         except SpecError:
             lab_dir = LAB_ROOT / "cloud1"
-    removed = Lab(lab_dir).down(force=True)
+    removed = [r for r in Lab(lab_dir).down(force=True) if "process(es) killed" in r]
     click.echo(f"demo: lab in {lab_dir} down ({len(removed)} namespace(s) removed)")
