@@ -31,7 +31,7 @@ from rich.console import Console
 from corral.cli.demo_state import StateTour
 from corral.cli.lab import servers_option
 from corral.cli.render import print_summary
-from corral.spec import Spec, SpecError, load_spec
+from corral.spec import Spec, SpecError, load_spec, load_spec_text
 
 if TYPE_CHECKING:
     from corral.lab.lab import Lab
@@ -51,6 +51,7 @@ class Tour:
         from corral.lab import netns
 
         self.lab, self.spec, self.netns = lab, spec, netns
+        self.lab_spec = load_spec_text(lab.spec_file.read_text())  # what the agents run
         self.vips = [
             str(a.ip)
             for res in spec.resources.values()
@@ -116,7 +117,7 @@ class Tour:
                 return False
             if sorted(i.get("node") for i in running) != sorted(info.get("assigned", [])):
                 return False
-            res = self.spec.resources.get(name)
+            res = self.lab_spec.resources.get(name)  # stand-ins are not promotable
             promoted = sum(1 for i in running if i.get("role") == "promoted")
             if (
                 res is not None
