@@ -72,7 +72,9 @@ def test_demo_tours_a_failover_and_demo_down_cleans_up() -> None:
         assert "VIP 198.18.0.100 is up on" in out  # ctl1's VIP moved
         assert "holds 198.18.0.100 and runs cinder-volume (active-passive)" in out
         assert "started cinder-volume: assigned to this node" in out  # on another node
-        assert "served again" in out and "fenced by lab" in out
+        assert "served again" in out
+        # fenced, unless its lease ran out first (a controller that was slow to take over)
+        assert "fenced by lab" in out or "ctl1 is unclean" in out or "became the controller" in out
         assert "rejoined and its VIP failed back home" in out
         assert "make demo-down" in out
         assert netns.list_namespaces(prefix), "the demo leaves the cluster running"

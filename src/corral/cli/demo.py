@@ -3,16 +3,25 @@
 What it does, in order (root only: it builds network namespaces):
 1. validates the spec and prints its summary;
 2. brings up ``corral lab`` for it (a namespace per controller on a bridge, the embedded etcd,
-   an agent per node; services that do not exist here run as small HTTP stand-ins) in
-   ``--dir`` (default ``/run/corral-lab/<cluster>``), replacing a lab a previous demo left;
-3. waits until every VIP is held and every instance is healthy, and shows ``corral status``;
-4. starts a client in the client namespace (a GET to every VIP every 10 ms, 100 ms timeout),
-   powers off the node that holds the first VIP (its link goes down and every process of it is
-   killed, as in a power cut), and prints what corral did and when: the fence, each VIP and
-   active-passive service that moved, and the measured client downtime per VIP;
-5. powers the node on again, waits until it is back (VIPs fail back home), shows status, and
-   leaves the cluster running with the commands to look at it and to stop it
-   (``corral demo-down``).
+   an agent per node; the ``galera:`` and ``rabbitmq:`` resources run the real MariaDB
+   Galera and RabbitMQ when installed (``--servers``), services that do not exist here run as
+   small HTTP stand-ins; the lab's notes say which) in ``--dir`` (default
+   ``/run/corral-lab/<cluster>``), replacing a lab a previous demo left;
+3. waits until every VIP is held (said as soon as it is: the front door does not wait for the
+   databases), then until every instance is healthy and promoted where it should be (Galera
+   and RabbitMQ formed), and shows ``corral status``;
+4. with the real servers, declares a quorum queue on the node it will power off and publishes
+   confirmed messages, and starts a write load on the database through that node's VIP
+   (:mod:`corral.cli.demo_state`); starts a client in the client namespace (a GET to every VIP
+   every 10 ms, 100 ms timeout), powers off the node that holds the first VIP (its link goes
+   down and every process of it is killed, as in a power cut), and prints what corral did and
+   when: each VIP and active-passive service that moved, the measured client downtime per
+   VIP, the writes acknowledged, how long writes failed and how many acknowledged writes were
+   lost (read back), the confirmed messages the queue kept (drained from a survivor), and the
+   events (the fence among them);
+5. powers the node on again, waits until it is back (VIPs fail back home, its database and
+   broker rejoin), shows status, and leaves the cluster running with the commands to look at
+   it and to stop it (``corral demo-down``).
 """
 
 from __future__ import annotations
@@ -132,6 +141,15 @@ class Tour:
                 return False
         return True
 
+    def wait_vips(self, timeout: float) -> float:
+        """Seconds until every VIP is on exactly one node; ClickException after ``timeout``."""
+        start = time.monotonic()
+        while any(len(h) != 1 for h in self.holders().values()):
+            if time.monotonic() - start > timeout:
+                raise click.ClickException(f"the VIPs were not all held within {timeout:g}s")
+            time.sleep(0.1)
+        return time.monotonic() - start
+
     def wait(self, what: str, timeout: float = 90.0) -> float:
         start = time.monotonic()
         while not self.settled():
@@ -176,7 +194,7 @@ def _watch(tour: Tour, console: Console, victim: str, fault: float, vips: set[st
 
 def _account(console: Console, tour: Tour, fault_wall: float) -> None:
     """corral's events since the fault, with their time after it."""
-    for line in tour.corral("events", "-n", "200", "--json").splitlines():
+    for line in tour.corral("events", "-n", "2000", "--json").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
@@ -221,6 +239,8 @@ def demo(spec_file: str, lab_dir: Path | None, servers: str) -> None:
     spec = _demo_spec(spec_file)
     lab, where = _bring_up(spec, Path(spec_file), lab_dir, console, servers)
     tour = Tour(lab, spec)
+    took = tour.wait_vips(timeout=90.0)  # the front door does not wait for the databases
+    console.print(f"every VIP held after {took:.1f} s more")
     took = tour.wait("start", timeout=180.0)
     console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
     console.rule("corral status")
@@ -301,7 +321,7 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
     stateful = StateTour(lab, console)
     if stateful.active:
         stateful.before(victim, min(vips))
-    client = _start_client(tour, out, 8.0)
+    client = _start_client(tour, out, 12.0)  # a loaded machine may take 6 s and more
     time.sleep(1.5)
     fault, fault_wall = time.monotonic(), time.time()
     lab.power_off(victim)
