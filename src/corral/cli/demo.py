@@ -292,6 +292,7 @@ def _bring_up(
         console.print(f"a previous demo's lab is up in {where}: taking it down first")
         Lab(where).down(force=True)
     console.rule("the lab")
+    began = time.monotonic()
     try:
         # fencing switches a lost node off and leaves it off (the spec's reboot would bring
         # it back at once): the tour powers it on itself, to show its return
@@ -299,6 +300,7 @@ def _bring_up(
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     state = lab.state()
+    console.print(f"lab up, every agent registered in {time.monotonic() - began:.1f} s")
     for note in state.get("notes", []):
         console.print(f"  note: {note}")
     for name, n in state["nodes"].items():
