@@ -322,7 +322,7 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
     )
     stateful = StateTour(lab, console)
     if stateful.active:
-        stateful.before(victim, min(vips))
+        stateful.before(victim, min(vips), tour.status())
     client = _start_client(tour, out, 12.0)  # a loaded machine may take 6 s and more
     time.sleep(1.5)
     fault, fault_wall = time.monotonic(), time.time()

@@ -63,8 +63,9 @@ class StateTour:
     def _address(self, node: str) -> str:
         return str(self.spec.nodes[node].address)
 
-    def before(self, victim: str, vip: str) -> None:
-        """Publish to the queue on ``victim`` and start the write load through ``vip``."""
+    def before(self, victim: str, vip: str, view: dict[str, Any]) -> None:
+        """Publish to the queue on ``victim`` and start the write load through ``vip``
+        (``view``: ``corral status --json``, for the writer's name)."""
         if self.mq is not None:
             began = time.monotonic()
             self.confirmed = asyncio.run(_publish(self, self._address(victim), MESSAGES))
@@ -73,9 +74,9 @@ class StateTour:
                 f"{len(self.confirmed)} messages confirmed in {time.monotonic() - began:.1f} s"
             )
         if self.db is not None:
-            self._start_writes(vip)
+            self._start_writes(vip, writer(view, self.db))
 
-    def _start_writes(self, vip: str) -> None:
+    def _start_writes(self, vip: str, writer: str) -> None:
         from corral.lab.servers import write_secrets
         from corral.lab.workload import grant
 
@@ -101,7 +102,7 @@ class StateTour:
             time.sleep(0.02)
         self.console.print(
             f"a client writes a row every {INTERVAL * 1000:.0f} ms to {vip}:{g.balance.port} "
-            f"(HAProxy's one writer), through the power-off"
+            f"(HAProxy sends it to the one writer, {writer}), through the power-off"
         )
 
     def after(self, fault_wall: float, survivor: str, read_vip: str) -> None:
@@ -149,6 +150,14 @@ class StateTour:
             f"the power-off); {failing}; {len(got['lost'])} acknowledged writes lost "
             f"({len(present)} rows read back through {read_vip})"
         )
+
+
+def writer(view: dict[str, Any], backend: str) -> str:
+    """The node(s) the load balancers send ``backend`` to (``ready``), from a status view:
+    for a galera backend, the one writer of its record."""
+    servers = view.get("backends", {}).get(backend, {})
+    ready = sorted(n for n, lbs in servers.items() if "ready" in lbs.values())
+    return ", ".join(ready) or "none yet"
 
 
 def _login(tour: StateTour) -> tuple[str, str, str]:
