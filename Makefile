@@ -1,6 +1,7 @@
 # corral: user entry points. Every target works on a fresh Debian 12 machine as root and is
-# idempotent. `make demo` and `make test` install what they need first (the servers of the
-# stateful kinds only for `make test`: the demo still runs stand-ins for Galera and RabbitMQ).
+# idempotent. `make demo` and `make test` install what they need first, the servers of the
+# stateful kinds included: the demo runs real MariaDB Galera and RabbitMQ in the lab (it falls
+# back to HTTP stand-ins for them, and says so, only when they are not installed).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -73,6 +74,8 @@ check: install
 	$(VENV)/bin/mypy src tests bench
 
 demo: install
+	@$(MAKE) --no-print-directory server-packages || \
+	  echo "corral: the server packages could not be installed: the demo runs HTTP stand-ins for Galera and RabbitMQ"
 	$(VENV)/bin/corral demo examples/openstack.yaml
 
 demo-down: install

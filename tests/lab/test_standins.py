@@ -28,7 +28,8 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
     original = load_spec_text(EXAMPLE.read_text())
     out = rewrite(EXAMPLE.read_text(), opts(), str(EXAMPLE))
     spec = load_spec_text(out.text)  # validates
-    services = {n for n, r in original.resources.items() if r.kind in ("systemd", "ocf")}
+    kinds = ("systemd", "ocf", "galera", "rabbitmq")  # no real server asked for: stand-ins
+    services = {n for n, r in original.resources.items() if r.kind in kinds}
     assert services == set(out.ports)
     for name in services:
         res = spec.resources[name]
@@ -38,18 +39,18 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
         assert f" {port} " in res.process.command and "/opt/app.py" in res.process.command
         assert len(res.health) == 1
         assert f":{port}/" in res.health[0].http.url
-    # ports the spec names are kept; exec checks (cinder-volume, galera) get allocated ones
+    # ports the spec names are kept (the stateful kinds': theirs); exec checks get allocated ones
     assert out.ports["keystone"] == 5000 and out.ports["rabbitmq"] == 5672
-    assert out.ports["cinder-volume"] >= PORT_BASE and out.ports["galera"] >= PORT_BASE
-    assert out.ports["cinder-volume"] != out.ports["galera"]
+    assert out.ports["galera"] == 3306 and out.ports["cinder-volume"] >= PORT_BASE
     # the check's own timing is kept; the rest still comes from defaults
-    assert spec.resources["galera"].health[0].timeout == 2.0
+    assert spec.resources["cinder-volume"].health[0].timeout == 2.0
     keystone_http = spec.resources["keystone"].health[0].http
     assert keystone_http is not None and keystone_http.url.endswith(":5000/v3")
     assert spec.resources["cinder-volume"].mode == "active-passive"
-    # galera: no pacemaker:Stateful here -> the documented active-active simplification
-    assert spec.resources["galera"].mode == "active-active"
-    assert any("galera" in note and "Stateful" in note for note in out.notes)
+    # galera and rabbitmq as stand-ins: the documented active-active simplification
+    for name in ("galera", "rabbitmq"):
+        assert spec.resources[name].mode == "active-active"
+        assert any(name in note and "stand-in" in note for note in out.notes)
     # network resources untouched, fencing is the lab's, the store is embedded, profile lan
     assert (
         spec.resources["api-vips"].kind == "vip-set" and spec.resources["haproxy"].kind == "haproxy"
@@ -62,6 +63,29 @@ def test_openstack_example_becomes_a_valid_spec_of_checked_stand_ins() -> None:
     assert spec.order == original.order
 
 
+def test_real_servers_get_per_node_dirs_and_lab_secrets() -> None:
+    out = rewrite(
+        EXAMPLE.read_text(), opts(real=frozenset({"galera", "rabbitmq"}), run_as_root=True)
+    )
+    spec = load_spec_text(out.text)
+    galera, rabbit = spec.resources["galera"], spec.resources["rabbitmq"]
+    assert galera.galera is not None and rabbit.rabbitmq is not None
+    assert galera.mode == "promotable" and galera.promoted == 3 and galera.balance is not None
+    for base in (galera.galera.base_dir, rabbit.rabbitmq.base_dir):
+        assert base == str(LAB / "servers" / "{node.name}")
+    refs = [galera.galera.sst_password, galera.galera.check_password]
+    refs += [rabbit.rabbitmq.erlang_cookie, rabbit.rabbitmq.password]
+    assert all(r is not None and r.file and r.file.startswith(str(LAB / "secrets")) for r in refs)
+    assert galera.galera.run_as == "root" and any("as root" in n for n in out.notes)
+    assert galera.galera.options["innodb_buffer_pool_size"] == "32M"
+    assert {"galera", "rabbitmq"}.isdisjoint(out.ports)
+
+
+def test_stateful_kinds_of_a_promotable_stand_in_ignore_pacemaker_stateful() -> None:
+    spec = load_spec_text(rewrite(EXAMPLE.read_text(), opts(stateful=True)).text)
+    assert spec.resources["galera"].kind == "process"  # balanced: the stand-in needs its port
+
+
 def test_the_stand_in_reads_its_mode_file_per_node() -> None:
     spec = load_spec_text(rewrite(EXAMPLE.read_text(), opts()).text)
     process = spec.resources["nova-api"].process
@@ -72,11 +96,14 @@ def test_the_stand_in_reads_its_mode_file_per_node() -> None:
 
 
 def test_promotable_uses_stateful_when_installed() -> None:
-    spec = load_spec_text(rewrite(EXAMPLE.read_text(), opts(stateful=True)).text)
-    galera = spec.resources["galera"]
-    assert galera.kind == "ocf" and galera.ocf is not None
-    assert galera.ocf.agent == "pacemaker:Stateful"
-    assert galera.mode == "promotable" and galera.promoted == 3
+    text = EXAMPLE.read_text().replace(
+        "  memcached:\n", "  db2:\n    ocf: heartbeat:galera\n    mode: promotable\n  memcached:\n"
+    )
+    spec = load_spec_text(rewrite(text, opts(stateful=True)).text)
+    db2 = spec.resources["db2"]
+    assert db2.kind == "ocf" and db2.ocf is not None
+    assert db2.ocf.agent == "pacemaker:Stateful"
+    assert db2.mode == "promotable"
 
 
 def test_fewer_nodes_drop_references_and_keep_an_odd_etcd() -> None:

@@ -24,6 +24,7 @@ import aio_pika
 import psutil
 import pytest
 
+from corral.lab.workload import publish_confirmed
 from tests.rabbit.lab import NODES, RabbitLab
 
 NEEDS_BROKERS = pytest.mark.skipif(
@@ -49,16 +50,7 @@ async def publish(lab: RabbitLab, node: str, count: int) -> set[str]:
     the bodies the broker confirmed."""
     conn = await lab.connect(node)
     try:
-        channel = await conn.channel(publisher_confirms=True)
-        confirmed = set()
-        for i in range(count):
-            body = f"m{i}"
-            await channel.default_exchange.publish(
-                aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=QUEUE,
-            )  # returns once the broker confirmed it (a nack raises)
-            confirmed.add(body)
-        return confirmed
+        return await publish_confirmed(await conn.channel(publisher_confirms=True), QUEUE, count)
     finally:
         await conn.close()
 

@@ -27,9 +27,16 @@ def test_example_is_a_realistic_control_plane() -> None:
     assert res["galera"].mode == "promotable" and res["galera"].promoted == 3
     # defaults flow into resources, and a per-check override wins
     assert res["keystone"].health[0].interval == 1.0
-    assert res["galera"].health[0].timeout == 2.0
+    assert res["cinder-volume"].health[0].timeout == 2.0
     assert res["galera"].failure.migration_threshold == 1
     assert res["galera"].failure.failure_timeout == 600.0
+    # the stateful services are corral's own kinds, their secrets by reference only
+    galera, rabbit = res["galera"].galera, res["rabbitmq"].rabbitmq
+    assert galera is not None and galera.sst_password is not None
+    assert galera.check_password is not None
+    assert res["galera"].balance is not None and res["galera"].balance.mode == "tcp"
+    assert rabbit is not None and rabbit.erlang_cookie is not None and rabbit.password is not None
+    assert res["rabbitmq"].mode == "promotable" and res["rabbitmq"].promoted == 3
 
 
 def test_validate_ok_prints_summary() -> None:

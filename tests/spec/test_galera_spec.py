@@ -93,3 +93,23 @@ def test_validate_explain_shows_the_galera_defaults(tmp_path: object) -> None:
     assert "promotable, 3 promoted" in result.output
     assert "bootstrap waits 1m" in result.output
     assert "evs.suspect_timeout=PT2.25S" in result.output and "gcache.size=1G" in result.output
+
+
+def test_base_dir_may_name_the_node_and_the_members_get_their_own_dirs() -> None:
+    from pathlib import Path
+
+    from corral.drivers.base import NodeContext
+    from corral.drivers.galera_member import settings_for
+    from corral.drivers.rabbitmq_member import config_for
+
+    text = HEAD + "    galera: {base_dir: '/srv/{node.name}/db'}\n    on: {role: db}\n"
+    text += "  mq:\n    rabbitmq: {base_dir: '/srv/{node.name}', erlang_cookie: {file: /c}}\n"
+    spec = load_spec_text(text)
+    node = NodeContext(name="db2", address="198.18.0.12")
+    assert settings_for("galera", spec.resources["galera"], node, spec).base_dir == Path(
+        "/srv/db2/db/galera"
+    )
+    assert config_for("mq", spec.resources["mq"], node, spec).base == Path("/srv/db2/mq")
+    for bad in ("/srv/{node.address}", "/srv/{node.name", "srv/{node.name}"):
+        with pytest.raises(SpecError, match=r"placeholder|absolute"):
+            load_spec_text(HEAD + f"    galera: {{base_dir: '{bad}'}}\n")

@@ -3,16 +3,25 @@
 What it does, in order (root only: it builds network namespaces):
 1. validates the spec and prints its summary;
 2. brings up ``corral lab`` for it (a namespace per controller on a bridge, the embedded etcd,
-   an agent per node; services that do not exist here run as small HTTP stand-ins) in
-   ``--dir`` (default ``/run/corral-lab/<cluster>``), replacing a lab a previous demo left;
-3. waits until every VIP is held and every instance is healthy, and shows ``corral status``;
-4. starts a client in the client namespace (a GET to every VIP every 10 ms, 100 ms timeout),
-   powers off the node that holds the first VIP (its link goes down and every process of it is
-   killed, as in a power cut), and prints what corral did and when: the fence, each VIP and
-   active-passive service that moved, and the measured client downtime per VIP;
-5. powers the node on again, waits until it is back (VIPs fail back home), shows status, and
-   leaves the cluster running with the commands to look at it and to stop it
-   (``corral demo-down``).
+   an agent per node; the ``galera:`` and ``rabbitmq:`` resources run the real MariaDB
+   Galera and RabbitMQ when installed (``--servers``), services that do not exist here run as
+   small HTTP stand-ins; the lab's notes say which) in ``--dir`` (default
+   ``/run/corral-lab/<cluster>``), replacing a lab a previous demo left;
+3. waits until every VIP is held (said as soon as it is: the front door does not wait for the
+   databases), then until every instance is healthy and promoted where it should be (Galera
+   and RabbitMQ formed), and shows ``corral status``;
+4. with the real servers, declares a quorum queue on the node it will power off and publishes
+   confirmed messages, and starts a write load on the database through that node's VIP
+   (:mod:`corral.cli.demo_state`); starts a client in the client namespace (a GET to every VIP
+   every 10 ms, 100 ms timeout), powers off the node that holds the first VIP (its link goes
+   down and every process of it is killed, as in a power cut), and prints what corral did and
+   when: each VIP and active-passive service that moved, the measured client downtime per
+   VIP, the writes acknowledged, how long writes failed and how many acknowledged writes were
+   lost (read back), the confirmed messages the queue kept (drained from a survivor), and the
+   events (the fence among them);
+5. powers the node on again, waits until it is back (VIPs fail back home, its database and
+   broker rejoin), shows status, and leaves the cluster running with the commands to look at
+   it and to stop it (``corral demo-down``).
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from corral.cli.demo_state import StateTour
+from corral.cli.lab import servers_option
 from corral.cli.render import print_summary
-from corral.spec import Spec, SpecError, load_spec
+from corral.spec import Spec, SpecError, load_spec, load_spec_text
 
 if TYPE_CHECKING:
     from corral.lab.lab import Lab
@@ -49,6 +60,7 @@ class Tour:
         from corral.lab import netns
 
         self.lab, self.spec, self.netns = lab, spec, netns
+        self.lab_spec = load_spec_text(lab.spec_file.read_text())  # what the agents run
         self.vips = [
             str(a.ip)
             for res in spec.resources.values()
@@ -100,20 +112,43 @@ class Tour:
         return out
 
     def settled(self) -> bool:
-        """Every VIP on exactly one node, every node online, and every resource running
-        healthy exactly where it is assigned."""
+        """Every VIP on exactly one node, every node online, every resource running healthy
+        exactly where it is assigned (promoted where it should be: Galera and RabbitMQ
+        formed), and every backend in rotation on every load balancer."""
         if any(len(h) != 1 for h in self.holders().values()):
             return False
         view = self.status()
         if not view or any(s != "online" for s in view.get("nodes", {}).values()):
             return False
-        for info in view.get("resources", {}).values():
+        for name, info in view.get("resources", {}).items():
             running = info.get("running", [])
             if any(i.get("health") != "healthy" for i in running):
                 return False
             if sorted(i.get("node") for i in running) != sorted(info.get("assigned", [])):
                 return False
+            res = self.lab_spec.resources.get(name)  # stand-ins are not promotable
+            promoted = sum(1 for i in running if i.get("role") == "promoted")
+            if (
+                res is not None
+                and res.mode == "promotable"
+                and promoted < min(res.promoted or 0, len(running))
+            ):
+                return False  # a database or a broker still forming
+        # every load balancer sends each backend somewhere (galera: to its one writer)
+        for servers in view.get("backends", {}).values():
+            lbs = {lb for states in servers.values() for lb in states}
+            if any(all(s[lb] != "ready" for s in servers.values() if lb in s) for lb in lbs):
+                return False
         return True
+
+    def wait_vips(self, timeout: float) -> float:
+        """Seconds until every VIP is on exactly one node; ClickException after ``timeout``."""
+        start = time.monotonic()
+        while any(len(h) != 1 for h in self.holders().values()):
+            if time.monotonic() - start > timeout:
+                raise click.ClickException(f"the VIPs were not all held within {timeout:g}s")
+            time.sleep(0.1)
+        return time.monotonic() - start
 
     def wait(self, what: str, timeout: float = 90.0) -> float:
         start = time.monotonic()
@@ -159,7 +194,7 @@ def _watch(tour: Tour, console: Console, victim: str, fault: float, vips: set[st
 
 def _account(console: Console, tour: Tour, fault_wall: float) -> None:
     """corral's events since the fault, with their time after it."""
-    for line in tour.corral("events", "-n", "200", "--json").splitlines():
+    for line in tour.corral("events", "-n", "2000", "--json").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
@@ -197,13 +232,16 @@ def _downtime(console: Console, tour: Tour, out: Path, fault: float) -> None:
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False), default="examples/openstack.yaml")
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path))
-def demo(spec_file: str, lab_dir: Path | None) -> None:
+@servers_option
+def demo(spec_file: str, lab_dir: Path | None, servers: str) -> None:
     """Bring up SPEC_FILE in a network-namespace lab and tour a failover (root only)."""
     console = Console(highlight=False)
     spec = _demo_spec(spec_file)
-    lab, where = _bring_up(spec, Path(spec_file), lab_dir, console)
+    lab, where = _bring_up(spec, Path(spec_file), lab_dir, console, servers)
     tour = Tour(lab, spec)
-    took = tour.wait("start")
+    took = tour.wait_vips(timeout=90.0)  # the front door does not wait for the databases
+    console.print(f"every VIP held after {took:.1f} s more")
+    took = tour.wait("start", timeout=180.0)
     console.print(f"every VIP held and every instance healthy after {took:.1f} s more")
     console.rule("corral status")
     click.echo(tour.corral("status"))
@@ -211,7 +249,7 @@ def demo(spec_file: str, lab_dir: Path | None) -> None:
     _failover(tour, lab, where, victim, console)
     console.rule(f"{victim} comes back")
     lab.power_on(victim)
-    took = tour.wait("the node's return")
+    took = tour.wait("the node's return", timeout=150.0)
     console.print(f"{victim} rejoined and its VIP failed back home in {took:.1f} s")
     click.echo(tour.corral("status"))
     console.rule("the cluster keeps running")
@@ -243,7 +281,7 @@ def _demo_spec(spec_file: str) -> Spec:
 
 
 def _bring_up(
-    spec: Spec, spec_file: Path, lab_dir: Path | None, console: Console
+    spec: Spec, spec_file: Path, lab_dir: Path | None, console: Console, servers: str = "auto"
 ) -> tuple[Lab, Path]:
     """The lab up for ``spec`` (a previous demo's lab taken down first), described."""
     from corral.lab.lab import Lab, LabError
@@ -254,13 +292,17 @@ def _bring_up(
         console.print(f"a previous demo's lab is up in {where}: taking it down first")
         Lab(where).down(force=True)
     console.rule("the lab")
+    began = time.monotonic()
     try:
         # fencing switches a lost node off and leaves it off (the spec's reboot would bring
         # it back at once): the tour powers it on itself, to show its return
-        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off", tls=True)
+        lab = Lab.up(spec_file, where, timeout=90.0, fence_action="off", tls=True, servers=servers)
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     state = lab.state()
+    console.print(f"lab up, every agent registered in {time.monotonic() - began:.1f} s")
+    for note in state.get("notes", []):
+        console.print(f"  note: {note}")
     for name, n in state["nodes"].items():
         console.print(f"  {name}: {n['address']} in namespace {n['ns']}")
     console.print(f"  client: {', '.join(state['client']['addresses'])} in {state['client']['ns']}")
@@ -278,7 +320,10 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
         + (f" and runs {', '.join(sorted(aps))} (active-passive)" if aps else "")
         + f"; a client GETs {', '.join(tour.urls.values())} every 10 ms"
     )
-    client = _start_client(tour, out, 8.0)
+    stateful = StateTour(lab, console)
+    if stateful.active:
+        stateful.before(victim, min(vips), tour.status())
+    client = _start_client(tour, out, 12.0)  # a loaded machine may take 6 s and more
     time.sleep(1.5)
     fault, fault_wall = time.monotonic(), time.time()
     lab.power_off(victim)
@@ -287,6 +332,9 @@ def _failover(tour: Tour, lab: Lab, where: Path, victim: str, console: Console) 
     client.wait(timeout=60)
     console.print("what a client of each VIP saw (a GET every 10 ms, 100 ms timeout):")
     _downtime(console, tour, out, fault)
+    if stateful.active:
+        survivor = next(n for n in lab.state()["nodes"] if n != victim)
+        stateful.after(fault_wall, survivor, min(set(tour.vips) - vips or vips))
     console.print("what corral did, from its events (corral events):")
     _account(console, tour, fault_wall)
 
@@ -307,5 +355,5 @@ def demo_down(lab_dir: Path | None, spec_file: str) -> None:
             lab_dir = _lab_dir(load_spec(spec_file), None)
         except SpecError:
             lab_dir = LAB_ROOT / "cloud1"
-    removed = Lab(lab_dir).down(force=True)
+    removed = [r for r in Lab(lab_dir).down(force=True) if "process(es) killed" in r]
     click.echo(f"demo: lab in {lab_dir} down ({len(removed)} namespace(s) removed)")

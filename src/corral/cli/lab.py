@@ -39,6 +39,15 @@ dir_option = click.option(
     "--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), help=DIR_HELP
 )
 
+servers_option = click.option(
+    "--servers",
+    type=click.Choice(["auto", "real", "standin"]),
+    default="auto",
+    show_default=True,
+    help="What galera and rabbitmq resources run: the real MariaDB Galera and RabbitMQ in the "
+    "node namespaces when installed (auto; real: refuse without them), or HTTP stand-ins.",
+)
+
 
 @click.group(name="lab")
 def lab_group() -> None:
@@ -69,6 +78,7 @@ def lab_group() -> None:
     help="etcd over TLS with client certificates (a CA in the lab directory, node certificates "
     "issued by the agents, an admin identity for `corral lab exec`), or plain http.",
 )
+@servers_option
 def up(
     spec_file: Path,
     nodes: int | None,
@@ -77,8 +87,10 @@ def up(
     fence_action: str | None,
     data_dir: Path | None,
     tls: bool,
+    servers: str,
 ) -> None:
-    """Build the lab for SPEC_FILE (services rewritten to stand-ins) and start its agents."""
+    """Build the lab for SPEC_FILE (services rewritten to stand-ins, galera and rabbitmq real
+    when installed) and start its agents."""
     try:
         lab = Lab.up(
             spec_file,
@@ -88,6 +100,7 @@ def up(
             fence_action=fence_action,
             data_dir=data_dir,
             tls=tls,
+            servers=servers,
         )
     except ERRORS as exc:
         raise _fail(exc) from None

@@ -47,6 +47,7 @@ from corral.drivers.galera import GaleraStatus
 from corral.drivers.galera_conf import GaleraSettings
 from corral.records.galera import BootstrapClaim
 from corral.spec.model import Resource, Spec
+from corral.spec.paths import for_node
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,9 @@ def _position(state: NodeState, claim: BootstrapClaim) -> Position | None:
 def settings_for(name: str, res: Resource, node: NodeContext, spec: Spec) -> GaleraSettings:
     """The settings of ``node``'s member of galera resource ``name``: peers are the addresses
     of every node the resource may run on; the directory is ``base_dir/<name>`` (two Galera
-    resources on one node never share files); the provider options are the ``evs.*``
-    timeouts of the spec's timing profile, then the resource's own."""
+    resources on one node never share files; ``{node.name}`` in it is the node's name); the
+    provider options are the ``evs.*`` timeouts of the spec's timing profile, then the
+    resource's own."""
     g = res.galera
     if g is None:
         raise DriverError(f"{name}: not a galera resource")
@@ -263,7 +265,7 @@ def settings_for(name: str, res: Resource, node: NodeContext, spec: Spec) -> Gal
             address=node.address,
             peers=peers or (node.address,),
             cluster=f"{spec.cluster}-{name}",
-            base_dir=Path(g.base_dir) / name,
+            base_dir=Path(for_node(g.base_dir, node.name)) / name,
             port=g.port,
             sst_method=g.sst_method,
             sst_user=g.sst_user,

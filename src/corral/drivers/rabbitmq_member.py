@@ -44,6 +44,7 @@ from corral.core.rabbit import BrokerState, Decision, ForceBootClaim, NodeReport
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
 from corral.drivers.rabbitmq import BrokerConfig, RabbitServer, net_ticktime
 from corral.spec.model import Resource, Spec
+from corral.spec.paths import for_node
 
 if TYPE_CHECKING:  # aio-pika is loaded at the first check, not with the agent
     from corral.drivers.rabbitmq_health import AmqpResult
@@ -251,14 +252,15 @@ def _kill_by_pidfile(base: Path) -> bool:
 
 def config_for(name: str, res: Resource, node: NodeContext, spec: Spec) -> BrokerConfig:
     """The broker settings of ``node``'s member of rabbitmq resource ``name``: directory
-    ``base_dir/<name>``, ``net_ticktime`` from the spec's timing profile, ``pause_minority``."""
+    ``base_dir/<name>`` (``{node.name}`` in it is the node's name), ``net_ticktime`` from the
+    spec's timing profile, ``pause_minority``."""
     r = res.rabbitmq
     if r is None or r.erlang_cookie is None:
         raise DriverError(f"{name}: not a rabbitmq resource with an erlang_cookie")
     return BrokerConfig(
         node.name,
         node.address,
-        Path(r.base_dir) / name,
+        Path(for_node(r.base_dir, node.name)) / name,
         r.erlang_cookie,
         net_ticktime=net_ticktime(spec.effective_timing),
         amqp_port=r.amqp_port,

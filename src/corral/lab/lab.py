@@ -28,6 +28,7 @@ idempotent. Faults act on one node: see each method.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -43,8 +44,10 @@ from typing import Any
 
 from corral.fileio import private_dir
 from corral.lab import gateway, labtls, netns, procs
+from corral.lab import servers as servers_mod
 from corral.lab.layout import LabError, lab_id, node_sysctls, ns_prefix, plan
 from corral.lab.modes import mode_dir, mode_file
+from corral.lab.services import ServiceFaults
 from corral.lab.status import lab_status
 
 LAB_ROOT = Path("/run/corral-lab")
@@ -58,7 +61,7 @@ FENCE_SCRIPT = "fence_lab"
 # --- the lab -------------------------------------------------------------------------------
 
 
-class Lab:
+class Lab(ServiceFaults):
     """A lab in ``lab_dir`` (see the module docstring). Creating the object does nothing."""
 
     def __init__(self, lab_dir: Path, python: str = sys.executable) -> None:
@@ -148,6 +151,8 @@ class Lab:
         fence_action: str | None = None,
         data_dir: Path | None = None,
         tls: bool = False,
+        servers: str = "standin",
+        probe: servers_mod.Probe = servers_mod.installed,
     ) -> Lab:
         """Build the lab for ``spec_file`` and wait until every agent registered.
 
@@ -158,6 +163,9 @@ class Lab:
         through the lab fence device; default that of the spec's fence device. ``data_dir``:
         where the nodes' state dirs go (``<data_dir>/nodes/<node>``, made if missing; a
         previous run's ``nodes/`` there is removed first); default the lab directory.
+        ``servers``: ``auto``, ``real`` or ``standin`` (the default: the quick HTTP stand-ins),
+        what the spec's galera and rabbitmq resources run (:mod:`corral.lab.servers`; ``probe``
+        says what this machine lacks for a kind, tests inject one).
         """
         text = spec_file.read_text()
         if lab_dir is None:
@@ -168,7 +176,7 @@ class Lab:
         if lab.state_path.exists():
             raise LabError(f"a lab is up in {lab.dir}; run `corral lab down --dir {lab.dir}`")
         try:
-            lab._build(spec_file, text, nodes, fence_action, data_dir, tls)
+            lab._build(spec_file, text, nodes, fence_action, data_dir, tls, (servers, probe))
             for name in lab.state()["nodes"]:
                 lab._start_agent(name)
             labtls.grant_admin(lab, timeout)  # TLS: etcd auth is on, lab-admin needs a user
@@ -187,12 +195,14 @@ class Lab:
         fence_action: str | None,
         data_dir: Path | None,
         tls: bool = False,
+        servers: tuple[str, servers_mod.Probe] = ("standin", servers_mod.installed),
     ) -> None:
         from corral.lab.standins import StandinOptions, rewrite
         from corral.spec import load_spec_text
 
         data_dir = data_dir.resolve() if data_dir is not None else None
         old = [self.dir / sub for sub in ("nodes", "modes", "etcd", "ca", "admin-tls", "root-tls")]
+        old += [self.dir / "servers", self.dir / "secrets"]
         for sub in [*old, *([data_dir / "nodes"] if data_dir else [])]:
             shutil.rmtree(sub, ignore_errors=True)  # a previous run's etcd data is not ours
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +219,8 @@ class Lab:
             fence_action=fence_action,
         )
         try:
+            real, root, server_notes = servers_mod.plan_servers(self.dir, text, *servers)
+            opts = dataclasses.replace(opts, real=frozenset(real), run_as_root=root)
             rewritten = rewrite(text, opts, str(spec_file))
         except ValueError as exc:  # SpecError is a ValueError too
             raise LabError(f"{spec_file}: {exc}") from None
@@ -216,8 +228,11 @@ class Lab:
         self.spec_file.write_text(spec_text)
         spec = load_spec_text(spec_text, str(self.spec_file))
         state = plan(spec, self.dir, self.spec_file, data_dir)
-        state["notes"], state["tls"] = rewritten.notes, admin
+        state["notes"], state["tls"] = [*server_notes, *rewritten.notes], admin
+        state["servers"] = sorted(real)  # the hosts files below are removed by namespace
         self._write(state)  # first: whatever is made below, down finds it
+        if real:
+            servers_mod.prepare(self.dir, spec, state)
         self._make_switch(state)
         self._make_client(state)
         mode_dir(self.dir).mkdir(parents=True, exist_ok=True)
@@ -379,6 +394,7 @@ class Lab:
             killed = netns.kill_all(ns)
             netns.delete_namespace(ns)
             removed.append(f"{ns} ({len(killed)} process(es) killed)")
+        removed += servers_mod.clean(self.dir, ns_prefix(self.dir))  # after every server ended
         for child in self._children:
             with contextlib.suppress(OSError):
                 child.wait(timeout=1)
@@ -546,45 +562,6 @@ class Lab:
         n = self.node(node)
         netns.clear_netem(n["ns"], n["ifname"])
         netns.clear_netem(self.state()["switch_ns"], n["switch_if"])
-
-    def service_pid(self, node: str, resource: str) -> int | None:
-        """The pid (and process group) of a process-driver service, from its pid file."""
-        path = Path(self.node(node)["state_dir"]) / "run" / f"{resource}.pid"
-        try:
-            return int(json.loads(path.read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def kill_service(self, node: str, resource: str) -> int:
-        """SIGKILL the service's process group (a crash); returns its pid."""
-        return self._signal_service(node, resource, signal.SIGKILL)
-
-    def malfunction(self, node: str, resource: str, mode: str) -> None:
-        """``500``: the stand-in answers 500; ``hang``: its process group is SIGSTOPped (answers
-        nothing, connections hang); ``ok``: SIGCONT and 200 again."""
-        if mode not in ("500", "hang", "ok"):
-            raise LabError(f"unknown mode {mode!r}: use 500, hang or ok")
-        self.node(node)
-        if mode == "hang":
-            self._signal_service(node, resource, signal.SIGSTOP)
-            return
-        if mode == "ok":
-            with contextlib.suppress(LabError):  # a service that is not running is fine
-                self._signal_service(node, resource, signal.SIGCONT)
-        path = mode_file(self.dir, resource, node)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{mode}\n")
-        os.replace(tmp, path)  # the app never reads a half-written mode
-
-    def _signal_service(self, node: str, resource: str, sig: signal.Signals) -> int:
-        pid = self.service_pid(node, resource)
-        if pid is None:
-            raise LabError(f"{resource} on {node}: no pid file (not running?)")
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            raise LabError(f"{resource} on {node}: pid {pid} is not running") from None
-        return pid
 
     def _reap(self) -> None:
         for child in list(self._children):

@@ -6,13 +6,18 @@ Contract of :func:`rewrite` (the input must be a valid spec; the output is valid
 - **Nodes**: the first ``nodes`` of the spec are kept (default all); ``prefer`` and ``on.nodes``
   entries naming dropped nodes are removed. When that leaves an even number of core nodes, the
   last kept one becomes ``kind: remote`` (an even etcd membership is refused by validation).
-- **Services**: every ``systemd`` and ``ocf`` resource becomes a ``process`` running the stand-in
+- **Services**: every ``systemd`` and ``ocf`` resource (and stateful kinds not run for real)
+  becomes a ``process`` running the stand-in
   HTTP app (:mod:`corral.lab.app`) on the resource's port: ``balance.backend_port``, else
   ``balance.port``, else the port of its first http or tcp check, else one allocated from
   :data:`PORT_BASE` upwards (exec checks name no port). Its health becomes one http check on
   that port, with the timing keys the first original check wrote (the rest still come from
   ``defaults``). Resources that had no check get one too, so every stand-in is checked.
-- **Promotable OCF resources** (galera): ``ocf: pacemaker:Stateful`` (promotable, checked by
+- **Stateful kinds** (``galera:``, ``rabbitmq:``): those named in ``real`` run the real
+  server, rewritten by :func:`corral.lab.servers.real_body` (per-node ``base_dir``, lab
+  secrets); the others become active-active stand-ins like a systemd service, on the kind's
+  port (galera: the balanced port, else ``port``; rabbitmq: ``amqp_port``).
+- **Promotable OCF resources**: ``ocf: pacemaker:Stateful`` (promotable, checked by
   the agent's own monitor, no port) when ``stateful`` says that agent is installed. Otherwise
   a documented simplification: an active-active stand-in (``promoted`` dropped). For galera's
   ``promoted: N`` on N nodes (multi-master) clients see the same thing; promote/demote and
@@ -42,6 +47,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from corral.lab.modes import mode_dir
+from corral.lab.servers import KINDS, real_body
 from corral.spec import Spec, load_spec_text
 from corral.spec.model import Resource
 from corral.spec.yamlpos import load_yaml
@@ -62,6 +68,8 @@ class StandinOptions:
     nodes: int | None = None  # keep the first N nodes (None: all)
     stateful: bool = False  # /usr/lib/ocf/resource.d/pacemaker/Stateful exists
     fence_action: str | None = None  # off | reboot | none; None: the spec's device's action
+    real: frozenset[str] = frozenset()  # stateful kinds that run the real server (lab.servers)
+    run_as_root: bool = False  # galera's OS user cannot reach the lab dir: mariadbd as root
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,12 @@ def rewrite(text: str, opts: StandinOptions, source: str = "<spec>") -> Rewritte
     for name, res in spec.resources.items():
         body = raw["resources"][name]
         _drop_node_refs(body, kept)
-        if res.kind not in ("systemd", "ocf"):
+        if res.kind in opts.real:
+            notes += real_body(name, body, res.kind, opts.lab_dir, opts.run_as_root)
             continue
-        if res.mode == "promotable" and opts.stateful:
+        if res.kind not in ("systemd", "ocf", *KINDS):
+            continue
+        if res.mode == "promotable" and opts.stateful and res.kind not in KINDS:
             _to_stateful(body)
             notes.append(f"{name}: promotable, runs pacemaker:Stateful")
             continue
@@ -103,9 +114,8 @@ def rewrite(text: str, opts: StandinOptions, source: str = "<spec>") -> Rewritte
         if res.mode == "promotable":
             body.pop("mode", None)
             body.pop("promoted", None)
-            notes.append(
-                f"{name}: promotable without pacemaker:Stateful here: an active-active stand-in"
-            )
+            why = "a stand-in" if res.kind in KINDS else "no pacemaker:Stateful here"
+            notes.append(f"{name}: promotable, {why}: an active-active stand-in")
     _fencing(spec, raw, opts)
     embedded = spec.store.embedded
     raw["store"] = {
@@ -169,6 +179,10 @@ def _declared_port(res: Resource) -> int | None:
     """The port a service listens on, as far as the spec says."""
     if res.balance is not None:
         return res.balance.backend_port or res.balance.port
+    if res.galera is not None:
+        return res.galera.port
+    if res.rabbitmq is not None:
+        return res.rabbitmq.amqp_port
     for check in res.health:
         if check.http is not None:
             url = check.http.url.replace("{node.address}", "host").replace("{node.name}", "host")
@@ -203,7 +217,7 @@ def _to_process(
 ) -> None:
     first = _first_check(body)
     timing = {k: first[k] for k in TIMING_KEYS if k in first}
-    for kind in ("systemd", "ocf"):
+    for kind in ("systemd", "ocf", *KINDS):
         body.pop(kind, None)
     mode = shlex.quote(str(mode_dir(opts.lab_dir) / f"{name}@{{node.name}}.mode"))
     command = (

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from corral.core.galera.bootstrap import DEFAULT_WAIT
 from corral.spec.durations import Duration
+from corral.spec.paths import check_base_dir
 from corral.spec.secrets import GaleraSecrets
 
 _USER = re.compile(r"^[A-Za-z0-9_]{1,32}\Z")
@@ -39,7 +40,8 @@ class GaleraSpec(GaleraSecrets):
 
     base_dir: str = Field(
         default="/var/lib/corral/galera",
-        description="mariadbd's own directory on each node: data/ (the datadir), my.cnf, run/",
+        description="mariadbd's own directory on each node: data/ (the datadir), my.cnf, run/; "
+        "may hold {node.name} (nodes that share one filesystem)",
     )
     port: int = Field(default=3306, ge=1, le=65535, description="SQL port on the node address")
     sst_method: Literal["mariabackup", "rsync"] = Field(
@@ -59,9 +61,7 @@ class GaleraSpec(GaleraSecrets):
     @field_validator("base_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r}: give an absolute path")
-        return value
+        return check_base_dir(value)
 
     @field_validator("sst_user", "check_user", "run_as")
     @classmethod

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from corral.core.rabbit import DEFAULT_FORCE_BOOT_AFTER
 from corral.spec.durations import Duration
+from corral.spec.paths import check_base_dir
 from corral.spec.secrets import RabbitmqSecrets, SecretRef
 
 _USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
@@ -37,7 +38,8 @@ class RabbitmqSpec(RabbitmqSecrets):
 
     base_dir: str = Field(
         default="/var/lib/corral/rabbitmq",
-        description="the broker's own directory on each node: mnesia/, log/, rabbitmq.conf",
+        description="the broker's own directory on each node: mnesia/, log/, rabbitmq.conf; "
+        "may hold {node.name} (nodes that share one filesystem)",
     )
     amqp_port: int = Field(default=5672, ge=1, le=65535, description="AMQP port on the address")
     dist_port: int = Field(default=25672, ge=1, le=65535, description="Erlang distribution port")
@@ -54,9 +56,7 @@ class RabbitmqSpec(RabbitmqSecrets):
     @field_validator("base_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r}: give an absolute path")
-        return value
+        return check_base_dir(value)
 
     @field_validator("user")
     @classmethod
