@@ -44,15 +44,15 @@ async def declare(lab: RabbitLab, node: str) -> None:
         await conn.close()
 
 
-async def publish(lab: RabbitLab, node: str, count: int) -> set[str]:
+async def publish(lab: RabbitLab, node: str, count: int, tag: str = "m") -> set[str]:
     """Publish ``count`` persistent messages to the quorum queue with publisher confirms;
-    the bodies the broker confirmed."""
+    the bodies the broker confirmed (``tag`` then a number: another tag, other bodies)."""
     conn = await lab.connect(node)
     try:
         channel = await conn.channel(publisher_confirms=True)
         confirmed = set()
         for i in range(count):
-            body = f"m{i}"
+            body = f"{tag}{i}"
             await channel.default_exchange.publish(
                 aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                 routing_key=QUEUE,

@@ -1,5 +1,8 @@
 """A three-node RabbitMQ lab in network namespaces (198.18.70.0/24), for the real-server tests.
 
+``PREFIX``, ``SWITCH`` and ``SUBNET`` are module settings: a user that may run beside another
+lab (the wired test, the bench) sets its own before :func:`rabbit_lab`.
+
 ```
   crb-a 198.18.70.1      crb-b 198.18.70.2      crb-c 198.18.70.3
         \\                      |                      /
@@ -49,12 +52,13 @@ from corral.spec.secrets import SecretRef
 PREFIX = "crb-"
 SWITCH = "crb-sw"
 BRIDGE = "crb-br"
+SUBNET = "198.18.70"  # a /24
 NODES = ("a", "b", "c")
 USER = "corral"
 
 
 def address(node: str) -> str:
-    return f"198.18.70.{NODES.index(node) + 1}"
+    return f"{SUBNET}.{NODES.index(node) + 1}"
 
 
 def _namespaces() -> list[str]:
@@ -192,7 +196,9 @@ class RabbitLab:
 
 
 @contextlib.asynccontextmanager
-async def rabbit_lab(base: Path) -> AsyncIterator[RabbitLab]:
+async def rabbit_lab(base: Path, net_ticktime: int = 10) -> AsyncIterator[RabbitLab]:
+    """The lab under ``base``; ``net_ticktime``: the brokers' (10 s: the test's; the bench
+    passes the timing profile's, :func:`corral.drivers.rabbitmq.net_ticktime`)."""
     teardown_namespaces()
     cookie = base / "cookie"
     fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -212,7 +218,7 @@ async def rabbit_lab(base: Path) -> AsyncIterator[RabbitLab]:
                 address(node),
                 base / node,
                 SecretRef(file=str(cookie)),
-                net_ticktime=10,
+                net_ticktime=net_ticktime,
                 netns=PREFIX + node,
                 user=USER,
                 password=SecretRef(file=str(pw_file)),
