@@ -322,6 +322,8 @@ async def run(quick: bool = False) -> Figures:
             base = Path(tempfile.mkdtemp(prefix="corral-bench-rabbit-"))
             try:
                 runs.append(await one_run(base))
+                said = ", ".join(f"{k} {v:.1f}" for k, v in sorted(runs[-1].items()))
+                print(f"run {i + 1}: {said}", flush=True)
             except Exception as exc:  # a failed run is reported, the next one goes on
                 print(f"run {i + 1} failed: {type(exc).__name__}: {exc}"[:2000], flush=True)
             finally:
