@@ -45,12 +45,14 @@ async def declare(lab: RabbitLab, node: str) -> None:
         await conn.close()
 
 
-async def publish(lab: RabbitLab, node: str, count: int) -> set[str]:
+async def publish(lab: RabbitLab, node: str, count: int, tag: str = "m") -> set[str]:
     """Publish ``count`` persistent messages to the quorum queue with publisher confirms;
-    the bodies the broker confirmed."""
+    the bodies the broker confirmed (``tag`` then a number: another tag, other bodies)."""
     conn = await lab.connect(node)
     try:
-        return await publish_confirmed(await conn.channel(publisher_confirms=True), QUEUE, count)
+        return await publish_confirmed(
+            await conn.channel(publisher_confirms=True), QUEUE, count, tag
+        )
     finally:
         await conn.close()
 

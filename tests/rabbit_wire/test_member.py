@@ -143,6 +143,26 @@ async def test_force_boot_only_under_this_outages_claim_naming_this_node(tmp_pat
     assert server.calls[-1] == "force_boot 7" and m.promoted
 
 
+async def test_a_broker_booting_when_its_decision_turns_to_force_boot_is_force_booted_once(
+    tmp_path: Path,
+) -> None:
+    """Seen on real brokers: a node of the last-running set started first and waited for a
+    fenced peer; when force_boot came due, its promote had happened already, and nothing
+    force-booted it until RabbitMQ gave up (10 x 30 s). Its status does it, under the claim."""
+    m, server, link, check = await started_first(tmp_path)
+    check.ok = False  # waiting for its peers' tables
+    link.decided, link.outage = Decision("a", "force_boot", "c is gone"), 7
+    await m.status()
+    await asyncio.sleep(0)
+    assert "force_boot 7" not in server.calls  # no claim naming it: never (rule 6)
+    assert server.alive  # and the refused attempt stopped nothing
+    link.claims[7] = ForceBootClaim(7, "a", 1.0, "a was chosen")
+    for _ in range(3):
+        await m.status()
+        await asyncio.sleep(0)
+    assert server.calls.count("force_boot 7") == 1 and server.alive and m.promoted
+
+
 async def test_serving_writes_the_run_record_and_forgets_once_then_a_crash_fails(
     tmp_path: Path,
 ) -> None:

@@ -18,7 +18,13 @@ from corral.core.rabbit.gate import gate
 from corral.core.scheduler.model import Instance
 from corral.records import AssignRecord, FencedRecord
 from corral.records import encode as dump
-from corral.records.rabbit import RabbitKeys, read_state, write_report, write_running
+from corral.records.rabbit import (
+    RabbitKeys,
+    read_state,
+    spent_claims,
+    write_report,
+    write_running,
+)
 from corral.records.rabbit_plan import PlanRecord, plan_key
 from corral.spec import SpecError, load_spec_text
 from corral.store import Keys, MemoryStore
@@ -199,3 +205,47 @@ async def test_a_replaced_node_waits_until_a_running_member_forgets_it_then_join
     mq3 = plan.decision("mq3")
     assert mq3 is not None and (mq3.action, mq3.peer, mq3.regrow) == ("join", "mq1", True)
     assert (await w.roles())["mq3"] == "promoted"
+
+
+async def _plan(w: World) -> dict[str, str]:
+    kv = await w.store.get(plan_key(w.rkeys))
+    assert kv is not None
+    return {d.node: d.action for d in PlanRecord.read(kv.value).decisions}
+
+
+async def test_a_spent_claim_is_trimmed_once_the_booted_cluster_serves_and_never_reclaimed() -> (
+    None
+):
+    """Rule 6 with the trim: the claim of the current outage stays (even in later steps);
+    once the force-booted node serves and writes its run record the outage is over and the
+    claim goes; the next outage is a new one (another id), and the old one is never planned
+    again, so no second node force-boots it."""
+    w = await outage_world()
+    ctl = w.controller()
+    assert await ctl.campaign(w.leases["mq2"])
+    w.wall += 61.0
+    await ctl.step()
+    state = await read_state(w.store, w.rkeys)
+    ((outage, claim),) = state.claims.items()
+    assert claim.node == "mq2" and spent_claims(w.rkeys, state) == []
+    await ctl.step()  # not served yet: the claim of the current outage stays
+    assert list((await read_state(w.store, w.rkeys)).claims) == [outage]
+    running = frozenset({"mq2"})  # mq2 force-booted and serves: its run record, its report
+    seq = await write_running(w.store, w.rkeys, "mq2", "id-mq2", running, w.wall)
+    up = NodeReport("mq2", "running", "id-mq2", frozenset(NODES), running)
+    await write_report(w.store, w.rkeys, up, w.leases["mq2"])
+    await ctl.step()
+    assert (await read_state(w.store, w.rkeys)).claims == {}
+    assert await _plan(w) == {"mq2": "run", "mq3": "start"}
+    # mq2 fails again before mq3 ran, and is fenced: a new outage (mq2's record), not the old
+    await w.store.put(w.keys.fenced("mq2"), FencedRecord(w.regs["mq2"], w.wall, "ipmi").dump())
+    await w.store.delete(w.keys.node("mq2"))
+    await w.store.delete(w.rkeys.report("mq2"))
+    for _ in range(3):
+        w.wall += 100.0
+        await ctl.step()
+    state = await read_state(w.store, w.rkeys)
+    assert outage not in state.claims  # the trimmed outage is never claimed again
+    assert set(state.claims) <= {seq}, state.claims  # at most the new outage's, one node
+    plan = PlanRecord.read((await w.store.get(plan_key(w.rkeys))).value)  # type: ignore[union-attr]
+    assert plan.outage == seq

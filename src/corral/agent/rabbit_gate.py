@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from corral.core.assign import Assigned
 from corral.core.rabbit import Cluster, Policy, decide
 from corral.core.rabbit.gate import gate
-from corral.records.rabbit import RabbitKeys, parse_state
-from corral.records.rabbit_plan import PlanRecord, PlanTxn, plan_key, plan_txn
+from corral.records.rabbit import RabbitKeys, parse_state, spent_claims
+from corral.records.rabbit_plan import PlanRecord, PlanTxn, plan_key, plan_txn, trim_txn
 from corral.records.store import StoreRecords
 from corral.spec import Spec
 from corral.store import Keys, KeyValue, Put
@@ -91,6 +91,9 @@ class RabbitGates:
         step.assigned[name] = list(got.instances)
         if got.note is not None:
             step.notes.append(got.note)
+        spent = spent_claims(rkeys, state)
+        if spent:  # outages over: their claims can never be looked up again
+            step.plans.append((name, trim_txn(rkeys, spent, token)))
         key = plan_key(rkeys)
         stored = next((kv for kv in kvs if kv.key == key), None)
         new = PlanRecord.of(plan)

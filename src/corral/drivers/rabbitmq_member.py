@@ -21,7 +21,11 @@ Contract:
   when it changed); while it serves, the nodes it runs with are written as its run record
   (:func:`corral.records.rabbit.write_running`, only when that set changed), and a ``forget``
   decision for this node, or the ``grow`` after a join that replaced a member, is carried out
-  in the background (a CLI call costs 2-5 s: the agent's poll never waits for it).
+  in the background (a CLI call costs 2-5 s: the agent's poll never waits for it). A broker
+  that does not serve yet while this node's decision has turned to ``force_boot`` (it started
+  first from its data and waits for peers that are gone: RabbitMQ would wait 10 x 30 s, then
+  exit) is force-booted in the background too, under the same check of the claim as at a
+  promote (rule 6), once per outage.
 - Without a link (the lease guard's self-fence, rule 1), ``stop`` stops the broker this
   object started, or else the one the node's pid file names, once its environment shows it
   is this node's broker (``RABBITMQ_BASE``: a stale pid file naming another process is left
@@ -106,6 +110,7 @@ class RabbitMember:
         self._reported: NodeReport | None = None
         self._regrow = False
         self._forgotten: set[str] = set()
+        self._forced: set[int] = set()  # outages whose force boot a status started
         self._chore: asyncio.Task[None] | None = None
 
     async def _report(self, state: BrokerState, running: frozenset[str] = frozenset()) -> None:
@@ -190,6 +195,10 @@ class RabbitMember:
         result = await self.check.check()
         if not result.ok:
             await self._report("starting")
+            try:
+                await self._boot_forced()
+            except Exception as exc:  # the store is away: asked again at the next poll
+                log.warning("%s: decision not read (%s); will try again", self.name, exc)
             return DriverStatus("running", f"not serving (booting or paused): {result.detail}")
         try:
             await self._record_serving()
@@ -224,6 +233,20 @@ class RabbitMember:
             self._forgotten.add(peer)
             self._chore = asyncio.create_task(self._cli(f"forget {peer}", self.server.forget(peer)))
 
+    async def _boot_forced(self) -> None:
+        """A booting broker (not serving) whose decision is now ``force_boot``: stop it and
+        boot it without waiting for its peers (:meth:`_force_boot`: only under the claim of
+        the outage naming this node), in the background, once per outage."""
+        if self.link is None or (self._chore is not None and not self._chore.done()):
+            return
+        decision, outage = await self.link.decision()
+        if decision is None or decision.action != "force_boot" or outage is None:
+            return
+        if outage not in self._forced:
+            self._forced.add(outage)
+            work = self._force_boot(outage)
+            self._chore = asyncio.create_task(self._cli(f"force_boot {outage}", work))
+
     async def _cli(self, what: str, work: Awaitable[None]) -> None:
         try:
             await work
@@ -231,6 +254,7 @@ class RabbitMember:
         except DriverError as exc:
             log.warning("%s on %s: %s failed: %s", self.name, self.node, what, exc)
             self._forgotten.clear()  # the plan still says so: tried again
+            self._forced.clear()
 
 
 def _kill_by_pidfile(base: Path) -> bool:

@@ -175,14 +175,14 @@ async def publish(
         await conn.close()
 
 
-async def publish_confirmed(channel: Any, queue: str, count: int) -> set[str]:
-    """Publish ``count`` persistent messages ``m0``, ``m1``, ... to ``queue`` on ``channel``
-    (opened with publisher confirms); the bodies the broker confirmed."""
+async def publish_confirmed(channel: Any, queue: str, count: int, tag: str = "m") -> set[str]:
+    """Publish ``count`` persistent messages ``<tag>0``, ``<tag>1``, ... to ``queue`` on
+    ``channel`` (opened with publisher confirms); the bodies the broker confirmed."""
     import aio_pika
 
     confirmed = set()
     for i in range(count):
-        body = f"m{i}"
+        body = f"{tag}{i}"
         await channel.default_exchange.publish(
             aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
             routing_key=queue,

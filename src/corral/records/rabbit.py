@@ -13,8 +13,13 @@
   controller only): the one node allowed to ``force_boot`` in that outage (DESIGN rule 6). It
   is written by :func:`claim_force_boot`, one transaction comparing that the key is absent and
   that the controller key is still the one created at the writer's token, so two controllers,
-  or one controller twice, can never claim two nodes for one outage. Claims are kept (one
-  small key per outage; :func:`old_claims` names those a controller may trim).
+  or one controller twice, can never claim two nodes for one outage. A claim is kept while
+  its outage may still be the current one, and trimmed by the controller once it is *spent*
+  (:func:`spent_claims`: a run record newer than the outage exists, so a node served after
+  it; the ``force-boot`` event keeps the why for people).
+
+Run records are never deleted (each rewrite only raises its revision): the newest ``seq`` never
+goes back, so an outage once over is over for good; the trim relies on it.
 
 Every reader skips a malformed value (``parse_kv``: counted and logged once), never crashes.
 """
@@ -31,7 +36,6 @@ from corral.store import Compare, Keys, KeyValue, Op, Put, Store
 from corral.store.keys import check_name
 
 STATES: tuple[BrokerState, ...] = ("running", "starting", "paused", "stopped")
-KEEP_CLAIMS = 8  # claims of past outages kept for people (``etcdctl get``); older ones trimmed
 
 
 class RabbitKeys:
@@ -235,7 +239,17 @@ async def claim_force_boot(
     return (await store.txn(compares, ops)).succeeded
 
 
-def old_claims(rkeys: RabbitKeys, state: RabbitState, keep: int = KEEP_CLAIMS) -> list[bytes]:
-    """Keys of the claims beyond the newest ``keep`` (outages long over)."""
-    outages = sorted(state.claims)
-    return [rkeys.claim(o) for o in outages[: max(0, len(outages) - keep)]]
+def spent_claims(rkeys: RabbitKeys, state: RabbitState) -> list[bytes]:
+    """Keys of the claims whose outage is over: a run record with a higher ``seq`` exists.
+
+    Why deleting them keeps DESIGN rule 6 (one force_boot per outage): the outage the
+    controller plans for is the ``seq`` of the newest run record, and a claim is looked up by
+    that outage only. A run record is written only by a node whose broker *serves*, and is
+    never deleted, so once a record newer than outage ``o`` exists the newest ``seq`` stays
+    above ``o`` for good: no later plan is made for ``o`` again, and no node can be told to
+    force-boot in it (a stale plan that still says so finds no claim: the member refuses,
+    :meth:`corral.drivers.rabbitmq_member.RabbitMember.promote`). The claim of the current
+    outage (``o`` == the newest ``seq``) is never spent, even when its node never came back:
+    that keeps every other node from force-booting it."""
+    newest = max((r.seq for r in state.records.values()), default=0)
+    return [rkeys.claim(o) for o in sorted(state.claims) if o < newest]

@@ -30,7 +30,7 @@ from corral.records.codec import (
     req_str,
 )
 from corral.records.rabbit import RabbitKeys, claim_ops
-from corral.store import Compare, Op, Put
+from corral.store import Compare, Delete, Op, Put
 
 ACTIONS: tuple[Action, ...] = (
     "run", "start_first", "start", "join", "wait", "forget", "force_boot"
@@ -127,3 +127,12 @@ def plan_txn(
         compares += more
         ops += claim
     return PlanTxn(tuple(compares), (*ops, *extra))
+
+
+def trim_txn(rkeys: RabbitKeys, spent: Sequence[bytes], token: int) -> PlanTxn:
+    """The transaction that deletes the spent force-boot claims ``spent``
+    (:func:`corral.records.rabbit.spent_claims`), comparing the controller key created at
+    ``token``: only the controller trims (a spent claim stays spent, so a trim that lands
+    late is still safe; the token keeps a deposed controller's writes out all the same)."""
+    compares = (Compare(rkeys.controller, "create_revision", "==", token),)
+    return PlanTxn(compares, tuple(Delete(key) for key in spent))
