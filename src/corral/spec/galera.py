@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from corral.core.galera.bootstrap import DEFAULT_WAIT
 from corral.spec.durations import Duration
-from corral.spec.paths import check_base_dir
+from corral.spec.paths import BaseDir
 from corral.spec.secrets import GaleraSecrets
 
 _USER = re.compile(r"^[A-Za-z0-9_]{1,32}\Z")
@@ -38,7 +38,7 @@ class GaleraSpec(GaleraSecrets):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    base_dir: str = Field(
+    base_dir: BaseDir = Field(
         default="/var/lib/corral/galera",
         description="mariadbd's own directory on each node: data/ (the datadir), my.cnf, run/; "
         "may hold {node.name} (nodes that share one filesystem)",
@@ -57,11 +57,6 @@ class GaleraSpec(GaleraSecrets):
     )
     options: dict[str, str] = Field(default={}, description="further [mysqld] settings")
     run_as: str = Field(default="mysql", description="the OS user mariadbd runs as")
-
-    @field_validator("base_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        return check_base_dir(value)
 
     @field_validator("sst_user", "check_user", "run_as")
     @classmethod

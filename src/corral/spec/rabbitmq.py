@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from corral.core.rabbit import DEFAULT_FORCE_BOOT_AFTER
 from corral.spec.durations import Duration
-from corral.spec.paths import check_base_dir
+from corral.spec.paths import BaseDir
 from corral.spec.secrets import RabbitmqSecrets, SecretRef
 
 _USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
@@ -36,7 +36,7 @@ class RabbitmqSpec(RabbitmqSecrets):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    base_dir: str = Field(
+    base_dir: BaseDir = Field(
         default="/var/lib/corral/rabbitmq",
         description="the broker's own directory on each node: mnesia/, log/, rabbitmq.conf; "
         "may hold {node.name} (nodes that share one filesystem)",
@@ -52,11 +52,6 @@ class RabbitmqSpec(RabbitmqSecrets):
     forget_fenced_after: Duration | None = Field(
         default=None, description="forget a member fenced this long ago (default: never)"
     )
-
-    @field_validator("base_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        return check_base_dir(value)
 
     @field_validator("user")
     @classmethod

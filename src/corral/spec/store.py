@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from corral.spec.paths import AbsolutePath
 
 
 class _Model(BaseModel):
@@ -25,17 +27,10 @@ class StoreTls(_Model):
     ``/etc/corral/ca``. Paths are absolute; that the files exist is checked where they are
     used (the agent, the CLI), naming this field."""
 
-    bundle: str | None = None
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-
-    @field_validator("bundle", "ca", "cert", "key")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"{value!r}: give an absolute path")
-        return value
+    bundle: AbsolutePath | None = None
+    ca: AbsolutePath | None = None
+    cert: AbsolutePath | None = None
+    key: AbsolutePath | None = None
 
     @model_validator(mode="before")
     @classmethod
