@@ -43,205 +43,106 @@ Usage: bench/stateful.py [--quick] [--json FILE]   (root; make server-packages)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test lab
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.galera import lab as galera_lab_module
-from tests.galera.lab import GaleraLab, galera_lab, kill9
-from tests.galera_wire.model import NODES, Agents
+from tests.galera.lab import galera_lab
+from tests.galera_wire.model import Agents
 
+import _galera_cases as cases
+from _galera_lb import PASSWORD, USER, Balancer, setup_lb, teardown_lb
 from _rabbit import bench_main
 from corral.agent.controller import Controller
 from corral.core.galera.evs import evs_timeouts, provider_options
-from corral.drivers.galera import GaleraServer
-from corral.records import StatusInstance, StatusRecord
-from corral.records.galera import read_galera
 from corral.spec.profiles import profile_timing
 
 ROUNDS = 12  # controller steps + agent rounds, at most, per recovery (bounded)
 LAB_OPTIONS = {"gcache.size": "16M", "pc.recovery": "TRUE"}
+SUBNET = "198.18.74"
+RATE = 100.0  # client writes a second
+WAIT = 10.0  # bootstrap_wait of the spec (the one-node-gone case)
+SPEC = f"""\
+cluster: c1
+profile: lan
+nodes:
+  db1: {{address: {SUBNET}.1, roles: [db]}}
+  db2: {{address: {SUBNET}.2, roles: [db]}}
+  db3: {{address: {SUBNET}.3, roles: [db]}}
+  lb1: {{address: {SUBNET}.10, roles: [lb], kind: remote}}
+resources:
+  galera:
+    galera: {{bootstrap_wait: {WAIT:g}s}}
+    on: {{role: db}}
+    balance: {{port: 3306, via: dbvip, mode: tcp}}
+  dbvip: {{vip: {SUBNET}.100/24, on: {{role: lb}}}}
+  lb: {{haproxy: {{}}, on: {{role: lb}}}}
+"""
 
 
-class Client:
-    """Writes rows ``i = 1, 2, ...`` to the writer the store names, one connection per node
-    (timeouts 2 s: a stalled commit counts as failing, never hangs the bench)."""
-
-    def __init__(self, lab: GaleraLab, agents: Agents) -> None:
-        self.lab, self.agents = lab, agents
-        self.acked: list[tuple[int, float]] = []
-        self.next = 1
-        self.stop = asyncio.Event()
-        self._conns: dict[str, Any] = {}
-
-    async def writer(self) -> str | None:
-        kvs = (await self.agents.store.range(self.agents.keys.galera("galera"))).kvs
-        got = read_galera(self.agents.keys, "galera", kvs).writer
-        return got[0].node if got else None
-
-    def _insert(self, node: str, i: int) -> None:
-        conn = self._conns.get(node)
-        if conn is None:
-            sock = str(self.lab.server(NODES.index(node) + 1).settings.socket)
-            conn = pymysql.connect(
-                unix_socket=sock, user="root", autocommit=True,
-                connect_timeout=2, read_timeout=2, write_timeout=2,
-            )  # fmt: skip
-            self._conns[node] = conn
-        try:
-            conn.cursor().execute("INSERT INTO bench.w VALUES (%s)", (i,))
-        except Exception:
-            self._conns.pop(node, None)
-            with contextlib.suppress(Exception):
-                conn.close()
-            raise
-
-    async def run(self, limit: float = 600.0) -> None:
-        began = time.monotonic()
-        while not self.stop.is_set() and time.monotonic() - began < limit:
-            node = await self.writer()
-            if node is not None:
-                i = self.next
-                self.next += 1
-                try:
-                    await asyncio.to_thread(self._insert, node, i)
-                    self.acked.append((i, time.monotonic()))
-                except Exception:
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(0.02)
-
-    def longest_gap(self, since: float) -> float:
-        times = [since] + [t for _, t in self.acked if t >= since]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-    async def wait_acked(self, count: int, load: asyncio.Task[None], limit: float = 120) -> None:
-        """Until ``count`` writes were acknowledged (bounded; the load must still run)."""
-        deadline = time.monotonic() + limit
-        while len(self.acked) < count:
-            if load.done() or time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(self.acked)} writes acknowledged of {count}")
-            await asyncio.sleep(0.05)
-
-
-async def rows(server: GaleraServer) -> set[int]:
-    await server.execute("SET SESSION wsrep_sync_wait = 1")
-    return {int(r[0]) for r in await server.execute("SELECT id FROM bench.w")}
-
-
-async def formation(lab: GaleraLab, figures: dict[str, float]) -> tuple[Agents, Controller]:
-    agents = Agents(lab)
+async def formation(
+    bench_tmp: Path, lab: galera_lab_module.GaleraLab, figures: dict[str, float]
+) -> tuple[Agents, Controller]:
+    agents = Agents(lab, SPEC)
     await agents.register()
     controller = Controller(
         agents.store, agents.keys, "db1", lambda: agents.spec, wall=time.time, clock=agents.clock
     )
-    if not await controller.campaign(agents.leases["db1"]):
+    lease = (await agents.store.grant(3600)).id  # the controller's own: it outlives db1..3
+    if not await controller.campaign(lease):
         raise RuntimeError("the controller did not take its key")
     began = time.monotonic()
     await agents.settle(controller, ROUNDS)
     figures["formation_s"] = time.monotonic() - began
-    await lab.server(1).execute("CREATE DATABASE bench")
-    await lab.server(1).execute("CREATE TABLE bench.w (id INT PRIMARY KEY)")
+    figures["formation_load"] = cases.load_average()
+    server = lab.server(1)
+    await server.execute("CREATE DATABASE bench")
+    await server.execute("CREATE TABLE bench.w (id INT PRIMARY KEY)")
+    await server.execute(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
+    await server.execute(f"GRANT ALL ON bench.* TO '{USER}'@'%'")
     return agents, controller
 
 
-async def under_load(lab: GaleraLab, agents: Agents) -> tuple[Client, asyncio.Task[None]]:
-    """A client writing, once 50 writes were acknowledged."""
-    client = Client(lab, agents)
-    load = asyncio.create_task(client.run())
-    await client.wait_acked(50, load)
-    return client, load
-
-
-async def writer_crash(
-    lab: GaleraLab, agents: Agents, controller: Controller, figures: dict[str, float]
-) -> None:
-    client, load = await under_load(lab, agents)
-    old = await client.writer()
-    if old is None:
-        raise RuntimeError("no writer named")
-    killed = time.monotonic()
-    await kill9(lab.server(NODES.index(old) + 1))
-    moved = None
-    for _ in range(60):  # the agent's poll, every second: it reports the dead member
-        await asyncio.sleep(1.0)
-        status = await agents.members[old].status()
-        if status.state != "running":
-            record = StatusRecord((StatusInstance("promoted", "unhealthy", status.detail),))
-            key = agents.keys.status(old, "galera")
-            await agents.store.put(key, record.dump(), lease=agents.leases[old])
-            await controller.step()
-        if await client.writer() != old:
-            moved = time.monotonic() - killed
-            break
-    if moved is None:
-        raise RuntimeError("the writer record never moved")
-    figures["writer_moved_s"] = moved
-    await client.wait_acked(len(client.acked) + 50, load)  # through the new writer
-    client.stop.set()
-    await load
-    figures["writer_writes_failing_s"] = client.longest_gap(killed - 1.0)
-    survivor = lab.server(NODES.index(await client.writer() or "db1") + 1)
-    figures["writer_crash_lost"] = float(len({i for i, _ in client.acked} - await rows(survivor)))
-    # the dead member back, as its agent would: start (stopped, reported), promote (joins)
-    await agents.restart(old)
-    await agents.settle(controller, ROUNDS)
-
-
-async def full_crash(
-    lab: GaleraLab, agents: Agents, controller: Controller, figures: dict[str, float]
-) -> None:
-    client, load = await under_load(lab, agents)
-    await asyncio.gather(*(kill9(s) for s in lab.servers))  # a power cut of every node
-    client.stop.set()
-    await load
-    acked = {i for i, _ in client.acked}
-    began = time.monotonic()
-    slowest = max([await agents.restart(node) for node in NODES])  # each agent: its member
-    figures["wsrep_recover_s"] = slowest
-    writable = asyncio.create_task(first_write(lab, agents, began))
-    await agents.settle(controller, ROUNDS)
-    figures["full_crash_synced_s"] = time.monotonic() - began
-    figures["full_crash_recover_s"] = await asyncio.wait_for(writable, 120)
-    missing = acked - await rows(lab.server(1))
-    figures["full_crash_lost"] = float(len(missing))
-
-
-async def first_write(lab: GaleraLab, agents: Agents, began: float) -> float:
-    """Seconds from ``began`` to the first write accepted through the writer record's node."""
-    probe = Client(lab, agents)
-    probe.next = 10_000_000
-    while True:
-        node = await probe.writer()
-        if node is not None and agents.roles.get(node) == "promoted":
-            try:
-                await asyncio.to_thread(probe._insert, node, probe.next)
-                return time.monotonic() - began
-            except Exception:
-                probe.next += 1
-        await asyncio.sleep(0.1)
-
-
-async def run(quick: bool = False) -> dict[str, float]:  # one run either way (minutes each)
-    galera_lab_module.SWITCH, galera_lab_module.PREFIX = "cgb-sw", "cgb-"
-    galera_lab_module.BRIDGE, galera_lab_module.SUBNET = "cgb-br", "198.18.75"
+def own_names() -> None:
+    m = galera_lab_module
+    m.SWITCH, m.BRIDGE, m.PREFIX, m.SUBNET = "cgb-sw", "cgb-br", "cgb-", SUBNET
     timing = profile_timing("lan")  # the evs.* timeouts corral derives, as a member gets them
-    galera_lab_module.PROVIDER_OPTIONS = provider_options(timing, LAB_OPTIONS)
+    m.PROVIDER_OPTIONS = provider_options(timing, LAB_OPTIONS)
+
+
+async def run(quick: bool = False) -> dict[str, float]:
+    own_names()
+    timing = profile_timing("lan")
     figures: dict[str, float] = {"evs_suspect_timeout_s": evs_timeouts(timing).suspect_timeout}
-    with tempfile.TemporaryDirectory(prefix="corral-stateful-") as tmp:
-        async with galera_lab(Path(tmp), start_timeout=240) as lab:
-            agents, controller = await formation(lab, figures)
-            await writer_crash(lab, agents, controller, figures)
-            await full_crash(lab, agents, controller, figures)
+    runs = 1 if quick else 3
+    keep = os.environ.get("CORRAL_BENCH_KEEP")  # a directory to keep the logs in
+    with contextlib.ExitStack() as stack:
+        if keep:
+            tmp = Path(keep)
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-stateful-")))
+        teardown_lb()
+        try:
+            async with galera_lab(tmp, start_timeout=240) as lab:
+                vip = setup_lb(galera_lab_module.SWITCH, galera_lab_module.BRIDGE, SUBNET)
+                agents, controller = await formation(tmp, lab, figures)
+                balancer = Balancer(tmp, agents.spec, agents.store, agents.keys)
+                await balancer.start()
+                try:
+                    bench = cases.Bench(lab, agents, controller, balancer, vip, RATE)
+                    await cases.all_cases(bench, figures, runs)
+                finally:
+                    await balancer.stop()
+        finally:
+            teardown_lb()
     return {k: round(v, 3) for k, v in figures.items()}
 
 

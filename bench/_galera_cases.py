@@ -1,0 +1,224 @@
+"""The cases of ``bench/stateful.py`` (see its docstring for what each measures and why).
+
+Every case runs on one :class:`Bench`: the Galera lab (three real servers), the modelled
+agents and a real controller on the memory store (``tests/galera_wire/model.py``), the real
+HAProxy in the LB namespace following the writer record (``_galera_lb.Balancer``), and the
+client writing through the VIP (``_galera_lb.Load``). Times are ``time.monotonic()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from tests.galera.lab import GaleraLab, ns_of
+from tests.galera_wire.model import NODES, Agents
+
+from _galera_lb import Balancer, Load, polled
+from corral.agent.controller import Controller
+from corral.drivers.galera import GaleraServer
+from corral.lab import netns
+from corral.records.galera import read_galera
+
+Figures = dict[str, float]
+FENCE_AFTER_S = 0.75  # power-off -> fenced record: gossip + the lab's fence device (README)
+STATUS_POLL = 1.0  # the agents' driver poll (agent/node.py STATUS_POLL)
+
+
+def index(node: str) -> int:
+    return NODES.index(node) + 1
+
+
+def ifname(i: int) -> str:
+    return f"cgl-{i}0"  # the lab's interface in node namespace i (tests/galera/lab.py setup)
+
+
+def port(i: int) -> str:
+    return f"cgl-{i}p"  # its port on the switch
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+@dataclass
+class Bench:
+    lab: GaleraLab
+    agents: Agents
+    controller: Controller
+    balancer: Balancer
+    vip: str
+    rate: float
+    poll_on_fence: bool = True
+    load: Load | None = None
+    syncing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def server(self, node: str) -> GaleraServer:
+        return self.lab.server(index(node))
+
+    async def writer(self) -> str | None:
+        kvs = (await self.agents.store.range(self.agents.keys.galera("galera"))).kvs
+        got = read_galera(self.agents.keys, "galera", kvs).writer
+        return got[0].node if got else None
+
+    async def step(self) -> float:
+        """A controller step, then the LB's sync (both as the store watch wakes them)."""
+        await self.controller.step()
+        return await self.balancer.sync()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[Load]:
+        """The client writing through the VIP (once 100 writes were acknowledged)."""
+        load = Load(self.vip, self.rate)
+        await load.start()
+        try:
+            await load.wait_acked(100)
+            yield load
+        finally:
+            await load.stop()
+
+    async def rows(self, node: str) -> set[int]:
+        server = self.server(node)
+        await server.execute("SET SESSION wsrep_sync_wait = 1")
+        return {int(r[0]) for r in await server.execute("SELECT id FROM bench.w")}
+
+    async def lost(self, load: Load, node: str) -> float:
+        return float(len(load.ids() - await self.rows(node)))
+
+    async def truncate(self) -> None:
+        first = next(n for n in NODES if self.agents.roles.get(n) == "promoted")
+        await self.server(first).execute("DELETE FROM bench.w")
+
+
+def power_off(i: int) -> None:
+    """Node ``i`` powered off: its link down first (no FIN or RST leaves it), then every
+    process of its namespace killed."""
+    netns.set_link(ns_of(i), ifname(i), up=False)
+    netns.kill_all(ns_of(i))
+
+
+def power_on(i: int) -> None:
+    netns.set_link(ns_of(i), ifname(i), up=True)
+
+
+async def survivor_polls(bench: Bench, nodes: list[str], stop: asyncio.Event) -> None:
+    """Each survivor's agent polls its member every second, at its own phase (the poll is
+    where a member evicts fenced nodes)."""
+
+    async def one(node: str) -> None:
+        await asyncio.sleep(random.uniform(0, STATUS_POLL))
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await bench.agents.members[node].status()
+            await asyncio.sleep(STATUS_POLL)
+
+    await asyncio.gather(*(one(n) for n in nodes))
+
+
+async def evicted(bench: Bench, nodes: list[str]) -> bool:
+    return any(bench.agents.members[n].evicted for n in nodes)
+
+
+async def view_of(bench: Bench, node: str, size: int) -> bool:
+    status = await bench.server(node).status()
+    return status.cluster_size == size and status.healthy
+
+
+async def writer_power_off(bench: Bench, figures: Figures, tag: str = "writer_off") -> None:
+    """The writer node powered off under the load; fenced FENCE_AFTER_S later; the
+    controller's step moves the writer record, the LB follows, the survivors evict."""
+    old = await bench.writer()
+    assert old is not None
+    survivors = [n for n in NODES if n != old]
+    async with bench.writing() as load:
+        stop = asyncio.Event()
+        for n in survivors:
+            bench.agents.members[n].evicted.clear()
+        polls = asyncio.create_task(survivor_polls(bench, survivors, stop))
+        await asyncio.sleep(1.0)
+        began = time.monotonic()
+        power_off(index(old))
+        figures[f"{tag}_load"] = load_average()
+        view = asyncio.create_task(polled(lambda: view_of(bench, survivors[0], 2), 30, 0.02))
+        evict = asyncio.create_task(polled(lambda: evicted(bench, survivors), 30, 0.02))
+        await asyncio.sleep(max(0.0, began + FENCE_AFTER_S - time.monotonic()))
+        fenced = time.monotonic()
+        await bench.agents.fence(old)
+        if bench.poll_on_fence:  # the agents' watch saw fenced/<node>: they poll now
+            await asyncio.gather(*(bench.agents.members[n].status() for n in survivors))
+        await bench.controller.step()
+        moved = time.monotonic()
+        switched = await bench.balancer.sync()
+        seen, sent = await view, await evict
+        await asyncio.sleep(3.0)
+        stop.set()
+        await polls
+    acked = load.first_ack_after(began)
+    figures[f"{tag}_fenced_s"] = fenced - began
+    figures[f"{tag}_evict_sent_s"] = (sent or began + 99) - began
+    figures[f"{tag}_writer_moved_s"] = moved - began
+    figures[f"{tag}_haproxy_switched_s"] = switched - began
+    figures[f"{tag}_view_changed_s"] = (seen or began + 99) - began
+    figures[f"{tag}_first_write_s"] = (acked or began + 99) - began
+    figures[f"{tag}_failing_s"] = load.longest_gap(began - 0.2)
+    figures[f"{tag}_lost"] = await bench.lost(load, survivors[0])
+    await node_back(bench, old, figures)
+
+
+async def node_back(bench: Bench, node: str, figures: Figures) -> None:
+    """``node`` powered on again: its agent registers anew and restarts its member, which
+    joins by IST (checked in its log: no SST script ran)."""
+    power_on(index(node))
+    await bench.agents.reregister(node)
+    log = bench.server(node).settings.log_path
+    offset = log.stat().st_size
+    began = time.monotonic()
+    await bench.agents.restart(node)
+    await bench.agents.settle(bench.controller)
+    figures["node_back_recover_s"] = time.monotonic() - began
+    figures["node_back_load"] = load_average()
+    with open(log, "rb") as f:
+        f.seek(offset)
+        said = f.read().decode(errors="replace")
+    figures["node_back_full_sst"] = float("Proceeding with SST" in said)
+    figures["node_back_ist"] = float("IST received" in said)
+    await bench.balancer.sync()
+
+
+def medians(runs: list[Figures]) -> Figures:
+    """Each figure's median over the runs that gave it."""
+    names = sorted({k for r in runs for k in r})
+    out = {}
+    for name in names:
+        values = sorted(r[name] for r in runs if name in r)
+        mid = len(values) // 2
+        out[name] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return out
+
+
+async def guarded(name: str, case: object, figures: Figures) -> bool:
+    """Run one case; a failure is said in one line and recorded (``<name>_failed``)."""
+    assert asyncio.iscoroutine(case)
+    try:
+        await case
+        return True
+    except Exception as exc:  # a failed run is reported, the bench goes on
+        print(f"{name} failed: {type(exc).__name__}: {exc}", flush=True)
+        figures[f"{name}_failed"] = figures.get(f"{name}_failed", 0.0) + 1
+        return False
+
+
+async def all_cases(bench: Bench, figures: Figures, runs: int) -> None:
+    for poll_on_fence, tag in ((False, "writer_off_poll"), (True, "writer_off")):
+        bench.poll_on_fence = poll_on_fence
+        many: list[Figures] = []
+        for _ in range(runs):
+            one: Figures = {}
+            if await guarded(tag, writer_power_off(bench, one, tag), figures):
+                many.append(one)
+        figures.update(medians(many))
