@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from tests.galera import lab as galera_lab_module
 from tests.galera.lab import GaleraLab, ns_of
 from tests.galera_wire.model import NODES, Agents
 
@@ -27,6 +28,7 @@ from corral.records.galera import read_galera
 
 Figures = dict[str, float]
 FENCE_AFTER_S = 0.75  # power-off -> fenced record: gossip + the lab's fence device (README)
+ROUNDS = 12  # controller steps + agent rounds at once, per recovery
 STATUS_POLL = 1.0  # the agents' driver poll (agent/node.py STATUS_POLL)
 
 
@@ -55,7 +57,7 @@ class Bench:
     vip: str
     rate: float
     poll_on_fence: bool = True
-    load: Load | None = None
+    loads: int = 0
     syncing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def server(self, node: str) -> GaleraServer:
@@ -71,10 +73,14 @@ class Bench:
         await self.controller.step()
         return await self.balancer.sync()
 
+    def new_load(self) -> Load:
+        self.loads += 1
+        return Load(self.vip, self.rate, self.loads * 10_000_000)
+
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[Load]:
         """The client writing through the VIP (once 100 writes were acknowledged)."""
-        load = Load(self.vip, self.rate)
+        load = self.new_load()
         await load.start()
         try:
             await load.wait_acked(100)
@@ -89,10 +95,6 @@ class Bench:
 
     async def lost(self, load: Load, node: str) -> float:
         return float(len(load.ids() - await self.rows(node)))
-
-    async def truncate(self) -> None:
-        first = next(n for n in NODES if self.agents.roles.get(n) == "promoted")
-        await self.server(first).execute("DELETE FROM bench.w")
 
 
 def power_off(i: int) -> None:
@@ -222,3 +224,144 @@ async def all_cases(bench: Bench, figures: Figures, runs: int) -> None:
             if await guarded(tag, writer_power_off(bench, one, tag), figures):
                 many.append(one)
         figures.update(medians(many))
+    await guarded("partition", partition(bench, figures), figures)
+    await guarded("full_reorder", full_reorder(bench, figures), figures)
+    await guarded("one_gone", one_gone(bench, figures), figures)
+
+
+async def direct_write(server: GaleraServer, i: int) -> bool:
+    """One insert straight to ``server`` (its socket, not HAProxy): True when it committed."""
+    try:
+        await asyncio.wait_for(server.execute(f"INSERT INTO bench.w VALUES ({i})"), 2.0)
+        return True
+    except Exception:
+        return False
+
+
+async def partition(bench: Bench, figures: Figures) -> None:
+    """The writer's node cut off from every other node and the LB (its switch port), no
+    fence device: its agent cannot renew its lease, which ends lease_ttl (+ up to etcd's
+    0.5 s check, modelled 0.25 s) later; the controller moves the writer, the LB follows; the
+    survivors drop it after evs.suspect_timeout; writes straight to it must all fail. Then
+    the cut heals: it rejoins by itself (IST), its agent registers again."""
+    old = await bench.writer()
+    assert old is not None
+    i, survivors = index(old), [n for n in NODES if n != old]
+    peers = [port(index(n)) for n in survivors] + ["cgb-lbp"]
+    ttl = bench.agents.spec.effective_timing.lease_ttl
+    async with bench.writing() as load:
+        await asyncio.sleep(1.0)
+        began = time.monotonic()
+        netns.partition_port(galera_lab_module.SWITCH, port(i), peers)
+        figures["partition_load"] = load_average()
+        view = asyncio.create_task(polled(lambda: view_of(bench, survivors[0], 2), 30, 0.05))
+        accepted, probe = 0, 5_000_000
+        while time.monotonic() < began + ttl + 0.25:
+            probe += 1
+            accepted += await direct_write(bench.server(old), probe)
+            await asyncio.sleep(0.2)
+        await bench.agents.expire(old)
+        await bench.step()
+        moved = time.monotonic()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:  # the minority side, on: never a write
+            probe += 1
+            accepted += await direct_write(bench.server(old), probe)
+            await asyncio.sleep(0.2)
+        pool = await bench.balancer.service.runtime.servers()
+        seen = await view
+        netns.heal_port(galera_lab_module.SWITCH, port(i))
+        healed = time.monotonic()
+        back = await polled(lambda: view_of(bench, old, 3), 120, 0.1)
+        await bench.agents.reregister(old)
+        await bench.agents.publish(old, "promoted")
+        await bench.step()
+        await asyncio.sleep(1.0)
+    figures["partition_writer_moved_s"] = moved - began
+    figures["partition_view_changed_s"] = (seen or began + 99) - began
+    figures["partition_failing_s"] = load.longest_gap(began - 0.2)
+    figures["partition_minority_accepted"] = float(accepted)
+    figures["partition_left_pool"] = float(pool[("galera", old)].admin == "maint")
+    figures["partition_rejoin_recover_s"] = (back or healed + 999) - healed
+    figures["partition_lost"] = await bench.lost(load, survivors[0])
+
+
+async def first_write_via_vip(load: Load, since: float, limit: float = 180.0) -> float:
+    """Seconds from ``since`` to the first acknowledged write after it (through HAProxy)."""
+    got = await polled(lambda: _acked_after(load, since), limit, 0.05)
+    if got is None:
+        raise RuntimeError(f"no write acknowledged within {limit:g}s")
+    return (load.first_ack_after(since) or got) - since
+
+
+async def _acked_after(load: Load, since: float) -> bool:
+    return load.first_ack_after(since) is not None
+
+
+async def follow(bench: Bench, stop: asyncio.Event) -> None:
+    """The LB following the store while a recovery runs (its watch, polled every 50 ms)."""
+    await bench.balancer.follow(stop)
+
+
+async def power_cut_all(bench: Bench) -> Load:
+    """Every node powered off at once under the load; returns the load (still running)."""
+    load = bench.new_load()
+    await load.start()
+    await load.wait_acked(100)
+    await asyncio.sleep(1.0)
+    for i in range(1, len(NODES) + 1):
+        netns.set_link(ns_of(i), ifname(i), up=False)
+    for i in range(1, len(NODES) + 1):
+        netns.kill_all(ns_of(i))
+    return load
+
+
+@contextlib.asynccontextmanager
+async def power_cut(bench: Bench, tag: str, figures: Figures) -> AsyncIterator[Load]:
+    """Every node powered off under the load; the LB follows the store until the end."""
+    load = await power_cut_all(bench)
+    figures[f"{tag}_load"] = load_average()
+    stop = asyncio.Event()
+    lb = asyncio.create_task(follow(bench, stop))
+    try:
+        yield load
+    finally:
+        stop.set()
+        await lb
+        await load.stop()
+
+
+async def full_reorder(bench: Bench, figures: Figures) -> None:
+    """Every node powered off at once under the load, then back one by one in the reverse
+    of the spec's order, 2 s apart (each agent restarts its member: ``--wsrep-recover``,
+    report); the controller claims the bootstrap for the most advanced node once every node
+    reported. ``_recover_s`` counts from the last node's return to the first write
+    acknowledged through HAProxy."""
+    async with power_cut(bench, "full_reorder", figures) as load:
+        for node in reversed(NODES):
+            power_on(index(node))
+            last = time.monotonic()
+            await bench.agents.restart(node)
+            await asyncio.sleep(max(0.0, last + 2.0 - time.monotonic()))
+        await bench.agents.settle(bench.controller, ROUNDS)
+        figures["full_reorder_synced_s"] = time.monotonic() - last
+        figures["full_reorder_recover_s"] = await first_write_via_vip(load, last)
+    figures["full_reorder_lost"] = await bench.lost(load, NODES[0])
+
+
+async def one_gone(bench: Bench, figures: Figures, gone: str = "db1") -> None:
+    """Every node powered off; ``gone`` never returns (fenced: its power switch says off).
+    The two others return; the controller waits ``bootstrap_wait`` for it, then claims a
+    bootstrap from the majority (partial). ``_recover_s`` counts from the last return."""
+    wait = bench.agents.spec.resources["galera"].galera.bootstrap_wait  # type: ignore[union-attr]
+    back = [n for n in NODES if n != gone]
+    async with power_cut(bench, "one_gone", figures) as load:
+        await bench.agents.fence(gone)
+        for node in back:
+            power_on(index(node))
+            await bench.agents.restart(node)
+        last = time.monotonic()
+        await bench.agents.settle(bench.controller, ROUNDS, tuple(back), limit=wait + 60)
+        figures["one_gone_wait_s"] = wait
+        figures["one_gone_recover_s"] = await first_write_via_vip(load, last)
+    figures["one_gone_lost"] = await bench.lost(load, back[0])

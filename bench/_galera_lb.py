@@ -11,7 +11,7 @@ namespace writing through the VIP.
        '------- cgb-br (namespace cgb-sw) -'
 ```
 
-The client (:data:`CLIENT`, run with ``ip netns exec``) inserts ids 1, 2, ... into
+The client (:data:`CLIENT`, run with ``ip netns exec``) inserts ids base + 1, + 2, ... into
 ``bench.w`` at a fixed rate, one at a time on one connection through HAProxy (1 s connect,
 read and write timeouts: a stalled commit is a failure, never a hang), and prints
 ``a <id> <monotonic>`` for each acknowledged write (CLOCK_MONOTONIC is the machine's, the
@@ -40,8 +40,8 @@ USER, PASSWORD = "bench", "bench-pw-1"
 
 CLIENT = r"""
 import sys, time, pymysql
-vip, rate, user, pw = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-conn, i, period = None, 0, 1.0 / rate
+vip, rate, user, pw, base = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+conn, i, period = None, int(base), 1.0 / rate
 nxt = time.monotonic()
 while True:
     i += 1
@@ -134,8 +134,9 @@ class Balancer:
 class Load:
     """The client process and what it said: acknowledged ids and times, failures."""
 
-    def __init__(self, vip: str, rate: float) -> None:
-        self.vip, self.rate = vip, rate
+    def __init__(self, vip: str, rate: float, base: int = 0) -> None:
+        """``base``: the ids start after it (each load its own range: no duplicate keys)."""
+        self.vip, self.rate, self.base = vip, rate, base
         self.acked: list[tuple[int, float]] = []
         self.failed: list[tuple[int, float]] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -143,7 +144,7 @@ class Load:
 
     async def start(self) -> None:
         argv = ["ip", "netns", "exec", LB_NS, sys.executable, "-c", CLIENT]
-        argv += [self.vip, str(self.rate), USER, PASSWORD]
+        argv += [self.vip, str(self.rate), USER, PASSWORD, str(self.base)]
         self._proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
         )

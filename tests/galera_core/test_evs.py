@@ -30,10 +30,12 @@ def test_galera_accepts_the_timeouts_of_every_profile(profile: str) -> None:
 
 
 def test_the_lan_figures() -> None:
-    assert evs_timeouts(profile_timing("lan")) == EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375)
+    lan = EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375, 0.225)
+    assert evs_timeouts(profile_timing("lan")) == lan
     assert provider_options(profile_timing("lan")) == (
         "evs.suspect_timeout=PT2.25S;evs.inactive_check_period=PT0.225S;"
-        "evs.keepalive_period=PT0.45S;evs.inactive_timeout=PT6.75S;evs.install_timeout=PT3.375S"
+        "evs.keepalive_period=PT0.45S;evs.inactive_timeout=PT6.75S;evs.install_timeout=PT3.375S;"
+        "evs.join_retrans_period=PT0.225S"
     )
     assert evs_timeouts(profile_timing("wan")).suspect_timeout == 9.0
     assert evs_timeouts(profile_timing("local")).suspect_timeout == 1.5
@@ -59,6 +61,9 @@ def test_violations_name_the_broken_rule() -> None:
     assert "evs.inactive_check_period <= evs.suspect_timeout / 2" in said
     assert "evs.keepalive_period <= evs.suspect_timeout / 3" in said
     assert "evs.install_timeout <= evs.inactive_timeout" in said
+    assert "evs.join_retrans_period >= 0.1 s" in "\n".join(
+        violations(EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375, 0.05))
+    )
 
 
 def test_extra_options_and_bad_entries() -> None:
