@@ -221,7 +221,13 @@ async def all_cases(bench: Bench, figures: Figures, runs: int) -> None:
             one: Figures = {}
             if await guarded(tag, writer_power_off(bench, one, tag), figures):
                 many.append(one)
+                said = ", ".join(f"{k.removeprefix(tag + '_')} {v:.2f}" for k, v in one.items())
+                print(f"{tag} run {len(many)}: {said}", flush=True)
         figures.update(medians(many))
+        for name in (f"{tag}_recover_s", f"{tag}_view_changed_s"):  # the spread of the runs
+            values = [r[name] for r in many if name in r]
+            if len(values) > 1:
+                figures[f"{name}_min"], figures[f"{name}_max"] = min(values), max(values)
     await guarded("partition", partition(bench, figures), figures)
     await guarded("full_reorder", full_reorder(bench, figures), figures)
     await guarded("one_gone", one_gone(bench, figures), figures)
