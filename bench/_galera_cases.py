@@ -133,9 +133,17 @@ async def view_of(bench: Bench, node: str, size: int) -> bool:
 
 async def writer_power_off(bench: Bench, figures: Figures, tag: str = "writer_off") -> None:
     """The writer node powered off under the load; fenced FENCE_AFTER_S later; the
-    controller's step moves the writer record, the LB follows, the survivors evict."""
+    controller's step moves the writer record, the LB follows, the survivors evict. The node
+    comes back afterwards even when the measure failed (the next cases need three)."""
     old = await bench.writer()
     assert old is not None
+    try:
+        await _power_off(bench, old, figures, tag)
+    finally:
+        await node_back(bench, old, figures)
+
+
+async def _power_off(bench: Bench, old: str, figures: Figures, tag: str) -> None:
     survivors = [n for n in NODES if n != old]
     async with bench.writing() as load:
         stop = asyncio.Event()
@@ -167,7 +175,6 @@ async def writer_power_off(bench: Bench, figures: Figures, tag: str = "writer_of
     figures[f"{tag}_view_changed_s"] = (seen or began + 99) - began
     figures[f"{tag}_recover_s"] = load.longest_gap(began - 0.2)  # writes failing
     figures[f"{tag}_lost"] = await bench.lost(load, survivors[0])
-    await node_back(bench, old, figures)
 
 
 async def node_back(bench: Bench, node: str, figures: Figures) -> None:

@@ -153,8 +153,10 @@ class Load:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         async for line in self._proc.stdout:
-            kind, i, t = line.decode().split()
-            (self.acked if kind == "a" else self.failed).append((int(i), float(t)))
+            said = line.decode(errors="replace").split()
+            if len(said) != 3 or said[0] not in ("a", "f"):
+                continue  # a line cut by the client's kill
+            (self.acked if said[0] == "a" else self.failed).append((int(said[1]), float(said[2])))
 
     async def wait_acked(self, count: int, limit: float = 60.0) -> None:
         deadline = time.monotonic() + limit

@@ -77,8 +77,10 @@ from corral.spec.profiles import profile_timing
 
 ROUNDS = 12  # controller steps + agent rounds, at most, per recovery (bounded)
 LAB_OPTIONS = {"gcache.size": "16M", "pc.recovery": "TRUE"}
-if "CORRAL_BENCH_JOIN_RETRANS" in os.environ:  # an A/B of the derived value (e.g. PT1S)
-    LAB_OPTIONS["evs.join_retrans_period"] = os.environ["CORRAL_BENCH_JOIN_RETRANS"]
+# an A/B of corral's derived values: "evs.join_retrans_period=PT1S;gmcast.peer_timeout=PT1S"
+for _entry in filter(None, os.environ.get("CORRAL_BENCH_PROVIDER", "").split(";")):
+    _name, _, _value = _entry.partition("=")
+    LAB_OPTIONS[_name.strip()] = _value.strip()
 SUBNET = "198.18.74"
 RATE = 100.0  # client writes a second
 WAIT = 10.0  # bootstrap_wait of the spec (the one-node-gone case)
