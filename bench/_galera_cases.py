@@ -192,6 +192,9 @@ async def node_back(bench: Bench, node: str, figures: Figures) -> None:
     with open(log, "rb") as f:
         f.seek(offset)
         said = f.read().decode(errors="replace")
+    for n in NODES:  # the agents' next status polls (a member empties its evict list there)
+        with contextlib.suppress(Exception):
+            await bench.agents.members[n].status()
     figures["node_back_full_sst"] = float("Proceeding with SST" in said)
     figures["node_back_ist"] = float("IST received" in said)
     await bench.balancer.sync()

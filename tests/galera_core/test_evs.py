@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from corral.core.galera.evs import (
     EvsTimeouts,
+    clear_option,
     evict_option,
     evictions,
+    evictions_over,
     evs_timeouts,
     iso,
     provider_options,
@@ -112,3 +114,14 @@ def test_only_fenced_members_are_evicted(
     got = evictions(view, gone, me, done)
     assert all(n in gone and n != me and u not in done and u in UUIDS for n, u in got)
     assert [(n, u) for u, n in view if (n, u) in got] == got  # view order, nothing made up
+
+
+def test_the_evict_list_is_emptied_only_once_every_evicted_node_is_back() -> None:
+    """Rule 2: an evicted uuid stays listed while its node is gone (fenced, not registered
+    again); once every one is back (rebooted: a new server, a new uuid) the list empties."""
+    assert not evictions_over({}, set())  # nothing evicted: nothing to do
+    assert not evictions_over({"u3": "db3"}, {"db3"})
+    assert not evictions_over({"u3": "db3", "u2": "db2"}, {"db2"})
+    assert evictions_over({"u3": "db3"}, set())
+    assert evictions_over({"u3": "db3"}, {"db2"})  # another node gone now: db3 is back
+    assert clear_option() == "evs.evict="
