@@ -101,6 +101,10 @@ class FakeServer:
 
     async def clear_evictions(self) -> None:
         self.calls.append("evict clear")
+        self.cluster.evicted = []
+
+    async def evict_list(self) -> list[str]:
+        return list(self.cluster.evicted)
 
     async def evict(self, uuid: str) -> None:
         self.calls.append(f"evict {uuid}")

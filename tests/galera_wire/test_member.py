@@ -158,6 +158,7 @@ async def test_a_survivor_evicts_a_fenced_member_at_its_poll_and_only_once() -> 
     await m1.status()
     await m1.status()
     assert server1.calls.count("evict clear") == 1 and m1.evicted == {}
+    assert cluster.evicted == []
 
 
 async def test_store_link_names_fenced_nodes_gone_until_they_register_again() -> None:

@@ -476,6 +476,12 @@ class GaleraServer:
         every node it evicted registered again (:func:`corral.core.galera.evs.evictions_over`)."""
         await self._query("SET GLOBAL wsrep_provider_options = %s", (clear_option(),))
 
+    async def evict_list(self) -> list[str]:
+        """The uuids this member keeps evicted (``wsrep_evs_evict_list``, comma-separated)."""
+        rows = await self._query("SHOW STATUS LIKE 'wsrep_evs_evict_list'")
+        said = str(rows[0][1]) if rows else ""
+        return [u.strip() for u in said.split(",") if u.strip()]
+
     async def execute(self, sql: str, args: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement as root over the kept connection (setup and tests)."""
         return await self._query(sql, args)

@@ -90,6 +90,7 @@ class Server(Protocol):
     async def view(self) -> list[tuple[str, str]]: ...
     async def evict(self, member_uuid: str) -> None: ...
     async def clear_evictions(self) -> None: ...
+    async def evict_list(self) -> list[str]: ...
 
 
 class GaleraMember:
@@ -215,13 +216,11 @@ class GaleraMember:
             return
         try:
             gone = await self.link.gone()
-            if evictions_over(self.evicted, gone):  # every evicted node is back: empty the list
-                await self.server.clear_evictions()
-                log.warning(
-                    "%s: evict list emptied (%s back)", self.name, ", ".join(self.evicted.values())
-                )
-                self.evicted.clear()
             if not gone:
+                if evictions_over(await self.server.evict_list(), gone):  # every fenced node back
+                    await self.server.clear_evictions()
+                    log.warning("%s: evict list emptied (no fenced node left)", self.name)
+                    self.evicted.clear()
                 return
             me = self.server.node
             for node, uuid in evictions(await self.server.view(), gone, me, self.evicted):

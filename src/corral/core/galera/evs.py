@@ -58,7 +58,7 @@ the form Galera reads; :func:`violations` checks Galera's constraints on the rou
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from corral.spec.profiles import Timing
@@ -163,16 +163,18 @@ def clear_option() -> str:
     return "evs.evict="
 
 
-def evictions_over(evicted: Mapping[str, str], gone: Collection[str]) -> bool:
-    """Whether a member empties its evict list now: it evicted someone (``evicted``: gcomm
-    uuid -> node) and none of those nodes is gone any more, each registered again (rebooted:
-    its evicted server is dead for good, rule 2, and its new server has a new uuid).
+def evictions_over(listed: Collection[str], gone: Collection[str]) -> bool:
+    """Whether a member empties its evict list now: the list holds uuids (``listed``: its
+    server's ``wsrep_evs_evict_list``, evicted there or spread to it by another member) and
+    no node is gone any more (every fenced node registered again: rebooted, so each evicted
+    server is dead for good, rule 2, and each new server has a new uuid). While some node is
+    still gone the list is kept whole (its uuids cannot be told apart here).
 
     Why: a Galera member that still lists an evicted uuid was seen, on real servers
     (``bench/stateful.py``), to ignore the next eviction: the view waited for the
     suspicion timeout instead (writes failing 3.0-3.4 s, not 1.0 s) in most power-offs after
     the first; with the lists emptied once the evicted node was back, every one took 1.0 s."""
-    return bool(evicted) and not any(node in gone for node in evicted.values())
+    return bool(listed) and not gone
 
 
 def evictions(
