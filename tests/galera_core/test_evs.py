@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from corral.core.galera.evs import (
     EvsTimeouts,
+    clear_option,
     evict_option,
     evictions,
+    evictions_over,
     evs_timeouts,
     iso,
     provider_options,
@@ -30,10 +32,12 @@ def test_galera_accepts_the_timeouts_of_every_profile(profile: str) -> None:
 
 
 def test_the_lan_figures() -> None:
-    assert evs_timeouts(profile_timing("lan")) == EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375)
+    lan = EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375, 0.225)
+    assert evs_timeouts(profile_timing("lan")) == lan
     assert provider_options(profile_timing("lan")) == (
         "evs.suspect_timeout=PT2.25S;evs.inactive_check_period=PT0.225S;"
-        "evs.keepalive_period=PT0.45S;evs.inactive_timeout=PT6.75S;evs.install_timeout=PT3.375S"
+        "evs.keepalive_period=PT0.45S;evs.inactive_timeout=PT6.75S;evs.install_timeout=PT3.375S;"
+        "evs.join_retrans_period=PT0.225S"
     )
     assert evs_timeouts(profile_timing("wan")).suspect_timeout == 9.0
     assert evs_timeouts(profile_timing("local")).suspect_timeout == 1.5
@@ -59,6 +63,9 @@ def test_violations_name_the_broken_rule() -> None:
     assert "evs.inactive_check_period <= evs.suspect_timeout / 2" in said
     assert "evs.keepalive_period <= evs.suspect_timeout / 3" in said
     assert "evs.install_timeout <= evs.inactive_timeout" in said
+    assert "evs.join_retrans_period >= 0.1 s" in "\n".join(
+        violations(EvsTimeouts(2.25, 0.225, 0.45, 6.75, 3.375, 0.05))
+    )
 
 
 def test_extra_options_and_bad_entries() -> None:
@@ -107,3 +114,13 @@ def test_only_fenced_members_are_evicted(
     got = evictions(view, gone, me, done)
     assert all(n in gone and n != me and u not in done and u in UUIDS for n, u in got)
     assert [(n, u) for u, n in view if (n, u) in got] == got  # view order, nothing made up
+
+
+def test_the_evict_list_is_emptied_only_once_every_fenced_node_is_back() -> None:
+    """Rule 2: evicted uuids stay listed while any node is gone (fenced, not registered
+    again); once none is (rebooted: new servers, new uuids) the list empties."""
+    assert not evictions_over([], set())  # nothing listed: nothing to do
+    assert not evictions_over(["u3"], {"db3"})
+    assert not evictions_over(["u3", "u2"], {"db2"})  # one still gone: the list stays whole
+    assert evictions_over(["u3"], set())
+    assert clear_option() == "evs.evict="

@@ -99,6 +99,13 @@ class FakeServer:
     async def view(self) -> list[tuple[str, str]]:
         return [(member_uuid(n), n) for n in sorted(self.cluster.primary)]
 
+    async def clear_evictions(self) -> None:
+        self.calls.append("evict clear")
+        self.cluster.evicted = []
+
+    async def evict_list(self) -> list[str]:
+        return list(self.cluster.evicted)
+
     async def evict(self, uuid: str) -> None:
         self.calls.append(f"evict {uuid}")
         self.cluster.evicted.append(uuid)

@@ -7,6 +7,7 @@ wait is off). The real agents are tested in ``test_real_formation.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ from corral.agent.controller import Controller
 from corral.agent.galera import StoreGaleraLink
 from corral.core.clock import ManualClock
 from corral.drivers.galera_member import PRIMARY_DETAIL, GaleraMember
-from corral.records import AssignRecord, StatusInstance, StatusRecord
+from corral.records import AssignRecord, FencedRecord, StatusInstance, StatusRecord
 from corral.records import encode as dump
 from corral.spec import load_spec_text
 from corral.store import Keys, MemoryStore
@@ -28,10 +29,10 @@ NODES = ("db1", "db2", "db3")
 class Agents:
     """What the agents of db1..db3 do with their assignments, one round at a time."""
 
-    def __init__(self, lab: GaleraLab) -> None:
+    def __init__(self, lab: GaleraLab, spec_text: str = BALANCED) -> None:
         self.clock = ManualClock(1000.0)
         self.store, self.keys = MemoryStore(self.clock), Keys("c1")
-        self.spec = load_spec_text(BALANCED)
+        self.spec = load_spec_text(spec_text)
         self.lab = lab
         self.leases: dict[str, int] = {}
         self.regs: dict[str, int] = {}
@@ -48,6 +49,28 @@ class Agents:
             )
             self.members[node] = GaleraMember("galera", self.lab.server(i), link)
             self.members[node].confirm = 0.0  # records are written in step here: none stale
+
+    async def fence(self, node: str) -> None:
+        """What the controller does once ``node``'s fence succeeded: ``fenced/<node>`` names
+        its registration, then its lease is revoked (its registration, status and report go)."""
+        record = FencedRecord(self.regs[node], time.time(), "bench")
+        await self.store.put(self.keys.fenced(node), record.dump())
+        await self.store.revoke(self.leases[node])
+
+    async def expire(self, node: str) -> None:
+        """``node``'s lease ends (its agent stopped renewing it: dead or cut off)."""
+        await self.store.revoke(self.leases[node])
+
+    async def reregister(self, node: str) -> None:
+        """``node``'s agent back: a new lease and registration, no role yet."""
+        self.leases[node] = (await self.store.grant(3600)).id
+        key = self.keys.node(node)
+        self.regs[node] = await self.store.put(key, dump({}), lease=self.leases[node])
+        self.roles.pop(node, None)
+
+    async def publish(self, node: str, role: str) -> None:
+        """Publish ``node``'s role (healthy, synced and Primary)."""
+        await self._status(node, role)
 
     def _me(self, node: str) -> Callable[[], Registration]:
         return lambda: Registration(node, self.regs[node])
@@ -78,19 +101,37 @@ class Agents:
         await self._status(node, "started")
         return took
 
-    async def settle(self, controller: Controller, rounds: int = 12) -> None:
-        """Controller steps and agent rounds until every member is promoted (bounded), then
-        until every server is synced in a view of three; one more step clears the claim and
-        names the writer."""
-        for _ in range(rounds):
+    async def settle(
+        self,
+        controller: Controller,
+        rounds: int = 12,
+        nodes: tuple[str, ...] = NODES,
+        limit: float = 0.0,
+    ) -> None:
+        """Controller steps and agent rounds until every member of ``nodes`` is promoted
+        (``rounds`` at once, then one every 0.5 s until ``limit`` seconds have passed: a
+        controller waiting, e.g. ``bootstrap_wait``), then until each of their servers is
+        synced in a view of ``len(nodes)``; one more step clears the claim and names the
+        writer. The manual clock (the controller's and the store's) follows real time."""
+        deadline, count, last = time.monotonic() + limit, 0, time.monotonic()
+        while True:
+            now = time.monotonic()
+            self.clock.advance(now - last)
+            last = now
             await controller.step()
             await self.round()
-            if len(self.roles) == 3 and set(self.roles.values()) == {"promoted"}:
+            if all(self.roles.get(n) == "promoted" for n in nodes):
                 break
-        else:
-            raise AssertionError(f"not every member promoted after {rounds} rounds: {self.roles}")
-        for server in self.lab.servers:
-            await wait_for(server, lambda s: s.healthy and s.cluster_size == 3, timeout=180)
+            count += 1
+            if count >= rounds and now > deadline:
+                raise AssertionError(f"not every member promoted: {self.roles}")
+            if count >= rounds:
+                await asyncio.sleep(0.5)
+        for node in nodes:
+            server = self.lab.server(NODES.index(node) + 1)
+            await wait_for(
+                server, lambda s: s.healthy and s.cluster_size == len(nodes), timeout=180
+            )
         await controller.step()
 
     async def _status(self, node: str, role: str) -> None:

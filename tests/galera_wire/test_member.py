@@ -152,6 +152,13 @@ async def test_a_survivor_evicts_a_fenced_member_at_its_poll_and_only_once() -> 
     assert cluster.evicted == [member_uuid("db3")] and cluster.primary == {"db1", "db2"}
     await m1.status()
     assert cluster.evicted == [member_uuid("db3")]
+    server1 = members["db1"][1]
+    assert "evict clear" not in server1.calls  # db3 still gone: its eviction stays
+    l1.fenced = set()  # db3 rebooted and registered again: the list is emptied, once
+    await m1.status()
+    await m1.status()
+    assert server1.calls.count("evict clear") == 1 and m1.evicted == {}
+    assert cluster.evicted == []
 
 
 async def test_store_link_names_fenced_nodes_gone_until_they_register_again() -> None:

@@ -126,3 +126,17 @@ def test_parse_show_proc() -> None:
         (4165, "worker", 0, None, False),
         (4100, "worker", 1, None, True),
     ]
+
+
+def test_a_cut_backend_ends_the_sessions_of_a_server_leaving_rotation() -> None:
+    """One writer (rule 6): the old writer's sessions end when the record moves."""
+    desired = {"galera": {"db1": "maint", "db2": "ready", "db3": "maint"}}
+    observed = {("galera", "db1"): "ready", ("galera", "db2"): "maint", ("galera", "db3"): "maint"}
+    assert plan(desired, observed, cut=["galera"]).commands == (
+        "set server galera/db1 state maint",
+        "shutdown sessions server galera/db1",
+        "set server galera/db2 state ready",
+    )
+    assert "shutdown" not in " ".join(plan(desired, observed).commands)  # other services
+    drained = {("galera", "db1"): "drain", **{k: v for k, v in observed.items() if k[1] != "db1"}}
+    assert "shutdown sessions server galera/db1" in plan(desired, drained, cut=["galera"]).commands

@@ -321,7 +321,7 @@ class Agent(Publishes):
             await self.act.carry_out(list(stops))
             await self.act.supervise_checks()
             now = self.clock.now()
-            if now >= self._next_poll:  # at most every STATUS_POLL, on the grid
+            if self.watch.take_fenced() or now >= self._next_poll:  # a fence: now (rule 2)
                 self._next_poll = self.grid.near(now + STATUS_POLL)
                 await self.succession.keep_guard()
                 if await self.act.poll():

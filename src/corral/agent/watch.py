@@ -6,9 +6,12 @@ watch (re)starts, then kept from the events. Every change but an event wakes the
 controller key's creation and deletion go to ``on_controller`` (a deleted key: campaign now;
 a new one: seen when made, not when its holder dies); a request for this node sets
 ``requests_pending``; the gossip keyring record goes to ``on_keyring`` (at every load of the
-prefix and on every put: the agent's gossip member follows it). A lost watch is said, and
-started again with a new read of the prefix and a look at everything (a request may have come
-meanwhile).
+prefix and on every put: the agent's gossip member follows it); a put of a ``fenced/<node>``
+record is kept for :meth:`WatchFeed.take_fenced` (the agent's main loop polls its drivers at
+once, not at the next ``STATUS_POLL``: a Galera survivor evicts a fenced member at its poll,
+rule 2, and each second there is a second of stalled commits for every client). A lost
+watch is said, and started again with a new read of the prefix and a look at everything (a
+request may have come meanwhile).
 """
 
 from __future__ import annotations
@@ -41,8 +44,15 @@ class WatchFeed:
         self.on_controller: Callable[[bytes, int | None], None] = lambda _k, _r: None
         self.on_keyring: Callable[[KeyValue | None], None] = lambda _kv: None
         self.on_event: Callable[[WatchEvent], None] = lambda _e: None  # after view.apply
+        self.fenced_seen = False  # a fenced/<node> put since the last take_fenced
         self.requests_pending = True  # read the requests at start and when they change
         self.view = view
+        self._fenced = keys.prefix("fenced")
+
+    def take_fenced(self) -> bool:
+        """Whether a fence record was put since the last call (and forget it)."""
+        seen, self.fenced_seen = self.fenced_seen, False
+        return seen
 
     async def run(self) -> None:
         """Watch until cancelled."""
@@ -63,6 +73,8 @@ class WatchFeed:
                     if event.key == self.keys.controller:
                         deleted = event.kind == "delete"
                         self.on_controller(event.key, None if deleted else event.revision)
+                    if event.key.startswith(self._fenced) and event.kind == "put":
+                        self.fenced_seen = True
                     if event.key.startswith(self.requests) and event.kind == "put":
                         self.requests_pending = True
                     if not event.key.startswith(self.keys.event_prefix()):

@@ -39,7 +39,7 @@ from typing import Any
 
 import pymysql
 
-from corral.core.galera.evs import evict_option
+from corral.core.galera.evs import clear_option, evict_option
 from corral.core.galera.files import (
     GaleraFileError,
     marked_safe_to_bootstrap,
@@ -470,6 +470,17 @@ class GaleraServer:
         it to every member and keeps that uuid out for good: a restarted server has a new
         one). The caller's rule 2: only a member whose node was fenced."""
         await self._query("SET GLOBAL wsrep_provider_options = %s", (evict_option(member_uuid),))
+
+    async def clear_evictions(self) -> None:
+        """Empty this member's evict list (``evs.evict=``): the caller's rule 2, only once
+        every node it evicted registered again (:func:`corral.core.galera.evs.evictions_over`)."""
+        await self._query("SET GLOBAL wsrep_provider_options = %s", (clear_option(),))
+
+    async def evict_list(self) -> list[str]:
+        """The uuids this member keeps evicted (``wsrep_evs_evict_list``, comma-separated)."""
+        rows = await self._query("SHOW STATUS LIKE 'wsrep_evs_evict_list'")
+        said = str(rows[0][1]) if rows else ""
+        return [u.strip() for u in said.split(",") if u.strip()]
 
     async def execute(self, sql: str, args: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement as root over the kept connection (setup and tests)."""

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from corral.core.galera.evs import evictions, provider_options
+from corral.core.galera.evs import evictions, evictions_over, provider_options
 from corral.core.galera.hold import StartedAs, joined
 from corral.core.galera.state import NodeState, Position
 from corral.drivers.base import DriverError, DriverStatus, NodeContext, NodeFault
@@ -90,6 +90,8 @@ class Server(Protocol):
     async def ensure_users(self) -> None: ...
     async def view(self) -> list[tuple[str, str]]: ...
     async def evict(self, member_uuid: str) -> None: ...
+    async def clear_evictions(self) -> None: ...
+    async def evict_list(self) -> list[str]: ...
 
 
 class GaleraMember:
@@ -101,7 +103,7 @@ class GaleraMember:
         self.promoted = False
         self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
         self.unsent: NodeState | None = None  # a report the store did not take
-        self.evicted: set[str] = set()  # gcomm uuids this member evicted (rule 2)
+        self.evicted: dict[str, str] = {}  # gcomm uuid -> node, evicted here (rule 2)
         self.confirm = CONFIRM_PRIMARY
 
     async def _report(self) -> NodeState:
@@ -216,11 +218,15 @@ class GaleraMember:
         try:
             gone = await self.link.gone()
             if not gone:
+                if evictions_over(await self.server.evict_list(), gone):  # every fenced node back
+                    await self.server.clear_evictions()
+                    log.warning("%s: evict list emptied (no fenced node left)", self.name)
+                    self.evicted.clear()
                 return
             me = self.server.node
             for node, uuid in evictions(await self.server.view(), gone, me, self.evicted):
                 await self.server.evict(uuid)
-                self.evicted.add(uuid)
+                self.evicted[uuid] = node
                 log.warning("%s: evicted %s (%s) from the group: it was fenced", me, node, uuid)
         except Exception as exc:  # the store or the server did not answer: the next poll
             log.warning("%s: eviction not done (%s)", self.name, exc)

@@ -31,6 +31,8 @@ Contract (in addition to :mod:`corral.drivers.base`):
   install only, return False.
 - **set_servers(desired)**: runtime API only (see :mod:`corral.lb.sync`): the commands that
   can run are sent; the plan is returned, so the caller sees whether a reload is still needed.
+  The servers of a balanced galera service that leave rotation lose their sessions
+  (``cut``: one writer, rule 6).
 """
 
 from __future__ import annotations
@@ -159,8 +161,10 @@ class HaproxyService:
         command HAProxy refuses raises RuntimeApiError (the commands before it took effect).
         """
         observed = {key: s.admin for key, s in (await self.runtime.servers()).items()}
+        spec = self._spec_provider()
+        writers = [n for n, r in spec.resources.items() if r.galera is not None and r.balance]
         try:
-            steps = sync.plan(desired, observed, known=self.backends())
+            steps = sync.plan(desired, observed, known=self.backends(), cut=writers)
         except ValueError as exc:
             raise DriverError(f"{self.name}: {exc}") from exc
         for cmd in steps.commands:

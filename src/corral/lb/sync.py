@@ -6,7 +6,12 @@ Pure: no I/O. :func:`plan` is the whole contract:
   for the backends it names: a running server of such a backend that ``desired`` does not name
   is to go. ``observed`` maps ``(backend, server)`` -> the state HAProxy reports (the
   ``admin`` of :class:`corral.lb.runtime.ServerState`).
-- A server in both with another state: ``set server b/s state <desired>``.
+- A server in both with another state: ``set server b/s state <desired>``. A server of a
+  backend in ``cut`` put in ``maint`` from another state also gets ``shutdown sessions server
+  b/s``: for a balanced galera service (one writer, rule 6) the writer record moved, and a
+  session opened to the old writer must not keep writing there beside the new one (HAProxy
+  keeps established sessions of a server in maintenance); its client reconnects through
+  HAProxy to the new writer at once, instead of waiting on a dead node's silent connection.
 - A desired server HAProxy does not have: with its :class:`~corral.lb.config.Server` in
   ``known`` (and the backend's check there), ``add server`` + ``enable health`` + ``set server
   state``; without it a reload is needed (the rendered configuration has it). A dynamic
@@ -25,7 +30,7 @@ Pure: no I/O. :func:`plan` is the whole contract:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from corral.lb.config import Backend, hostport, server_params
@@ -63,6 +68,7 @@ def plan(
     *,
     known: Mapping[str, Backend] | None = None,
     allow_delete: bool = True,
+    cut: Collection[str] = (),
 ) -> SyncPlan:
     """The runtime commands that take ``observed`` to ``desired`` (see the module contract)."""
     out = _Commands()
@@ -81,6 +87,12 @@ def plan(
             continue
         for server in sorted(wanted):
             out.bring(backend, server, wanted[server], have.get(server), known)
+            if (
+                backend in cut
+                and wanted[server] == "maint"
+                and have.get(server) not in (None, "maint")
+            ):
+                out.changes.append(f"shutdown sessions server {backend}/{server}")
         for server in sorted(set(have) - set(wanted)):
             out.remove(f"{backend}/{_name(server)}", have[server], allow_delete)
     return SyncPlan(
