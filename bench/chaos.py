@@ -96,7 +96,8 @@ def one_run(args: argparse.Namespace, seed: int, console: Console) -> dict[str, 
     try:
         cfg = RunConfig(
             args.spec, work, seed=seed, minutes=args.minutes, fence=args.fence,
-            verbose=not args.quiet_agents, kinds=args.kinds or KINDS,
+            verbose=not args.quiet_agents, kinds=args.kinds or KINDS, servers=args.servers,
+            converge_timeout=30.0 if args.servers == "standin" else 90.0,
             log=lambda line: console.print(line, highlight=False, markup=False),
         )  # fmt: skip
         result = run(cfg)
@@ -208,6 +209,11 @@ def main() -> int:
         help=f"comma-separated episode kinds (default: all of {', '.join(KINDS)})",
     )  # fmt: skip
     parser.add_argument("--load", action="store_true", help="load the machine half the time")
+    parser.add_argument(
+        "--servers", choices=("standin", "real", "auto"), default="standin",
+        help="what the example's galera and rabbitmq run: HTTP stand-ins (default) or the "
+        "real MariaDB Galera and RabbitMQ servers (make server-packages)",
+    )  # fmt: skip
     parser.add_argument("--load-period", type=float, default=300.0)
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("haproxy") is None:

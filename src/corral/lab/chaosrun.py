@@ -50,6 +50,7 @@ class RunConfig:
     client_interval: float = 0.05
     max_seconds: float | None = None  # no new episode after this; None: 1.5 x minutes + 60 s
     verbose: bool = False  # agents log every decision (-v): more evidence, more CPU
+    servers: str = "standin"  # galera/rabbitmq: standin | real | auto (corral.lab.servers)
     log: Callable[[str], None] = field(default=print)
 
 
@@ -125,7 +126,13 @@ class ChaosRun:
 
         if self.cfg.verbose:  # read by Lab._start_agent, here and in the fence agent's process
             os.environ["CORRAL_LAB_VERBOSE"] = "1"
-        self.lab = Lab.up(self.cfg.spec, self.cfg.work / "lab", fence_action=self.cfg.fence)
+        self.lab = Lab.up(
+            self.cfg.spec,
+            self.cfg.work / "lab",
+            fence_action=self.cfg.fence,
+            servers=self.cfg.servers,
+            timeout=60.0 if self.cfg.servers == "standin" else 180.0,
+        )
         spec = load_spec_text(self.lab.spec_file.read_text())
         rng = random.Random(self.cfg.seed)
         budget = self.cfg.minutes * 60
