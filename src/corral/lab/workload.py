@@ -158,18 +158,35 @@ def summarize_writes(
 
 # --- the queue --------------------------------------------------------------------------------
 
+CONNECT_FOR = 30.0  # seconds: a broker just promoted may take that long to accept connections
+
 
 async def publish(
     host: str, user: str, password: str, netns: str, queue: str, count: int, port: int = 5672
 ) -> set[str]:
     """Declare durable quorum queue ``queue`` on ``host`` and publish ``count`` persistent
-    messages with publisher confirms; the bodies the broker confirmed."""
+    messages with publisher confirms; the bodies the broker confirmed. The connection and the
+    declaration are tried again for up to ``CONNECT_FOR`` seconds (a broker just promoted may
+    still be booting: refused); the publishing is not (a message is never sent twice)."""
+    import aio_pika
+
     from corral.drivers.rabbitmq_health import amqp_connect
 
-    conn = await amqp_connect(host, port, user, password, 5.0, netns)
+    deadline = time.monotonic() + CONNECT_FOR
+    while True:
+        conn = None
+        try:
+            conn = await amqp_connect(host, port, user, password, 5.0, netns)
+            channel = await conn.channel(publisher_confirms=True)
+            await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+            break
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+            if conn is not None:
+                await conn.close()
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
     try:
-        channel = await conn.channel(publisher_confirms=True)
-        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
         return await publish_confirmed(channel, queue, count)
     finally:
         await conn.close()
