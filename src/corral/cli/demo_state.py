@@ -68,7 +68,8 @@ class StateTour:
         (``view``: ``corral status --json``, for the writer's name)."""
         if self.mq is not None:
             began = time.monotonic()
-            self.confirmed = asyncio.run(_publish(self, self._address(victim), MESSAGES))
+            every = [self._address(n) for n in self.spec.nodes]
+            self.confirmed = asyncio.run(_publish(self, self._address(victim), MESSAGES, every))
             self.console.print(
                 f"queue {QUEUE} (quorum, 3 replicas) declared on {victim}: "
                 f"{len(self.confirmed)} messages confirmed in {time.monotonic() - began:.1f} s"
@@ -167,10 +168,14 @@ def _login(tour: StateTour) -> tuple[str, str, str]:
     return r.user, Path(r.password.file).read_text().strip(), tour.lab.state()["client"]["ns"]
 
 
-async def _publish(tour: StateTour, host: str, count: int) -> set[str]:
-    from corral.lab.workload import publish
+async def _publish(tour: StateTour, host: str, count: int, every: list[str]) -> set[str]:
+    """Publish once every broker in ``every`` accepts connections: a broker serves only once
+    it has joined the cluster, so the quorum queue is declared with a member on each (declared
+    before the others joined, it would live on ``host`` alone and die with it)."""
+    from corral.lab.workload import publish, wait_serving
 
     user, password, ns = _login(tour)
+    await wait_serving(every, user, password, ns)
     return await publish(host, user, password, ns, QUEUE, count)
 
 

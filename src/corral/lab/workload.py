@@ -161,6 +161,27 @@ def summarize_writes(
 CONNECT_FOR = 30.0  # seconds: a broker just promoted may take that long to accept connections
 
 
+async def wait_serving(
+    hosts: Sequence[str], user: str, password: str, netns: str, port: int = 5672
+) -> None:
+    """Until each broker of ``hosts`` accepted one AMQP connection (each tried for up to
+    ``CONNECT_FOR`` seconds; the last error is raised after that)."""
+    import aio_pika
+
+    from corral.drivers.rabbitmq_health import amqp_connect
+
+    for host in hosts:
+        deadline = time.monotonic() + CONNECT_FOR
+        while True:
+            try:
+                await (await amqp_connect(host, port, user, password, 5.0, netns)).close()
+                break
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+
 async def publish(
     host: str, user: str, password: str, netns: str, queue: str, count: int, port: int = 5672
 ) -> set[str]:
