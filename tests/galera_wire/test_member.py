@@ -157,7 +157,7 @@ async def test_a_survivor_evicts_a_fenced_member_at_its_poll_and_only_once() -> 
     l1.fenced = set()  # db3 rebooted and registered again: the list is emptied, once
     await m1.status()
     await m1.status()
-    assert server1.calls.count("evict clear") == 1 and m1.evicted == {}
+    assert server1.calls.count("evict clear") == 1 and m1.evicted == set()
     assert cluster.evicted == []
 
 

@@ -103,7 +103,7 @@ class GaleraMember:
         self.promoted = False
         self.started_as: StartedAs | None = None  # how its mariadbd was started (rule 1g)
         self.unsent: NodeState | None = None  # a report the store did not take
-        self.evicted: dict[str, str] = {}  # gcomm uuid -> node, evicted here (rule 2)
+        self.evicted: set[str] = set()  # gcomm uuids this member evicted (rule 2)
         self.confirm = CONFIRM_PRIMARY
 
     async def _report(self) -> NodeState:
@@ -226,7 +226,7 @@ class GaleraMember:
             me = self.server.node
             for node, uuid in evictions(await self.server.view(), gone, me, self.evicted):
                 await self.server.evict(uuid)
-                self.evicted[uuid] = node
+                self.evicted.add(uuid)
                 log.warning("%s: evicted %s (%s) from the group: it was fenced", me, node, uuid)
         except Exception as exc:  # the store or the server did not answer: the next poll
             log.warning("%s: eviction not done (%s)", self.name, exc)
